@@ -1,0 +1,57 @@
+"""The FastAPI application factory.
+
+>>> from limit_graph.core.settings import load_settings
+>>> app = create_app(load_settings(environ={}, storage__type="memory"))
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from limit_graph import __version__
+from limit_graph.api.limits import BodySizeLimit
+from limit_graph.api.problems import install_problem_handlers
+from limit_graph.api.routes import agents, executions, health, sessions
+from limit_graph.core.settings import Settings
+from limit_graph.governance.auth import ApiKeyAuthenticator, Principal, ensure_admin_key
+from limit_graph.orchestration.platform import Platform
+
+__all__ = ["ADMIN", "create_app"]
+
+ADMIN = Principal(name="admin", tenant="default", roles=frozenset({"admin"}))
+log = logging.getLogger("limit_graph.api")
+
+
+def create_app(settings: Settings, *, platform: Platform | None = None) -> FastAPI:
+    """The REST app; it starts the platform (or uses ``platform``) in its lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        admin = ensure_admin_key(settings)
+        authenticator = ApiKeyAuthenticator()
+        authenticator.add(admin.key, ADMIN)
+        app.state.authenticator = authenticator
+        app.state.admin_key = admin
+        started = platform or await Platform.start(settings)
+        app.state.platform = started
+        try:
+            yield
+        finally:
+            if platform is None:
+                await started.close()
+
+    app = FastAPI(
+        title="LIMIT-Graph",
+        version=__version__,
+        description="Governed, provenance-tracked workflows for hybrid quantum-classical work.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
+    for module in (health, sessions, executions, agents):
+        app.include_router(module.router)
+    return app

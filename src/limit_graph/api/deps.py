@@ -1,0 +1,34 @@
+"""Dependencies of the routes: the platform, and the authenticated caller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from limit_graph.governance.auth import ApiKeyAuthenticator, Principal
+from limit_graph.orchestration.platform import Platform
+
+__all__ = ["CurrentPrincipal", "CurrentPlatform"]
+
+_bearer = HTTPBearer(auto_error=False, description="An API key or a JWT.")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+def get_platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+def get_principal(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    api_key: Annotated[str | None, Security(_api_key)],
+) -> Principal:
+    authenticator: ApiKeyAuthenticator = request.app.state.authenticator
+    return authenticator.authenticate(bearer.credentials if bearer else api_key)
+
+
+CurrentPlatform = Annotated[Platform, Depends(get_platform)]
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

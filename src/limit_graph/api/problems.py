@@ -1,0 +1,102 @@
+"""RFC 9457 problem documents: the one place errors become HTTP responses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from limit_graph.core.errors import LimitError, RateLimited
+
+__all__ = ["PROBLEM_TYPE_BASE", "install_problem_handlers", "problem_response"]
+
+PROBLEM_TYPE_BASE = "https://limit-graph.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+log = logging.getLogger("limit_graph.api")
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    slug: str,
+    extras: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = {
+        "type": PROBLEM_TYPE_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        **(extras or {}),
+    }
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+
+
+async def _limit_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LimitError)
+    headers = None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
+    if exc.status_code == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="limit-graph"'}
+    return problem_response(exc.status_code, exc.title, exc.detail, exc.slug, exc.extras(), headers)
+
+
+async def _request_validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _validation_errors(exc)
+    if any(e["type"] == "json_invalid" for e in errors):
+        return problem_response(
+            400,
+            "Malformed JSON",
+            "the request body is not valid JSON",
+            "malformed-json",
+            {"errors": errors},
+        )
+    count = len(errors)
+    return problem_response(
+        422,
+        "Invalid input",
+        f"{count} field{'s' if count != 1 else ''} failed validation",
+        "invalid-input",
+        {"errors": errors},
+    )
+
+
+async def _http_exception(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    titles = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}
+    title = titles.get(exc.status_code, "HTTP error")
+    return problem_response(
+        exc.status_code,
+        title,
+        str(exc.detail),
+        title.lower().replace(" ", "-"),
+        headers=dict(exc.headers) if exc.headers else None,
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(
+        500, "Internal error", "the server failed; the error has been logged", "internal"
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(LimitError, _limit_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(Exception, _unexpected)

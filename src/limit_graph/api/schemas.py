@@ -1,0 +1,102 @@
+"""Request and response bodies of the REST API (requests forbid unknown fields)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from limit_graph.core.models import BackendKind, Execution, Session, SessionConfig
+
+__all__ = [
+    "AgentExecuteRequest",
+    "AgentList",
+    "AgentOut",
+    "ArchiveSummary",
+    "ExecuteRequest",
+    "ExecutionPage",
+    "HealthOut",
+    "SessionCreate",
+    "SessionPage",
+    "SessionStatusOut",
+    "SessionUpdate",
+]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SessionCreate(_Request):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    config: SessionConfig = Field(default_factory=SessionConfig)
+
+
+class SessionUpdate(_Request):
+    """Only the name may change; a different ``config`` is refused (409)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    config: SessionConfig | None = None
+
+
+class ExecuteRequest(_Request):
+    agent: str = Field(min_length=1, max_length=200)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    backend: BackendKind | None = None
+    timeout_s: float | None = Field(default=None, gt=0, le=86_400)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
+    wait_s: float = Field(default=30.0, ge=0, le=300)
+
+
+class AgentExecuteRequest(_Request):
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    session_id: uuid.UUID | None = None
+    backend: BackendKind | None = None
+    timeout_s: float | None = Field(default=None, gt=0, le=86_400)
+    wait_s: float = Field(default=30.0, ge=0, le=300)
+
+
+class SessionPage(BaseModel):
+    items: list[Session]
+    next_cursor: str | None
+
+
+class ExecutionPage(BaseModel):
+    items: list[Execution]
+    next_cursor: str | None
+
+
+class SessionStatusOut(BaseModel):
+    session_id: uuid.UUID
+    state: str
+    counts: dict[str, int]
+    backends: dict[str, dict[str, int]]
+    updated_at: datetime
+
+
+class ArchiveSummary(BaseModel):
+    session_id: uuid.UUID
+    bundle_sha256: str
+    entries: int
+    executions: int
+
+
+class AgentOut(BaseModel):
+    id: str
+    version: str
+    description: str
+    backends: list[BackendKind]
+    deterministic: bool
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+
+
+class AgentList(BaseModel):
+    items: list[AgentOut]
+
+
+class HealthOut(BaseModel):
+    status: str
+    checks: dict[str, Any]

@@ -1,0 +1,97 @@
+"""Agent specifications and the registry the orchestrator looks agents up in.
+
+An agent is a typed unit of work: a name, a version, pydantic input and output
+models, the backend kinds it may run on, and the function that does the work (the
+``fn`` of a Prefect task).  Packages contribute agents through the entry-point group
+``limit_graph.agents``; each entry point names an iterable of :class:`AgentSpec`.
+
+>>> registry = AgentRegistry.from_entry_points()
+>>> registry.get("echo").version
+'1.0.0'
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+from pydantic import BaseModel
+
+from limit_graph.core.errors import ConfigError, NotFound
+from limit_graph.core.models import BackendKind
+
+__all__ = ["ENTRY_POINT_GROUP", "AgentRegistry", "AgentSpec"]
+
+ENTRY_POINT_GROUP = "limit_graph.agents"
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """What the platform knows of an agent; ``fn`` may be sync or async."""
+
+    name: str
+    version: str
+    description: str
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    fn: Callable[..., Any]
+    backends: tuple[BackendKind, ...] = (BackendKind.LOCAL,)
+    deterministic: bool = False
+    task: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+    def describe(self) -> dict[str, Any]:
+        """The agent as the API lists it, with JSON Schemas of its models."""
+        return {
+            "id": self.name,
+            "version": self.version,
+            "description": self.description,
+            "backends": [b.value for b in self.backends],
+            "deterministic": self.deterministic,
+            "input_schema": self.input_model.model_json_schema(),
+            "output_schema": self.output_model.model_json_schema(),
+        }
+
+
+class AgentRegistry:
+    """Agents by name; a name is registered once."""
+
+    def __init__(self, agents: Iterable[AgentSpec] = ()) -> None:
+        self._agents: dict[str, AgentSpec] = {}
+        for agent in agents:
+            self.register(agent)
+
+    @classmethod
+    def from_entry_points(cls) -> AgentRegistry:
+        registry = cls()
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                specs = ep.load()
+            except Exception as exc:
+                raise ConfigError(f"agent entry point {ep.name!r} failed to load: {exc}") from exc
+            for spec in specs:
+                registry.register(spec)
+        return registry
+
+    def register(self, agent: AgentSpec) -> None:
+        if agent.name in self._agents:
+            raise ConfigError(f"agent {agent.name!r} is registered twice")
+        self._agents[agent.name] = agent
+
+    def get(self, name: str) -> AgentSpec:
+        try:
+            return self._agents[name]
+        except KeyError:
+            raise NotFound(f"no agent named {name!r}") from None
+
+    def list(self) -> list[AgentSpec]:
+        return sorted(self._agents.values(), key=lambda a: a.name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._agents

@@ -1,0 +1,159 @@
+"""The platform's error tree; every error a caller can see is one of these.
+
+::
+
+    LimitError                    500  base; never raised bare
+    ├── InvalidInput              422  bad request content (``errors`` lists each field)
+    │   └── ConfigError                a configuration file or variable is wrong (start-up)
+    ├── AuthenticationRequired    401  no or unknown credentials
+    ├── NotFound                  404  unknown id (session, execution, agent, archive)
+    ├── Conflict                  409  the request contradicts current state
+    ├── PayloadTooLarge           413  body over the configured limit
+    ├── PolicyDenied              403  a governance check said no (``policy_ids``)
+    │   ├── StateDenied           409  the session's state forbids it (e.g. not active)
+    │   ├── QuotaExceeded         429
+    │   └── RateLimited           429  with ``retry_after_s``
+    └── BackendError              502  a backend failed (``retryable`` says if a retry may help)
+        └── BackendUnavailable    503  no runner serves that backend now
+
+HTTP status codes live on the classes (``status_code``) and are mapped to RFC 9457
+problem documents in one place, :mod:`limit_graph.api.problems`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "AuthenticationRequired",
+    "BackendError",
+    "BackendUnavailable",
+    "ConfigError",
+    "Conflict",
+    "InvalidInput",
+    "LimitError",
+    "NotFound",
+    "PayloadTooLarge",
+    "PolicyDenied",
+    "QuotaExceeded",
+    "RateLimited",
+    "StateDenied",
+]
+
+
+class LimitError(Exception):
+    """Root of every error the platform raises on purpose."""
+
+    status_code: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+    slug: ClassVar[str] = "internal"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def extras(self) -> dict[str, Any]:
+        """Fields added to the problem document beside type/title/status/detail."""
+        return {}
+
+
+class InvalidInput(LimitError):
+    status_code = 422
+    title = "Invalid input"
+    slug = "invalid-input"
+
+    def __init__(self, detail: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail)
+        self.errors = errors or []
+
+    def extras(self) -> dict[str, Any]:
+        return {"errors": self.errors} if self.errors else {}
+
+
+class ConfigError(InvalidInput):
+    title = "Invalid configuration"
+    slug = "invalid-config"
+
+
+class AuthenticationRequired(LimitError):
+    status_code = 401
+    title = "Authentication required"
+    slug = "unauthenticated"
+
+
+class NotFound(LimitError):
+    status_code = 404
+    title = "Not found"
+    slug = "not-found"
+
+
+class Conflict(LimitError):
+    status_code = 409
+    title = "Conflict"
+    slug = "conflict"
+
+
+class PayloadTooLarge(LimitError):
+    status_code = 413
+    title = "Payload too large"
+    slug = "payload-too-large"
+
+
+class PolicyDenied(LimitError):
+    status_code = 403
+    title = "Denied by policy"
+    slug = "policy-denied"
+
+    def __init__(self, detail: str, policy_ids: list[str]) -> None:
+        super().__init__(detail)
+        self.policy_ids = policy_ids
+
+    def extras(self) -> dict[str, Any]:
+        return {"policy_ids": self.policy_ids}
+
+
+class StateDenied(PolicyDenied):
+    status_code = 409
+    title = "Denied by state"
+    slug = "state-denied"
+
+
+class QuotaExceeded(PolicyDenied):
+    status_code = 429
+    title = "Quota exceeded"
+    slug = "quota-exceeded"
+
+
+class RateLimited(PolicyDenied):
+    status_code = 429
+    title = "Rate limited"
+    slug = "rate-limited"
+
+    def __init__(self, detail: str, policy_ids: list[str], retry_after_s: float) -> None:
+        super().__init__(detail, policy_ids)
+        self.retry_after_s = retry_after_s
+
+    def extras(self) -> dict[str, Any]:
+        return {**super().extras(), "retry_after_s": self.retry_after_s}
+
+
+class BackendError(LimitError):
+    status_code = 502
+    title = "Backend error"
+    slug = "backend-error"
+
+    def __init__(self, detail: str, *, retryable: bool = False) -> None:
+        super().__init__(detail)
+        self.retryable = retryable
+
+    def extras(self) -> dict[str, Any]:
+        return {"retryable": self.retryable}
+
+
+class BackendUnavailable(BackendError):
+    status_code = 503
+    title = "Backend unavailable"
+    slug = "backend-unavailable"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, retryable=True)

@@ -1,0 +1,162 @@
+"""Domain types shared by every layer: sessions, executions and provenance entries.
+
+These are the platform's records, not request bodies: request schemas live in
+``api/schemas.py`` and are converted to these by the orchestrator.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from limit_graph.core.canonical import sha256_hex
+
+__all__ = [
+    "BackendKind",
+    "ErrorInfo",
+    "Execution",
+    "ExecutionState",
+    "ProvenanceEntry",
+    "Session",
+    "SessionConfig",
+    "SessionState",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (every stored timestamp is)."""
+    return datetime.now(UTC)
+
+
+class BackendKind(StrEnum):
+    LOCAL = "local"
+    REMOTE = "remote"
+    QUANTUM = "quantum"
+
+
+class SessionState(StrEnum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    ARCHIVED = "archived"
+    DELETED = "deleted"
+
+
+class ExecutionState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (ExecutionState.QUEUED, ExecutionState.RUNNING)
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def document(self) -> dict[str, Any]:
+        """The JSON document stored and hashed for this record."""
+        return self.model_dump(mode="json")
+
+
+class SessionConfig(_Record):
+    """A session's configuration; immutable once the session exists."""
+
+    backends: list[BackendKind] = Field(
+        default_factory=lambda: [BackendKind.LOCAL, BackendKind.REMOTE, BackendKind.QUANTUM],
+        min_length=1,
+        description="Backend kinds this session may use.",
+    )
+    default_backend: BackendKind | None = Field(
+        default=None, description="Backend used when a request names none."
+    )
+    tags: list[str] = Field(default_factory=list, max_length=64)
+    quotas: dict[str, float] = Field(default_factory=dict)
+    policies: list[str] = Field(default_factory=list)
+    timeout_s: float | None = Field(default=None, gt=0, le=86_400)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_are_short(cls, tags: list[str]) -> list[str]:
+        for tag in tags:
+            if not tag or len(tag) > 128:
+                raise ValueError("each tag must be 1 to 128 characters")
+        return tags
+
+    def sha256(self) -> str:
+        return sha256_hex(self.document())
+
+
+class Session(_Record):
+    id: uuid.UUID
+    name: str
+    state: SessionState
+    config: SessionConfig
+    config_sha256: str
+    owner: str
+    tenant: str
+    created_at: datetime
+    updated_at: datetime
+    prefect_flow_run_id: uuid.UUID | None = None
+    restored_from: str | None = Field(
+        default=None, description="SHA-256 of the archive bundle this session was restored from."
+    )
+
+
+class ErrorInfo(_Record):
+    type: str
+    message: str
+    retryable: bool = False
+
+
+class Execution(_Record):
+    id: uuid.UUID
+    session_id: uuid.UUID
+    agent: str
+    agent_version: str
+    backend: BackendKind
+    instance: str
+    state: ExecutionState
+    inputs: dict[str, Any]
+    result: Any = None
+    error: ErrorInfo | None = None
+    attempts: int = 0
+    cache_hit: bool = False
+    submitted_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    provenance_entry: int | None = Field(
+        default=None, description="Ledger index of the entry that recorded this state."
+    )
+    idempotency_key: str | None = None
+    timeout_s: float | None = None
+    actor: str
+
+
+class ProvenanceEntry(_Record):
+    """One line of the append-only ledger: who did what to which resource, and its hash.
+
+    ``payload_sha256`` is the SHA-256 of the canonical JSON of ``payload`` (what was
+    written); ``entry_hash`` covers every other field, ``prev_hash`` included, so the
+    entries form a hash chain.
+    """
+
+    index: int
+    timestamp: datetime
+    actor: str
+    action: str
+    resource_type: str
+    resource_id: str
+    session_id: uuid.UUID | None
+    payload: dict[str, Any]
+    payload_sha256: str
+    prev_hash: str
+    entry_hash: str

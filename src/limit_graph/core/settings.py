@@ -1,0 +1,228 @@
+"""Platform settings: defaults, then a TOML file, then environment variables.
+
+The environment variables are the ones the platform has always documented:
+``BIND_ADDRESS``, ``DATABASE_URL``, ``BACKEND_TYPE`` and ``LOG_LEVEL``, plus the
+``LIMIT_*`` family (``LIMIT_CONFIG``, ``LIMIT_HOME``, ``LIMIT_MODE``,
+``LIMIT_ADMIN_API_KEY``).  The file (``--config`` or ``LIMIT_CONFIG``) has the
+sections ``[server]``, ``[storage]`` and ``[backends]``::
+
+    [server]
+    bind_address = "127.0.0.1:8080"
+
+    [storage]
+    type = "database"            # memory | file | database
+    url = "postgresql://postgres@127.0.0.1:5432/limit"
+
+    [backends]
+    default = "local"
+    [backends.aer]
+    type = "quantum"
+    workers = 2
+
+An unknown key or a bad value is a :class:`ConfigError` naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from limit_graph.core.errors import ConfigError
+from limit_graph.core.models import BackendKind
+
+__all__ = [
+    "BackendInstance",
+    "BackendsSettings",
+    "ServerSettings",
+    "Settings",
+    "StorageSettings",
+    "load_settings",
+    "normalize_database_url",
+]
+
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "admin", "password"})
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
+    bind_address: str = Field(default="127.0.0.1:8080", pattern=r"^[^\s:]+:\d{1,5}$")
+    workers: int = Field(default=1, ge=1, le=64)
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+
+    @property
+    def host(self) -> str:
+        return self.bind_address.rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.bind_address.rsplit(":", 1)[1])
+
+
+class StorageSettings(_Section):
+    type: Literal["memory", "file", "database"] = "database"
+    url: str | None = Field(default=None, description="Database URL (type = database).")
+    path: Path | None = Field(default=None, description="Folder for type = file.")
+
+
+class BackendInstance(_Section):
+    type: BackendKind
+    workers: int = Field(default=1, ge=1, le=256)
+    url: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class BackendsSettings(_Section):
+    default: BackendKind = BackendKind.LOCAL
+    instances: dict[str, BackendInstance] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tables_are_instances(cls, raw: Any) -> Any:
+        """In TOML, every table under ``[backends]`` is a named instance."""
+        if isinstance(raw, Mapping) and "instances" not in raw:
+            tables = {k: v for k, v in raw.items() if isinstance(v, Mapping)}
+            rest = {k: v for k, v in raw.items() if not isinstance(v, Mapping)}
+            return {**rest, "instances": tables}
+        return raw
+
+
+class Settings(_Section):
+    """Everything the platform needs to start; passed down, never read from a global."""
+
+    mode: Literal["dev", "prod"] = "dev"
+    home: Path = Path(".limit")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    admin_api_key: SecretStr | None = None
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    backends: BackendsSettings = Field(default_factory=BackendsSettings)
+    source: str | None = Field(default=None, description="The config file these came from.")
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_in_prod(self) -> Settings:
+        if self.mode == "prod":
+            key = self.admin_api_key.get_secret_value() if self.admin_api_key else None
+            if key is not None and (key.lower() in PLACEHOLDER_SECRETS or len(key) < 24):
+                raise ValueError(
+                    "admin_api_key is a placeholder or shorter than 24 characters; "
+                    "set a real secret outside dev mode"
+                )
+        return self
+
+    @property
+    def database_url(self) -> str:
+        """The async SQLAlchemy URL of the platform database."""
+        url = self.storage.url or f"sqlite:///{self.home / 'limit.db'}"
+        return normalize_database_url(url)
+
+    @property
+    def file_storage_path(self) -> Path:
+        return self.storage.path or self.home / "data"
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.home / "admin.key"
+
+
+def normalize_database_url(url: str) -> str:
+    """Give a plain ``postgresql://`` or ``sqlite://`` URL the async driver we ship.
+
+    >>> normalize_database_url("postgresql://u@h/db")
+    'postgresql+psycopg://u@h/db'
+    """
+    for plain, driver in (
+        ("postgresql://", "postgresql+psycopg://"),
+        ("postgres://", "postgresql+psycopg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    if url.startswith(("postgresql+psycopg://", "sqlite+aiosqlite://")):
+        return url
+    raise ConfigError(
+        f"unsupported database URL scheme in {url.split('://', 1)[0]!r}: "
+        "use postgresql:// or sqlite://"
+    )
+
+
+_ENV_PATHS: dict[str, tuple[str, ...]] = {
+    "BIND_ADDRESS": ("server", "bind_address"),
+    "BACKEND_TYPE": ("backends", "default"),
+    "LOG_LEVEL": ("log_level",),
+    "LIMIT_HOME": ("home",),
+    "LIMIT_MODE": ("mode",),
+    "LIMIT_ADMIN_API_KEY": ("admin_api_key",),
+    "LIMIT_STORAGE": ("storage", "type"),
+}
+
+
+def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        node = tree.get(key)
+        if not isinstance(node, dict):
+            node = tree[key] = {}
+        tree = node
+    tree[path[-1]] = value
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if p != "instances"]
+    return ".".join(parts) or "(top level)"
+
+
+def load_settings(
+    config_path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build :class:`Settings` from the file, the environment and explicit overrides.
+
+    >>> load_settings(environ={"BIND_ADDRESS": "0.0.0.0:9000"}).server.port
+    9000
+    """
+    env = os.environ if environ is None else environ
+    path = config_path if config_path is not None else env.get("LIMIT_CONFIG")
+    tree: dict[str, Any] = {}
+    origin = "environment"
+    if path:
+        file = Path(path)
+        origin = str(file)
+        try:
+            tree = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {file} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+        tree["source"] = str(file)
+    for var, key_path in _ENV_PATHS.items():
+        if env.get(var):
+            _set_path(tree, key_path, env[var].upper() if var == "LOG_LEVEL" else env[var])
+    if env.get("DATABASE_URL"):
+        _set_path(tree, ("storage", "type"), "database")
+        _set_path(tree, ("storage", "url"), env["DATABASE_URL"])
+    for key, value in overrides.items():
+        if value is not None:
+            _set_path(tree, tuple(key.split("__")), value)
+    try:
+        settings = Settings.model_validate(tree)
+    except ValidationError as exc:
+        errors = [
+            {"loc": _format_location(e["loc"]), "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors()
+        ]
+        lines = "; ".join(
+            f"{e['loc']}: {'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
+            for e in errors
+        )
+        raise ConfigError(f"invalid configuration in {origin}: {lines}", errors) from None
+    if settings.storage.type == "database":
+        normalize_database_url(settings.database_url)
+    return settings

@@ -1,0 +1,1 @@
+"""Governance: who may do what (authentication, checks before every task)."""

@@ -1,0 +1,1 @@
+"""Orchestration: sessions, executions and the archive, over storage and governance."""

@@ -1,0 +1,98 @@
+"""Archive bundles: a session, its executions and its ledger entries, verifiable offline.
+
+``bundle_sha256`` is the SHA-256 of the canonical JSON of the bundle without that
+field.  :func:`verify_bundle` re-checks every hash and ties each record to the ledger
+entry that wrote it, so any edit to the bundle is found and the first bad part named.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from limit_graph.core.canonical import sha256_hex
+from limit_graph.core.errors import InvalidInput
+from limit_graph.core.models import Execution, ProvenanceEntry, Session, utcnow
+from limit_graph.storage.base import execution_draft, session_draft
+from limit_graph.storage.ledger import verify_chain
+
+__all__ = ["BUNDLE_FORMAT", "ArchiveBundle", "build_bundle", "parse_bundle", "verify_bundle"]
+
+BUNDLE_FORMAT = "limit-graph.archive/1"
+
+
+class ArchiveBundle(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["limit-graph.archive/1"]
+    archived_at: datetime
+    session: Session
+    executions: list[Execution]
+    entries: list[ProvenanceEntry]
+    bundle_sha256: str
+
+
+def build_bundle(
+    session: Session, executions: list[Execution], entries: list[ProvenanceEntry]
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "format": BUNDLE_FORMAT,
+        "archived_at": utcnow().isoformat().replace("+00:00", "Z"),
+        "session": session.document(),
+        "executions": [e.document() for e in executions],
+        "entries": [e.document() for e in entries],
+    }
+    return {**body, "bundle_sha256": sha256_hex(body)}
+
+
+def parse_bundle(document: Any) -> ArchiveBundle:
+    """Validate the bundle's shape and its ``bundle_sha256`` over the document as sent."""
+    try:
+        bundle = ArchiveBundle.model_validate(document)
+    except ValidationError as exc:
+        errors = [
+            {"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        raise InvalidInput("not an archive bundle", errors) from None
+    body = {k: v for k, v in document.items() if k != "bundle_sha256"}
+    if sha256_hex(body) != bundle.bundle_sha256:
+        raise _reject("bundle_sha256 does not match the bundle's content")
+    return bundle
+
+
+def _reject(detail: str) -> InvalidInput:
+    return InvalidInput(f"archive bundle does not verify: {detail}")
+
+
+def verify_bundle(bundle: ArchiveBundle) -> None:
+    """Raise :class:`InvalidInput` naming the first record or entry that fails."""
+    session_id = bundle.session.id
+    for entry in bundle.entries:
+        if entry.session_id != session_id:
+            raise _reject(f"entry {entry.index} belongs to another session")
+    problem = verify_chain(bundle.entries, contiguous=False)
+    if problem:
+        raise _reject(problem)
+    by_index = {e.index: e for e in bundle.entries}
+    session_entries = [e for e in bundle.entries if e.resource_type == "session"]
+    if not session_entries:
+        raise _reject("no ledger entry records the session")
+    last = session_entries[-1]
+    expected = session_draft(bundle.session, actor=last.actor, action=last.action).payload
+    if sha256_hex(expected) != last.payload_sha256:
+        raise _reject(f"session record does not match its ledger entry {last.index}")
+    for execution in bundle.executions:
+        if execution.session_id != session_id:
+            raise _reject(f"execution {execution.id} belongs to another session")
+        index = execution.provenance_entry
+        recorded = by_index.get(index) if index is not None else None
+        if recorded is None or recorded.resource_id != str(execution.id):
+            raise _reject(f"execution {execution.id} has no ledger entry in the bundle")
+        payload = execution_draft(execution, actor=recorded.actor, action=recorded.action).payload
+        if sha256_hex(payload) != recorded.payload_sha256:
+            raise _reject(
+                f"execution {execution.id} does not match its ledger entry {recorded.index}"
+            )

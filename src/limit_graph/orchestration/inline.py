@@ -1,0 +1,67 @@
+"""Run an agent inside this process: the local backend's fast path.
+
+The agent's function is called directly (not through the Prefect engine, which
+costs milliseconds per call); async agents run on the event loop, sync ones in a
+worker thread so the loop never blocks.  The outcome is a final state with either
+the validated result or the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from limit_graph.core.agents import AgentSpec
+from limit_graph.core.errors import BackendError
+from limit_graph.core.models import ErrorInfo, ExecutionState
+
+__all__ = ["Outcome", "run_inline"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: ExecutionState
+    result: Any = None
+    error: ErrorInfo | None = None
+
+
+def _error(exc: BaseException) -> ErrorInfo:
+    retryable = isinstance(exc, BackendError) and exc.retryable
+    message = str(exc) or type(exc).__name__
+    return ErrorInfo(type=type(exc).__name__, message=message[:4096], retryable=retryable)
+
+
+async def _call(agent: AgentSpec, inputs: BaseModel) -> Any:
+    if agent.is_async:
+        return await agent.fn(inputs)
+    return await asyncio.to_thread(agent.fn, inputs)
+
+
+async def run_inline(agent: AgentSpec, inputs: BaseModel, timeout_s: float | None) -> Outcome:
+    """Run ``agent`` on validated ``inputs``; never raises except on cancellation."""
+    try:
+        raw = await asyncio.wait_for(_call(agent, inputs), timeout=timeout_s)
+    except TimeoutError:
+        return Outcome(
+            ExecutionState.TIMED_OUT,
+            error=ErrorInfo(type="Timeout", message=f"no result within {timeout_s} s"),
+        )
+    except Exception as exc:
+        return Outcome(ExecutionState.FAILED, error=_error(exc))
+    try:
+        if isinstance(raw, BaseModel):
+            raw = raw.model_dump(mode="json")
+        result = agent.output_model.model_validate(raw).model_dump(mode="json")
+    except ValidationError as exc:
+        return Outcome(
+            ExecutionState.FAILED,
+            error=ErrorInfo(
+                type="InvalidOutput",
+                message=f"agent {agent.name!r} returned output that does not match its "
+                f"schema: {exc.errors(include_url=False)[0]['msg']}",
+            ),
+        )
+    return Outcome(ExecutionState.SUCCEEDED, result=result)

@@ -1,0 +1,78 @@
+"""The platform's services, wired once from :class:`Settings` and shared by API and CLI."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from limit_graph.core.agents import AgentRegistry
+from limit_graph.core.models import Execution, SessionConfig
+from limit_graph.core.settings import Settings
+from limit_graph.governance.auth import Principal
+from limit_graph.governance.checks import CheckPipeline, default_checks
+from limit_graph.orchestration.executions import ExecuteCommand, ExecutionService
+from limit_graph.orchestration.sessions import SessionService
+from limit_graph.storage.base import Storage
+from limit_graph.storage.factory import open_storage
+
+__all__ = ["Platform"]
+
+
+@dataclass
+class Platform:
+    """Storage, agents, checks and the services over them.
+
+    >>> # platform = await Platform.start(load_settings())
+    >>> # ...; await platform.close()
+    """
+
+    settings: Settings
+    storage: Storage
+    registry: AgentRegistry
+    checks: CheckPipeline
+    sessions: SessionService
+    executions: ExecutionService
+
+    @classmethod
+    async def start(
+        cls,
+        settings: Settings,
+        *,
+        storage: Storage | None = None,
+        registry: AgentRegistry | None = None,
+    ) -> Platform:
+        store = storage or open_storage(settings)
+        await store.start()
+        agents = registry or AgentRegistry.from_entry_points()
+        checks = default_checks()
+        return cls(
+            settings=settings,
+            storage=store,
+            registry=agents,
+            checks=checks,
+            sessions=SessionService(store),
+            executions=ExecutionService(
+                store, agents, checks, default_backend=settings.backends.default
+            ),
+        )
+
+    async def execute_agent(
+        self, principal: Principal, session_id: uuid.UUID | None, command: ExecuteCommand
+    ) -> Execution:
+        """Run an agent in ``session_id``, or in a one-off session completed afterwards."""
+        if session_id is not None:
+            return await self.executions.execute(principal, session_id, command)
+        self.registry.get(command.agent)
+        session = await self.sessions.create(
+            principal,
+            SessionConfig(tags=["one-off"]),
+            name=f"one-off-{command.agent}",
+        )
+        try:
+            return await self.executions.execute(principal, session.id, command)
+        finally:
+            await self.sessions.complete(principal, session.id)
+
+    async def close(self) -> None:
+        await self.executions.close()
+        await self.storage.close()

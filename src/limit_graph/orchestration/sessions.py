@@ -1,0 +1,232 @@
+"""The session service: create, read, list, complete, delete, archive and restore.
+
+Sessions are tenant-isolated: a caller sees the sessions of its own tenant (an
+admin sees all), and an unknown or foreign id is the same :class:`NotFound`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from limit_graph.core.errors import Conflict, InvalidInput, NotFound
+from limit_graph.core.models import (
+    Session,
+    SessionConfig,
+    SessionState,
+    utcnow,
+)
+from limit_graph.governance.auth import Principal
+from limit_graph.orchestration.archive import (
+    ArchiveBundle,
+    build_bundle,
+    parse_bundle,
+    verify_bundle,
+)
+from limit_graph.storage.base import SessionFilter, Storage, StorageTransaction
+from limit_graph.storage.paging import Page
+
+__all__ = ["SessionService", "visible_to"]
+
+
+def visible_to(session: Session | None, principal: Principal) -> bool:
+    return session is not None and (principal.is_admin or session.tenant == principal.tenant)
+
+
+class SessionService:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    async def create(
+        self, principal: Principal, config: SessionConfig, name: str | None = None
+    ) -> Session:
+        """A new active session owned by ``principal``.
+
+        >>> # await sessions.create(principal, SessionConfig(tags=["demo"]))
+        """
+        if config.default_backend is not None and config.default_backend not in config.backends:
+            raise InvalidInput(
+                "default_backend must be one of the session's backends",
+                [
+                    {
+                        "loc": ["body", "config", "default_backend"],
+                        "msg": f"{config.default_backend.value!r} is not in backends",
+                        "type": "value_error",
+                    }
+                ],
+            )
+        session_id = uuid.uuid4()
+        now = utcnow()
+        session = Session(
+            id=session_id,
+            name=name or f"session-{session_id.hex[:8]}",
+            state=SessionState.ACTIVE,
+            config=config,
+            config_sha256=config.sha256(),
+            owner=principal.name,
+            tenant=principal.tenant,
+            created_at=now,
+            updated_at=now,
+        )
+        async with self.storage.transaction() as tx:
+            return await tx.save_session(session, actor=principal.name, action="session.created")
+
+    async def get(self, principal: Principal, session_id: uuid.UUID) -> Session:
+        session = await self.storage.get_session(session_id)
+        if session is None or not visible_to(session, principal):
+            raise NotFound(f"no session {session_id}")
+        return session
+
+    async def list(
+        self,
+        principal: Principal,
+        *,
+        state: SessionState | None = None,
+        tag: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[Session]:
+        tenant = None if principal.is_admin else principal.tenant
+        return await self.storage.list_sessions(
+            SessionFilter(tenant=tenant, state=state, tag=tag), limit=limit, cursor=cursor
+        )
+
+    async def _locked(
+        self, tx: StorageTransaction, principal: Principal, session_id: uuid.UUID
+    ) -> Session:
+        session = await tx.get_session(session_id)
+        if session is None or not visible_to(session, principal):
+            raise NotFound(f"no session {session_id}")
+        return session
+
+    async def _transition(
+        self,
+        tx: StorageTransaction,
+        principal: Principal,
+        session: Session,
+        state: SessionState,
+        **changes: Any,
+    ) -> Session:
+        updated = session.model_copy(update={"state": state, "updated_at": utcnow(), **changes})
+        return await tx.save_session(updated, actor=principal.name, action=f"session.{state.value}")
+
+    async def update(
+        self,
+        principal: Principal,
+        session_id: uuid.UUID,
+        *,
+        name: str | None = None,
+        config: SessionConfig | None = None,
+    ) -> Session:
+        """Rename a session; its config never changes (a different one is a Conflict)."""
+        async with self.storage.transaction() as tx:
+            session = await self._locked(tx, principal, session_id)
+            if config is not None and config.sha256() != session.config_sha256:
+                raise Conflict(
+                    f"session {session_id}'s config is immutable "
+                    f"(sha256 {session.config_sha256}); create a new session instead"
+                )
+            if session.state is SessionState.DELETED:
+                raise Conflict(f"session {session_id} is deleted")
+            if name is None or name == session.name:
+                return session
+            updated = session.model_copy(update={"name": name, "updated_at": utcnow()})
+            return await tx.save_session(updated, actor=principal.name, action="session.renamed")
+
+    async def complete(self, principal: Principal, session_id: uuid.UUID) -> Session:
+        async with self.storage.transaction() as tx:
+            session = await self._locked(tx, principal, session_id)
+            if session.state is not SessionState.ACTIVE:
+                raise Conflict(f"session {session_id} is {session.state.value}, not active")
+            return await self._transition(tx, principal, session, SessionState.COMPLETED)
+
+    async def delete(self, principal: Principal, session_id: uuid.UUID) -> Session:
+        async with self.storage.transaction() as tx:
+            session = await self._locked(tx, principal, session_id)
+            if session.state is SessionState.DELETED:
+                raise NotFound(f"no session {session_id}")
+            return await self._transition(tx, principal, session, SessionState.DELETED)
+
+    async def archive(self, principal: Principal, session_id: uuid.UUID) -> dict[str, Any]:
+        """Freeze the session into a bundle and mark it archived."""
+        async with self.storage.transaction() as tx:
+            session = await self._locked(tx, principal, session_id)
+            if session.state not in (SessionState.ACTIVE, SessionState.COMPLETED):
+                raise Conflict(f"session {session_id} is {session.state.value}; cannot archive")
+            executions = await tx.session_executions(session_id)
+            unfinished = [e for e in executions if not e.state.is_final]
+            if unfinished:
+                raise Conflict(
+                    f"session {session_id} has {len(unfinished)} unfinished executions; "
+                    "wait for them or cancel them first"
+                )
+            entries = await tx.session_entries(session_id)
+            bundle = build_bundle(session, executions, entries)
+            await tx.save_archive(session_id, bundle)
+            await self._transition(tx, principal, session, SessionState.ARCHIVED)
+        return {
+            "session_id": str(session_id),
+            "bundle_sha256": bundle["bundle_sha256"],
+            "entries": len(entries),
+            "executions": len(executions),
+        }
+
+    async def get_archive(self, principal: Principal, session_id: uuid.UUID) -> dict[str, Any]:
+        await self.get(principal, session_id)
+        bundle = await self.storage.get_archive(session_id)
+        if bundle is None:
+            raise NotFound(f"session {session_id} has no archive")
+        return bundle
+
+    @staticmethod
+    async def _match_ledger(tx: StorageTransaction, bundle: ArchiveBundle) -> None:
+        """Where this ledger holds the session's entries, the bundle must hold the same."""
+        if not bundle.entries:
+            return
+        last = bundle.entries[-1].index
+        known = {e.index: e for e in await tx.session_entries(bundle.session.id) if e.index <= last}
+        carried = {e.index: e for e in bundle.entries}
+        for index, entry in sorted(known.items()):
+            if index not in carried:
+                raise InvalidInput(
+                    f"archive bundle does not verify: entry {index} of this ledger is missing"
+                )
+            if carried[index].entry_hash != entry.entry_hash:
+                raise InvalidInput(
+                    f"archive bundle does not verify: entry {index} differs from this ledger"
+                )
+
+    async def restore(self, principal: Principal, document: Any) -> Session:
+        """Verify a bundle and bring its session back in the state it was archived from.
+
+        Every hash is checked before anything is written; a bundle whose entries are
+        also in this ledger must match them exactly.
+        """
+        bundle = parse_bundle(document)
+        verify_bundle(bundle)
+        original = bundle.session
+        if not (principal.is_admin or original.tenant == principal.tenant):
+            raise NotFound(f"no session {original.id}")
+        if original.state not in (SessionState.ACTIVE, SessionState.COMPLETED):
+            raise InvalidInput(f"bundle holds a session in state {original.state.value}")
+        async with self.storage.transaction() as tx:
+            await self._match_ledger(tx, bundle)
+            current = await tx.get_session(original.id)
+            if current is not None and current.state is not SessionState.ARCHIVED:
+                raise Conflict(f"session {original.id} exists and is {current.state.value}")
+            if current is not None and current.config_sha256 != original.config_sha256:
+                raise Conflict(f"session {original.id} exists with another config")
+            if any(not e.state.is_final for e in bundle.executions):
+                raise InvalidInput("archive bundle holds unfinished executions")
+            restored = original.model_copy(
+                update={"updated_at": utcnow(), "restored_from": bundle.bundle_sha256}
+            )
+            restored = await tx.save_session(
+                restored, actor=principal.name, action="session.restored"
+            )
+            for execution in bundle.executions:
+                if await tx.get_execution(execution.id) is None:
+                    await tx.save_execution(
+                        execution, actor=principal.name, action="execution.restored"
+                    )
+            return restored

@@ -1,0 +1,138 @@
+"""The storage protocol every backend implements, and the record/entry pairing rules.
+
+Writes happen inside :meth:`Storage.transaction`; every ``save_*`` also appends a
+provenance entry in the same transaction, so a record and its entry land together
+or not at all.  Reads outside a transaction see committed data only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from limit_graph.core.models import (
+    Execution,
+    ExecutionState,
+    ProvenanceEntry,
+    Session,
+    SessionState,
+)
+from limit_graph.storage.ledger import EntryDraft
+from limit_graph.storage.paging import Page
+
+__all__ = [
+    "SessionFilter",
+    "Storage",
+    "StorageTransaction",
+    "execution_draft",
+    "session_draft",
+]
+
+
+@dataclass(frozen=True)
+class SessionFilter:
+    tenant: str | None = None
+    state: SessionState | None = None
+    tag: str | None = None
+
+
+def session_draft(session: Session, *, actor: str, action: str) -> EntryDraft:
+    return EntryDraft(
+        actor=actor,
+        action=action,
+        resource_type="session",
+        resource_id=str(session.id),
+        session_id=session.id,
+        payload=session.document(),
+    )
+
+
+def execution_draft(execution: Execution, *, actor: str, action: str) -> EntryDraft:
+    """The entry for an execution; its payload leaves out the entry's own index."""
+    payload = execution.document()
+    payload["provenance_entry"] = None
+    return EntryDraft(
+        actor=actor,
+        action=action,
+        resource_type="execution",
+        resource_id=str(execution.id),
+        session_id=execution.session_id,
+        payload=payload,
+    )
+
+
+class StorageTransaction(Protocol):
+    """Reads see this transaction's own writes; nothing is visible to others until commit."""
+
+    async def get_session(self, session_id: uuid.UUID) -> Session | None: ...
+
+    async def get_execution(self, execution_id: uuid.UUID) -> Execution | None: ...
+
+    async def find_execution_by_key(
+        self, session_id: uuid.UUID, idempotency_key: str
+    ) -> Execution | None: ...
+
+    async def session_executions(self, session_id: uuid.UUID) -> list[Execution]: ...
+
+    async def session_entries(self, session_id: uuid.UUID) -> list[ProvenanceEntry]: ...
+
+    async def get_entry(self, index: int) -> ProvenanceEntry | None: ...
+
+    async def save_session(self, session: Session, *, actor: str, action: str) -> Session: ...
+
+    async def save_execution(
+        self, execution: Execution, *, actor: str, action: str
+    ) -> Execution: ...
+
+    async def save_archive(self, session_id: uuid.UUID, bundle: dict[str, Any]) -> None: ...
+
+    async def append_entry(self, draft: EntryDraft) -> ProvenanceEntry: ...
+
+
+class Storage(Protocol):
+    """Durable records of sessions, executions, archives and the provenance ledger."""
+
+    kind: str
+
+    async def start(self) -> None:
+        """Open connections, create or migrate the schema, recover interrupted writes."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise if the store cannot be reached."""
+
+    def transaction(self) -> AbstractAsyncContextManager[StorageTransaction]: ...
+
+    async def get_session(self, session_id: uuid.UUID) -> Session | None: ...
+
+    async def list_sessions(
+        self, filter: SessionFilter, *, limit: int, cursor: str | None
+    ) -> Page[Session]: ...
+
+    async def get_execution(self, execution_id: uuid.UUID) -> Execution | None: ...
+
+    async def list_executions(
+        self,
+        session_id: uuid.UUID,
+        *,
+        state: ExecutionState | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page[Execution]: ...
+
+    async def count_executions(
+        self, session_id: uuid.UUID
+    ) -> dict[tuple[ExecutionState, str], int]:
+        """Executions of a session by (state, backend)."""
+
+    async def list_entries(
+        self, *, session_id: uuid.UUID | None = None, after: int = -1, limit: int = 1000
+    ) -> list[ProvenanceEntry]:
+        """Ledger entries with index > ``after``, in index order."""
+
+    async def ledger_size(self) -> int: ...
+
+    async def get_archive(self, session_id: uuid.UUID) -> dict[str, Any] | None: ...

@@ -1,0 +1,356 @@
+"""Database storage on SQLAlchemy 2 (async): SQLite and Postgres through the same code.
+
+Migrations (Alembic, ``storage/migrations``) run on start, under an advisory lock on
+Postgres so that several API replicas may start at once.  Every write transaction
+locks the rows it reads and then the ledger head, so ledger appends are serialised
+and a record's entry always links to the entry before it.  SQLite transactions that
+write begin ``IMMEDIATE`` (no lock upgrades, no "database is locked" half-way through).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event, func, insert, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from limit_graph.core.models import (
+    Execution,
+    ExecutionState,
+    ProvenanceEntry,
+    Session,
+)
+from limit_graph.storage import schema as t
+from limit_graph.storage.base import SessionFilter, execution_draft, session_draft
+from limit_graph.storage.ledger import EntryDraft, LedgerHead, chain_entry
+from limit_graph.storage.paging import Page, decode_cursor, encode_cursor
+
+__all__ = ["DatabaseStorage"]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK_ID = 0x4C494D4954  # "LIMIT"
+READ_ONLY = "limit_read_only"
+
+
+def _run_migrations(connection: Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+class _DatabaseTransaction:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+        self._head: LedgerHead | None = None
+
+    async def get_session(self, session_id: uuid.UUID) -> Session | None:
+        row = await self._conn.scalar(
+            select(t.sessions.c.document).where(t.sessions.c.id == session_id).with_for_update()
+        )
+        return Session.model_validate(row) if row is not None else None
+
+    async def get_execution(self, execution_id: uuid.UUID) -> Execution | None:
+        row = await self._conn.scalar(
+            select(t.executions.c.document)
+            .where(t.executions.c.id == execution_id)
+            .with_for_update()
+        )
+        return Execution.model_validate(row) if row is not None else None
+
+    async def find_execution_by_key(
+        self, session_id: uuid.UUID, idempotency_key: str
+    ) -> Execution | None:
+        row = await self._conn.scalar(
+            select(t.executions.c.document).where(
+                t.executions.c.session_id == session_id,
+                t.executions.c.idempotency_key == idempotency_key,
+            )
+        )
+        return Execution.model_validate(row) if row is not None else None
+
+    async def session_executions(self, session_id: uuid.UUID) -> list[Execution]:
+        rows = await self._conn.scalars(
+            select(t.executions.c.document)
+            .where(t.executions.c.session_id == session_id)
+            .order_by(t.executions.c.submitted_us, t.executions.c.id)
+        )
+        return [Execution.model_validate(r) for r in rows]
+
+    async def session_entries(self, session_id: uuid.UUID) -> list[ProvenanceEntry]:
+        rows = await self._conn.scalars(
+            select(t.ledger.c.document)
+            .where(t.ledger.c.session_id == session_id)
+            .order_by(t.ledger.c.idx)
+        )
+        return [ProvenanceEntry.model_validate(r) for r in rows]
+
+    async def get_entry(self, index: int) -> ProvenanceEntry | None:
+        row = await self._conn.scalar(select(t.ledger.c.document).where(t.ledger.c.idx == index))
+        return ProvenanceEntry.model_validate(row) if row is not None else None
+
+    async def append_entry(self, draft: EntryDraft) -> ProvenanceEntry:
+        if self._head is None:
+            size, last_hash = (
+                await self._conn.execute(
+                    select(t.ledger_head.c.size, t.ledger_head.c.last_hash)
+                    .where(t.ledger_head.c.id == 1)
+                    .with_for_update()
+                )
+            ).one()
+            self._head = LedgerHead(size, last_hash)
+        entry = chain_entry(self._head, draft)
+        await self._conn.execute(
+            insert(t.ledger).values(
+                idx=entry.index,
+                session_id=entry.session_id,
+                entry_hash=entry.entry_hash,
+                document=entry.document(),
+            )
+        )
+        await self._conn.execute(
+            update(t.ledger_head)
+            .where(t.ledger_head.c.id == 1)
+            .values(size=entry.index + 1, last_hash=entry.entry_hash)
+        )
+        self._head = LedgerHead.after(entry)
+        return entry
+
+    async def save_session(self, session: Session, *, actor: str, action: str) -> Session:
+        exists = await self._conn.scalar(
+            select(func.count()).select_from(t.sessions).where(t.sessions.c.id == session.id)
+        )
+        values = {
+            "tenant": session.tenant,
+            "state": session.state.value,
+            "created_us": t.to_micros(session.created_at),
+            "document": session.document(),
+        }
+        if exists:
+            await self._conn.execute(
+                update(t.sessions).where(t.sessions.c.id == session.id).values(**values)
+            )
+        else:
+            await self._conn.execute(insert(t.sessions).values(id=session.id, **values))
+            tags = sorted(set(session.config.tags))
+            if tags:
+                await self._conn.execute(
+                    insert(t.session_tags), [{"session_id": session.id, "tag": g} for g in tags]
+                )
+        await self.append_entry(session_draft(session, actor=actor, action=action))
+        return session
+
+    async def save_execution(self, execution: Execution, *, actor: str, action: str) -> Execution:
+        entry = await self.append_entry(execution_draft(execution, actor=actor, action=action))
+        stored = execution.model_copy(update={"provenance_entry": entry.index})
+        values = {
+            "state": stored.state.value,
+            "backend": stored.backend.value,
+            "document": stored.document(),
+        }
+        changed = await self._conn.execute(
+            update(t.executions).where(t.executions.c.id == stored.id).values(**values)
+        )
+        if changed.rowcount == 0:
+            await self._conn.execute(
+                insert(t.executions).values(
+                    id=stored.id,
+                    session_id=stored.session_id,
+                    submitted_us=t.to_micros(stored.submitted_at),
+                    idempotency_key=stored.idempotency_key,
+                    **values,
+                )
+            )
+        return stored
+
+    async def save_archive(self, session_id: uuid.UUID, bundle: dict[str, Any]) -> None:
+        changed = await self._conn.execute(
+            update(t.archives).where(t.archives.c.session_id == session_id).values(document=bundle)
+        )
+        if changed.rowcount == 0:
+            await self._conn.execute(
+                insert(t.archives).values(session_id=session_id, document=bundle)
+            )
+
+
+class DatabaseStorage:
+    """Records in SQLite (the embedded default) or Postgres."""
+
+    kind = "database"
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self.kind = "sqlite" if self.is_sqlite else "postgres"
+        self._engine: AsyncEngine | None = None
+        self._echo = echo
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("storage not started")
+        return self._engine
+
+    async def start(self) -> None:
+        if self.is_sqlite and self.url.database not in (None, "", ":memory:"):
+            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+        options: dict[str, Any] = {"echo": self._echo}
+        if not self.is_sqlite:
+            options.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        engine = create_async_engine(self.url, **options)
+        if self.is_sqlite:
+            _configure_sqlite(engine)
+        self._engine = engine
+        async with engine.begin() as conn:
+            if not self.is_sqlite:
+                await conn.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})"))
+            await conn.run_sync(_run_migrations)
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    async def ping(self) -> None:
+        async with self._read() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_DatabaseTransaction]:
+        async with self.engine.begin() as conn:
+            yield _DatabaseTransaction(conn)
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            await conn.execution_options(**{READ_ONLY: True})
+            yield conn
+
+    async def get_session(self, session_id: uuid.UUID) -> Session | None:
+        async with self._read() as conn:
+            row = await conn.scalar(
+                select(t.sessions.c.document).where(t.sessions.c.id == session_id)
+            )
+        return Session.model_validate(row) if row is not None else None
+
+    async def list_sessions(
+        self, filter: SessionFilter, *, limit: int, cursor: str | None
+    ) -> Page[Session]:
+        query = select(t.sessions.c.document)
+        if filter.tenant is not None:
+            query = query.where(t.sessions.c.tenant == filter.tenant)
+        if filter.state is not None:
+            query = query.where(t.sessions.c.state == filter.state.value)
+        if filter.tag is not None:
+            tagged = select(t.session_tags.c.session_id).where(t.session_tags.c.tag == filter.tag)
+            query = query.where(t.sessions.c.id.in_(tagged))
+        if cursor:
+            stamp, last_id = decode_cursor(cursor)
+            micros = t.to_micros(stamp)
+            query = query.where(
+                (t.sessions.c.created_us > micros)
+                | ((t.sessions.c.created_us == micros) & (t.sessions.c.id > last_id))
+            )
+        query = query.order_by(t.sessions.c.created_us, t.sessions.c.id).limit(limit + 1)
+        async with self._read() as conn:
+            rows = list(await conn.scalars(query))
+        items = [Session.model_validate(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return Page(items, encode_cursor((items[-1].created_at, items[-1].id)) if more else None)
+
+    async def get_execution(self, execution_id: uuid.UUID) -> Execution | None:
+        async with self._read() as conn:
+            row = await conn.scalar(
+                select(t.executions.c.document).where(t.executions.c.id == execution_id)
+            )
+        return Execution.model_validate(row) if row is not None else None
+
+    async def list_executions(
+        self,
+        session_id: uuid.UUID,
+        *,
+        state: ExecutionState | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page[Execution]:
+        c = t.executions.c
+        query = select(c.document).where(c.session_id == session_id)
+        if state is not None:
+            query = query.where(c.state == state.value)
+        if cursor:
+            stamp, last_id = decode_cursor(cursor)
+            micros = t.to_micros(stamp)
+            query = query.where(
+                (c.submitted_us > micros) | ((c.submitted_us == micros) & (c.id > last_id))
+            )
+        query = query.order_by(c.submitted_us, c.id).limit(limit + 1)
+        async with self._read() as conn:
+            rows = list(await conn.scalars(query))
+        items = [Execution.model_validate(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return Page(items, encode_cursor((items[-1].submitted_at, items[-1].id)) if more else None)
+
+    async def count_executions(
+        self, session_id: uuid.UUID
+    ) -> dict[tuple[ExecutionState, str], int]:
+        c = t.executions.c
+        query = (
+            select(c.state, c.backend, func.count())
+            .where(c.session_id == session_id)
+            .group_by(c.state, c.backend)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return {(ExecutionState(state), backend): n for state, backend, n in rows}
+
+    async def list_entries(
+        self, *, session_id: uuid.UUID | None = None, after: int = -1, limit: int = 1000
+    ) -> list[ProvenanceEntry]:
+        query = select(t.ledger.c.document).where(t.ledger.c.idx > after)
+        if session_id is not None:
+            query = query.where(t.ledger.c.session_id == session_id)
+        query = query.order_by(t.ledger.c.idx).limit(limit)
+        async with self._read() as conn:
+            rows = await conn.scalars(query)
+            return [ProvenanceEntry.model_validate(r) for r in rows]
+
+    async def ledger_size(self) -> int:
+        async with self._read() as conn:
+            size = await conn.scalar(select(t.ledger_head.c.size).where(t.ledger_head.c.id == 1))
+        return int(size or 0)
+
+    async def get_archive(self, session_id: uuid.UUID) -> dict[str, Any] | None:
+        async with self._read() as conn:
+            row = await conn.scalar(
+                select(t.archives.c.document).where(t.archives.c.session_id == session_id)
+            )
+        return dict(row) if row is not None else None
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    """WAL, a busy timeout, foreign keys; writers begin IMMEDIATE, readers deferred."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "busy_timeout=30000",
+            "foreign_keys=ON",
+            "synchronous=FULL",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

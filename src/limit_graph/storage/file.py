@@ -1,0 +1,151 @@
+"""File storage: one JSON file per record, committed through a redo journal.
+
+A commit writes every new file beside its target (``*.tmp``), fsyncs them, then
+writes ``journal.json`` naming the renames; once the journal is on disk the commit
+is decided, and the renames follow.  On start, a journal left by a crash is rolled
+forward and stray temporary files (a commit that never reached its journal) are
+removed, so a crash at any point leaves either the whole transaction or none of it.
+One process owns a folder at a time (an exclusive ``flock`` on ``.lock``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import IO
+
+from limit_graph.core.errors import Conflict
+from limit_graph.core.models import Execution, ProvenanceEntry, Session
+from limit_graph.storage.memory import MemoryStorage, StagedWrites
+
+__all__ = ["FileStorage"]
+
+JOURNAL = "journal.json"
+TMP_SUFFIX = ".tmp"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+class FileStorage(MemoryStorage):
+    """Records as JSON files under ``root``; the memory backend serves reads."""
+
+    kind = "file"
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self._lock_file: IO[bytes] | None = None
+
+    def _folder(self, name: str) -> Path:
+        return self.root / name
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._open)
+
+    async def close(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    async def ping(self) -> None:
+        if not self.root.is_dir():
+            raise OSError(f"storage folder {self.root} is gone")
+
+    def _open(self) -> None:
+        for name in ("sessions", "executions", "archives", "ledger"):
+            self._folder(name).mkdir(parents=True, exist_ok=True)
+        lock = open(self.root / ".lock", "wb")  # noqa: SIM115 - held for the store's life
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise Conflict(f"storage folder {self.root} is in use by another process") from None
+        self._lock_file = lock
+        self._recover()
+        self._load()
+
+    def _recover(self) -> None:
+        journal = self.root / JOURNAL
+        if journal.exists():
+            try:
+                renames = json.loads(journal.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                renames = []  # the journal itself was torn: the commit was never decided
+            self._roll_forward(renames)
+            journal.unlink()
+        for stray in self.root.rglob(f"*{TMP_SUFFIX}"):
+            stray.unlink()
+
+    def _roll_forward(self, renames: list[list[str]]) -> None:
+        for tmp, final in renames:
+            tmp_path = self.root / tmp
+            if tmp_path.exists():
+                os.replace(tmp_path, self.root / final)
+        for name in ("sessions", "executions", "archives", "ledger"):
+            _fsync_dir(self._folder(name))
+
+    def _load(self) -> None:
+        staged = StagedWrites()
+        for path in self._folder("sessions").glob("*.json"):
+            session = Session.model_validate_json(path.read_bytes())
+            staged.sessions[session.id] = session
+        executions = [
+            Execution.model_validate_json(p.read_bytes())
+            for p in self._folder("executions").glob("*.json")
+        ]
+        for execution in sorted(executions, key=lambda e: (e.submitted_at, e.id)):
+            staged.executions[execution.id] = execution
+        for path in self._folder("archives").glob("*.json"):
+            staged.archives[uuid.UUID(path.stem)] = json.loads(path.read_bytes())
+        for path in sorted(self._folder("ledger").glob("*.json")):
+            staged.entries.append(ProvenanceEntry.model_validate_json(path.read_bytes()))
+        self._apply(staged)
+
+    async def _persist(self, staged: StagedWrites) -> None:
+        await asyncio.to_thread(self._commit_files, staged)
+
+    def _files_of(self, staged: StagedWrites) -> list[tuple[str, bytes]]:
+        files: list[tuple[str, bytes]] = []
+        for session in staged.sessions.values():
+            files.append((f"sessions/{session.id}.json", session.model_dump_json().encode()))
+        for execution in staged.executions.values():
+            files.append((f"executions/{execution.id}.json", execution.model_dump_json().encode()))
+        for session_id, bundle in staged.archives.items():
+            files.append((f"archives/{session_id}.json", json.dumps(bundle).encode()))
+        for entry in staged.entries:
+            files.append((f"ledger/{entry.index:012d}.json", entry.model_dump_json().encode()))
+        return files
+
+    def _commit_files(self, staged: StagedWrites) -> None:
+        files = self._files_of(staged)
+        renames = [[name + TMP_SUFFIX, name] for name, _ in files]
+        journal = self.root / JOURNAL
+        try:
+            for (tmp, _), (_, data) in zip(renames, files, strict=True):
+                _write_durably(self.root / tmp, data)
+            _write_durably(journal.with_suffix(TMP_SUFFIX), json.dumps(renames).encode())
+            os.replace(journal.with_suffix(TMP_SUFFIX), journal)
+            _fsync_dir(self.root)
+        except BaseException:
+            for tmp, _ in renames:
+                (self.root / tmp).unlink(missing_ok=True)
+            raise
+        self._roll_forward(renames)
+        journal.unlink()

@@ -1,0 +1,219 @@
+"""In-memory storage: dictionaries behind one write lock.
+
+The reference implementation of the protocol and the base of the file backend:
+a transaction stages its writes and applies them at commit, all or nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from limit_graph.core.models import (
+    Execution,
+    ExecutionState,
+    ProvenanceEntry,
+    Session,
+)
+from limit_graph.storage.base import SessionFilter, execution_draft, session_draft
+from limit_graph.storage.ledger import EntryDraft, LedgerHead, chain_entry
+from limit_graph.storage.paging import Page, SortKey, decode_cursor, encode_cursor
+
+__all__ = ["MemoryStorage", "StagedWrites"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class StagedWrites:
+    """What one transaction wrote; applied to the committed state on success."""
+
+    sessions: dict[uuid.UUID, Session] = field(default_factory=dict)
+    executions: dict[uuid.UUID, Execution] = field(default_factory=dict)
+    archives: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
+    entries: list[ProvenanceEntry] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.sessions or self.executions or self.archives or self.entries)
+
+
+class _MemoryTransaction:
+    def __init__(self, store: MemoryStorage) -> None:
+        self._store = store
+        self.staged = StagedWrites()
+
+    async def get_session(self, session_id: uuid.UUID) -> Session | None:
+        return self.staged.sessions.get(session_id) or self._store._sessions.get(session_id)
+
+    async def get_execution(self, execution_id: uuid.UUID) -> Execution | None:
+        found = self.staged.executions.get(execution_id)
+        return found or self._store._executions.get(execution_id)
+
+    async def find_execution_by_key(
+        self, session_id: uuid.UUID, idempotency_key: str
+    ) -> Execution | None:
+        for execution in self.staged.executions.values():
+            if execution.session_id == session_id and execution.idempotency_key == idempotency_key:
+                return execution
+        execution_id = self._store._by_key.get((session_id, idempotency_key))
+        return self._store._executions.get(execution_id) if execution_id else None
+
+    async def session_executions(self, session_id: uuid.UUID) -> list[Execution]:
+        ids = list(self._store._by_session.get(session_id, []))
+        ids += [
+            e.id
+            for e in self.staged.executions.values()
+            if e.session_id == session_id and e.id not in self._store._executions
+        ]
+        found = [await self.get_execution(i) for i in ids]
+        return sorted((e for e in found if e), key=lambda e: (e.submitted_at, e.id))
+
+    async def session_entries(self, session_id: uuid.UUID) -> list[ProvenanceEntry]:
+        entries = self._store._entries + self.staged.entries
+        return [e for e in entries if e.session_id == session_id]
+
+    async def get_entry(self, index: int) -> ProvenanceEntry | None:
+        entries = self._store._entries + self.staged.entries
+        return entries[index] if 0 <= index < len(entries) else None
+
+    async def append_entry(self, draft: EntryDraft) -> ProvenanceEntry:
+        last = self.staged.entries[-1] if self.staged.entries else self._store._last_entry()
+        entry = chain_entry(LedgerHead.after(last), draft)
+        self.staged.entries.append(entry)
+        return entry
+
+    async def save_session(self, session: Session, *, actor: str, action: str) -> Session:
+        await self.append_entry(session_draft(session, actor=actor, action=action))
+        self.staged.sessions[session.id] = session
+        return session
+
+    async def save_execution(self, execution: Execution, *, actor: str, action: str) -> Execution:
+        entry = await self.append_entry(execution_draft(execution, actor=actor, action=action))
+        stored = execution.model_copy(update={"provenance_entry": entry.index})
+        self.staged.executions[stored.id] = stored
+        return stored
+
+    async def save_archive(self, session_id: uuid.UUID, bundle: dict[str, Any]) -> None:
+        self.staged.archives[session_id] = bundle
+
+
+class MemoryStorage:
+    """Everything in process memory; gone when the process ends."""
+
+    kind = "memory"
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._sessions: dict[uuid.UUID, Session] = {}
+        self._executions: dict[uuid.UUID, Execution] = {}
+        self._by_session: dict[uuid.UUID, list[uuid.UUID]] = {}
+        self._by_key: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
+        self._archives: dict[uuid.UUID, dict[str, Any]] = {}
+        self._entries: list[ProvenanceEntry] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> None:
+        return None
+
+    def _last_entry(self) -> ProvenanceEntry | None:
+        return self._entries[-1] if self._entries else None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_MemoryTransaction]:
+        async with self._lock:
+            tx = _MemoryTransaction(self)
+            yield tx
+            if tx.staged:
+                await self._persist(tx.staged)
+                self._apply(tx.staged)
+
+    async def _persist(self, staged: StagedWrites) -> None:
+        """Make ``staged`` durable before it becomes visible; memory has nothing to do."""
+
+    def _apply(self, staged: StagedWrites) -> None:
+        for session in staged.sessions.values():
+            self._sessions[session.id] = session
+        for execution in staged.executions.values():
+            if execution.id not in self._executions:
+                self._by_session.setdefault(execution.session_id, []).append(execution.id)
+            if execution.idempotency_key is not None:
+                self._by_key[(execution.session_id, execution.idempotency_key)] = execution.id
+            self._executions[execution.id] = execution
+        self._archives.update(staged.archives)
+        self._entries.extend(staged.entries)
+
+    async def get_session(self, session_id: uuid.UUID) -> Session | None:
+        return self._sessions.get(session_id)
+
+    async def list_sessions(
+        self, filter: SessionFilter, *, limit: int, cursor: str | None
+    ) -> Page[Session]:
+        matches = (
+            s
+            for s in self._sessions.values()
+            if (filter.tenant is None or s.tenant == filter.tenant)
+            and (filter.state is None or s.state == filter.state)
+            and (filter.tag is None or filter.tag in s.config.tags)
+        )
+        return _page(matches, lambda s: (s.created_at, s.id), limit, cursor)
+
+    async def get_execution(self, execution_id: uuid.UUID) -> Execution | None:
+        return self._executions.get(execution_id)
+
+    async def list_executions(
+        self,
+        session_id: uuid.UUID,
+        *,
+        state: ExecutionState | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page[Execution]:
+        ids = self._by_session.get(session_id, [])
+        matches = (
+            e for e in (self._executions[i] for i in ids) if state is None or e.state == state
+        )
+        return _page(matches, lambda e: (e.submitted_at, e.id), limit, cursor)
+
+    async def count_executions(
+        self, session_id: uuid.UUID
+    ) -> dict[tuple[ExecutionState, str], int]:
+        counts: dict[tuple[ExecutionState, str], int] = {}
+        for execution_id in self._by_session.get(session_id, []):
+            execution = self._executions[execution_id]
+            key = (execution.state, execution.backend.value)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    async def list_entries(
+        self, *, session_id: uuid.UUID | None = None, after: int = -1, limit: int = 1000
+    ) -> list[ProvenanceEntry]:
+        found: list[ProvenanceEntry] = []
+        for entry in self._entries[after + 1 :]:
+            if session_id is None or entry.session_id == session_id:
+                found.append(entry)
+                if len(found) >= limit:
+                    break
+        return found
+
+    async def ledger_size(self) -> int:
+        return len(self._entries)
+
+    async def get_archive(self, session_id: uuid.UUID) -> dict[str, Any] | None:
+        return self._archives.get(session_id)
+
+
+def _page(items: Iterable[T], key: Any, limit: int, cursor: str | None) -> Page[T]:
+    after: SortKey | None = decode_cursor(cursor) if cursor else None
+    ordered = sorted((i for i in items if after is None or key(i) > after), key=key)
+    chosen = ordered[:limit]
+    more = len(ordered) > limit
+    return Page(chosen, encode_cursor(key(chosen[-1])) if more and chosen else None)

@@ -1,0 +1,17 @@
+"""Alembic environment: migrations run on a connection the storage hands in."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from limit_graph.storage.schema import metadata
+
+connection = context.config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    version_table="limit_alembic_version",
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

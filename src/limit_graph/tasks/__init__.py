@@ -1,0 +1,1 @@
+"""Built-in agents, each a Prefect task with typed inputs and outputs."""

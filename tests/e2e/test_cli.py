@@ -1,0 +1,183 @@
+"""The `limit` command and the REST API as a user drives them: a real server, real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+LIMIT = str(Path(sys.executable).parent / "limit")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    url: str
+    cwd: Path
+    process: subprocess.Popen[str]
+    env: dict[str, str]
+
+    def limit(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [LIMIT, *args], cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=60
+        )
+
+    def stop(self) -> str:
+        self.process.send_signal(signal.SIGINT)
+        out, _ = self.process.communicate(timeout=30)
+        return out
+
+
+def start(cwd: Path, *args: str) -> Server:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIMIT_", "DATABASE_URL"))}
+    env["LIMIT_API_URL"] = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [LIMIT, "up", "--bind", f"127.0.0.1:{port}", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    server = Server(f"http://127.0.0.1:{port}", cwd, process, env)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"limit up exited: {process.stdout.read() if process.stdout else ''}"
+            )
+        try:
+            if httpx.get(server.url + "/health", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.2)
+    server.stop()
+    raise AssertionError("limit up did not become healthy in 90 s")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    running = start(tmp_path)
+    yield running
+    if running.process.poll() is None:
+        running.stop()
+
+
+def test_first_start_prints_the_key_once_and_serves_rest(server: Server) -> None:
+    key_file = server.cwd / ".limit" / "admin.key"
+    key = key_file.read_text().strip()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    headers = {"X-API-Key": key}
+    session = httpx.post(server.url + "/sessions", json={"config": {}}, headers=headers).json()
+    sid = session["id"]
+    done = httpx.post(
+        f"{server.url}/sessions/{sid}/execute",
+        json={"agent": "echo", "inputs": {"hello": "world"}},
+        headers=headers,
+    ).json()
+    assert done["state"] == "succeeded" and done["result"] == {"hello": "world"}
+    results = httpx.get(f"{server.url}/sessions/{sid}/results", headers=headers).json()
+    assert [e["id"] for e in results["items"]] == [done["id"]]
+    status = httpx.get(f"{server.url}/sessions/{sid}/status", headers=headers).json()
+    assert status["counts"]["succeeded"] == 1
+    assert httpx.get(server.url + "/sessions").status_code == 401
+
+    printed = server.stop()
+    assert f"REST API: {server.url}" in printed
+    assert "SQLite at .limit/limit.db" in printed
+    assert printed.count(key) == 1
+
+    again = start(server.cwd)
+    try:
+        assert httpx.get(f"{again.url}/sessions/{sid}", headers=headers).json()["id"] == sid
+    finally:
+        second = again.stop()
+    assert key not in second and "Admin API key: in .limit/admin.key" in second
+
+
+def test_cli_session_exec_archive_restore(server: Server, tmp_path: Path) -> None:
+    created = server.limit("session", "create", "--tag", "e2e", "--name", "cli-demo")
+    assert created.returncode == 0, created.stderr
+    sid = json.loads(created.stdout)["id"]
+
+    ok = server.limit("exec", sid, "echo", "--inputs", '{"a": 1}')
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["result"] == {"a": 1}
+    failed = server.limit("exec", sid, "fail", "--inputs", '{"message": "nope"}')
+    assert failed.returncode == 2 and json.loads(failed.stdout)["state"] == "failed"
+    bad_json = server.limit("exec", sid, "echo", "--inputs", "{oops")
+    assert bad_json.returncode == 1 and "--inputs is not valid JSON" in bad_json.stderr
+    bad_inputs = server.limit("exec", sid, "sleep", "--inputs", '{"seconds": "x"}')
+    assert bad_inputs.returncode == 1 and "inputs.seconds" in bad_inputs.stderr
+
+    listed = server.limit("session", "list", "--tag", "e2e", "--json")
+    assert [s["id"] for s in json.loads(listed.stdout)["items"]] == [sid]
+    shown = json.loads(server.limit("session", "show", sid).stdout)
+    assert shown["counts"]["succeeded"] == 1 and shown["counts"]["failed"] == 1
+
+    bundle_file = tmp_path / "bundle.json"
+    archived = server.limit("session", "archive", sid, "--output", str(bundle_file))
+    assert archived.returncode == 0, archived.stderr
+    summary = json.loads(archived.stdout)
+    bundle = json.loads(bundle_file.read_text())
+    assert summary["bundle_sha256"] == bundle["bundle_sha256"]
+
+    forged = json.loads(bundle_file.read_text())
+    forged["executions"][0]["result"] = {"a": 2}
+    forged_file = tmp_path / "forged.json"
+    forged_file.write_text(json.dumps(forged))
+    refused = server.limit("session", "restore", str(forged_file))
+    assert refused.returncode == 1 and "does not verify" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    restored = server.limit("session", "restore", str(bundle_file))
+    assert restored.returncode == 0, restored.stderr
+    assert json.loads(restored.stdout)["restored_from"] == bundle["bundle_sha256"]
+
+    missing = server.limit("session", "show", "00000000-0000-0000-0000-000000000000")
+    assert missing.returncode == 1 and "Not found (404)" in missing.stderr
+    agents = server.limit("agents")
+    assert agents.returncode == 0 and "sleep" in agents.stdout
+
+
+def test_cli_reports_an_unreachable_server(tmp_path: Path) -> None:
+    env = {**os.environ, "LIMIT_API_URL": f"http://127.0.0.1:{free_port()}"}
+    result = subprocess.run(
+        [LIMIT, "session", "list"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 1 and "cannot reach LIMIT-Graph" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_up_with_a_typo_in_the_config_is_a_clear_error(tmp_path: Path) -> None:
+    config = tmp_path / "limit.toml"
+    config.write_text('[server]\nbind_adress = "127.0.0.1:8080"\n')
+    result = subprocess.run(
+        [LIMIT, "up", "--config", str(config)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "server.bind_adress: unknown key" in result.stderr
+    assert str(config) in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / ".limit").exists()
