@@ -1,0 +1,1 @@
+"""Prefect blocks: backend targets and their credentials."""

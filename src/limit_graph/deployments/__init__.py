@@ -1,0 +1,1 @@
+"""Work-pool templates and deployment helpers."""
