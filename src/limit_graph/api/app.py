@@ -11,14 +11,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from limit_graph import __version__
 from limit_graph.api.limits import BodySizeLimit
+from limit_graph.api.observability import RequestObserver
 from limit_graph.api.problems import install_problem_handlers
-from limit_graph.api.routes import agents, executions, health, sessions
+from limit_graph.api.routes import agents, events, executions, health, metrics, reserved, sessions
 from limit_graph.core.settings import Settings
 from limit_graph.governance.auth import ApiKeyAuthenticator, Principal, ensure_admin_key
 from limit_graph.orchestration.platform import Platform
+from limit_graph.orchestration.telemetry import Telemetry, configure_tracing
 
 __all__ = ["ADMIN", "create_app"]
 
@@ -36,7 +40,7 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
         authenticator.add(admin.key, ADMIN)
         app.state.authenticator = authenticator
         app.state.admin_key = admin
-        started = platform or await Platform.start(settings)
+        started = platform or await Platform.start(settings, telemetry=telemetry)
         app.state.platform = started
         try:
             yield
@@ -50,8 +54,24 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
         description="Governed, provenance-tracked workflows for hybrid quantum-classical work.",
         lifespan=lifespan,
     )
+    telemetry = platform.telemetry if platform else Telemetry()
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
-    for module in (health, sessions, executions, agents):
+    if settings.server.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.server.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Last-Event-ID"],
+            expose_headers=["Location", "Retry-After", "X-Request-ID"],
+        )
+    app.add_middleware(
+        RequestObserver,
+        registry=telemetry.registry,
+        hsts=settings.server.ssl_certfile is not None,
+    )
+    for module in (health, metrics, sessions, executions, events, agents, reserved):
         app.include_router(module.router)
+    configure_tracing(settings.telemetry.otlp_endpoint)
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="/health,/metrics")
     return app

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,18 @@ class ApiClient:
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
+
+    @contextmanager
+    def stream(self, method: str, path: str) -> Iterator[httpx.Response]:
+        """A streamed response (no read timeout), raising :class:`CliError` on problems."""
+        try:
+            with self._http.stream(method, path, timeout=httpx.Timeout(10.0, read=None)) as rsp:
+                if rsp.status_code >= 400:
+                    rsp.read()
+                    raise CliError(self._describe(rsp))
+                yield rsp
+        except httpx.TransportError as exc:
+            raise CliError(f"cannot reach LIMIT-Graph at {self.url} ({exc})") from None
 
     @staticmethod
     def _describe(response: httpx.Response) -> str:

@@ -199,6 +199,25 @@ def exec_agent(
         raise typer.Exit(2)
 
 
+@app.command("watch")
+def watch(
+    session_id: str,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Keep watching after the queue empties.")
+    ] = False,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Show a session's executions by state, live, until none is queued or running."""
+    from limit_graph.cli.watch import watch_session
+
+    client = ApiClient(url, api_key)
+    try:
+        watch_session(client, session_id, follow=follow, console=out)
+    finally:
+        client.close()
+
+
 @app.command("agents")
 def list_agents(url: UrlOption = None, api_key: KeyOption = None) -> None:
     """List the agents the platform can run."""

@@ -9,6 +9,8 @@ sections ``[server]``, ``[storage]`` and ``[backends]``::
     [server]
     bind_address = "127.0.0.1:8080"
 
+    cors_origins = ["https://app.example.org"]
+
     [storage]
     type = "database"            # memory | file | database
     url = "postgresql://postgres@127.0.0.1:5432/limit"
@@ -41,6 +43,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "StorageSettings",
+    "TelemetrySettings",
     "load_settings",
     "normalize_database_url",
 ]
@@ -56,6 +59,17 @@ class ServerSettings(_Section):
     bind_address: str = Field(default="127.0.0.1:8080", pattern=r"^[^\s:]+:\d{1,5}$")
     workers: int = Field(default=1, ge=1, le=64)
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS; empty turns CORS off."
+    )
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_needs_both_files(self) -> ServerSettings:
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together")
+        return self
 
     @property
     def host(self) -> str:
@@ -94,6 +108,13 @@ class BackendsSettings(_Section):
         return raw
 
 
+class TelemetrySettings(_Section):
+    json_logs: bool = True
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP collector base URL; traces are exported there."
+    )
+
+
 class Settings(_Section):
     """Everything the platform needs to start; passed down, never read from a global."""
 
@@ -104,6 +125,7 @@ class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     backends: BackendsSettings = Field(default_factory=BackendsSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     source: str | None = Field(default=None, description="The config file these came from.")
 
     @model_validator(mode="after")
@@ -161,6 +183,7 @@ _ENV_PATHS: dict[str, tuple[str, ...]] = {
     "LIMIT_MODE": ("mode",),
     "LIMIT_ADMIN_API_KEY": ("admin_api_key",),
     "LIMIT_STORAGE": ("storage", "type"),
+    "LIMIT_CORS_ORIGINS": ("server", "cors_origins"),
 }
 
 
@@ -204,7 +227,12 @@ def load_settings(
         tree["source"] = str(file)
     for var, key_path in _ENV_PATHS.items():
         if env.get(var):
-            _set_path(tree, key_path, env[var].upper() if var == "LOG_LEVEL" else env[var])
+            value: Any = env[var]
+            if var == "LOG_LEVEL":
+                value = value.upper()
+            elif var == "LIMIT_CORS_ORIGINS":
+                value = [origin.strip() for origin in value.split(",") if origin.strip()]
+            _set_path(tree, key_path, value)
     if env.get("DATABASE_URL"):
         _set_path(tree, ("storage", "type"), "database")
         _set_path(tree, ("storage", "url"), env["DATABASE_URL"])

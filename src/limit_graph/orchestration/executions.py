@@ -9,6 +9,7 @@ goes on in the background and the caller gets the running record.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from limit_graph.core.agents import AgentRegistry, AgentSpec
-from limit_graph.core.errors import BackendUnavailable, InvalidInput, NotFound
+from limit_graph.core.errors import BackendUnavailable, Conflict, InvalidInput, NotFound
+from limit_graph.core.logs import log_context
 from limit_graph.core.models import (
     BackendKind,
     ErrorInfo,
@@ -27,15 +29,20 @@ from limit_graph.core.models import (
 )
 from limit_graph.governance.auth import Principal
 from limit_graph.governance.checks import CheckContext, CheckPipeline
+from limit_graph.orchestration.events import SessionEvents
 from limit_graph.orchestration.inline import Outcome, run_inline
 from limit_graph.orchestration.sessions import visible_to
+from limit_graph.orchestration.telemetry import Telemetry, tracer
 from limit_graph.storage.base import Storage
 from limit_graph.storage.ledger import EntryDraft
 from limit_graph.storage.paging import Page
 
 __all__ = ["ExecuteCommand", "ExecutionService", "SessionStatus"]
 
+log = logging.getLogger(__name__)
+
 DEFAULT_TIMEOUT_S = 300.0
+CANCELLED = ErrorInfo(type="Cancelled", message="cancelled before it finished")
 LOCAL_INSTANCE = "local"
 
 
@@ -62,12 +69,16 @@ class ExecutionService:
         storage: Storage,
         registry: AgentRegistry,
         checks: CheckPipeline,
+        events: SessionEvents,
         *,
+        telemetry: Telemetry | None = None,
         default_backend: BackendKind = BackendKind.LOCAL,
     ) -> None:
         self.storage = storage
         self.registry = registry
         self.checks = checks
+        self.events = events
+        self.telemetry = telemetry or Telemetry()
         self.default_backend = default_backend
         self._running: dict[uuid.UUID, asyncio.Task[Execution]] = {}
 
@@ -90,7 +101,7 @@ class ExecutionService:
         """
         agent = self.registry.get(command.agent)
         validated = self._validate_inputs(agent, command.inputs)
-        async with self.storage.transaction() as tx:
+        async with self.events.write() as tx:
             session = await tx.get_session(session_id)
             if session is None or not visible_to(session, principal):
                 raise NotFound(f"no session {session_id}")
@@ -145,7 +156,10 @@ class ExecutionService:
                     action="execution.started",
                 )
         if denial is not None:
+            for policy_id in denial.policy_ids:
+                self.telemetry.denials.labels(policy_id).inc()
             raise denial
+        self.telemetry.running.labels(execution.backend.value).inc()
         task = asyncio.create_task(self._run(agent, validated, execution))
         self._running[execution.id] = task
         task.add_done_callback(lambda _: self._running.pop(execution.id, None))
@@ -153,17 +167,41 @@ class ExecutionService:
         return task.result() if done else execution
 
     async def _run(self, agent: AgentSpec, inputs: BaseModel, execution: Execution) -> Execution:
-        try:
-            outcome = await run_inline(agent, inputs, execution.timeout_s or DEFAULT_TIMEOUT_S)
-        except asyncio.CancelledError:
-            outcome = Outcome(
-                ExecutionState.CANCELLED,
-                error=ErrorInfo(type="Cancelled", message="cancelled before it finished"),
-            )
-        return await self._finish(execution, outcome)
+        attributes = {
+            "limit.session_id": str(execution.session_id),
+            "limit.execution_id": str(execution.id),
+            "limit.agent": agent.name,
+            "limit.backend": execution.backend.value,
+        }
+        with (
+            log_context(session_id=str(execution.session_id), execution_id=str(execution.id)),
+            tracer.start_as_current_span(f"execute {agent.name}", attributes=attributes) as span,
+        ):
+            try:
+                outcome = await run_inline(agent, inputs, execution.timeout_s or DEFAULT_TIMEOUT_S)
+            except asyncio.CancelledError:
+                outcome = Outcome(ExecutionState.CANCELLED, error=CANCELLED)
+            span.set_attribute("limit.state", outcome.state.value)
+            finishing = asyncio.ensure_future(self._finish(execution, outcome))
+            try:
+                finished = await asyncio.shield(finishing)
+            except asyncio.CancelledError:
+                finished = await finishing  # cancelled while recording: record all the same
+        self._record(finished)
+        if outcome.state is not ExecutionState.SUCCEEDED:
+            log.info("execution %s ended %s", execution.id, outcome.state.value)
+        return finished
+
+    def _record(self, execution: Execution) -> None:
+        backend = execution.backend.value
+        self.telemetry.running.labels(backend).dec()
+        self.telemetry.executions.labels(execution.agent, backend, execution.state.value).inc()
+        if execution.started_at and execution.finished_at:
+            seconds = (execution.finished_at - execution.started_at).total_seconds()
+            self.telemetry.execution_seconds.labels(execution.agent, backend).observe(seconds)
 
     async def _finish(self, execution: Execution, outcome: Outcome) -> Execution:
-        async with self.storage.transaction() as tx:
+        async with self.events.write() as tx:
             return await tx.save_execution(
                 execution.model_copy(
                     update={
@@ -175,6 +213,38 @@ class ExecutionService:
                 ),
                 actor=execution.actor,
                 action=f"execution.{outcome.state.value}",
+            )
+
+    async def cancel(
+        self, principal: Principal, session_id: uuid.UUID, execution_id: uuid.UUID
+    ) -> Execution:
+        """Stop an unfinished execution; it ends ``cancelled``.
+
+        Work running in this process is cancelled where it stands (an async agent at
+        its next await; a sync agent's thread runs on, its result discarded).
+        """
+        execution = await self.get(principal, session_id, execution_id)
+        if execution.state.is_final:
+            raise Conflict(f"execution {execution_id} already {execution.state.value}")
+        task = self._running.get(execution_id)
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})
+            return await self.get(principal, session_id, execution_id)
+        async with self.events.write() as tx:
+            current = await tx.get_execution(execution_id)
+            if current is None or current.state.is_final:
+                return current or execution
+            return await tx.save_execution(
+                current.model_copy(
+                    update={
+                        "state": ExecutionState.CANCELLED,
+                        "error": CANCELLED,
+                        "finished_at": utcnow(),
+                    }
+                ),
+                actor=principal.name,
+                action="execution.cancelled",
             )
 
     async def get(

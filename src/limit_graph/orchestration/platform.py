@@ -10,8 +10,10 @@ from limit_graph.core.models import Execution, SessionConfig
 from limit_graph.core.settings import Settings
 from limit_graph.governance.auth import Principal
 from limit_graph.governance.checks import CheckPipeline, default_checks
+from limit_graph.orchestration.events import SessionEvents
 from limit_graph.orchestration.executions import ExecuteCommand, ExecutionService
 from limit_graph.orchestration.sessions import SessionService
+from limit_graph.orchestration.telemetry import Telemetry
 from limit_graph.storage.base import Storage
 from limit_graph.storage.factory import open_storage
 
@@ -32,6 +34,8 @@ class Platform:
     checks: CheckPipeline
     sessions: SessionService
     executions: ExecutionService
+    events: SessionEvents
+    telemetry: Telemetry
 
     @classmethod
     async def start(
@@ -40,20 +44,30 @@ class Platform:
         *,
         storage: Storage | None = None,
         registry: AgentRegistry | None = None,
+        telemetry: Telemetry | None = None,
     ) -> Platform:
         store = storage or open_storage(settings)
         await store.start()
         agents = registry or AgentRegistry.from_entry_points()
         checks = default_checks()
+        events = SessionEvents(store)
+        telemetry = telemetry or Telemetry()
         return cls(
             settings=settings,
             storage=store,
             registry=agents,
             checks=checks,
-            sessions=SessionService(store),
+            sessions=SessionService(store, events),
             executions=ExecutionService(
-                store, agents, checks, default_backend=settings.backends.default
+                store,
+                agents,
+                checks,
+                events,
+                telemetry=telemetry,
+                default_backend=settings.backends.default,
             ),
+            events=events,
+            telemetry=telemetry,
         )
 
     async def execute_agent(

@@ -23,6 +23,7 @@ from limit_graph.orchestration.archive import (
     parse_bundle,
     verify_bundle,
 )
+from limit_graph.orchestration.events import SessionEvents
 from limit_graph.storage.base import SessionFilter, Storage, StorageTransaction
 from limit_graph.storage.paging import Page
 
@@ -34,8 +35,9 @@ def visible_to(session: Session | None, principal: Principal) -> bool:
 
 
 class SessionService:
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, events: SessionEvents) -> None:
         self.storage = storage
+        self.events = events
 
     async def create(
         self, principal: Principal, config: SessionConfig, name: str | None = None
@@ -68,7 +70,7 @@ class SessionService:
             created_at=now,
             updated_at=now,
         )
-        async with self.storage.transaction() as tx:
+        async with self.events.write() as tx:
             return await tx.save_session(session, actor=principal.name, action="session.created")
 
     async def get(self, principal: Principal, session_id: uuid.UUID) -> Session:
@@ -119,7 +121,7 @@ class SessionService:
         config: SessionConfig | None = None,
     ) -> Session:
         """Rename a session; its config never changes (a different one is a Conflict)."""
-        async with self.storage.transaction() as tx:
+        async with self.events.write() as tx:
             session = await self._locked(tx, principal, session_id)
             if config is not None and config.sha256() != session.config_sha256:
                 raise Conflict(
@@ -134,14 +136,14 @@ class SessionService:
             return await tx.save_session(updated, actor=principal.name, action="session.renamed")
 
     async def complete(self, principal: Principal, session_id: uuid.UUID) -> Session:
-        async with self.storage.transaction() as tx:
+        async with self.events.write() as tx:
             session = await self._locked(tx, principal, session_id)
             if session.state is not SessionState.ACTIVE:
                 raise Conflict(f"session {session_id} is {session.state.value}, not active")
             return await self._transition(tx, principal, session, SessionState.COMPLETED)
 
     async def delete(self, principal: Principal, session_id: uuid.UUID) -> Session:
-        async with self.storage.transaction() as tx:
+        async with self.events.write() as tx:
             session = await self._locked(tx, principal, session_id)
             if session.state is SessionState.DELETED:
                 raise NotFound(f"no session {session_id}")
@@ -149,7 +151,7 @@ class SessionService:
 
     async def archive(self, principal: Principal, session_id: uuid.UUID) -> dict[str, Any]:
         """Freeze the session into a bundle and mark it archived."""
-        async with self.storage.transaction() as tx:
+        async with self.events.write() as tx:
             session = await self._locked(tx, principal, session_id)
             if session.state not in (SessionState.ACTIVE, SessionState.COMPLETED):
                 raise Conflict(f"session {session_id} is {session.state.value}; cannot archive")
@@ -209,7 +211,7 @@ class SessionService:
             raise NotFound(f"no session {original.id}")
         if original.state not in (SessionState.ACTIVE, SessionState.COMPLETED):
             raise InvalidInput(f"bundle holds a session in state {original.state.value}")
-        async with self.storage.transaction() as tx:
+        async with self.events.write() as tx:
             await self._match_ledger(tx, bundle)
             current = await tx.get_session(original.id)
             if current is not None and current.state is not SessionState.ARCHIVED:

@@ -52,6 +52,7 @@ class FileStorage(MemoryStorage):
         super().__init__()
         self.root = Path(root)
         self._lock_file: IO[bytes] | None = None
+        self._unfinished_commit = False
 
     def _folder(self, name: str) -> Path:
         return self.root / name
@@ -67,6 +68,14 @@ class FileStorage(MemoryStorage):
     async def ping(self) -> None:
         if not self.root.is_dir():
             raise OSError(f"storage folder {self.root} is gone")
+        self._refuse_if_unfinished()
+
+    def _refuse_if_unfinished(self) -> None:
+        if self._unfinished_commit:
+            raise OSError(
+                f"storage folder {self.root} holds a commit whose renames failed; "
+                "restart to roll it forward"
+            )
 
     def _open(self) -> None:
         for name in ("sessions", "executions", "archives", "ledger"):
@@ -119,6 +128,7 @@ class FileStorage(MemoryStorage):
         self._apply(staged)
 
     async def _persist(self, staged: StagedWrites) -> None:
+        self._refuse_if_unfinished()
         await asyncio.to_thread(self._commit_files, staged)
 
     def _files_of(self, staged: StagedWrites) -> list[tuple[str, bytes]]:
@@ -147,5 +157,11 @@ class FileStorage(MemoryStorage):
             for tmp, _ in renames:
                 (self.root / tmp).unlink(missing_ok=True)
             raise
-        self._roll_forward(renames)
-        journal.unlink()
+        try:
+            self._roll_forward(renames)
+            journal.unlink()
+        except BaseException:
+            # Decided but not applied: another commit would overwrite this journal and
+            # reuse its ledger indexes, so none may follow until a restart rolls it forward.
+            self._unfinished_commit = True
+            raise

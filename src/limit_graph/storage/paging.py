@@ -34,7 +34,10 @@ def decode_cursor(cursor: str) -> SortKey:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         stamp, ident = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return datetime.fromisoformat(stamp), uuid.UUID(ident)
+        moment = datetime.fromisoformat(stamp)
+        if moment.tzinfo is None:
+            raise ValueError("cursor timestamp has no time zone")
+        return moment, uuid.UUID(ident)
     except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
         raise InvalidInput(
             "cursor is not one this server issued",

@@ -22,7 +22,6 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 
 __all__ = ["metadata", "to_micros"]
 
@@ -30,7 +29,9 @@ metadata = MetaData()
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-Document = JSON().with_variant(JSONB(), "postgresql")
+# Plain ``json`` on Postgres too: it keeps the text as written, while ``jsonb`` turns
+# 1e+20 into an integer and -0.0 into 0, which changes a document's SHA-256.
+Document = JSON()
 
 sessions = Table(
     "limit_sessions",

@@ -83,3 +83,14 @@ async def get_execution(
     principal: CurrentPrincipal,
 ) -> Execution:
     return await platform.executions.get(principal, session_id, execution_id)
+
+
+@router.post("/executions/{execution_id}/cancel", response_model=Execution)
+async def cancel_execution(
+    session_id: uuid.UUID,
+    execution_id: uuid.UUID,
+    platform: CurrentPlatform,
+    principal: CurrentPrincipal,
+) -> Execution:
+    """Cancel an unfinished execution (409 if it already ended)."""
+    return await platform.executions.cancel(principal, session_id, execution_id)

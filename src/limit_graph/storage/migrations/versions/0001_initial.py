@@ -11,14 +11,13 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects.postgresql import JSONB
 
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-Document = sa.JSON().with_variant(JSONB(), "postgresql")
+Document = sa.JSON()  # json, not jsonb, on Postgres: hashed documents keep their exact text
 
 
 def upgrade() -> None:

@@ -1,0 +1,58 @@
+"""``GET /sessions/{id}/events``: Server-Sent Events of session and execution changes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from limit_graph.api.deps import CurrentPlatform, CurrentPrincipal
+from limit_graph.core.errors import InvalidInput
+from limit_graph.orchestration.events import event_of
+
+router = APIRouter(prefix="/sessions/{session_id}", tags=["executions"])
+
+KEEPALIVE_S = 15
+
+
+def _resume_point(last_event_id: str | None) -> int:
+    if last_event_id is None or last_event_id == "":
+        return -1
+    if not last_event_id.isdigit():
+        raise InvalidInput(
+            "Last-Event-ID must be an event id this stream sent (a whole number)",
+            [{"loc": ["header", "Last-Event-ID"], "msg": "not a number", "type": "value_error"}],
+        )
+    return int(last_event_id)
+
+
+@router.get(
+    "/events",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Event stream"}},
+)
+async def session_events(
+    session_id: uuid.UUID,
+    platform: CurrentPlatform,
+    principal: CurrentPrincipal,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)] = None,
+) -> EventSourceResponse:
+    """Every change since ``Last-Event-ID`` (or the start), then live ones.
+
+    Each event's ``id`` is its ledger index and its ``event`` the resource type
+    (``session`` or ``execution``); ``data`` is JSON with the action and new state.
+    """
+    after = _resume_point(last_event_id)
+    await platform.sessions.get(principal, session_id)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        async for entry in platform.events.stream(session_id, after):
+            yield ServerSentEvent(
+                data=json.dumps(event_of(entry)), id=str(entry.index), event=entry.resource_type
+            )
+
+    return EventSourceResponse(events(), ping=KEEPALIVE_S)

@@ -1,0 +1,74 @@
+"""Session event streams, read from the ledger.
+
+Every state change of a session or an execution is a ledger entry, so the ledger is
+the event log: an event's id is the entry's index, a client resumes after the last
+id it saw, and nothing is lost across restarts.  Writers call :meth:`notify` after
+each commit so that streams in this process wake at once; streams also re-read on a
+short interval, which covers writes made by other processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+from limit_graph.core.models import ProvenanceEntry
+from limit_graph.storage.base import Storage, StorageTransaction
+
+__all__ = ["SessionEvents", "event_of"]
+
+POLL_INTERVAL_S = 1.0
+
+
+def event_of(entry: ProvenanceEntry) -> dict[str, Any]:
+    """The public form of a ledger entry as a state-change event (no inputs or results)."""
+    payload = entry.payload
+    event: dict[str, Any] = {
+        "index": entry.index,
+        "timestamp": entry.timestamp.isoformat().replace("+00:00", "Z"),
+        "action": entry.action,
+        "actor": entry.actor,
+        "resource_type": entry.resource_type,
+        "resource_id": entry.resource_id,
+    }
+    for key in ("state", "agent", "backend", "instance"):
+        if key in payload:
+            event[key] = payload[key]
+    if entry.action == "execution.denied":
+        event["policy_ids"] = payload.get("policy_ids", [])
+    return event
+
+
+class SessionEvents:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._changed = asyncio.Event()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[StorageTransaction]:
+        """A storage transaction whose commit wakes the streams."""
+        async with self.storage.transaction() as tx:
+            yield tx
+        self.notify()
+
+    def notify(self) -> None:
+        """Wake every waiting stream; they re-read the ledger."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def stream(
+        self, session_id: uuid.UUID, after: int = -1, *, poll_interval_s: float = POLL_INTERVAL_S
+    ) -> AsyncIterator[ProvenanceEntry]:
+        """The session's entries after index ``after``, then new ones as they land."""
+        while True:
+            waiter = self._changed
+            entries = await self.storage.list_entries(session_id=session_id, after=after)
+            for entry in entries:
+                yield entry
+                after = entry.index
+            if not entries:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(waiter.wait(), poll_interval_s)

@@ -1,0 +1,82 @@
+"""Metrics and traces of the orchestration layer.
+
+Each platform owns a Prometheus registry (no process-wide globals, so several
+platforms can live in one test process); the API adds its request metrics to it.
+Spans go to the global OpenTelemetry tracer provider, which ``configure_tracing``
+sets up: spans are always made (so ``traceparent`` propagates), and exported over
+OTLP only when an endpoint is configured.
+"""
+
+from __future__ import annotations
+
+import os
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from limit_graph import __version__
+
+__all__ = ["Telemetry", "configure_tracing", "tracer"]
+
+tracer = trace.get_tracer("limit_graph")
+
+_configured = False
+
+
+def configure_tracing(otlp_endpoint: str | None = None) -> None:
+    """Install the tracer provider once; export to ``otlp_endpoint`` when given.
+
+    The standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` variable also turns export on.
+    """
+    global _configured
+    if _configured:
+        return
+    provider = TracerProvider(resource=Resource.create({"service.name": "limit-graph"}))
+    endpoint = otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces"))
+        )
+    trace.set_tracer_provider(provider)
+    _configured = True
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        Gauge("limit_build_info", "Platform version.", ["version"], registry=self.registry).labels(
+            __version__
+        ).set(1)
+        self.executions = Counter(
+            "limit_executions",
+            "Executions that reached a final state.",
+            ["agent", "backend", "state"],
+            registry=self.registry,
+        )
+        self.execution_seconds = Histogram(
+            "limit_execution_duration_seconds",
+            "Time from start to final state.",
+            ["agent", "backend"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 300),
+        )
+        self.running = Gauge(
+            "limit_executions_running",
+            "Executions running in this process.",
+            ["backend"],
+            registry=self.registry,
+        )
+        self.ledger_size = Gauge(
+            "limit_ledger_entries", "Entries in the provenance ledger.", registry=self.registry
+        )
+        self.denials = Counter(
+            "limit_policy_denials",
+            "Executions denied by a pre-task check.",
+            ["policy_id"],
+            registry=self.registry,
+        )
