@@ -19,6 +19,7 @@ from limit_graph.api.limits import BodySizeLimit
 from limit_graph.api.observability import RequestObserver
 from limit_graph.api.problems import install_problem_handlers
 from limit_graph.api.routes import agents, events, executions, health, metrics, reserved, sessions
+from limit_graph.api.schemas import ERROR_RESPONSES
 from limit_graph.core.settings import Settings
 from limit_graph.governance.auth import ApiKeyAuthenticator, Principal, ensure_admin_key
 from limit_graph.orchestration.platform import Platform
@@ -53,6 +54,7 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
         version=__version__,
         description="Governed, provenance-tracked workflows for hybrid quantum-classical work.",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
     )
     telemetry = platform.telemetry if platform else Telemetry()
     install_problem_handlers(app)

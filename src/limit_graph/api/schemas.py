@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from limit_graph.core.models import BackendKind, Execution, Session, SessionConfig
 
 __all__ = [
+    "ERROR_RESPONSES",
     "AgentExecuteRequest",
     "AgentList",
     "AgentOut",
@@ -18,6 +19,7 @@ __all__ = [
     "ExecuteRequest",
     "ExecutionPage",
     "HealthOut",
+    "Problem",
     "SessionCreate",
     "SessionPage",
     "SessionStatusOut",
@@ -100,3 +102,34 @@ class AgentList(BaseModel):
 class HealthOut(BaseModel):
     status: str
     checks: dict[str, Any]
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document (``application/problem+json``)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+    policy_ids: list[str] | None = None
+    retry_after_s: float | None = None
+    retryable: bool | None = None
+
+
+def _problem(description: str) -> dict[str, Any]:
+    schema = Problem.model_json_schema()
+    return {"description": description, "content": {"application/problem+json": {"schema": schema}}}
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _problem("Malformed JSON"),
+    401: _problem("No or unknown credentials"),
+    403: _problem("Denied by policy"),
+    404: _problem("Unknown id"),
+    409: _problem("Conflicts with the current state"),
+    413: _problem("Body too large"),
+    422: _problem("Invalid input; `errors` lists each bad field"),
+    429: _problem("Quota or rate limit reached"),
+    503: _problem("Backend or database unavailable"),
+}
