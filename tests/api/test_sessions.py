@@ -52,6 +52,12 @@ async def test_auth_is_required_except_for_health(api: Api) -> None:
         assert_problem(wrong, 401)
         bearer = await anonymous.get("/sessions", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
         assert bearer.status_code == 200
+        both_bad = await anonymous.get(
+            "/sessions", headers={"Authorization": "Bearer nope", "X-API-Key": ADMIN_KEY}
+        )
+        assert_problem(both_bad, 401)
+        basic = await anonymous.get("/sessions", headers={"Authorization": "Basic eDp5"})
+        assert_problem(basic, 401)
         health = await anonymous.get("/health")
         assert health.status_code == 200 and health.json()["status"] == "ok"
         assert health.json()["checks"]["database"]["status"] == "ok"
@@ -99,7 +105,11 @@ async def test_lifecycle_complete_delete(api: Api) -> None:
     assert_problem(await api.client.post(f"/sessions/{sid}/complete"), 409)
     deleted = await api.client.delete(f"/sessions/{sid}")
     assert deleted.status_code == 204 and deleted.content == b""
-    assert (await api.client.get(f"/sessions/{sid}")).json()["state"] == "deleted"
+    assert_problem(await api.client.get(f"/sessions/{sid}"), 404)
+    assert_problem(await api.client.get(f"/sessions/{sid}/results"), 404)
+    assert (await api.client.get("/sessions")).json()["items"] == []
+    gone = (await api.client.get("/sessions", params={"state": "deleted"})).json()["items"]
+    assert [s["id"] for s in gone] == [sid]
     actions = [e.action for e in await api.platform.storage.list_entries()]
     assert actions == ["session.created", "session.completed", "session.deleted"]
     assert_problem(await api.client.delete(f"/sessions/{sid}"), 404)
@@ -113,6 +123,9 @@ async def test_unknown_and_malformed_ids(api: Api) -> None:
     assert body["errors"][0]["loc"] == ["path", "session_id"]  # type: ignore[index]
     assert_problem(await api.client.post(f"/sessions/{missing}/archive"), 404)
     assert_problem(await api.client.get("/no/such/route"), 404)
+    not_allowed = await api.client.put(f"/sessions/{missing}")
+    assert_problem(not_allowed, 405)
+    assert not_allowed.headers["allow"] == "DELETE, GET, PATCH"
 
 
 async def test_config_is_immutable(api: Api) -> None:

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from limit_graph import __version__
@@ -72,8 +73,15 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
         registry=telemetry.registry,
         hsts=settings.server.ssl_certfile is not None,
     )
-    for module in (health, metrics, sessions, executions, events, agents, reserved):
-        app.include_router(module.router)
+    routers = [m.router for m in (health, metrics, sessions, executions, events, agents, reserved)]
+    for router in routers:
+        app.include_router(router)
+    app.state.route_methods = [
+        (route.path_regex, route.methods)
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
     configure_tracing(settings.telemetry.otlp_endpoint)
     FastAPIInstrumentor.instrument_app(app, excluded_urls="/health,/metrics")
     return app

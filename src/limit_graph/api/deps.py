@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from limit_graph.core.errors import AuthenticationRequired
 from limit_graph.governance.auth import ApiKeyAuthenticator, Principal
 from limit_graph.orchestration.platform import Platform
 
@@ -26,8 +27,15 @@ def get_principal(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     api_key: Annotated[str | None, Security(_api_key)],
 ) -> Principal:
+    """Every credential sent must be valid; sending two that disagree is refused."""
     authenticator: ApiKeyAuthenticator = request.app.state.authenticator
-    return authenticator.authenticate(bearer.credentials if bearer else api_key)
+    sent = [c for c in (bearer.credentials if bearer else None, api_key) if c is not None]
+    if "authorization" in request.headers and bearer is None:
+        raise AuthenticationRequired("the Authorization header must be 'Bearer <key>'")
+    principals = [authenticator.authenticate(c) for c in sent] or [authenticator.authenticate(None)]
+    if any(p != principals[0] for p in principals[1:]):
+        raise AuthenticationRequired("Authorization and X-API-Key name different callers")
+    return principals[0]
 
 
 CurrentPlatform = Annotated[Platform, Depends(get_platform)]

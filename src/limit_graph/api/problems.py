@@ -75,16 +75,29 @@ async def _request_validation(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http_exception(_: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette names only one route's)."""
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for pattern, route_methods in getattr(request.app.state, "route_methods", ()):
+        if pattern.match(path):
+            methods |= route_methods
+    return ", ".join(sorted(methods))
+
+
+async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     titles = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}
     title = titles.get(exc.status_code, "HTTP error")
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
     return problem_response(
         exc.status_code,
         title,
         str(exc.detail),
         title.lower().replace(" ", "-"),
-        headers=dict(exc.headers) if exc.headers else None,
+        headers=headers or None,
     )
 
 

@@ -44,6 +44,8 @@ def serve(
         admin = ensure_admin_key(settings)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
+    import prefect  # noqa: F401 - Prefect sets up logging on import; ours must come after
+
     configure_logging(settings.log_level, json_format=settings.telemetry.json_logs)
     host, port = settings.server.host, settings.server.port
     scheme = "https" if settings.server.ssl_certfile else "http"

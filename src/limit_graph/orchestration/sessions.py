@@ -31,7 +31,16 @@ __all__ = ["SessionService", "visible_to"]
 
 
 def visible_to(session: Session | None, principal: Principal) -> bool:
-    return session is not None and (principal.is_admin or session.tenant == principal.tenant)
+    """A live session of the caller's tenant (any tenant's for an admin).
+
+    Deleted sessions are gone from every read but the listing filtered by
+    ``state=deleted``; their ledger entries stay.
+    """
+    return (
+        session is not None
+        and session.state is not SessionState.DELETED
+        and (principal.is_admin or session.tenant == principal.tenant)
+    )
 
 
 class SessionService:
@@ -89,8 +98,11 @@ class SessionService:
         cursor: str | None = None,
     ) -> Page[Session]:
         tenant = None if principal.is_admin else principal.tenant
+        hidden = SessionState.DELETED if state is None else None
         return await self.storage.list_sessions(
-            SessionFilter(tenant=tenant, state=state, tag=tag), limit=limit, cursor=cursor
+            SessionFilter(tenant=tenant, state=state, tag=tag, exclude_state=hidden),
+            limit=limit,
+            cursor=cursor,
         )
 
     async def _locked(
@@ -128,8 +140,6 @@ class SessionService:
                     f"session {session_id}'s config is immutable "
                     f"(sha256 {session.config_sha256}); create a new session instead"
                 )
-            if session.state is SessionState.DELETED:
-                raise Conflict(f"session {session_id} is deleted")
             if name is None or name == session.name:
                 return session
             updated = session.model_copy(update={"name": name, "updated_at": utcnow()})
@@ -145,8 +155,6 @@ class SessionService:
     async def delete(self, principal: Principal, session_id: uuid.UUID) -> Session:
         async with self.events.write() as tx:
             session = await self._locked(tx, principal, session_id)
-            if session.state is SessionState.DELETED:
-                raise NotFound(f"no session {session_id}")
             return await self._transition(tx, principal, session, SessionState.DELETED)
 
     async def archive(self, principal: Principal, session_id: uuid.UUID) -> dict[str, Any]:
@@ -214,6 +222,10 @@ class SessionService:
         async with self.events.write() as tx:
             await self._match_ledger(tx, bundle)
             current = await tx.get_session(original.id)
+            if current is not None and not (
+                current.state is SessionState.ARCHIVED or visible_to(current, principal)
+            ):
+                raise Conflict(f"session {original.id} exists and was deleted")
             if current is not None and current.state is not SessionState.ARCHIVED:
                 raise Conflict(f"session {original.id} exists and is {current.state.value}")
             if current is not None and current.config_sha256 != original.config_sha256:

@@ -36,6 +36,7 @@ class SessionFilter:
     tenant: str | None = None
     state: SessionState | None = None
     tag: str | None = None
+    exclude_state: SessionState | None = None
 
 
 def session_draft(session: Session, *, actor: str, action: str) -> EntryDraft:

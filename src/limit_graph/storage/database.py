@@ -248,6 +248,8 @@ class DatabaseStorage:
             query = query.where(t.sessions.c.tenant == filter.tenant)
         if filter.state is not None:
             query = query.where(t.sessions.c.state == filter.state.value)
+        if filter.exclude_state is not None:
+            query = query.where(t.sessions.c.state != filter.exclude_state.value)
         if filter.tag is not None:
             tagged = select(t.session_tags.c.session_id).where(t.session_tags.c.tag == filter.tag)
             query = query.where(t.sessions.c.id.in_(tagged))

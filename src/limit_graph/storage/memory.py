@@ -162,6 +162,7 @@ class MemoryStorage:
             for s in self._sessions.values()
             if (filter.tenant is None or s.tenant == filter.tenant)
             and (filter.state is None or s.state == filter.state)
+            and (filter.exclude_state is None or s.state != filter.exclude_state)
             and (filter.tag is None or filter.tag in s.config.tags)
         )
         return _page(matches, lambda s: (s.created_at, s.id), limit, cursor)
