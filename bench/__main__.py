@@ -1,0 +1,188 @@
+"""`make bench` / `limit bench`: the platform against its anchors, in one run.
+
+HTTP: the platform (`limit up`, embedded SQLite) and a bare FastAPI app with one
+pydantic POST endpoint, both under uvicorn with the same settings, driven by the same
+load generator.  In-process: the orchestrator's execute call for `echo` on the local
+backend, durable writes included.  Prints a markdown table and writes it to
+bench/results/latest.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from bench.inprocess import measure_inprocess
+from bench.loadgen import LoadResult, build_request, run_load
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "bench-admin-key-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve(command: list[str], port: int, env: dict[str, str], cwd: Path) -> Iterator[None]:
+    process = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{command[0]} exited: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{command[0]} did not start")
+            time.sleep(0.2)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def drive(port: int, requests: list[bytes], args: argparse.Namespace) -> LoadResult:
+    """The median-throughput run of ``args.repeat`` runs."""
+    runs = [
+        asyncio.run(
+            run_load(
+                "127.0.0.1",
+                port,
+                requests,
+                connections=args.connections,
+                duration_s=args.duration,
+                warmup_s=args.warmup,
+            )
+        )
+        for _ in range(args.repeat)
+    ]
+    runs.sort(key=lambda r: r.rps)
+    return runs[len(runs) // 2]
+
+
+def row(name: str, result: LoadResult, anchor: LoadResult | None) -> str:
+    ratio = f"{result.rps / anchor.rps:.2f}x" if anchor and anchor.rps else "1.00x (anchor)"
+    errors = f"{result.errors}" if result.errors else "0"
+    return (
+        f"| {name} | {result.rps:,.0f} | {result.percentile(0.5) * 1000:.2f} | "
+        f"{result.percentile(0.99) * 1000:.2f} | {ratio} | {errors} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds measured per run")
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per row; the median is kept")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--inprocess-calls", type=int, default=5000)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="limit-bench-"))
+    env = {
+        **os.environ,
+        "LIMIT_HOME": str(workdir / "home"),
+        "LIMIT_ADMIN_API_KEY": KEY,
+        "LOG_LEVEL": "WARNING",
+    }
+    env.pop("DATABASE_URL", None)
+    auth = {"X-API-Key": KEY}
+    lines: list[str] = []
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    say(f"# LIMIT-Graph bench ({time.strftime('%Y-%m-%d %H:%M:%S')})")
+    say("")
+    say(
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"{args.connections} connections, {args.repeat} x {args.duration:.0f} s per row "
+        "(median run), load generator on the same cores."
+    )
+    say("")
+    say("| endpoint | requests/s | p50 ms | p99 ms | vs bare POST | errors |")
+    say("| --- | ---: | ---: | ---: | ---: | ---: |")
+
+    bare_port = free_port()
+    bare_cmd = [
+        sys.executable, "-m", "uvicorn", "bench.bare_app:app",
+        "--host", "127.0.0.1", "--port", str(bare_port),
+        "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+    body = json.dumps({"agent": "echo", "inputs": {"n": 1}}).encode()
+    with serve(bare_cmd, bare_port, env, ROOT):
+        bare = drive(
+            bare_port, [build_request("POST", "127.0.0.1", bare_port, "/echo", {}, body)], args
+        )
+        bare_get = drive(
+            bare_port, [build_request("GET", "127.0.0.1", bare_port, "/health", {})], args
+        )
+    say(row("bare FastAPI `POST /echo`", bare, None))
+    say(row("bare FastAPI `GET /health`", bare_get, bare))
+
+    port = free_port()
+    limit = str(Path(sys.executable).parent / "limit")
+    with serve([limit, "up", "--bind", f"127.0.0.1:{port}"], port, env, workdir):
+        base = f"http://127.0.0.1:{port}"
+        sid = httpx.post(f"{base}/sessions", json={"config": {}}, headers=auth).json()["id"]
+        health = drive(port, [build_request("GET", "127.0.0.1", port, "/health", {})], args)
+        created = drive(
+            port,
+            [build_request("POST", "127.0.0.1", port, "/sessions", auth, b'{"config": {}}')],
+            args,
+        )
+        execute = drive(
+            port,
+            [build_request("POST", "127.0.0.1", port, f"/sessions/{sid}/execute", auth, body)],
+            args,
+        )
+        check = httpx.get(f"{base}/sessions/{sid}/status", headers=auth).json()["counts"]
+    say(row("platform `GET /health`", health, bare))
+    say(row("platform `POST /sessions`", created, bare))
+    say(row("platform `POST /sessions/{id}/execute` (echo, local, sync)", execute, bare))
+    say("")
+    say(f"Executions recorded as succeeded during the run: {check['succeeded']:,}.")
+
+    calls = asyncio.run(measure_inprocess(workdir / "inprocess", args.inprocess_calls))
+    say("")
+    say("| in-process call | p50 µs | p99 µs | mean µs |")
+    say("| --- | ---: | ---: | ---: |")
+    for name, samples in calls.items():
+        ordered = sorted(samples)
+        say(
+            f"| {name} | {ordered[len(ordered) // 2] * 1e6:,.0f} | "
+            f"{ordered[int(len(ordered) * 0.99)] * 1e6:,.0f} | "
+            f"{statistics.fmean(ordered) * 1e6:,.0f} |"
+        )
+    results = ROOT / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    (results / "latest.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"\nwritten to {results / 'latest.md'}")
+
+
+if __name__ == "__main__":
+    main()
