@@ -218,6 +218,17 @@ def watch(
         client.close()
 
 
+@app.command("bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context) -> None:
+    """Run the benchmarks of a source checkout (same as `make bench`; options pass through)."""
+    import subprocess
+
+    here = Path.cwd()
+    if not (here / "bench" / "__main__.py").exists():
+        raise CliError("`limit bench` runs from the root of a LIMIT-Graph source checkout")
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "bench", *ctx.args], cwd=here))
+
+
 @app.command("agents")
 def list_agents(url: UrlOption = None, api_key: KeyOption = None) -> None:
     """List the agents the platform can run."""

@@ -1,0 +1,610 @@
+"""The storage contract: one suite, run against every implementation of ``Storage``.
+
+Each test gets a started, empty store of one kind (memory, file, SQLite, Postgres);
+``-k postgres`` selects the Postgres runs.  The durability tests reopen a second
+instance on the same folder or database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from limit_graph.core.canonical import canonical_json
+from limit_graph.core.errors import InvalidInput
+from limit_graph.core.models import (
+    BackendKind,
+    Execution,
+    ExecutionState,
+    Session,
+    SessionConfig,
+    SessionState,
+)
+from limit_graph.storage.base import SessionFilter, Storage
+from limit_graph.storage.database import DatabaseStorage
+from limit_graph.storage.file import FileStorage
+from limit_graph.storage.ledger import GENESIS_HASH, EntryDraft, verify_chain
+from limit_graph.storage.memory import MemoryStorage
+from limit_graph.storage.paging import encode_cursor
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+ALL = SessionFilter()
+
+DURABLE = [
+    pytest.param("file", id="file"),
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+BACKENDS = [pytest.param("memory", id="memory"), *DURABLE]
+
+
+class Boom(Exception):
+    """Raised inside a transaction to make it fail."""
+
+
+# --- domain factories ------------------------------------------------------------
+
+
+def make_session(
+    *,
+    tenant: str = "acme",
+    state: SessionState = SessionState.ACTIVE,
+    tags: tuple[str, ...] = (),
+    created_at: datetime = T0,
+    quotas: dict[str, float] | None = None,
+) -> Session:
+    config = SessionConfig(tags=list(tags), quotas=quotas or {"shots": 1000.0})
+    return Session(
+        id=uuid.uuid4(),
+        name="experiment",
+        state=state,
+        config=config,
+        config_sha256=config.sha256(),
+        owner="alice",
+        tenant=tenant,
+        created_at=created_at,
+        updated_at=created_at,
+    )
+
+
+def make_execution(
+    session: Session,
+    *,
+    state: ExecutionState = ExecutionState.SUCCEEDED,
+    backend: BackendKind = BackendKind.LOCAL,
+    key: str | None = None,
+    submitted_at: datetime = T0,
+    inputs: dict[str, Any] | None = None,
+) -> Execution:
+    return Execution(
+        id=uuid.uuid4(),
+        session_id=session.id,
+        agent="echo",
+        agent_version="1.0",
+        backend=backend,
+        instance="local-1",
+        state=state,
+        inputs=inputs if inputs is not None else {"x": 1},
+        result={"y": 2} if state is ExecutionState.SUCCEEDED else None,
+        attempts=1,
+        submitted_at=submitted_at,
+        idempotency_key=key,
+        actor="alice",
+    )
+
+
+def advanced(session: Session, state: SessionState) -> Session:
+    return session.model_copy(update={"state": state, "updated_at": T0 + timedelta(hours=1)})
+
+
+async def commit_session(storage: Storage, session: Session) -> Session:
+    async with storage.transaction() as tx:
+        return await tx.save_session(session, actor="alice", action="session.saved")
+
+
+async def commit_execution(storage: Storage, execution: Execution) -> Execution:
+    async with storage.transaction() as tx:
+        return await tx.save_execution(execution, actor="alice", action="execution.saved")
+
+
+# --- backends --------------------------------------------------------------------
+
+
+@dataclass
+class Backend:
+    """How to open a store of one kind; every call opens a new instance on the same data."""
+
+    kind: str
+    open: Callable[[], Storage]
+
+
+def _backend(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if kind == "memory":
+        return Backend(kind, MemoryStorage)
+    if kind == "file":
+        return Backend(kind, lambda: FileStorage(tmp_path / "store"))
+    if kind == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+        return Backend(kind, lambda: DatabaseStorage(url))
+    url = request.getfixturevalue("postgres_url")
+    return Backend(kind, lambda: DatabaseStorage(url))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return _backend(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=DURABLE)
+def durable_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return _backend(request.param, request, tmp_path)
+
+
+@pytest.fixture
+async def storage(backend: Backend) -> AsyncIterator[Storage]:
+    store = backend.open()
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+# --- transactions ----------------------------------------------------------------
+
+
+async def test_saved_records_read_back_inside_the_transaction_and_after_commit(
+    storage: Storage,
+) -> None:
+    session = make_session(tags=("alpha",))
+    execution = make_execution(session)
+    async with storage.transaction() as tx:
+        assert await tx.save_session(session, actor="alice", action="session.created") == session
+        stored = await tx.save_execution(execution, actor="alice", action="execution.started")
+        assert await tx.get_session(session.id) == session
+        assert await tx.get_execution(execution.id) == stored
+
+        assert await storage.get_session(session.id) is None
+        assert await storage.get_execution(execution.id) is None
+        assert await storage.ledger_size() == 0
+        assert await storage.list_entries() == []
+        assert (await storage.list_sessions(ALL, limit=10, cursor=None)).items == []
+
+    assert await storage.get_session(session.id) == session
+    assert await storage.get_execution(execution.id) == stored
+    assert await storage.ledger_size() == 2
+    assert (await storage.list_sessions(ALL, limit=10, cursor=None)).items == [session]
+
+
+async def test_unknown_ids_read_as_none(storage: Storage) -> None:
+    assert await storage.get_session(uuid.uuid4()) is None
+    assert await storage.get_execution(uuid.uuid4()) is None
+    assert await storage.get_archive(uuid.uuid4()) is None
+    async with storage.transaction() as tx:
+        assert await tx.get_session(uuid.uuid4()) is None
+        assert await tx.get_execution(uuid.uuid4()) is None
+        assert await tx.get_entry(0) is None
+        assert await tx.session_executions(uuid.uuid4()) == []
+        assert await tx.session_entries(uuid.uuid4()) == []
+
+
+async def test_a_transaction_that_raises_leaves_nothing(storage: Storage) -> None:
+    before = await commit_session(storage, make_session())
+    entries_before = await storage.list_entries()
+    session = make_session()
+    execution = make_execution(session)
+
+    with pytest.raises(Boom):
+        async with storage.transaction() as tx:
+            await tx.save_session(session, actor="alice", action="session.created")
+            await tx.save_execution(execution, actor="alice", action="execution.started")
+            await tx.save_session(advanced(before, SessionState.COMPLETED), actor="a", action="b")
+            await tx.save_archive(session.id, {"kept": False})
+            raise Boom
+
+    assert await storage.get_session(session.id) is None
+    assert await storage.get_execution(execution.id) is None
+    assert await storage.get_archive(session.id) is None
+    assert await storage.get_session(before.id) == before
+    assert await storage.ledger_size() == 1
+    assert await storage.list_entries() == entries_before
+    page = await storage.list_executions(session.id, state=None, limit=10, cursor=None)
+    assert page.items == []
+
+    # The next commit continues from the last committed entry, not the rolled-back ones.
+    await commit_session(storage, session)
+    entries = await storage.list_entries()
+    assert [e.index for e in entries] == [0, 1]
+    assert entries[1].prev_hash == entries[0].entry_hash
+    assert verify_chain(entries) is None
+
+
+# --- the ledger ------------------------------------------------------------------
+
+
+async def test_every_save_appends_one_chained_entry(storage: Storage) -> None:
+    session = make_session()
+    execution = make_execution(session, state=ExecutionState.RUNNING)
+
+    await commit_session(storage, session)
+    assert await storage.ledger_size() == 1
+    started = await commit_execution(storage, execution)
+    assert await storage.ledger_size() == 2
+    finished = await commit_execution(
+        storage, execution.model_copy(update={"state": ExecutionState.SUCCEEDED, "result": 3})
+    )
+    assert await storage.ledger_size() == 3
+    completed = await commit_session(storage, advanced(session, SessionState.COMPLETED))
+    assert await storage.ledger_size() == 4
+
+    entries = await storage.list_entries()
+    assert [e.index for e in entries] == [0, 1, 2, 3]
+    assert entries[0].prev_hash == GENESIS_HASH
+    assert verify_chain(entries) is None
+
+    first, _, _, last = entries
+    assert first.payload == session.document()
+    assert last.payload == completed.document()
+    assert (first.resource_type, first.resource_id, first.session_id) == (
+        "session",
+        str(session.id),
+        session.id,
+    )
+    assert (first.actor, first.action) == ("alice", "session.saved")
+
+    for stored, entry in ((started, entries[1]), (finished, entries[2])):
+        assert stored.provenance_entry == entry.index
+        assert entry.payload["provenance_entry"] is None
+        assert entry.payload == {**stored.document(), "provenance_entry": None}
+        assert (entry.resource_type, entry.resource_id) == ("execution", str(execution.id))
+        assert entry.session_id == session.id
+    assert await storage.get_execution(execution.id) == finished
+
+
+async def test_several_saves_in_one_transaction_chain_in_order(storage: Storage) -> None:
+    session = make_session()
+    async with storage.transaction() as tx:
+        await tx.save_session(session, actor="alice", action="session.created")
+        stored = [
+            await tx.save_execution(make_execution(session), actor="alice", action="run")
+            for _ in range(3)
+        ]
+        note = await tx.append_entry(
+            EntryDraft("system", "note", "system", "n-1", None, {"text": "ünïcødé ✓"})
+        )
+        assert note.index == 4
+        assert await tx.get_entry(4) == note
+        assert (await tx.get_entry(1)).resource_id == str(stored[0].id)
+    assert [e.provenance_entry for e in stored] == [1, 2, 3]
+
+    entries = await storage.list_entries()
+    assert verify_chain(entries) is None
+    assert entries[-1] == note
+    assert entries[-1].session_id is None
+
+
+async def test_list_entries_filters_by_session_and_pages_by_index(storage: Storage) -> None:
+    a, b = make_session(), make_session()
+    for session in (a, b):
+        await commit_session(storage, session)
+    for session in (a, b, a):
+        await commit_execution(storage, make_execution(session))
+
+    assert [e.index for e in await storage.list_entries(session_id=a.id)] == [0, 2, 4]
+    assert [e.index for e in await storage.list_entries(session_id=b.id)] == [1, 3]
+    assert [e.index for e in await storage.list_entries(after=2)] == [3, 4]
+    assert [e.index for e in await storage.list_entries(after=0, limit=2)] == [1, 2]
+    assert [e.index for e in await storage.list_entries(session_id=a.id, after=0, limit=1)] == [2]
+    assert await storage.list_entries(after=4) == []
+    assert verify_chain(await storage.list_entries(session_id=a.id), contiguous=False) is None
+
+
+async def test_documents_keep_their_exact_json_values(storage: Storage) -> None:
+    """Awkward JSON numbers and text survive storage, so stored entries still verify."""
+    awkward = {
+        "big_float": 1e20,
+        "negative_zero": -0.0,
+        "whole_float": 2.0,
+        "tiny": 5e-324,
+        "big_int": 2**70,
+        "text": 'ünïcødé ✓ "quoted" \\ \n',
+        "nested": [{"b": 1, "a": [None, True, 0.1]}],
+    }
+    session = make_session(quotas={"budget": 1e20, "floor": -0.0})
+    await commit_session(storage, session)
+    stored = await commit_execution(storage, make_execution(session, inputs=awkward))
+    async with storage.transaction() as tx:
+        await tx.save_archive(session.id, {"bundle": awkward})
+
+    assert await storage.get_session(session.id) == session
+    got = await storage.get_execution(stored.id)
+    assert got == stored
+    assert canonical_json(got.inputs) == canonical_json(awkward)
+    archive = await storage.get_archive(session.id)
+    assert canonical_json(archive) == canonical_json({"bundle": awkward})
+    entries = await storage.list_entries()
+    assert canonical_json(entries[1].payload["inputs"]) == canonical_json(awkward)
+    assert verify_chain(entries) is None
+
+
+# --- listing sessions --------------------------------------------------------------
+
+
+async def test_list_sessions_pages_in_created_order_exactly_once(storage: Storage) -> None:
+    stamps = [T0 + timedelta(microseconds=n) for n in (5, 0, 3, 3, 3, 1, 0)]
+    sessions = [make_session(created_at=stamp) for stamp in stamps]
+    for session in random.Random(7).sample(sessions, len(sessions)):
+        await commit_session(storage, session)
+    expected = sorted(sessions, key=lambda s: (s.created_at, s.id))
+
+    seen: list[Session] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        page = await storage.list_sessions(ALL, limit=3, cursor=cursor)
+        seen += page.items
+        pages += 1
+        if page.next_cursor is None:
+            break
+        assert len(page.items) == 3
+        cursor = page.next_cursor
+    assert pages == 3
+    assert seen == expected
+
+    whole = await storage.list_sessions(ALL, limit=len(sessions), cursor=None)
+    assert (whole.items, whole.next_cursor) == (expected, None)
+
+
+async def test_list_sessions_filters_by_tenant_state_and_tag(storage: Storage) -> None:
+    a = make_session(tenant="acme", tags=("alpha", "beta"), created_at=T0)
+    b = make_session(tenant="acme", tags=("beta",), created_at=T0 + timedelta(seconds=1))
+    c = make_session(tenant="other", tags=("alpha",), created_at=T0 + timedelta(seconds=2))
+    for session in (a, b, c):
+        await commit_session(storage, session)
+    b = await commit_session(storage, advanced(b, SessionState.COMPLETED))
+
+    async def ids(**filter: Any) -> list[uuid.UUID]:
+        page = await storage.list_sessions(SessionFilter(**filter), limit=10, cursor=None)
+        return [s.id for s in page.items]
+
+    assert await ids() == [a.id, b.id, c.id]
+    assert await ids(tenant="acme") == [a.id, b.id]
+    assert await ids(tenant="nobody") == []
+    assert await ids(state=SessionState.COMPLETED) == [b.id]
+    assert await ids(state=SessionState.ACTIVE) == [a.id, c.id]
+    assert await ids(tag="alpha") == [a.id, c.id]
+    assert await ids(tag="beta") == [a.id, b.id]
+    assert await ids(tag="gamma") == []
+    assert await ids(tenant="acme", state=SessionState.ACTIVE, tag="beta") == [a.id]
+    completed = await storage.list_sessions(
+        SessionFilter(state=SessionState.COMPLETED), limit=10, cursor=None
+    )
+    assert completed.items == [b]
+
+    first = await storage.list_sessions(SessionFilter(tag="alpha"), limit=1, cursor=None)
+    rest = await storage.list_sessions(
+        SessionFilter(tag="alpha"), limit=1, cursor=first.next_cursor
+    )
+    assert ([s.id for s in first.items], [s.id for s in rest.items]) == ([a.id], [c.id])
+    assert rest.next_cursor is None
+
+
+MALFORMED_CURSORS = [
+    pytest.param("not a cursor!", id="not-base64"),
+    pytest.param("bm90IGpzb24", id="not-json"),
+    pytest.param(encode_cursor((T0, uuid.UUID(int=0)))[:-4], id="truncated"),
+    pytest.param("WzEsIDJd", id="wrong-types"),
+    pytest.param(encode_cursor((T0.replace(tzinfo=None), uuid.UUID(int=0))), id="naive-time"),
+]
+
+
+@pytest.mark.parametrize("cursor", MALFORMED_CURSORS)
+async def test_a_malformed_cursor_is_invalid_input(storage: Storage, cursor: str) -> None:
+    session = await commit_session(storage, make_session())
+    await commit_execution(storage, make_execution(session))
+    with pytest.raises(InvalidInput):
+        await storage.list_sessions(ALL, limit=10, cursor=cursor)
+    with pytest.raises(InvalidInput):
+        await storage.list_executions(session.id, state=None, limit=10, cursor=cursor)
+
+
+# --- executions --------------------------------------------------------------------
+
+
+async def test_list_executions_is_per_session_filtered_and_paged(storage: Storage) -> None:
+    a, b = make_session(), make_session()
+    for session in (a, b):
+        await commit_session(storage, session)
+    states = [ExecutionState.SUCCEEDED, ExecutionState.FAILED] * 3
+    mine = [
+        await commit_execution(
+            storage, make_execution(a, state=s, submitted_at=T0 + timedelta(seconds=i % 4))
+        )
+        for i, s in enumerate(states)
+    ]
+    theirs = await commit_execution(storage, make_execution(b))
+    expected = sorted(mine, key=lambda e: (e.submitted_at, e.id))
+
+    seen: list[Execution] = []
+    cursor: str | None = None
+    for _ in range(len(mine)):
+        page = await storage.list_executions(a.id, state=None, limit=4, cursor=cursor)
+        seen += page.items
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == expected
+
+    failed = await storage.list_executions(a.id, state=ExecutionState.FAILED, limit=10, cursor=None)
+    assert failed.items == [e for e in expected if e.state is ExecutionState.FAILED]
+    assert failed.next_cursor is None
+    only_b = await storage.list_executions(b.id, state=None, limit=10, cursor=None)
+    assert only_b.items == [theirs]
+    none = await storage.list_executions(b.id, state=ExecutionState.FAILED, limit=10, cursor=None)
+    assert none.items == []
+
+
+async def test_count_executions_by_state_and_backend(storage: Storage) -> None:
+    a, b = make_session(), make_session()
+    for session in (a, b):
+        await commit_session(storage, session)
+    running = make_execution(a, state=ExecutionState.RUNNING, backend=BackendKind.QUANTUM)
+    for execution in (
+        make_execution(a),
+        make_execution(a),
+        make_execution(a, backend=BackendKind.REMOTE),
+        make_execution(a, state=ExecutionState.FAILED),
+        running,
+        make_execution(b),
+    ):
+        await commit_execution(storage, execution)
+    await commit_execution(storage, running.model_copy(update={"state": ExecutionState.FAILED}))
+
+    assert await storage.count_executions(a.id) == {
+        (ExecutionState.SUCCEEDED, "local"): 2,
+        (ExecutionState.SUCCEEDED, "remote"): 1,
+        (ExecutionState.FAILED, "local"): 1,
+        (ExecutionState.FAILED, "quantum"): 1,
+    }
+    assert await storage.count_executions(b.id) == {(ExecutionState.SUCCEEDED, "local"): 1}
+    assert await storage.count_executions(uuid.uuid4()) == {}
+
+
+async def test_find_execution_by_key_stays_within_its_session(storage: Storage) -> None:
+    a, b = make_session(), make_session()
+    for session in (a, b):
+        await commit_session(storage, session)
+    in_a = await commit_execution(storage, make_execution(a, key="k1"))
+
+    async with storage.transaction() as tx:
+        assert await tx.find_execution_by_key(a.id, "k1") == in_a
+        assert await tx.find_execution_by_key(b.id, "k1") is None
+        assert await tx.find_execution_by_key(a.id, "k2") is None
+        in_b = await tx.save_execution(make_execution(b, key="k1"), actor="bob", action="run")
+        assert await tx.find_execution_by_key(b.id, "k1") == in_b
+        assert await tx.find_execution_by_key(a.id, "k1") == in_a
+
+    async with storage.transaction() as tx:
+        assert await tx.find_execution_by_key(b.id, "k1") == in_b
+        assert await tx.find_execution_by_key(a.id, "k1") == in_a
+
+
+async def test_session_records_inside_a_transaction(storage: Storage) -> None:
+    a, b = make_session(), make_session()
+    for session in (a, b):
+        await commit_session(storage, session)
+    first = await commit_execution(
+        storage, make_execution(a, state=ExecutionState.RUNNING, submitted_at=T0)
+    )
+    second = await commit_execution(
+        storage, make_execution(a, submitted_at=T0 + timedelta(seconds=2))
+    )
+
+    async with storage.transaction() as tx:
+        third = await tx.save_execution(
+            make_execution(a, submitted_at=T0 + timedelta(seconds=1)), actor="alice", action="run"
+        )
+        await tx.save_execution(make_execution(b), actor="alice", action="run")
+        updated = await tx.save_execution(
+            first.model_copy(update={"state": ExecutionState.CANCELLED}),
+            actor="alice",
+            action="cancel",
+        )
+        assert await tx.session_executions(a.id) == [updated, third, second]
+
+        entries = await tx.session_entries(a.id)
+        assert [e.index for e in entries] == [0, 2, 3, 4, 6]
+        assert {e.session_id for e in entries} == {a.id}
+        assert entries[-1].payload["state"] == "cancelled"
+        assert verify_chain(entries, contiguous=False) is None
+        assert [e.index for e in await tx.session_entries(b.id)] == [1, 5]
+
+
+# --- archives ------------------------------------------------------------------------
+
+
+async def test_archives_round_trip_and_overwrite(storage: Storage) -> None:
+    session = await commit_session(storage, make_session())
+    bundle = {"format": "x/1", "entries": [{"index": 0, "ok": True}], "sha": "ab" * 32}
+    async with storage.transaction() as tx:
+        await tx.save_archive(session.id, bundle)
+        assert await storage.get_archive(session.id) is None
+    assert await storage.get_archive(session.id) == bundle
+    assert await storage.get_archive(uuid.uuid4()) is None
+
+    async with storage.transaction() as tx:
+        await tx.save_archive(session.id, {"format": "x/2"})
+    assert await storage.get_archive(session.id) == {"format": "x/2"}
+
+
+# --- concurrency ---------------------------------------------------------------------
+
+
+async def test_concurrent_transactions_append_contiguous_entries(storage: Storage) -> None:
+    shared = await commit_session(storage, make_session())
+
+    async def save(i: int) -> None:
+        async with storage.transaction() as tx:
+            await tx.get_session(shared.id)
+            await asyncio.sleep(0)
+            if i % 2:
+                await tx.save_execution(make_execution(shared), actor=f"w{i}", action="run")
+            else:
+                await tx.save_session(make_session(), actor=f"w{i}", action="create")
+
+    await asyncio.gather(*(save(i) for i in range(20)))
+
+    entries = await storage.list_entries()
+    assert [e.index for e in entries] == list(range(21))
+    assert verify_chain(entries) is None
+    assert sorted(e.actor for e in entries[1:]) == sorted(f"w{i}" for i in range(20))
+    assert await storage.ledger_size() == 21
+    sessions = await storage.list_sessions(ALL, limit=100, cursor=None)
+    assert len(sessions.items) == 11
+    assert await storage.count_executions(shared.id) == {(ExecutionState.SUCCEEDED, "local"): 10}
+
+
+# --- durability ------------------------------------------------------------------------
+
+
+async def test_a_reopened_store_keeps_its_data_and_chain(durable_backend: Backend) -> None:
+    store = durable_backend.open()
+    await store.start()
+    try:
+        session = await commit_session(store, make_session(tags=("alpha",)))
+        execution = await commit_execution(store, make_execution(session, key="k"))
+        async with store.transaction() as tx:
+            await tx.save_archive(session.id, {"kept": [1, 2.5, "three"]})
+        entries = await store.list_entries()
+    finally:
+        await store.close()
+
+    reopened = durable_backend.open()
+    await reopened.start()
+    try:
+        assert await reopened.get_session(session.id) == session
+        assert await reopened.get_execution(execution.id) == execution
+        assert await reopened.get_archive(session.id) == {"kept": [1, 2.5, "three"]}
+        assert await reopened.ledger_size() == 2
+        assert await reopened.list_entries() == entries
+        page = await reopened.list_sessions(SessionFilter(tag="alpha"), limit=5, cursor=None)
+        assert page.items == [session]
+        async with reopened.transaction() as tx:
+            assert await tx.find_execution_by_key(session.id, "k") == execution
+
+        completed = await commit_session(reopened, advanced(session, SessionState.COMPLETED))
+        after = await reopened.list_entries()
+        assert [e.index for e in after] == [0, 1, 2]
+        assert after[2].prev_hash == entries[-1].entry_hash
+        assert verify_chain(after) is None
+        assert await reopened.get_session(session.id) == completed
+    finally:
+        await reopened.close()
