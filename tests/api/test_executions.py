@@ -90,8 +90,9 @@ async def test_idempotency_key_returns_the_first_execution(api: Api) -> None:
 async def test_bad_requests_name_the_problem_and_write_nothing(api: Api) -> None:
     sid = await api.new_session()
     before = await api.ledger_size()
-    unknown_agent = assert_problem(await execute(api, sid, agent="teleport"), 404)
+    unknown_agent = assert_problem(await execute(api, sid, agent="teleport"), 422)
     assert "teleport" in str(unknown_agent["detail"])
+    assert unknown_agent["errors"][0]["loc"] == ["body", "agent"]  # type: ignore[index]
     bad_inputs = assert_problem(
         await execute(api, sid, agent="sleep", inputs={"seconds": "long"}), 422
     )
@@ -99,6 +100,8 @@ async def test_bad_requests_name_the_problem_and_write_nothing(api: Api) -> None
     assert_problem(await execute(api, sid, agent="sleep", inputs={"seconds": 1, "x": 2}), 422)
     assert_problem(await execute(api, sid, agent="echo", inputs=[1, 2]), 422)
     assert_problem(await execute(api, sid, agent="echo", wait_s=-1), 422)
+    assert_problem(await execute(api, sid, agent="echo", wait_s=False), 422)
+    assert_problem(await execute(api, sid, agent="echo", timeout_s="5"), 422)
     assert_problem(await execute(api, sid, agent="echo", backend="cloud"), 422)
     assert_problem(await execute(api, str(uuid.uuid4()), agent="echo"), 404)
     malformed = await api.client.post(
@@ -127,12 +130,13 @@ async def test_denials_name_the_check_and_are_recorded(api: Api) -> None:
     assert "remote" in str(remote["detail"])
 
 
-async def test_remote_backend_without_runner_is_unavailable(api: Api) -> None:
+async def test_remote_backend_without_runner_is_refused(api: Api) -> None:
     sid = await api.new_session()
     before = await api.ledger_size()
     response = await execute(api, sid, agent="echo", backend="remote")
-    body = assert_problem(response, 503)
-    assert body["retryable"] is True
+    body = assert_problem(response, 422)
+    assert body["errors"][0]["loc"] == ["body", "backend"]  # type: ignore[index]
+    assert "no runner" in str(body["detail"])
     assert await api.ledger_size() == before
 
 

@@ -3,7 +3,8 @@
 Every generated request, valid or not, must get a documented status, a body that
 matches the documented schema, and never a 5xx.  ``positive_data_acceptance`` is
 left out: a request can match the schema and still name an unknown session or agent,
-which is rightly a 404.  The run is the schemathesis CLI
+which is rightly a 404.  The event stream is left out too: it never ends by design
+(its own tests read it over HTTP).  The run is the schemathesis CLI
 (its pytest plugin does not support this pytest), bounded in examples so that the
 suite stays quick; raise ``LIMIT_FUZZ_EXAMPLES`` for a longer hunt.
 """
@@ -22,7 +23,7 @@ from limit_graph.core.settings import load_settings
 from tests.api.conftest import ADMIN_KEY
 from tests.fixtures.live import LiveServer, live_server
 
-EXAMPLES = os.environ.get("LIMIT_FUZZ_EXAMPLES", "20")
+EXAMPLES = os.environ.get("LIMIT_FUZZ_EXAMPLES", "10")
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 
 
@@ -53,6 +54,8 @@ def test_api_conforms_to_its_openapi(fuzz_server: LiveServer, tmp_path: Path) ->
             "20261126",
             "--exclude-checks",
             "positive_data_acceptance",
+            "--exclude-path",
+            "/sessions/{session_id}/events",
             "--header",
             f"X-API-Key: {ADMIN_KEY}",
             "--header",

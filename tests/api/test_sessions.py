@@ -119,9 +119,14 @@ async def test_unknown_and_malformed_ids(api: Api) -> None:
     missing = uuid.uuid4()
     body = assert_problem(await api.client.get(f"/sessions/{missing}"), 404)
     assert str(missing) in str(body["detail"])
-    body = assert_problem(await api.client.get("/sessions/not-a-uuid"), 422)
-    assert body["errors"][0]["loc"] == ["path", "session_id"]  # type: ignore[index]
+    assert_problem(await api.client.get("/sessions/not-a-uuid"), 404)
+    wrong_method = await api.client.patch("/sessions/restore", json={})
+    assert_problem(wrong_method, 405)
+    assert wrong_method.headers["allow"] == "POST"
     assert_problem(await api.client.post(f"/sessions/{missing}/archive"), 404)
+    active = await api.new_session()
+    not_yet = assert_problem(await api.client.get(f"/sessions/{active}/archive"), 409)
+    assert "no archive yet" in str(not_yet["detail"])
     assert_problem(await api.client.get("/no/such/route"), 404)
     not_allowed = await api.client.put(f"/sessions/{missing}")
     assert_problem(not_allowed, 405)
@@ -151,6 +156,8 @@ async def test_bad_bodies_are_problems_and_write_nothing(api: Api) -> None:
         (b'{"config": {}, "surprise": 1}', 422),
         (b'{"config": {"backends": ["mainframe"]}}', 422),
         (b'{"config": {"timeout_s": -1}}', 422),
+        (b'{"config": {"quotas": {"shots": false}}}', 422),
+        (b'{"config": {"timeout_s": "10"}}', 422),
         (b'{"config": {"backends": ["local"], "default_backend": "quantum"}}', 422),
         (b"[]", 422),
     ]

@@ -131,7 +131,7 @@ def test_metrics_scrape_without_credentials(client: httpx.Client, server: LiveSe
         'limit_http_requests_total{method="POST",route="/sessions/{session_id}/execute",'
         'status="200"}' in text
     )
-    assert 'route="/sessions/{session_id}/execute",status="404"' in text
+    assert 'route="/sessions/{session_id}/execute",status="422"' in text
     assert 'limit_executions_total{agent="echo",backend="local",state="succeeded"}' in text
     assert "limit_http_request_duration_seconds_bucket" in text
     ledger = next(line for line in text.splitlines() if line.startswith("limit_ledger_entries "))

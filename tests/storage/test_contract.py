@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from limit_graph.core.canonical import canonical_json
-from limit_graph.core.errors import InvalidInput
+from limit_graph.core.errors import InvalidInput, StateDenied
 from limit_graph.core.models import (
     BackendKind,
     Execution,
@@ -608,3 +608,81 @@ async def test_a_reopened_store_keeps_its_data_and_chain(durable_backend: Backen
         assert await reopened.get_session(session.id) == completed
     finally:
         await reopened.close()
+
+
+# --- standalone writes (group-committed where the backend batches) ---------------
+
+
+async def test_concurrent_standalone_writes_chain_and_land_once(storage: Storage) -> None:
+    session = await commit_session(storage, make_session())
+    base = await storage.ledger_size()
+    writes = [make_execution(session, state=ExecutionState.RUNNING) for _ in range(60)]
+    stored = await asyncio.gather(
+        *(storage.write_execution(e, actor="alice", action="execution.started") for e in writes)
+    )
+    finals = await asyncio.gather(
+        *(
+            storage.write_execution(
+                s.model_copy(update={"state": ExecutionState.SUCCEEDED}),
+                actor="alice",
+                action="execution.succeeded",
+            )
+            for s in stored
+        )
+    )
+    entries = await storage.list_entries(after=-1, limit=10_000)
+    assert len(entries) == base + 120
+    assert verify_chain(entries) is None
+    by_index = {e.index: e for e in entries}
+    for final in finals:
+        assert final.provenance_entry is not None
+        entry = by_index[final.provenance_entry]
+        assert entry.resource_id == str(final.id) and entry.action == "execution.succeeded"
+        again = await storage.get_execution(final.id)
+        assert again is not None and again.state is ExecutionState.SUCCEEDED
+    page = await storage.list_executions(session.id, state=None, limit=500, cursor=None)
+    assert len(page.items) == 60
+
+
+async def test_standalone_write_keeps_idempotency_keys_unique(storage: Storage) -> None:
+    session = await commit_session(storage, make_session())
+    first, second, third = (make_execution(session, key="k") for _ in range(3))
+    results = await asyncio.gather(
+        *(storage.write_execution(e, actor="a", action="x") for e in (first, second, third))
+    )
+    assert len({r.id for r in results}) == 1
+    found = await storage.find_execution_by_key(session.id, "k")
+    assert found is not None and found.id == results[0].id
+    assert await storage.find_execution_by_key(session.id, "other") is None
+    page = await storage.list_executions(session.id, state=None, limit=10, cursor=None)
+    assert len(page.items) == 1
+
+
+async def test_standalone_write_can_require_an_active_session(storage: Storage) -> None:
+    active = await commit_session(storage, make_session())
+    done = await commit_session(storage, make_session(state=SessionState.COMPLETED))
+    before = await storage.ledger_size()
+    ok, refused = await asyncio.gather(
+        storage.write_execution(
+            make_execution(active), actor="a", action="x", require_active_session=True
+        ),
+        storage.write_execution(
+            make_execution(done), actor="a", action="x", require_active_session=True
+        ),
+        return_exceptions=True,
+    )
+    assert isinstance(ok, Execution)
+    assert isinstance(refused, StateDenied) and refused.policy_ids == ["session-active"]
+    assert await storage.ledger_size() == before + 1
+    assert (await storage.list_executions(done.id, state=None, limit=5, cursor=None)).items == []
+
+
+async def test_standalone_entries_chain_with_transactions(storage: Storage) -> None:
+    session = await commit_session(storage, make_session())
+    draft = EntryDraft("alice", "execution.denied", "execution", "echo", session.id, {"n": 1})
+    entry = await storage.write_entry(draft)
+    after = await commit_session(storage, advanced(session, SessionState.COMPLETED))
+    entries = await storage.list_entries()
+    assert entries[-2] == entry and entries[-1].prev_hash == entry.entry_hash
+    assert after.state is SessionState.COMPLETED
+    assert verify_chain(entries) is None

@@ -88,7 +88,7 @@ class RequestObserver:
             finally:
                 elapsed = time.perf_counter() - started
                 route = scope.get("route")
-                template = getattr(route, "path", None) or "unmatched"
+                template = getattr(route, "path_format", None) or "unmatched"
                 method = scope["method"]
                 self.requests.labels(method, template, str(status)).inc()
                 self.latency.labels(method, template).observe(elapsed)

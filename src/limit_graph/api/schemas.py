@@ -28,6 +28,8 @@ __all__ = [
 
 
 class _Request(BaseModel):
+    """Unknown fields are refused; numbers must be numbers (not ``false`` or ``"5"``)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -47,17 +49,17 @@ class ExecuteRequest(_Request):
     agent: str = Field(min_length=1, max_length=200)
     inputs: dict[str, Any] = Field(default_factory=dict)
     backend: BackendKind | None = None
-    timeout_s: float | None = Field(default=None, gt=0, le=86_400)
+    timeout_s: float | None = Field(default=None, gt=0, le=86_400, strict=True)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
-    wait_s: float = Field(default=30.0, ge=0, le=300)
+    wait_s: float = Field(default=30.0, ge=0, le=300, strict=True)
 
 
 class AgentExecuteRequest(_Request):
     inputs: dict[str, Any] = Field(default_factory=dict)
     session_id: uuid.UUID | None = None
     backend: BackendKind | None = None
-    timeout_s: float | None = Field(default=None, gt=0, le=86_400)
-    wait_s: float = Field(default=30.0, ge=0, le=300)
+    timeout_s: float | None = Field(default=None, gt=0, le=86_400, strict=True)
+    wait_s: float = Field(default=30.0, ge=0, le=300, strict=True)
 
 
 class SessionPage(BaseModel):

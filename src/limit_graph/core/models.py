@@ -9,9 +9,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
 
 from limit_graph.core.canonical import sha256_hex
 
@@ -79,9 +79,9 @@ class SessionConfig(_Record):
         default=None, description="Backend used when a request names none."
     )
     tags: list[str] = Field(default_factory=list, max_length=64)
-    quotas: dict[str, float] = Field(default_factory=dict)
+    quotas: dict[str, Annotated[float, Strict()]] = Field(default_factory=dict)
     policies: list[str] = Field(default_factory=list)
-    timeout_s: float | None = Field(default=None, gt=0, le=86_400)
+    timeout_s: float | None = Field(default=None, gt=0, le=86_400, strict=True)
 
     @field_validator("tags")
     @classmethod

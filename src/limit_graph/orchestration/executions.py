@@ -12,12 +12,17 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import BaseModel, ValidationError
 
 from limit_graph.core.agents import AgentRegistry, AgentSpec
-from limit_graph.core.errors import BackendUnavailable, Conflict, InvalidInput, NotFound
+from limit_graph.core.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PolicyDenied,
+)
 from limit_graph.core.logs import log_context
 from limit_graph.core.models import (
     BackendKind,
@@ -99,72 +104,99 @@ class ExecutionService:
 
         >>> # done = await executions.execute(p, sid, ExecuteCommand("echo", {"x": 1}))
         """
+        if command.agent not in self.registry:
+            raise InvalidInput(
+                f"no agent named {command.agent!r}",
+                [{"loc": ["body", "agent"], "msg": "unknown agent", "type": "value_error"}],
+            )
         agent = self.registry.get(command.agent)
         validated = self._validate_inputs(agent, command.inputs)
-        async with self.events.write() as tx:
-            session = await tx.get_session(session_id)
-            if session is None or not visible_to(session, principal):
-                raise NotFound(f"no session {session_id}")
-            if command.idempotency_key is not None:
-                earlier = await tx.find_execution_by_key(session_id, command.idempotency_key)
-                if earlier is not None:
-                    return earlier
-            backend = command.backend or session.config.default_backend or self.default_backend
-            ctx = CheckContext(principal, session, agent, backend, command.inputs)
-            denial = await self.checks.evaluate(ctx)
-            if denial is not None:
-                await tx.append_entry(
-                    EntryDraft(
-                        actor=principal.name,
-                        action="execution.denied",
-                        resource_type="execution",
-                        resource_id=agent.name,
-                        session_id=session_id,
-                        payload={
-                            "agent": agent.name,
-                            "backend": backend.value,
-                            "policy_ids": denial.policy_ids,
-                            "reason": denial.detail,
-                        },
-                    )
-                )
-            elif backend is not BackendKind.LOCAL:
-                raise BackendUnavailable(
-                    f"no runner serves the {backend.value!r} backend on this platform yet; "
-                    "use the 'local' backend"
-                )
-            else:
-                now = utcnow()
-                execution = await tx.save_execution(
-                    Execution(
-                        id=uuid.uuid4(),
-                        session_id=session_id,
-                        agent=agent.name,
-                        agent_version=agent.version,
-                        backend=backend,
-                        instance=LOCAL_INSTANCE,
-                        state=ExecutionState.RUNNING,
-                        inputs=command.inputs,
-                        attempts=1,
-                        submitted_at=now,
-                        started_at=now,
-                        idempotency_key=command.idempotency_key,
-                        timeout_s=command.timeout_s or session.config.timeout_s,
-                        actor=principal.name,
-                    ),
-                    actor=principal.name,
-                    action="execution.started",
-                )
+        session = await self.storage.get_session(session_id)
+        if session is None or not visible_to(session, principal):
+            raise NotFound(f"no session {session_id}")
+        if command.idempotency_key is not None:
+            earlier = await self.storage.find_execution_by_key(session_id, command.idempotency_key)
+            if earlier is not None:
+                return earlier
+        backend = command.backend or session.config.default_backend or self.default_backend
+        denial = await self.checks.evaluate(
+            CheckContext(principal, session, agent, backend, command.inputs)
+        )
         if denial is not None:
-            for policy_id in denial.policy_ids:
-                self.telemetry.denials.labels(policy_id).inc()
-            raise denial
+            await self._deny(principal, session_id, agent, backend, denial)
+        if backend is not BackendKind.LOCAL:
+            raise InvalidInput(
+                f"no runner serves the {backend.value!r} backend on this platform yet; "
+                "use the 'local' backend",
+                [{"loc": ["body", "backend"], "msg": "no runner", "type": "value_error"}],
+            )
+        now = utcnow()
+        new = Execution(
+            id=uuid.uuid4(),
+            session_id=session_id,
+            agent=agent.name,
+            agent_version=agent.version,
+            backend=backend,
+            instance=LOCAL_INSTANCE,
+            state=ExecutionState.RUNNING,
+            inputs=command.inputs,
+            attempts=1,
+            submitted_at=now,
+            started_at=now,
+            idempotency_key=command.idempotency_key,
+            timeout_s=command.timeout_s or session.config.timeout_s,
+            actor=principal.name,
+        )
+        execution = await self._write(new, "execution.started", require_active_session=True)
+        if execution.id != new.id:
+            return execution  # the same idempotency key won a race
         self.telemetry.running.labels(execution.backend.value).inc()
         task = asyncio.create_task(self._run(agent, validated, execution))
         self._running[execution.id] = task
         task.add_done_callback(lambda _: self._running.pop(execution.id, None))
         done, _ = await asyncio.wait({task}, timeout=command.wait_s)
         return task.result() if done else execution
+
+    async def _write(
+        self, execution: Execution, action: str, *, require_active_session: bool = False
+    ) -> Execution:
+        stored = await self.storage.write_execution(
+            execution,
+            actor=execution.actor,
+            action=action,
+            require_active_session=require_active_session,
+        )
+        self.events.notify()
+        return stored
+
+    async def _deny(
+        self,
+        principal: Principal,
+        session_id: uuid.UUID,
+        agent: AgentSpec,
+        backend: BackendKind,
+        denial: PolicyDenied,
+    ) -> NoReturn:
+        """Record the denial in the ledger, count it, and raise it."""
+        await self.storage.write_entry(
+            EntryDraft(
+                actor=principal.name,
+                action="execution.denied",
+                resource_type="execution",
+                resource_id=agent.name,
+                session_id=session_id,
+                payload={
+                    "agent": agent.name,
+                    "backend": backend.value,
+                    "policy_ids": denial.policy_ids,
+                    "reason": denial.detail,
+                },
+            )
+        )
+        self.events.notify()
+        for policy_id in denial.policy_ids:
+            self.telemetry.denials.labels(policy_id).inc()
+        raise denial
 
     async def _run(self, agent: AgentSpec, inputs: BaseModel, execution: Execution) -> Execution:
         attributes = {
@@ -201,19 +233,15 @@ class ExecutionService:
             self.telemetry.execution_seconds.labels(execution.agent, backend).observe(seconds)
 
     async def _finish(self, execution: Execution, outcome: Outcome) -> Execution:
-        async with self.events.write() as tx:
-            return await tx.save_execution(
-                execution.model_copy(
-                    update={
-                        "state": outcome.state,
-                        "result": outcome.result,
-                        "error": outcome.error,
-                        "finished_at": utcnow(),
-                    }
-                ),
-                actor=execution.actor,
-                action=f"execution.{outcome.state.value}",
-            )
+        final = execution.model_copy(
+            update={
+                "state": outcome.state,
+                "result": outcome.result,
+                "error": outcome.error,
+                "finished_at": utcnow(),
+            }
+        )
+        return await self._write(final, f"execution.{outcome.state.value}")
 
     async def cancel(
         self, principal: Principal, session_id: uuid.UUID, execution_id: uuid.UUID

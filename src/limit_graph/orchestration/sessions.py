@@ -182,10 +182,13 @@ class SessionService:
         }
 
     async def get_archive(self, principal: Principal, session_id: uuid.UUID) -> dict[str, Any]:
-        await self.get(principal, session_id)
+        session = await self.get(principal, session_id)
         bundle = await self.storage.get_archive(session_id)
         if bundle is None:
-            raise NotFound(f"session {session_id} has no archive")
+            raise Conflict(
+                f"session {session_id} is {session.state.value} and has no archive yet; "
+                f"POST /sessions/{session_id}/archive makes one"
+            )
         return bundle
 
     @staticmethod

@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from limit_graph.core.errors import StateDenied
 from limit_graph.core.models import (
     Execution,
     ExecutionState,
@@ -28,6 +29,7 @@ __all__ = [
     "StorageTransaction",
     "execution_draft",
     "session_draft",
+    "write_execution_in",
 ]
 
 
@@ -62,6 +64,26 @@ def execution_draft(execution: Execution, *, actor: str, action: str) -> EntryDr
         session_id=execution.session_id,
         payload=payload,
     )
+
+
+async def write_execution_in(
+    tx: StorageTransaction,
+    execution: Execution,
+    *,
+    actor: str,
+    action: str,
+    require_active_session: bool,
+) -> Execution:
+    """:meth:`Storage.write_execution` on one transaction, for backends without batching."""
+    if require_active_session:
+        session = await tx.get_session(execution.session_id)
+        if session is None or session.state is not SessionState.ACTIVE:
+            raise StateDenied(f"session {execution.session_id} is not active", ["session-active"])
+    if execution.idempotency_key is not None and await tx.get_execution(execution.id) is None:
+        earlier = await tx.find_execution_by_key(execution.session_id, execution.idempotency_key)
+        if earlier is not None:
+            return earlier
+    return await tx.save_execution(execution, actor=actor, action=action)
 
 
 class StorageTransaction(Protocol):
@@ -115,6 +137,10 @@ class Storage(Protocol):
 
     async def get_execution(self, execution_id: uuid.UUID) -> Execution | None: ...
 
+    async def find_execution_by_key(
+        self, session_id: uuid.UUID, idempotency_key: str
+    ) -> Execution | None: ...
+
     async def list_executions(
         self,
         session_id: uuid.UUID,
@@ -137,3 +163,22 @@ class Storage(Protocol):
     async def ledger_size(self) -> int: ...
 
     async def get_archive(self, session_id: uuid.UUID) -> dict[str, Any] | None: ...
+
+    async def write_execution(
+        self,
+        execution: Execution,
+        *,
+        actor: str,
+        action: str,
+        require_active_session: bool = False,
+    ) -> Execution:
+        """Save one execution and its entry in a transaction of its own (which the
+        backend may share with concurrent writes: group commit).
+
+        A new execution whose idempotency key the session already used is not written;
+        the earlier one is returned.  With ``require_active_session`` the write is
+        refused (:class:`StateDenied`) unless the session is active when it commits.
+        """
+
+    async def write_entry(self, draft: EntryDraft) -> ProvenanceEntry:
+        """Append one ledger entry in a transaction of its own (may be group-committed)."""

@@ -9,6 +9,8 @@ write begin ``IMMEDIATE`` (no lock upgrades, no "database is locked" half-way th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +31,7 @@ from limit_graph.core.models import (
 )
 from limit_graph.storage import schema as t
 from limit_graph.storage.base import SessionFilter, execution_draft, session_draft
+from limit_graph.storage.group_commit import ExecutionWrite, GroupCommitter
 from limit_graph.storage.ledger import EntryDraft, LedgerHead, chain_entry
 from limit_graph.storage.paging import Page, decode_cursor, encode_cursor
 
@@ -190,6 +193,10 @@ class DatabaseStorage:
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.kind = "sqlite" if self.is_sqlite else "postgres"
         self._engine: AsyncEngine | None = None
+        self._committer: GroupCommitter | None = None
+        # One writer at a time within this process on SQLite: waiting on a lock is
+        # cheaper than SQLite's busy handler, which sleeps and polls.
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._echo = echo
 
     @property
@@ -212,8 +219,13 @@ class DatabaseStorage:
             if not self.is_sqlite:
                 await conn.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})"))
             await conn.run_sync(_run_migrations)
+        self._committer = GroupCommitter(engine, self._write_lock)
+        self._committer.start()
 
     async def close(self) -> None:
+        if self._committer is not None:
+            await self._committer.close()
+            self._committer = None
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
@@ -224,7 +236,7 @@ class DatabaseStorage:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[_DatabaseTransaction]:
-        async with self.engine.begin() as conn:
+        async with self._write_lock or contextlib.nullcontext(), self.engine.begin() as conn:
             yield _DatabaseTransaction(conn)
 
     @asynccontextmanager
@@ -271,6 +283,18 @@ class DatabaseStorage:
         async with self._read() as conn:
             row = await conn.scalar(
                 select(t.executions.c.document).where(t.executions.c.id == execution_id)
+            )
+        return Execution.model_validate(row) if row is not None else None
+
+    async def find_execution_by_key(
+        self, session_id: uuid.UUID, idempotency_key: str
+    ) -> Execution | None:
+        async with self._read() as conn:
+            row = await conn.scalar(
+                select(t.executions.c.document).where(
+                    t.executions.c.session_id == session_id,
+                    t.executions.c.idempotency_key == idempotency_key,
+                )
             )
         return Execution.model_validate(row) if row is not None else None
 
@@ -334,6 +358,32 @@ class DatabaseStorage:
                 select(t.archives.c.document).where(t.archives.c.session_id == session_id)
             )
         return dict(row) if row is not None else None
+
+    async def write_execution(
+        self,
+        execution: Execution,
+        *,
+        actor: str,
+        action: str,
+        require_active_session: bool = False,
+    ) -> Execution:
+        if self._committer is None:
+            raise RuntimeError("storage not started")
+        stored: Execution = await self._committer.submit(
+            ExecutionWrite(
+                execution,
+                actor=actor,
+                action=action,
+                require_active_session=require_active_session,
+            )
+        )
+        return stored
+
+    async def write_entry(self, draft: EntryDraft) -> ProvenanceEntry:
+        if self._committer is None:
+            raise RuntimeError("storage not started")
+        entry: ProvenanceEntry = await self._committer.submit(ExecutionWrite(None, draft))
+        return entry
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

@@ -7,6 +7,7 @@ a transaction stages its writes and applies them at commit, all or nothing.
 from __future__ import annotations
 
 import asyncio
+import copy
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -19,7 +20,12 @@ from limit_graph.core.models import (
     ProvenanceEntry,
     Session,
 )
-from limit_graph.storage.base import SessionFilter, execution_draft, session_draft
+from limit_graph.storage.base import (
+    SessionFilter,
+    execution_draft,
+    session_draft,
+    write_execution_in,
+)
 from limit_graph.storage.ledger import EntryDraft, LedgerHead, chain_entry
 from limit_graph.storage.paging import Page, SortKey, decode_cursor, encode_cursor
 
@@ -98,7 +104,7 @@ class _MemoryTransaction:
         return stored
 
     async def save_archive(self, session_id: uuid.UUID, bundle: dict[str, Any]) -> None:
-        self.staged.archives[session_id] = bundle
+        self.staged.archives[session_id] = copy.deepcopy(bundle)
 
 
 class MemoryStorage:
@@ -170,6 +176,12 @@ class MemoryStorage:
     async def get_execution(self, execution_id: uuid.UUID) -> Execution | None:
         return self._executions.get(execution_id)
 
+    async def find_execution_by_key(
+        self, session_id: uuid.UUID, idempotency_key: str
+    ) -> Execution | None:
+        execution_id = self._by_key.get((session_id, idempotency_key))
+        return self._executions.get(execution_id) if execution_id else None
+
     async def list_executions(
         self,
         session_id: uuid.UUID,
@@ -209,7 +221,29 @@ class MemoryStorage:
         return len(self._entries)
 
     async def get_archive(self, session_id: uuid.UUID) -> dict[str, Any] | None:
-        return self._archives.get(session_id)
+        archive = self._archives.get(session_id)
+        return copy.deepcopy(archive) if archive is not None else None
+
+    async def write_execution(
+        self,
+        execution: Execution,
+        *,
+        actor: str,
+        action: str,
+        require_active_session: bool = False,
+    ) -> Execution:
+        async with self.transaction() as tx:
+            return await write_execution_in(
+                tx,
+                execution,
+                actor=actor,
+                action=action,
+                require_active_session=require_active_session,
+            )
+
+    async def write_entry(self, draft: EntryDraft) -> ProvenanceEntry:
+        async with self.transaction() as tx:
+            return await tx.append_entry(draft)
 
 
 def _page(items: Iterable[T], key: Any, limit: int, cursor: str | None) -> Page[T]:

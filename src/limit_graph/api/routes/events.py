@@ -14,7 +14,7 @@ from limit_graph.api.deps import CurrentPlatform, CurrentPrincipal
 from limit_graph.core.errors import InvalidInput
 from limit_graph.orchestration.events import event_of
 
-router = APIRouter(prefix="/sessions/{session_id}", tags=["executions"])
+router = APIRouter(prefix="/sessions/{session_id:uuid}", tags=["executions"])
 
 KEEPALIVE_S = 15
 

@@ -11,7 +11,7 @@ from limit_graph.api.schemas import ExecuteRequest, ExecutionPage, SessionStatus
 from limit_graph.core.models import Execution, ExecutionState
 from limit_graph.orchestration.executions import ExecuteCommand
 
-router = APIRouter(prefix="/sessions/{session_id}", tags=["executions"])
+router = APIRouter(prefix="/sessions/{session_id:uuid}", tags=["executions"])
 
 
 def execution_response(response: Response, execution: Execution) -> Execution:
@@ -75,7 +75,7 @@ async def session_status(
     )
 
 
-@router.get("/executions/{execution_id}", response_model=Execution)
+@router.get("/executions/{execution_id:uuid}", response_model=Execution)
 async def get_execution(
     session_id: uuid.UUID,
     execution_id: uuid.UUID,
@@ -85,7 +85,7 @@ async def get_execution(
     return await platform.executions.get(principal, session_id, execution_id)
 
 
-@router.post("/executions/{execution_id}/cancel", response_model=Execution)
+@router.post("/executions/{execution_id:uuid}/cancel", response_model=Execution)
 async def cancel_execution(
     session_id: uuid.UUID,
     execution_id: uuid.UUID,

@@ -43,14 +43,14 @@ async def restore_session(
     return await platform.sessions.restore(principal, bundle)
 
 
-@router.get("/{session_id}", response_model=Session)
+@router.get("/{session_id:uuid}", response_model=Session)
 async def get_session(
     session_id: uuid.UUID, platform: CurrentPlatform, principal: CurrentPrincipal
 ) -> Session:
     return await platform.sessions.get(principal, session_id)
 
 
-@router.patch("/{session_id}", response_model=Session)
+@router.patch("/{session_id:uuid}", response_model=Session)
 async def update_session(
     session_id: uuid.UUID,
     body: SessionUpdate,
@@ -60,7 +60,7 @@ async def update_session(
     return await platform.sessions.update(principal, session_id, name=body.name, config=body.config)
 
 
-@router.delete("/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{session_id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_session(
     session_id: uuid.UUID, platform: CurrentPlatform, principal: CurrentPrincipal
 ) -> Response:
@@ -68,21 +68,21 @@ async def delete_session(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{session_id}/complete", response_model=Session)
+@router.post("/{session_id:uuid}/complete", response_model=Session)
 async def complete_session(
     session_id: uuid.UUID, platform: CurrentPlatform, principal: CurrentPrincipal
 ) -> Session:
     return await platform.sessions.complete(principal, session_id)
 
 
-@router.post("/{session_id}/archive", response_model=ArchiveSummary)
+@router.post("/{session_id:uuid}/archive", response_model=ArchiveSummary)
 async def archive_session(
     session_id: uuid.UUID, platform: CurrentPlatform, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     return await platform.sessions.archive(principal, session_id)
 
 
-@router.get("/{session_id}/archive")
+@router.get("/{session_id:uuid}/archive")
 async def get_archive(
     session_id: uuid.UUID, platform: CurrentPlatform, principal: CurrentPrincipal
 ) -> dict[str, Any]:

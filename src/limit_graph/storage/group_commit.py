@@ -1,0 +1,236 @@
+"""Group commit for execution records: many writers, one transaction per batch.
+
+A commit costs a few database round trips whatever it holds, so the execution
+records (and their ledger entries) that arrive while one batch commits are written
+together by the next: one ledger-head lock, one multi-row insert per table, one
+commit.  Each writer still waits for its own record to be committed before it is
+answered, so durability is unchanged; under load the cost per record falls with the
+batch size.  A batch that fails is retried one record at a time, so one bad record
+fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from limit_graph.core.errors import StateDenied
+from limit_graph.core.models import Execution, ProvenanceEntry, SessionState
+from limit_graph.storage import schema as t
+from limit_graph.storage.base import execution_draft
+from limit_graph.storage.ledger import EntryDraft, LedgerHead, chain_entry
+
+__all__ = ["ExecutionWrite", "GroupCommitter"]
+
+MAX_BATCH = 512
+
+
+@dataclass
+class ExecutionWrite:
+    """One record to write: an execution, or a bare ledger entry (``draft``)."""
+
+    execution: Execution | None
+    draft: EntryDraft | None = None
+    actor: str = ""
+    action: str = ""
+    require_active_session: bool = False
+    done: asyncio.Future[Any] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class GroupCommitter:
+    def __init__(self, engine: AsyncEngine, write_lock: asyncio.Lock | None = None) -> None:
+        self._engine = engine
+        self._write_lock = write_lock
+        self._queue: asyncio.Queue[ExecutionWrite] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="limit-group-commit")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            await self._queue.join()
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def submit(self, write: ExecutionWrite) -> Any:
+        if self._task is None or self._task.done():
+            raise RuntimeError("storage is not started")
+        await self._queue.put(write)
+        return await write.done
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._commit_batch(batch)
+            except Exception:
+                for write in batch:
+                    try:
+                        await self._commit_batch([write])
+                    except Exception as exc:
+                        if not write.done.done():
+                            write.done.set_exception(exc)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _commit_batch(self, batch: list[ExecutionWrite]) -> None:
+        async with self._write_lock or contextlib.nullcontext(), self._engine.begin() as conn:
+            results = await self._write(conn, batch)
+        for write, result in zip(batch, results, strict=True):
+            if write.done.done():
+                continue
+            if isinstance(result, Exception):
+                write.done.set_exception(result)
+            else:
+                write.done.set_result(result)
+
+    async def _write(self, conn: AsyncConnection, batch: list[ExecutionWrite]) -> list[Any]:
+        size, last_hash = (
+            await conn.execute(
+                select(t.ledger_head.c.size, t.ledger_head.c.last_hash)
+                .where(t.ledger_head.c.id == 1)
+                .with_for_update()
+            )
+        ).one()
+        head = LedgerHead(size, last_hash)
+        executions = [w.execution for w in batch if w.execution is not None]
+        ids = [e.id for e in executions]
+        existing = (
+            set(
+                (
+                    await conn.scalars(select(t.executions.c.id).where(t.executions.c.id.in_(ids)))
+                ).all()
+            )
+            if ids
+            else set()
+        )
+        gated = {e.session_id for w in batch if w.require_active_session and (e := w.execution)}
+        states: dict[uuid.UUID, str] = {}
+        if gated:
+            rows = await conn.execute(
+                select(t.sessions.c.id, t.sessions.c.state).where(t.sessions.c.id.in_(gated))
+            )
+            states = {row.id: row.state for row in rows}
+        keyed: dict[tuple[uuid.UUID, str], Execution] = {}
+        results: list[Any] = []
+        entries: list[ProvenanceEntry] = []
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        for write in batch:
+            execution = write.execution
+            if execution is None:
+                assert write.draft is not None
+                entry = chain_entry(head, write.draft)
+                head = LedgerHead.after(entry)
+                entries.append(entry)
+                results.append(entry)
+                continue
+            is_new = execution.id not in existing
+            if (
+                write.require_active_session
+                and states.get(execution.session_id) != SessionState.ACTIVE
+            ):
+                results.append(
+                    StateDenied(f"session {execution.session_id} is not active", ["session-active"])
+                )
+                continue
+            key = execution.idempotency_key
+            if is_new and key is not None:
+                earlier = keyed.get((execution.session_id, key)) or await self._by_key(
+                    conn, execution.session_id, key
+                )
+                if earlier is not None:
+                    results.append(earlier)
+                    continue
+            entry = chain_entry(
+                head, execution_draft(execution, actor=write.actor, action=write.action)
+            )
+            head = LedgerHead.after(entry)
+            entries.append(entry)
+            stored = execution.model_copy(update={"provenance_entry": entry.index})
+            row = {
+                "b_id": stored.id,
+                "b_state": stored.state.value,
+                "b_backend": stored.backend.value,
+                "b_document": stored.document(),
+            }
+            if is_new:
+                existing.add(stored.id)
+                inserts.append(
+                    {
+                        **row,
+                        "b_session_id": stored.session_id,
+                        "b_submitted_us": t.to_micros(stored.submitted_at),
+                        "b_idempotency_key": key,
+                    }
+                )
+                if key is not None:
+                    keyed[(stored.session_id, key)] = stored
+            else:
+                updates.append(row)
+            results.append(stored)
+        if entries:
+            await conn.execute(
+                insert(t.ledger),
+                [
+                    {
+                        "idx": e.index,
+                        "session_id": e.session_id,
+                        "entry_hash": e.entry_hash,
+                        "document": e.document(),
+                    }
+                    for e in entries
+                ],
+            )
+            await conn.execute(
+                update(t.ledger_head)
+                .where(t.ledger_head.c.id == 1)
+                .values(size=head.size, last_hash=head.last_hash)
+            )
+        if inserts:
+            await conn.execute(
+                insert(t.executions).values(
+                    id=bindparam("b_id"),
+                    session_id=bindparam("b_session_id"),
+                    state=bindparam("b_state"),
+                    backend=bindparam("b_backend"),
+                    submitted_us=bindparam("b_submitted_us"),
+                    idempotency_key=bindparam("b_idempotency_key"),
+                    document=bindparam("b_document"),
+                ),
+                inserts,
+            )
+        if updates:
+            await conn.execute(
+                update(t.executions)
+                .where(t.executions.c.id == bindparam("b_id"))
+                .values(
+                    state=bindparam("b_state"),
+                    backend=bindparam("b_backend"),
+                    document=bindparam("b_document"),
+                ),
+                updates,
+            )
+        return results
+
+    @staticmethod
+    async def _by_key(conn: AsyncConnection, session_id: uuid.UUID, key: str) -> Execution | None:
+        document = await conn.scalar(
+            select(t.executions.c.document).where(
+                t.executions.c.session_id == session_id, t.executions.c.idempotency_key == key
+            )
+        )
+        return Execution.model_validate(document) if document is not None else None
