@@ -57,11 +57,17 @@ def up(
         Path | None, typer.Option("--config", help="TOML config file (or LIMIT_CONFIG).")
     ] = None,
     bind: Annotated[str | None, typer.Option("--bind", help="host:port (or BIND_ADDRESS).")] = None,
+    ssl_certfile: Annotated[
+        Path | None, typer.Option("--ssl-certfile", help="Serve TLS with this certificate.")
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None, typer.Option("--ssl-keyfile", help="The certificate's private key.")
+    ] = None,
 ) -> None:
     """Start the platform and serve the REST API until Ctrl-C."""
     from limit_graph.cli.serve import serve
 
-    serve(config, bind)
+    serve(config, bind, ssl_certfile, ssl_keyfile)
 
 
 @session_app.command("create")

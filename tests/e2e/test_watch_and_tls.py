@@ -1,0 +1,106 @@
+"""`limit watch` over a live event stream, and `limit up` serving TLS."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.e2e.test_cli import LIMIT, Server, free_port, start
+
+
+def test_watch_follows_a_batch_until_the_queue_is_empty(tmp_path: Path) -> None:
+    server = start(tmp_path)
+    try:
+        key = (tmp_path / ".limit" / "admin.key").read_text().strip()
+        headers = {"X-API-Key": key}
+        sid = httpx.post(server.url + "/sessions", json={}, headers=headers).json()["id"]
+        for n in range(6):
+            response = httpx.post(
+                f"{server.url}/sessions/{sid}/execute",
+                json={"agent": "sleep", "inputs": {"seconds": 0.5 + n * 0.2}, "wait_s": 0},
+                headers=headers,
+            )
+            assert response.status_code == 202
+        watched = server.limit("watch", sid)
+        assert watched.returncode == 0, watched.stderr
+        assert "succeeded 6" in watched.stdout and "running 0" in watched.stdout
+        status = httpx.get(f"{server.url}/sessions/{sid}/status", headers=headers).json()
+        assert status["counts"]["succeeded"] == 6
+        missing = server.limit("watch", "00000000-0000-4000-8000-000000000000")
+        assert missing.returncode == 1 and "Not found (404)" in missing.stderr
+    finally:
+        server.stop()
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_up_serves_tls_with_hsts(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    port = free_port()
+    process = subprocess.Popen(
+        [LIMIT, "up", "--bind", f"127.0.0.1:{port}", "--ssl-certfile", str(cert),
+         "--ssl-keyfile", str(key)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    server = Server(f"https://127.0.0.1:{port}", tmp_path, process, {})
+    context = ssl.create_default_context(cafile=str(cert))
+    try:
+        for _ in range(300):
+            try:
+                health = httpx.get(server.url + "/health", verify=context, timeout=1)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None:
+                    raise AssertionError(process.stdout.read() if process.stdout else "") from None
+                time.sleep(0.2)
+        assert health.status_code == 200
+        assert health.headers["strict-transport-security"].startswith("max-age=")
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=3)
+            raise AssertionError("plain HTTP was answered on the TLS port")
+        except httpx.TransportError:
+            pass
+    finally:
+        printed = server.stop()
+    assert f"REST API: https://127.0.0.1:{port}" in printed
