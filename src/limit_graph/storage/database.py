@@ -19,10 +19,11 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event, func, insert, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, text, update
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from limit_graph.core.errors import ConfigError
 from limit_graph.core.models import (
     Execution,
     ExecutionState,
@@ -194,6 +195,7 @@ class DatabaseStorage:
         self.kind = "sqlite" if self.is_sqlite else "postgres"
         self._engine: AsyncEngine | None = None
         self._committer: GroupCommitter | None = None
+        self._writer: Engine | None = None
         # One writer at a time within this process on SQLite: waiting on a lock is
         # cheaper than SQLite's busy handler, which sleeps and polls.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
@@ -206,20 +208,28 @@ class DatabaseStorage:
         return self._engine
 
     async def start(self) -> None:
-        if self.is_sqlite and self.url.database not in (None, "", ":memory:"):
+        if self.is_sqlite:
+            if self.url.database in (None, "", ":memory:"):
+                raise ConfigError(
+                    "an in-memory SQLite URL is not supported: use storage type 'memory', "
+                    "or a SQLite file"
+                )
             Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
         options: dict[str, Any] = {"echo": self._echo}
         if not self.is_sqlite:
             options.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
         engine = create_async_engine(self.url, **options)
+        writer = create_engine(self.url.set(drivername=_sync_driver(self.url)), **options)
         if self.is_sqlite:
-            _configure_sqlite(engine)
+            _configure_sqlite(engine.sync_engine)
+            _configure_sqlite(writer)
         self._engine = engine
+        self._writer = writer
         async with engine.begin() as conn:
             if not self.is_sqlite:
                 await conn.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})"))
             await conn.run_sync(_run_migrations)
-        self._committer = GroupCommitter(engine, self._write_lock)
+        self._committer = GroupCommitter(writer, self._write_lock)
         self._committer.start()
 
     async def close(self) -> None:
@@ -229,6 +239,9 @@ class DatabaseStorage:
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
+        if self._writer is not None:
+            self._writer.dispose()
+            self._writer = None
 
     async def ping(self) -> None:
         async with self._read() as conn:
@@ -386,10 +399,15 @@ class DatabaseStorage:
         return entry
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _sync_driver(url: URL) -> str:
+    """The synchronous driver for the group-commit writer: pysqlite, or psycopg itself."""
+    return "sqlite+pysqlite" if url.get_backend_name() == "sqlite" else url.drivername
+
+
+def _configure_sqlite(engine: Engine) -> None:
     """WAL, a busy timeout, foreign keys; writers begin IMMEDIATE, readers deferred."""
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -402,7 +420,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         read_only = conn.get_execution_options().get(READ_ONLY, False)
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -7,6 +7,11 @@ commit.  Each writer still waits for its own record to be committed before it is
 answered, so durability is unchanged; under load the cost per record falls with the
 batch size.  A batch that fails is retried one record at a time, so one bad record
 fails alone.
+
+The batch runs on a synchronous engine in one dedicated writer thread: a whole
+transaction is one hop off the event loop, where the async driver would pay a loop
+round trip per statement (measured here: ~0.5 ms each with aiosqlite through
+SQLAlchemy's async layer, against ~10 µs for the statement itself).
 """
 
 from __future__ import annotations
@@ -14,11 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
 from limit_graph.core.errors import StateDenied
 from limit_graph.core.models import Execution, ProvenanceEntry, SessionState
@@ -46,9 +51,10 @@ class ExecutionWrite:
 
 
 class GroupCommitter:
-    def __init__(self, engine: AsyncEngine, write_lock: asyncio.Lock | None = None) -> None:
+    def __init__(self, engine: Engine, write_lock: asyncio.Lock | None = None) -> None:
         self._engine = engine
         self._write_lock = write_lock
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="limit-writer")
         self._queue: asyncio.Queue[ExecutionWrite] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -61,6 +67,7 @@ class GroupCommitter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        self._thread.shutdown(wait=True)
 
     async def submit(self, write: ExecutionWrite) -> Any:
         if self._task is None or self._task.done():
@@ -87,8 +94,9 @@ class GroupCommitter:
                     self._queue.task_done()
 
     async def _commit_batch(self, batch: list[ExecutionWrite]) -> None:
-        async with self._write_lock or contextlib.nullcontext(), self._engine.begin() as conn:
-            results = await self._write(conn, batch)
+        loop = asyncio.get_running_loop()
+        async with self._write_lock or contextlib.nullcontext():
+            results = await loop.run_in_executor(self._thread, self._commit_sync, batch)
         for write, result in zip(batch, results, strict=True):
             if write.done.done():
                 continue
@@ -97,9 +105,13 @@ class GroupCommitter:
             else:
                 write.done.set_result(result)
 
-    async def _write(self, conn: AsyncConnection, batch: list[ExecutionWrite]) -> list[Any]:
+    def _commit_sync(self, batch: list[ExecutionWrite]) -> list[Any]:
+        with self._engine.begin() as conn:
+            return self._write(conn, batch)
+
+    def _write(self, conn: Connection, batch: list[ExecutionWrite]) -> list[Any]:
         size, last_hash = (
-            await conn.execute(
+            conn.execute(
                 select(t.ledger_head.c.size, t.ledger_head.c.last_hash)
                 .where(t.ledger_head.c.id == 1)
                 .with_for_update()
@@ -109,18 +121,14 @@ class GroupCommitter:
         executions = [w.execution for w in batch if w.execution is not None]
         ids = [e.id for e in executions]
         existing = (
-            set(
-                (
-                    await conn.scalars(select(t.executions.c.id).where(t.executions.c.id.in_(ids)))
-                ).all()
-            )
+            set((conn.scalars(select(t.executions.c.id).where(t.executions.c.id.in_(ids)))).all())
             if ids
             else set()
         )
         gated = {e.session_id for w in batch if w.require_active_session and (e := w.execution)}
         states: dict[uuid.UUID, str] = {}
         if gated:
-            rows = await conn.execute(
+            rows = conn.execute(
                 select(t.sessions.c.id, t.sessions.c.state).where(t.sessions.c.id.in_(gated))
             )
             states = {row.id: row.state for row in rows}
@@ -149,7 +157,7 @@ class GroupCommitter:
                 continue
             key = execution.idempotency_key
             if is_new and key is not None:
-                earlier = keyed.get((execution.session_id, key)) or await self._by_key(
+                earlier = keyed.get((execution.session_id, key)) or self._by_key(
                     conn, execution.session_id, key
                 )
                 if earlier is not None:
@@ -183,7 +191,7 @@ class GroupCommitter:
                 updates.append(row)
             results.append(stored)
         if entries:
-            await conn.execute(
+            conn.execute(
                 insert(t.ledger),
                 [
                     {
@@ -195,13 +203,13 @@ class GroupCommitter:
                     for e in entries
                 ],
             )
-            await conn.execute(
+            conn.execute(
                 update(t.ledger_head)
                 .where(t.ledger_head.c.id == 1)
                 .values(size=head.size, last_hash=head.last_hash)
             )
         if inserts:
-            await conn.execute(
+            conn.execute(
                 insert(t.executions).values(
                     id=bindparam("b_id"),
                     session_id=bindparam("b_session_id"),
@@ -214,7 +222,7 @@ class GroupCommitter:
                 inserts,
             )
         if updates:
-            await conn.execute(
+            conn.execute(
                 update(t.executions)
                 .where(t.executions.c.id == bindparam("b_id"))
                 .values(
@@ -227,8 +235,8 @@ class GroupCommitter:
         return results
 
     @staticmethod
-    async def _by_key(conn: AsyncConnection, session_id: uuid.UUID, key: str) -> Execution | None:
-        document = await conn.scalar(
+    def _by_key(conn: Connection, session_id: uuid.UUID, key: str) -> Execution | None:
+        document = conn.scalar(
             select(t.executions.c.document).where(
                 t.executions.c.session_id == session_id, t.executions.c.idempotency_key == key
             )
