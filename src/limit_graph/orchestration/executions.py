@@ -36,7 +36,7 @@ from limit_graph.governance.auth import Principal
 from limit_graph.governance.checks import CheckContext, CheckPipeline
 from limit_graph.orchestration.events import SessionEvents
 from limit_graph.orchestration.inline import Outcome, run_inline
-from limit_graph.orchestration.sessions import visible_to
+from limit_graph.orchestration.sessions import SessionCache, visible_to
 from limit_graph.orchestration.telemetry import Telemetry, tracer
 from limit_graph.storage.base import Storage
 from limit_graph.storage.ledger import EntryDraft
@@ -75,6 +75,7 @@ class ExecutionService:
         registry: AgentRegistry,
         checks: CheckPipeline,
         events: SessionEvents,
+        sessions: SessionCache,
         *,
         telemetry: Telemetry | None = None,
         default_backend: BackendKind = BackendKind.LOCAL,
@@ -83,6 +84,7 @@ class ExecutionService:
         self.registry = registry
         self.checks = checks
         self.events = events
+        self.sessions = sessions
         self.telemetry = telemetry or Telemetry()
         self.default_backend = default_backend
         self._running: dict[uuid.UUID, asyncio.Task[Execution]] = {}
@@ -111,7 +113,7 @@ class ExecutionService:
             )
         agent = self.registry.get(command.agent)
         validated = self._validate_inputs(agent, command.inputs)
-        session = await self.storage.get_session(session_id)
+        session = await self.sessions.load(session_id)
         if session is None or not visible_to(session, principal):
             raise NotFound(f"no session {session_id}")
         if command.idempotency_key is not None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from limit_graph.core.agents import AgentRegistry
 from limit_graph.core.models import Execution, SessionConfig
@@ -12,12 +13,14 @@ from limit_graph.governance.auth import Principal
 from limit_graph.governance.checks import CheckPipeline, default_checks
 from limit_graph.orchestration.events import SessionEvents
 from limit_graph.orchestration.executions import ExecuteCommand, ExecutionService
-from limit_graph.orchestration.sessions import SessionService
+from limit_graph.orchestration.sessions import SessionCache, SessionService
 from limit_graph.orchestration.telemetry import Telemetry
 from limit_graph.storage.base import Storage
 from limit_graph.storage.factory import open_storage
 
 __all__ = ["Platform"]
+
+HEALTH_TTL_S = 1.0
 
 
 @dataclass
@@ -36,6 +39,8 @@ class Platform:
     executions: ExecutionService
     events: SessionEvents
     telemetry: Telemetry
+    _health_checked_at: float = field(default=-HEALTH_TTL_S, repr=False)
+    _health_error: str | None = field(default=None, repr=False)
 
     @classmethod
     async def start(
@@ -51,18 +56,20 @@ class Platform:
         agents = registry or AgentRegistry.from_entry_points()
         checks = default_checks()
         events = SessionEvents(store)
+        cache = SessionCache(store)
         telemetry = telemetry or Telemetry()
         return cls(
             settings=settings,
             storage=store,
             registry=agents,
             checks=checks,
-            sessions=SessionService(store, events),
+            sessions=SessionService(store, events, cache),
             executions=ExecutionService(
                 store,
                 agents,
                 checks,
                 events,
+                cache,
                 telemetry=telemetry,
                 default_backend=settings.backends.default,
             ),
@@ -86,6 +93,19 @@ class Platform:
             return await self.executions.execute(principal, session.id, command)
         finally:
             await self.sessions.complete(principal, session.id)
+
+    async def database_error(self) -> str | None:
+        """Why the store cannot be reached, or ``None``; a result is reused for one second,
+        so that frequent health probes cost the database at most one ping a second."""
+        now = time.monotonic()
+        if now - self._health_checked_at >= HEALTH_TTL_S:
+            try:
+                await self.storage.ping()
+                self._health_error = None
+            except Exception as exc:
+                self._health_error = f"{type(exc).__name__}: {exc}"
+            self._health_checked_at = now
+        return self._health_error
 
     async def close(self) -> None:
         await self.executions.close()

@@ -7,6 +7,9 @@ admin sees all), and an unknown or foreign id is the same :class:`NotFound`.
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from limit_graph.core.errors import Conflict, InvalidInput, NotFound
@@ -27,7 +30,9 @@ from limit_graph.orchestration.events import SessionEvents
 from limit_graph.storage.base import SessionFilter, Storage, StorageTransaction
 from limit_graph.storage.paging import Page
 
-__all__ = ["SessionService", "visible_to"]
+__all__ = ["SessionCache", "SessionService", "visible_to"]
+
+CACHE_SIZE = 10_000
 
 
 def visible_to(session: Session | None, principal: Principal) -> bool:
@@ -43,10 +48,43 @@ def visible_to(session: Session | None, principal: Principal) -> bool:
     )
 
 
+class SessionCache:
+    """Recently used sessions, so that the execute path skips a database read.
+
+    A session's id, tenant and config never change; its state may, possibly in another
+    process, so whatever decides on the state must check it again where it writes (the
+    execution write does, inside its transaction).  This process's own session writes
+    refresh the cache.
+    """
+
+    def __init__(self, storage: Storage, size: int = CACHE_SIZE) -> None:
+        self.storage = storage
+        self.size = size
+        self._sessions: OrderedDict[uuid.UUID, Session] = OrderedDict()
+
+    def forget(self, session_id: uuid.UUID) -> None:
+        self._sessions.pop(session_id, None)
+
+    def remember(self, session: Session) -> Session:
+        self._sessions[session.id] = session
+        self._sessions.move_to_end(session.id)
+        if len(self._sessions) > self.size:
+            self._sessions.popitem(last=False)
+        return session
+
+    async def load(self, session_id: uuid.UUID) -> Session | None:
+        cached = self._sessions.get(session_id)
+        if cached is not None:
+            return cached
+        found = await self.storage.get_session(session_id)
+        return self.remember(found) if found is not None else None
+
+
 class SessionService:
-    def __init__(self, storage: Storage, events: SessionEvents) -> None:
+    def __init__(self, storage: Storage, events: SessionEvents, cache: SessionCache) -> None:
         self.storage = storage
         self.events = events
+        self.cache = cache
 
     async def create(
         self, principal: Principal, config: SessionConfig, name: str | None = None
@@ -105,6 +143,15 @@ class SessionService:
             cursor=cursor,
         )
 
+    @asynccontextmanager
+    async def _write(self, session_id: uuid.UUID) -> AsyncIterator[StorageTransaction]:
+        """A write transaction on one session; its cached copy is dropped afterwards."""
+        try:
+            async with self.events.write() as tx:
+                yield tx
+        finally:
+            self.cache.forget(session_id)
+
     async def _locked(
         self, tx: StorageTransaction, principal: Principal, session_id: uuid.UUID
     ) -> Session:
@@ -133,7 +180,7 @@ class SessionService:
         config: SessionConfig | None = None,
     ) -> Session:
         """Rename a session; its config never changes (a different one is a Conflict)."""
-        async with self.events.write() as tx:
+        async with self._write(session_id) as tx:
             session = await self._locked(tx, principal, session_id)
             if config is not None and config.sha256() != session.config_sha256:
                 raise Conflict(
@@ -146,20 +193,20 @@ class SessionService:
             return await tx.save_session(updated, actor=principal.name, action="session.renamed")
 
     async def complete(self, principal: Principal, session_id: uuid.UUID) -> Session:
-        async with self.events.write() as tx:
+        async with self._write(session_id) as tx:
             session = await self._locked(tx, principal, session_id)
             if session.state is not SessionState.ACTIVE:
                 raise Conflict(f"session {session_id} is {session.state.value}, not active")
             return await self._transition(tx, principal, session, SessionState.COMPLETED)
 
     async def delete(self, principal: Principal, session_id: uuid.UUID) -> Session:
-        async with self.events.write() as tx:
+        async with self._write(session_id) as tx:
             session = await self._locked(tx, principal, session_id)
             return await self._transition(tx, principal, session, SessionState.DELETED)
 
     async def archive(self, principal: Principal, session_id: uuid.UUID) -> dict[str, Any]:
         """Freeze the session into a bundle and mark it archived."""
-        async with self.events.write() as tx:
+        async with self._write(session_id) as tx:
             session = await self._locked(tx, principal, session_id)
             if session.state not in (SessionState.ACTIVE, SessionState.COMPLETED):
                 raise Conflict(f"session {session_id} is {session.state.value}; cannot archive")
@@ -222,7 +269,7 @@ class SessionService:
             raise NotFound(f"no session {original.id}")
         if original.state not in (SessionState.ACTIVE, SessionState.COMPLETED):
             raise InvalidInput(f"bundle holds a session in state {original.state.value}")
-        async with self.events.write() as tx:
+        async with self._write(original.id) as tx:
             await self._match_ledger(tx, bundle)
             current = await tx.get_session(original.id)
             if current is not None and not (

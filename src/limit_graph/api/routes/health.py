@@ -16,11 +16,11 @@ router = APIRouter(tags=["health"])
 @router.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
 async def health(platform: CurrentPlatform) -> Any:
     checks: dict[str, Any] = {}
-    try:
-        await platform.storage.ping()
+    error = await platform.database_error()
+    if error is None:
         checks["database"] = {"status": "ok", "kind": platform.storage.kind}
-    except Exception as exc:
-        checks["database"] = {"status": "error", "detail": f"{type(exc).__name__}: {exc}"}
+    else:
+        checks["database"] = {"status": "error", "detail": error}
     checks["prefect"] = {"status": "not_configured"}
     checks["backends"] = {"local": {"status": "ok", "instance": "inline"}}
     if checks["database"]["status"] != "ok":
