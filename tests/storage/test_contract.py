@@ -686,3 +686,19 @@ async def test_standalone_entries_chain_with_transactions(storage: Storage) -> N
     assert entries[-2] == entry and entries[-1].prev_hash == entry.entry_hash
     assert after.state is SessionState.COMPLETED
     assert verify_chain(entries) is None
+
+
+async def test_new_sessions_written_alone_or_in_batches(storage: Storage) -> None:
+    sessions = [make_session(tags=("t1", "t2")) for _ in range(20)]
+    stored = await asyncio.gather(
+        *(storage.write_new_session(s, actor="alice", action="session.created") for s in sessions)
+    )
+    assert [s.id for s in stored] == [s.id for s in sessions]
+    tagged = await storage.list_sessions(SessionFilter(tag="t2"), limit=50, cursor=None)
+    assert len(tagged.items) == 20
+    first = sessions[0]
+    running = make_execution(first, state=ExecutionState.RUNNING)
+    await storage.write_execution(running, actor="a", action="x", require_active_session=True)
+    entries = await storage.list_entries()
+    assert len(entries) == 21 and verify_chain(entries) is None
+    assert entries[0].payload == first.document()

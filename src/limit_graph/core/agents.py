@@ -40,6 +40,8 @@ class AgentSpec:
     fn: Callable[..., Any]
     backends: tuple[BackendKind, ...] = (BackendKind.LOCAL,)
     deterministic: bool = False
+    blocking: bool = True
+    """Whether a sync ``fn`` may block or burn CPU; ``False`` lets it run on the event loop."""
     task: Any = field(default=None, compare=False, repr=False)
 
     @property

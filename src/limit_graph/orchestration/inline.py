@@ -2,8 +2,9 @@
 
 The agent's function is called directly (not through the Prefect engine, which
 costs milliseconds per call); async agents run on the event loop, sync ones in a
-worker thread so the loop never blocks.  The outcome is a final state with either
-the validated result or the error.
+worker thread so the loop never blocks, except those declared non-blocking (trivial
+functions such as ``echo``, for which the thread hop would cost more than the work).
+The outcome is a final state with either the validated result or the error.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def _error(exc: BaseException) -> ErrorInfo:
 async def _call(agent: AgentSpec, inputs: BaseModel) -> Any:
     if agent.is_async:
         return await agent.fn(inputs)
+    if not agent.blocking:
+        return agent.fn(inputs)
     return await asyncio.to_thread(agent.fn, inputs)
 
 

@@ -117,8 +117,11 @@ class SessionService:
             created_at=now,
             updated_at=now,
         )
-        async with self.events.write() as tx:
-            return await tx.save_session(session, actor=principal.name, action="session.created")
+        created = await self.storage.write_new_session(
+            session, actor=principal.name, action="session.created"
+        )
+        self.events.notify()
+        return created
 
     async def get(self, principal: Principal, session_id: uuid.UUID) -> Session:
         session = await self.storage.get_session(session_id)

@@ -182,3 +182,7 @@ class Storage(Protocol):
 
     async def write_entry(self, draft: EntryDraft) -> ProvenanceEntry:
         """Append one ledger entry in a transaction of its own (may be group-committed)."""
+
+    async def write_new_session(self, session: Session, *, actor: str, action: str) -> Session:
+        """Insert a new session and its entry in a transaction of its own (may be
+        group-committed)."""

@@ -398,6 +398,14 @@ class DatabaseStorage:
         entry: ProvenanceEntry = await self._committer.submit(ExecutionWrite(None, draft))
         return entry
 
+    async def write_new_session(self, session: Session, *, actor: str, action: str) -> Session:
+        if self._committer is None:
+            raise RuntimeError("storage not started")
+        stored: Session = await self._committer.submit(
+            ExecutionWrite(None, new_session=session, actor=actor, action=action)
+        )
+        return stored
+
 
 def _sync_driver(url: URL) -> str:
     """The synchronous driver for the group-commit writer: pysqlite, or psycopg itself."""

@@ -26,9 +26,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
 from limit_graph.core.errors import StateDenied
-from limit_graph.core.models import Execution, ProvenanceEntry, SessionState
+from limit_graph.core.models import Execution, ProvenanceEntry, Session, SessionState
 from limit_graph.storage import schema as t
-from limit_graph.storage.base import execution_draft
+from limit_graph.storage.base import execution_draft, session_draft
 from limit_graph.storage.ledger import EntryDraft, LedgerHead, chain_entry
 
 __all__ = ["ExecutionWrite", "GroupCommitter"]
@@ -38,10 +38,11 @@ MAX_BATCH = 512
 
 @dataclass
 class ExecutionWrite:
-    """One record to write: an execution, or a bare ledger entry (``draft``)."""
+    """One record to write: an execution, a new session, or a bare ledger entry."""
 
     execution: Execution | None
     draft: EntryDraft | None = None
+    new_session: Session | None = None
     actor: str = ""
     action: str = ""
     require_active_session: bool = False
@@ -133,12 +134,24 @@ class GroupCommitter:
             )
             states = {row.id: row.state for row in rows}
         keyed: dict[tuple[uuid.UUID, str], Execution] = {}
+        new_sessions: list[Session] = []
         results: list[Any] = []
         entries: list[ProvenanceEntry] = []
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         for write in batch:
             execution = write.execution
+            if write.new_session is not None:
+                session = write.new_session
+                entry = chain_entry(
+                    head, session_draft(session, actor=write.actor, action=write.action)
+                )
+                head = LedgerHead.after(entry)
+                entries.append(entry)
+                states[session.id] = session.state.value
+                new_sessions.append(session)
+                results.append(session)
+                continue
             if execution is None:
                 assert write.draft is not None
                 entry = chain_entry(head, write.draft)
@@ -190,6 +203,27 @@ class GroupCommitter:
             else:
                 updates.append(row)
             results.append(stored)
+        if new_sessions:
+            conn.execute(
+                insert(t.sessions),
+                [
+                    {
+                        "id": n.id,
+                        "tenant": n.tenant,
+                        "state": n.state.value,
+                        "created_us": t.to_micros(n.created_at),
+                        "document": n.document(),
+                    }
+                    for n in new_sessions
+                ],
+            )
+            tags = [
+                {"session_id": n.id, "tag": tag}
+                for n in new_sessions
+                for tag in sorted(set(n.config.tags))
+            ]
+            if tags:
+                conn.execute(insert(t.session_tags), tags)
         if entries:
             conn.execute(
                 insert(t.ledger),

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from limit_graph.core.errors import Conflict
 from limit_graph.core.models import (
     Execution,
     ExecutionState,
@@ -244,6 +245,12 @@ class MemoryStorage:
     async def write_entry(self, draft: EntryDraft) -> ProvenanceEntry:
         async with self.transaction() as tx:
             return await tx.append_entry(draft)
+
+    async def write_new_session(self, session: Session, *, actor: str, action: str) -> Session:
+        async with self.transaction() as tx:
+            if await tx.get_session(session.id) is not None:
+                raise Conflict(f"session {session.id} exists")
+            return await tx.save_session(session, actor=actor, action=action)
 
 
 def _page(items: Iterable[T], key: Any, limit: int, cursor: str | None) -> Page[T]:

@@ -75,6 +75,7 @@ AGENTS = (
         fn=echo.fn,
         backends=ALL_BACKENDS,
         deterministic=True,
+        blocking=False,
         task=echo,
     ),
     AgentSpec(
