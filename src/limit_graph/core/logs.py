@@ -27,6 +27,7 @@ CONTEXT_FIELDS: dict[str, ContextVar[str | None]] = {
 
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("color_message", None)  # uvicorn's ANSI copy of the message
         for name, var in CONTEXT_FIELDS.items():
             value = var.get()
             if value is not None:
