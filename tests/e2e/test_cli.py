@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -17,14 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fixtures.live import free_port
+
 LIMIT = str(Path(sys.executable).parent / "limit")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

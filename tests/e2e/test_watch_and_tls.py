@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.e2e.test_cli import LIMIT, Server, free_port, start
+from tests.e2e.test_cli import LIMIT, Server, start
+from tests.fixtures.live import free_port
 
 
 def test_watch_follows_a_batch_until_the_queue_is_empty(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ from limit_graph.governance.auth import Principal
 from limit_graph.governance.checks import CheckContext, CheckPipeline
 from limit_graph.orchestration.events import SessionEvents
 from limit_graph.orchestration.inline import Outcome, run_inline
-from limit_graph.orchestration.sessions import SessionCache, visible_to
+from limit_graph.orchestration.sessions import SessionCache, require_visible, visible_to
 from limit_graph.orchestration.telemetry import Telemetry, tracer
 from limit_graph.storage.base import Storage
 from limit_graph.storage.ledger import EntryDraft
@@ -113,9 +113,7 @@ class ExecutionService:
             )
         agent = self.registry.get(command.agent)
         validated = self._validate_inputs(agent, command.inputs)
-        session = await self.sessions.load(session_id)
-        if session is None or not visible_to(session, principal):
-            raise NotFound(f"no session {session_id}")
+        session = require_visible(await self.sessions.load(session_id), principal, session_id)
         if command.idempotency_key is not None:
             earlier = await self.storage.find_execution_by_key(session_id, command.idempotency_key)
             if earlier is not None:
@@ -314,10 +312,7 @@ class ExecutionService:
         return SessionStatus(session, counts, backends)
 
     async def _session(self, principal: Principal, session_id: uuid.UUID) -> Session:
-        session = await self.storage.get_session(session_id)
-        if session is None or not visible_to(session, principal):
-            raise NotFound(f"no session {session_id}")
-        return session
+        return require_visible(await self.storage.get_session(session_id), principal, session_id)
 
     async def close(self) -> None:
         """Cancel work still running; each is recorded ``cancelled``."""

@@ -30,7 +30,7 @@ from limit_graph.orchestration.events import SessionEvents
 from limit_graph.storage.base import SessionFilter, Storage, StorageTransaction
 from limit_graph.storage.paging import Page
 
-__all__ = ["SessionCache", "SessionService", "visible_to"]
+__all__ = ["SessionCache", "SessionService", "require_visible", "visible_to"]
 
 CACHE_SIZE = 10_000
 
@@ -46,6 +46,15 @@ def visible_to(session: Session | None, principal: Principal) -> bool:
         and session.state is not SessionState.DELETED
         and (principal.is_admin or session.tenant == principal.tenant)
     )
+
+
+def require_visible(
+    session: Session | None, principal: Principal, session_id: uuid.UUID
+) -> Session:
+    """``session`` if the caller may see it; otherwise the same NotFound as for no session."""
+    if session is None or not visible_to(session, principal):
+        raise NotFound(f"no session {session_id}")
+    return session
 
 
 class SessionCache:
@@ -124,10 +133,7 @@ class SessionService:
         return created
 
     async def get(self, principal: Principal, session_id: uuid.UUID) -> Session:
-        session = await self.storage.get_session(session_id)
-        if session is None or not visible_to(session, principal):
-            raise NotFound(f"no session {session_id}")
-        return session
+        return require_visible(await self.storage.get_session(session_id), principal, session_id)
 
     async def list(
         self,
@@ -158,10 +164,7 @@ class SessionService:
     async def _locked(
         self, tx: StorageTransaction, principal: Principal, session_id: uuid.UUID
     ) -> Session:
-        session = await tx.get_session(session_id)
-        if session is None or not visible_to(session, principal):
-            raise NotFound(f"no session {session_id}")
-        return session
+        return require_visible(await tx.get_session(session_id), principal, session_id)
 
     async def _transition(
         self,

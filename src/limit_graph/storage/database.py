@@ -12,14 +12,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -34,13 +46,14 @@ from limit_graph.storage import schema as t
 from limit_graph.storage.base import SessionFilter, execution_draft, session_draft
 from limit_graph.storage.group_commit import ExecutionWrite, GroupCommitter
 from limit_graph.storage.ledger import EntryDraft, LedgerHead, chain_entry
-from limit_graph.storage.paging import Page, decode_cursor, encode_cursor
+from limit_graph.storage.paging import Page, SortKey, decode_cursor, encode_cursor
 
 __all__ = ["DatabaseStorage"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_ID = 0x4C494D4954  # "LIMIT"
 READ_ONLY = "limit_read_only"
+T = TypeVar("T")
 
 
 def _run_migrations(connection: Connection) -> None:
@@ -278,19 +291,10 @@ class DatabaseStorage:
         if filter.tag is not None:
             tagged = select(t.session_tags.c.session_id).where(t.session_tags.c.tag == filter.tag)
             query = query.where(t.sessions.c.id.in_(tagged))
-        if cursor:
-            stamp, last_id = decode_cursor(cursor)
-            micros = t.to_micros(stamp)
-            query = query.where(
-                (t.sessions.c.created_us > micros)
-                | ((t.sessions.c.created_us == micros) & (t.sessions.c.id > last_id))
-            )
-        query = query.order_by(t.sessions.c.created_us, t.sessions.c.id).limit(limit + 1)
-        async with self._read() as conn:
-            rows = list(await conn.scalars(query))
-        items = [Session.model_validate(r) for r in rows[:limit]]
-        more = len(rows) > limit
-        return Page(items, encode_cursor((items[-1].created_at, items[-1].id)) if more else None)
+        items = await self._keyset_page(
+            query, t.sessions.c.created_us, t.sessions.c.id, limit=limit, cursor=cursor
+        )
+        return _page([Session.model_validate(r) for r in items], limit, _session_key)
 
     async def get_execution(self, execution_id: uuid.UUID) -> Execution | None:
         async with self._read() as conn:
@@ -323,18 +327,28 @@ class DatabaseStorage:
         query = select(c.document).where(c.session_id == session_id)
         if state is not None:
             query = query.where(c.state == state.value)
+        items = await self._keyset_page(query, c.submitted_us, c.id, limit=limit, cursor=cursor)
+        return _page([Execution.model_validate(r) for r in items], limit, _execution_key)
+
+    async def _keyset_page(
+        self,
+        query: Select[Any],
+        micros_column: ColumnElement[int],
+        id_column: ColumnElement[uuid.UUID],
+        *,
+        limit: int,
+        cursor: str | None,
+    ) -> list[Any]:
+        """Up to ``limit + 1`` documents after ``cursor`` in (time, id) order."""
         if cursor:
             stamp, last_id = decode_cursor(cursor)
             micros = t.to_micros(stamp)
             query = query.where(
-                (c.submitted_us > micros) | ((c.submitted_us == micros) & (c.id > last_id))
+                (micros_column > micros) | ((micros_column == micros) & (id_column > last_id))
             )
-        query = query.order_by(c.submitted_us, c.id).limit(limit + 1)
+        query = query.order_by(micros_column, id_column).limit(limit + 1)
         async with self._read() as conn:
-            rows = list(await conn.scalars(query))
-        items = [Execution.model_validate(r) for r in rows[:limit]]
-        more = len(rows) > limit
-        return Page(items, encode_cursor((items[-1].submitted_at, items[-1].id)) if more else None)
+            return list(await conn.scalars(query))
 
     async def count_executions(
         self, session_id: uuid.UUID
@@ -405,6 +419,21 @@ class DatabaseStorage:
             ExecutionWrite(None, new_session=session, actor=actor, action=action)
         )
         return stored
+
+
+def _session_key(session: Session) -> SortKey:
+    return session.created_at, session.id
+
+
+def _execution_key(execution: Execution) -> SortKey:
+    return execution.submitted_at, execution.id
+
+
+def _page(items: list[T], limit: int, key: Callable[[T], SortKey]) -> Page[T]:
+    """The first ``limit`` items, and a cursor when a further one was fetched."""
+    more = len(items) > limit
+    chosen = items[:limit]
+    return Page(chosen, encode_cursor(key(chosen[-1])) if more else None)
 
 
 def _sync_driver(url: URL) -> str:
