@@ -1,36 +1,69 @@
-"""`GET /health` answers 503 with a problem named when the store is unreachable."""
+"""`GET /health`: 503 when the store is unreachable; Prefect's state reported beside it."""
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+from prefect.settings import PREFECT_API_URL
+from prefect.testing.utilities import prefect_test_harness
 
 from limit_graph.api import create_app
 from limit_graph.core.settings import load_settings
-from limit_graph.orchestration import platform as platform_module
+from tests.fixtures.live import free_port
 
 
-async def test_health_is_503_when_the_store_is_gone(tmp_path: Path) -> None:
+@asynccontextmanager
+async def health_client(tmp_path: Path, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
     settings = load_settings(
         environ={},
         home=str(tmp_path / "home"),
         admin_api_key="k" * 32,
         storage__type="file",
         storage__path=str(tmp_path / "data"),
+        **overrides,
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            healthy = await client.get("/health")
-            assert healthy.status_code == 200 and healthy.json()["status"] == "ok"
-            shutil.rmtree(tmp_path / "data")
-            app.state.platform._health_checked_at = -platform_module.HEALTH_TTL_S
-            down = await client.get("/health")
-            assert down.status_code == 503
-            body = down.json()
-            assert body["status"] == "degraded"
-            assert body["checks"]["database"]["status"] == "error"
-            assert "is gone" in body["checks"]["database"]["detail"]
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+
+async def test_health_is_503_when_the_store_is_gone(tmp_path: Path) -> None:
+    async with health_client(tmp_path) as client:
+        healthy = await client.get("/health")
+        assert healthy.status_code == 200 and healthy.json()["status"] == "ok"
+        assert healthy.json()["checks"]["prefect"] == {"status": "not_configured"}
+        shutil.rmtree(tmp_path / "data")
+        client.app.state.platform.database_probe.expire()  # type: ignore[attr-defined]
+        down = await client.get("/health")
+        assert down.status_code == 503
+        body = down.json()
+        assert body["status"] == "degraded"
+        assert body["checks"]["database"]["status"] == "error"
+        assert "is gone" in body["checks"]["database"]["detail"]
+
+
+async def test_health_reports_an_unreachable_prefect_as_degraded(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/api"
+    async with health_client(tmp_path, prefect__api_url=url) as client:
+        response = await client.get("/health")
+        assert response.status_code == 200
+        assert response.json()["status"] == "degraded"
+        assert response.json()["checks"]["prefect"]["status"] == "error"
+
+
+async def test_health_sees_a_running_prefect_server(tmp_path: Path) -> None:
+    with prefect_test_harness():
+        url = PREFECT_API_URL.value()
+        async with health_client(tmp_path, prefect__api_url=url) as client:
+            response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json()["checks"]["prefect"] == {"status": "ok"}
+    assert response.json()["status"] == "ok"

@@ -40,6 +40,7 @@ from limit_graph.core.models import BackendKind
 __all__ = [
     "BackendInstance",
     "BackendsSettings",
+    "PrefectSettings",
     "ServerSettings",
     "Settings",
     "StorageSettings",
@@ -115,6 +116,12 @@ class TelemetrySettings(_Section):
     )
 
 
+class PrefectSettings(_Section):
+    api_url: str | None = Field(
+        default=None, description="Prefect API, e.g. http://127.0.0.1:4200/api (PREFECT_API_URL)."
+    )
+
+
 class Settings(_Section):
     """Everything the platform needs to start; passed down, never read from a global."""
 
@@ -126,6 +133,7 @@ class Settings(_Section):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     backends: BackendsSettings = Field(default_factory=BackendsSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     source: str | None = Field(default=None, description="The config file these came from.")
 
     @model_validator(mode="after")
@@ -184,6 +192,7 @@ _ENV_PATHS: dict[str, tuple[str, ...]] = {
     "LIMIT_ADMIN_API_KEY": ("admin_api_key",),
     "LIMIT_STORAGE": ("storage", "type"),
     "LIMIT_CORS_ORIGINS": ("server", "cors_origins"),
+    "PREFECT_API_URL": ("prefect", "api_url"),
 }
 
 

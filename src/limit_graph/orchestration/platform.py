@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from limit_graph.core.agents import AgentRegistry
 from limit_graph.core.models import Execution, SessionConfig
@@ -13,14 +12,13 @@ from limit_graph.governance.auth import Principal
 from limit_graph.governance.checks import CheckPipeline, default_checks
 from limit_graph.orchestration.events import SessionEvents
 from limit_graph.orchestration.executions import ExecuteCommand, ExecutionService
+from limit_graph.orchestration.health import Probe, prefect_ping
 from limit_graph.orchestration.sessions import SessionCache, SessionService
 from limit_graph.orchestration.telemetry import Telemetry
 from limit_graph.storage.base import Storage
 from limit_graph.storage.factory import open_storage
 
 __all__ = ["Platform"]
-
-HEALTH_TTL_S = 1.0
 
 
 @dataclass
@@ -39,8 +37,8 @@ class Platform:
     executions: ExecutionService
     events: SessionEvents
     telemetry: Telemetry
-    _health_checked_at: float = field(default=-HEALTH_TTL_S, repr=False)
-    _health_error: str | None = field(default=None, repr=False)
+    database_probe: Probe
+    prefect_probe: Probe | None
 
     @classmethod
     async def start(
@@ -75,6 +73,8 @@ class Platform:
             ),
             events=events,
             telemetry=telemetry,
+            database_probe=Probe(store.ping),
+            prefect_probe=Probe(prefect_ping(url)) if (url := settings.prefect.api_url) else None,
         )
 
     async def execute_agent(
@@ -93,19 +93,6 @@ class Platform:
             return await self.executions.execute(principal, session.id, command)
         finally:
             await self.sessions.complete(principal, session.id)
-
-    async def database_error(self) -> str | None:
-        """Why the store cannot be reached, or ``None``; a result is reused for one second,
-        so that frequent health probes cost the database at most one ping a second."""
-        now = time.monotonic()
-        if now - self._health_checked_at >= HEALTH_TTL_S:
-            try:
-                await self.storage.ping()
-                self._health_error = None
-            except Exception as exc:
-                self._health_error = f"{type(exc).__name__}: {exc}"
-            self._health_checked_at = now
-        return self._health_error
 
     async def close(self) -> None:
         await self.executions.close()

@@ -16,13 +16,26 @@ router = APIRouter(tags=["health"])
 @router.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
 async def health(platform: CurrentPlatform) -> Any:
     checks: dict[str, Any] = {}
-    error = await platform.database_error()
-    if error is None:
-        checks["database"] = {"status": "ok", "kind": platform.storage.kind}
+    database = await platform.database_probe.error()
+    checks["database"] = (
+        {"status": "ok", "kind": platform.storage.kind}
+        if database is None
+        else {"status": "error", "detail": database}
+    )
+    if platform.prefect_probe is None:
+        checks["prefect"] = {"status": "not_configured"}
     else:
-        checks["database"] = {"status": "error", "detail": error}
-    checks["prefect"] = {"status": "not_configured"}
+        prefect = await platform.prefect_probe.error()
+        checks["prefect"] = (
+            {"status": "ok"}
+            if prefect is None
+            else {
+                "status": "error",
+                "detail": prefect,
+            }
+        )
     checks["backends"] = {"local": {"status": "ok", "instance": "inline"}}
-    if checks["database"]["status"] != "ok":
+    if database is not None:
         return JSONResponse({"status": "degraded", "checks": checks}, status_code=503)
-    return {"status": "ok", "checks": checks}
+    degraded = checks["prefect"]["status"] == "error"
+    return {"status": "degraded" if degraded else "ok", "checks": checks}
