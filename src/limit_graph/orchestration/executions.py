@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from opentelemetry.trace import Span
 from pydantic import BaseModel, ValidationError
 
 from limit_graph.core.agents import AgentRegistry, AgentSpec
@@ -147,6 +150,8 @@ class ExecutionService:
             timeout_s=command.timeout_s or session.config.timeout_s,
             actor=principal.name,
         )
+        if not agent.is_async and not agent.blocking:
+            return await self._run_at_once(agent, validated, new)
         execution = await self._write(new, "execution.started", require_active_session=True)
         if execution.id != new.id:
             return execution  # the same idempotency key won a race
@@ -157,14 +162,39 @@ class ExecutionService:
         done, _ = await asyncio.wait({task}, timeout=command.wait_s)
         return task.result() if done else execution
 
+    async def _run_at_once(
+        self, agent: AgentSpec, inputs: BaseModel, started: Execution
+    ) -> Execution:
+        """A trivial agent runs before anything is written; its start and end are then
+        recorded in one write, which costs half of recording them apart."""
+        with self._observed(agent, started) as span:
+            outcome = await run_inline(agent, inputs, None)
+            span.set_attribute("limit.state", outcome.state.value)
+            final = self._finished(started, outcome)
+            stored = await self._write(
+                final,
+                f"execution.{outcome.state.value}",
+                require_active_session=True,
+                started=started,
+            )
+        if stored.id == final.id:
+            self._record(stored, was_running=False)
+        return stored
+
     async def _write(
-        self, execution: Execution, action: str, *, require_active_session: bool = False
+        self,
+        execution: Execution,
+        action: str,
+        *,
+        require_active_session: bool = False,
+        started: Execution | None = None,
     ) -> Execution:
         stored = await self.storage.write_execution(
             execution,
             actor=execution.actor,
             action=action,
             require_active_session=require_active_session,
+            started=started,
         )
         self.events.notify()
         return stored
@@ -198,7 +228,9 @@ class ExecutionService:
             self.telemetry.denials.labels(policy_id).inc()
         raise denial
 
-    async def _run(self, agent: AgentSpec, inputs: BaseModel, execution: Execution) -> Execution:
+    @contextmanager
+    def _observed(self, agent: AgentSpec, execution: Execution) -> Iterator[Span]:
+        """Log context and a trace span (a child of the request's) around one execution."""
         attributes = {
             "limit.session_id": str(execution.session_id),
             "limit.execution_id": str(execution.id),
@@ -209,6 +241,10 @@ class ExecutionService:
             log_context(session_id=str(execution.session_id), execution_id=str(execution.id)),
             tracer.start_as_current_span(f"execute {agent.name}", attributes=attributes) as span,
         ):
+            yield span
+
+    async def _run(self, agent: AgentSpec, inputs: BaseModel, execution: Execution) -> Execution:
+        with self._observed(agent, execution) as span:
             try:
                 outcome = await run_inline(agent, inputs, execution.timeout_s or DEFAULT_TIMEOUT_S)
             except asyncio.CancelledError:
@@ -224,16 +260,18 @@ class ExecutionService:
             log.info("execution %s ended %s", execution.id, outcome.state.value)
         return finished
 
-    def _record(self, execution: Execution) -> None:
+    def _record(self, execution: Execution, *, was_running: bool = True) -> None:
         backend = execution.backend.value
-        self.telemetry.running.labels(backend).dec()
+        if was_running:
+            self.telemetry.running.labels(backend).dec()
         self.telemetry.executions.labels(execution.agent, backend, execution.state.value).inc()
         if execution.started_at and execution.finished_at:
             seconds = (execution.finished_at - execution.started_at).total_seconds()
             self.telemetry.execution_seconds.labels(execution.agent, backend).observe(seconds)
 
-    async def _finish(self, execution: Execution, outcome: Outcome) -> Execution:
-        final = execution.model_copy(
+    @staticmethod
+    def _finished(execution: Execution, outcome: Outcome) -> Execution:
+        return execution.model_copy(
             update={
                 "state": outcome.state,
                 "result": outcome.result,
@@ -241,6 +279,9 @@ class ExecutionService:
                 "finished_at": utcnow(),
             }
         )
+
+    async def _finish(self, execution: Execution, outcome: Outcome) -> Execution:
+        final = self._finished(execution, outcome)
         return await self._write(final, f"execution.{outcome.state.value}")
 
     async def cancel(

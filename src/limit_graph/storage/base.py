@@ -73,6 +73,7 @@ async def write_execution_in(
     actor: str,
     action: str,
     require_active_session: bool,
+    started: Execution | None = None,
 ) -> Execution:
     """:meth:`Storage.write_execution` on one transaction, for backends without batching."""
     if require_active_session:
@@ -83,6 +84,8 @@ async def write_execution_in(
         earlier = await tx.find_execution_by_key(execution.session_id, execution.idempotency_key)
         if earlier is not None:
             return earlier
+    if started is not None:
+        await tx.save_execution(started, actor=actor, action="execution.started")
     return await tx.save_execution(execution, actor=actor, action=action)
 
 
@@ -171,9 +174,13 @@ class Storage(Protocol):
         actor: str,
         action: str,
         require_active_session: bool = False,
+        started: Execution | None = None,
     ) -> Execution:
         """Save one execution and its entry in a transaction of its own (which the
         backend may share with concurrent writes: group commit).
+
+        ``started`` is the same execution as it began, for work that finished before
+        anything was written: its ``execution.started`` entry goes in first.
 
         A new execution whose idempotency key the session already used is not written;
         the earlier one is returned.  With ``require_active_session`` the write is

@@ -393,6 +393,7 @@ class DatabaseStorage:
         actor: str,
         action: str,
         require_active_session: bool = False,
+        started: Execution | None = None,
     ) -> Execution:
         if self._committer is None:
             raise RuntimeError("storage not started")
@@ -402,6 +403,7 @@ class DatabaseStorage:
                 actor=actor,
                 action=action,
                 require_active_session=require_active_session,
+                started=started,
             )
         )
         return stored

@@ -46,6 +46,7 @@ class ExecutionWrite:
     actor: str = ""
     action: str = ""
     require_active_session: bool = False
+    started: Execution | None = None
     done: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -176,6 +177,13 @@ class GroupCommitter:
                 if earlier is not None:
                     results.append(earlier)
                     continue
+            if write.started is not None:
+                first = chain_entry(
+                    head,
+                    execution_draft(write.started, actor=write.actor, action="execution.started"),
+                )
+                head = LedgerHead.after(first)
+                entries.append(first)
             entry = chain_entry(
                 head, execution_draft(execution, actor=write.actor, action=write.action)
             )

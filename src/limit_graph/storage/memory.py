@@ -232,6 +232,7 @@ class MemoryStorage:
         actor: str,
         action: str,
         require_active_session: bool = False,
+        started: Execution | None = None,
     ) -> Execution:
         async with self.transaction() as tx:
             return await write_execution_in(
@@ -240,6 +241,7 @@ class MemoryStorage:
                 actor=actor,
                 action=action,
                 require_active_session=require_active_session,
+                started=started,
             )
 
     async def write_entry(self, draft: EntryDraft) -> ProvenanceEntry:
