@@ -17,12 +17,12 @@ _bearer = HTTPBearer(auto_error=False, description="An API key or a JWT.")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def get_platform(request: Request) -> Platform:
+async def get_platform(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     api_key: Annotated[str | None, Security(_api_key)],
