@@ -8,16 +8,16 @@
     ├── AuthenticationRequired    401  no or unknown credentials
     ├── NotFound                  404  unknown id (session, execution, agent, archive)
     ├── Conflict                  409  the request contradicts current state
-    ├── PayloadTooLarge           413  body over the configured limit
     ├── PolicyDenied              403  a governance check said no (``policy_ids``)
     │   ├── StateDenied           409  the session's state forbids it (e.g. not active)
     │   ├── QuotaExceeded         429
     │   └── RateLimited           429  with ``retry_after_s``
     └── BackendError              502  a backend failed (``retryable`` says if a retry may help)
-        └── BackendUnavailable    503  no runner serves that backend now
 
 HTTP status codes live on the classes (``status_code``) and are mapped to RFC 9457
-problem documents in one place, :mod:`limit_graph.api.problems`.
+problem documents in one place, :mod:`limit_graph.api.problems`.  The API adds one
+leaf of its own, ``NotBuiltYet`` (501), for documented routes whose feature is not
+built yet (``api/routes/reserved.py``).
 """
 
 from __future__ import annotations
@@ -27,13 +27,11 @@ from typing import Any, ClassVar
 __all__ = [
     "AuthenticationRequired",
     "BackendError",
-    "BackendUnavailable",
     "ConfigError",
     "Conflict",
     "InvalidInput",
     "LimitError",
     "NotFound",
-    "PayloadTooLarge",
     "PolicyDenied",
     "QuotaExceeded",
     "RateLimited",
@@ -93,12 +91,6 @@ class Conflict(LimitError):
     slug = "conflict"
 
 
-class PayloadTooLarge(LimitError):
-    status_code = 413
-    title = "Payload too large"
-    slug = "payload-too-large"
-
-
 class PolicyDenied(LimitError):
     status_code = 403
     title = "Denied by policy"
@@ -148,12 +140,3 @@ class BackendError(LimitError):
 
     def extras(self) -> dict[str, Any]:
         return {"retryable": self.retryable}
-
-
-class BackendUnavailable(BackendError):
-    status_code = 503
-    title = "Backend unavailable"
-    slug = "backend-unavailable"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail, retryable=True)
