@@ -85,12 +85,7 @@ class _DatabaseTransaction:
     async def find_execution_by_key(
         self, session_id: uuid.UUID, idempotency_key: str
     ) -> Execution | None:
-        row = await self._conn.scalar(
-            select(t.executions.c.document).where(
-                t.executions.c.session_id == session_id,
-                t.executions.c.idempotency_key == idempotency_key,
-            )
-        )
+        row = await self._conn.scalar(t.execution_by_key(session_id, idempotency_key))
         return Execution.model_validate(row) if row is not None else None
 
     async def session_executions(self, session_id: uuid.UUID) -> list[Execution]:
@@ -115,28 +110,11 @@ class _DatabaseTransaction:
 
     async def append_entry(self, draft: EntryDraft) -> ProvenanceEntry:
         if self._head is None:
-            size, last_hash = (
-                await self._conn.execute(
-                    select(t.ledger_head.c.size, t.ledger_head.c.last_hash)
-                    .where(t.ledger_head.c.id == 1)
-                    .with_for_update()
-                )
-            ).one()
+            size, last_hash = (await self._conn.execute(t.LOCK_LEDGER_HEAD)).one()
             self._head = LedgerHead(size, last_hash)
         entry = chain_entry(self._head, draft)
-        await self._conn.execute(
-            insert(t.ledger).values(
-                idx=entry.index,
-                session_id=entry.session_id,
-                entry_hash=entry.entry_hash,
-                document=entry.document(),
-            )
-        )
-        await self._conn.execute(
-            update(t.ledger_head)
-            .where(t.ledger_head.c.id == 1)
-            .values(size=entry.index + 1, last_hash=entry.entry_hash)
-        )
+        await self._conn.execute(insert(t.ledger).values(**t.ledger_row(entry)))
+        await self._conn.execute(t.move_ledger_head(LedgerHead.after(entry)))
         self._head = LedgerHead.after(entry)
         return entry
 
@@ -144,47 +122,25 @@ class _DatabaseTransaction:
         exists = await self._conn.scalar(
             select(func.count()).select_from(t.sessions).where(t.sessions.c.id == session.id)
         )
-        values = {
-            "tenant": session.tenant,
-            "state": session.state.value,
-            "created_us": t.to_micros(session.created_at),
-            "document": session.document(),
-        }
+        row = t.session_row(session)
         if exists:
             await self._conn.execute(
-                update(t.sessions).where(t.sessions.c.id == session.id).values(**values)
+                update(t.sessions).where(t.sessions.c.id == session.id).values(**row)
             )
         else:
-            await self._conn.execute(insert(t.sessions).values(id=session.id, **values))
-            tags = sorted(set(session.config.tags))
+            await self._conn.execute(insert(t.sessions).values(**row))
+            tags = t.tag_rows(session)
             if tags:
-                await self._conn.execute(
-                    insert(t.session_tags), [{"session_id": session.id, "tag": g} for g in tags]
-                )
+                await self._conn.execute(insert(t.session_tags), tags)
         await self.append_entry(session_draft(session, actor=actor, action=action))
         return session
 
     async def save_execution(self, execution: Execution, *, actor: str, action: str) -> Execution:
         entry = await self.append_entry(execution_draft(execution, actor=actor, action=action))
         stored = execution.model_copy(update={"provenance_entry": entry.index})
-        values = {
-            "state": stored.state.value,
-            "backend": stored.backend.value,
-            "document": stored.document(),
-        }
-        changed = await self._conn.execute(
-            update(t.executions).where(t.executions.c.id == stored.id).values(**values)
-        )
+        changed = await self._conn.execute(t.UPDATE_EXECUTIONS, t.execution_changes(stored))
         if changed.rowcount == 0:
-            await self._conn.execute(
-                insert(t.executions).values(
-                    id=stored.id,
-                    session_id=stored.session_id,
-                    submitted_us=t.to_micros(stored.submitted_at),
-                    idempotency_key=stored.idempotency_key,
-                    **values,
-                )
-            )
+            await self._conn.execute(insert(t.executions).values(**t.execution_row(stored)))
         return stored
 
     async def save_archive(self, session_id: uuid.UUID, bundle: dict[str, Any]) -> None:
@@ -307,12 +263,7 @@ class DatabaseStorage:
         self, session_id: uuid.UUID, idempotency_key: str
     ) -> Execution | None:
         async with self._read() as conn:
-            row = await conn.scalar(
-                select(t.executions.c.document).where(
-                    t.executions.c.session_id == session_id,
-                    t.executions.c.idempotency_key == idempotency_key,
-                )
-            )
+            row = await conn.scalar(t.execution_by_key(session_id, idempotency_key))
         return Execution.model_validate(row) if row is not None else None
 
     async def list_executions(

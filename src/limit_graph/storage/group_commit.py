@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select
 
 from limit_graph.core.errors import StateDenied
 from limit_graph.core.models import Execution, ProvenanceEntry, Session, SessionState
@@ -112,13 +112,7 @@ class GroupCommitter:
             return self._write(conn, batch)
 
     def _write(self, conn: Connection, batch: list[ExecutionWrite]) -> list[Any]:
-        size, last_hash = (
-            conn.execute(
-                select(t.ledger_head.c.size, t.ledger_head.c.last_hash)
-                .where(t.ledger_head.c.id == 1)
-                .with_for_update()
-            )
-        ).one()
+        size, last_hash = conn.execute(t.LOCK_LEDGER_HEAD).one()
         head = LedgerHead(size, last_hash)
         executions = [w.execution for w in batch if w.execution is not None]
         ids = [e.id for e in executions]
@@ -171,9 +165,10 @@ class GroupCommitter:
                 continue
             key = execution.idempotency_key
             if is_new and key is not None:
-                earlier = keyed.get((execution.session_id, key)) or self._by_key(
-                    conn, execution.session_id, key
-                )
+                earlier = keyed.get((execution.session_id, key))
+                if earlier is None:
+                    document = conn.scalar(t.execution_by_key(execution.session_id, key))
+                    earlier = Execution.model_validate(document) if document is not None else None
                 if earlier is not None:
                     results.append(earlier)
                     continue
@@ -190,97 +185,24 @@ class GroupCommitter:
             head = LedgerHead.after(entry)
             entries.append(entry)
             stored = execution.model_copy(update={"provenance_entry": entry.index})
-            row = {
-                "b_id": stored.id,
-                "b_state": stored.state.value,
-                "b_backend": stored.backend.value,
-                "b_document": stored.document(),
-            }
             if is_new:
                 existing.add(stored.id)
-                inserts.append(
-                    {
-                        **row,
-                        "b_session_id": stored.session_id,
-                        "b_submitted_us": t.to_micros(stored.submitted_at),
-                        "b_idempotency_key": key,
-                    }
-                )
+                inserts.append(t.execution_row(stored))
                 if key is not None:
                     keyed[(stored.session_id, key)] = stored
             else:
-                updates.append(row)
+                updates.append(t.execution_changes(stored))
             results.append(stored)
         if new_sessions:
-            conn.execute(
-                insert(t.sessions),
-                [
-                    {
-                        "id": n.id,
-                        "tenant": n.tenant,
-                        "state": n.state.value,
-                        "created_us": t.to_micros(n.created_at),
-                        "document": n.document(),
-                    }
-                    for n in new_sessions
-                ],
-            )
-            tags = [
-                {"session_id": n.id, "tag": tag}
-                for n in new_sessions
-                for tag in sorted(set(n.config.tags))
-            ]
+            conn.execute(insert(t.sessions), [t.session_row(n) for n in new_sessions])
+            tags = [row for n in new_sessions for row in t.tag_rows(n)]
             if tags:
                 conn.execute(insert(t.session_tags), tags)
         if entries:
-            conn.execute(
-                insert(t.ledger),
-                [
-                    {
-                        "idx": e.index,
-                        "session_id": e.session_id,
-                        "entry_hash": e.entry_hash,
-                        "document": e.document(),
-                    }
-                    for e in entries
-                ],
-            )
-            conn.execute(
-                update(t.ledger_head)
-                .where(t.ledger_head.c.id == 1)
-                .values(size=head.size, last_hash=head.last_hash)
-            )
+            conn.execute(insert(t.ledger), [t.ledger_row(e) for e in entries])
+            conn.execute(t.move_ledger_head(head))
         if inserts:
-            conn.execute(
-                insert(t.executions).values(
-                    id=bindparam("b_id"),
-                    session_id=bindparam("b_session_id"),
-                    state=bindparam("b_state"),
-                    backend=bindparam("b_backend"),
-                    submitted_us=bindparam("b_submitted_us"),
-                    idempotency_key=bindparam("b_idempotency_key"),
-                    document=bindparam("b_document"),
-                ),
-                inserts,
-            )
+            conn.execute(insert(t.executions), inserts)
         if updates:
-            conn.execute(
-                update(t.executions)
-                .where(t.executions.c.id == bindparam("b_id"))
-                .values(
-                    state=bindparam("b_state"),
-                    backend=bindparam("b_backend"),
-                    document=bindparam("b_document"),
-                ),
-                updates,
-            )
+            conn.execute(t.UPDATE_EXECUTIONS, updates)
         return results
-
-    @staticmethod
-    def _by_key(conn: Connection, session_id: uuid.UUID, key: str) -> Execution | None:
-        document = conn.scalar(
-            select(t.executions.c.document).where(
-                t.executions.c.session_id == session_id, t.executions.c.idempotency_key == key
-            )
-        )
-        return Execution.model_validate(document) if document is not None else None

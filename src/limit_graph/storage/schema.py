@@ -7,7 +7,9 @@ order the same way on SQLite and Postgres.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -21,9 +23,28 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     Uuid,
+    bindparam,
+    select,
+    update,
 )
+from sqlalchemy.sql import Select, Update
 
-__all__ = ["metadata", "to_micros"]
+from limit_graph.core.models import Execution, ProvenanceEntry, Session
+from limit_graph.storage.ledger import LedgerHead
+
+__all__ = [
+    "LOCK_LEDGER_HEAD",
+    "UPDATE_EXECUTIONS",
+    "execution_by_key",
+    "execution_changes",
+    "execution_row",
+    "ledger_row",
+    "metadata",
+    "move_ledger_head",
+    "session_row",
+    "tag_rows",
+    "to_micros",
+]
 
 metadata = MetaData()
 
@@ -96,3 +117,75 @@ archives = Table(
 def to_micros(moment: datetime) -> int:
     """Microseconds since the epoch: a sort key equal on every database."""
     return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+# --- rows and statements shared by the interactive and the group-commit writers ------
+
+LOCK_LEDGER_HEAD = (
+    select(ledger_head.c.size, ledger_head.c.last_hash)
+    .where(ledger_head.c.id == 1)
+    .with_for_update()
+)
+
+UPDATE_EXECUTIONS = update(executions).where(executions.c.id == bindparam("b_id"))
+"""Executemany form: each parameter set has ``b_id`` and the columns to set."""
+
+
+def move_ledger_head(head: LedgerHead) -> Update:
+    return (
+        update(ledger_head)
+        .where(ledger_head.c.id == 1)
+        .values(size=head.size, last_hash=head.last_hash)
+    )
+
+
+def execution_by_key(session_id: uuid.UUID, idempotency_key: str) -> Select[tuple[Any]]:
+    return select(executions.c.document).where(
+        executions.c.session_id == session_id,
+        executions.c.idempotency_key == idempotency_key,
+    )
+
+
+def ledger_row(entry: ProvenanceEntry) -> dict[str, Any]:
+    return {
+        "idx": entry.index,
+        "session_id": entry.session_id,
+        "entry_hash": entry.entry_hash,
+        "document": entry.document(),
+    }
+
+
+def session_row(session: Session) -> dict[str, Any]:
+    return {
+        "id": session.id,
+        "tenant": session.tenant,
+        "state": session.state.value,
+        "created_us": to_micros(session.created_at),
+        "document": session.document(),
+    }
+
+
+def tag_rows(session: Session) -> list[dict[str, Any]]:
+    return [{"session_id": session.id, "tag": tag} for tag in sorted(set(session.config.tags))]
+
+
+def execution_row(execution: Execution) -> dict[str, Any]:
+    return {
+        "id": execution.id,
+        "session_id": execution.session_id,
+        "state": execution.state.value,
+        "backend": execution.backend.value,
+        "submitted_us": to_micros(execution.submitted_at),
+        "idempotency_key": execution.idempotency_key,
+        "document": execution.document(),
+    }
+
+
+def execution_changes(execution: Execution) -> dict[str, Any]:
+    """The parameters of :data:`UPDATE_EXECUTIONS` for ``execution``."""
+    return {
+        "b_id": execution.id,
+        "state": execution.state.value,
+        "backend": execution.backend.value,
+        "document": execution.document(),
+    }
