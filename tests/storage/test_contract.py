@@ -702,3 +702,61 @@ async def test_new_sessions_written_alone_or_in_batches(storage: Storage) -> Non
     entries = await storage.list_entries()
     assert len(entries) == 21 and verify_chain(entries) is None
     assert entries[0].payload == first.document()
+
+
+# --- bookkeeping values and unfinished executions --------------------------------
+
+
+async def test_values_put_replace_expire_and_survive_a_reopen(backend: Backend) -> None:
+    now = datetime.now(UTC)
+    store = backend.open()
+    await store.start()
+    try:
+        assert await store.get_value("mirror", "cursor") is None
+        await store.put_value("mirror", "cursor", {"index": 4})
+        await store.put_value("mirror", "cursor", {"index": 9, "note": "ü"})
+        await store.put_value("cache", "k1", {"e": "one"}, expires_at=now + timedelta(hours=1))
+        await store.put_value("cache", "k2", {"e": "two"}, expires_at=now - timedelta(seconds=1))
+        await store.put_value("other", "k3", {"e": "three"}, expires_at=now - timedelta(hours=1))
+        assert await store.get_value("mirror", "cursor") == {"index": 9, "note": "ü"}
+        assert await store.get_value("cache", "k1") == {"e": "one"}
+        assert await store.get_value("cache", "k2") is None  # expired reads as absent
+        assert await store.get_value("cursor", "mirror") is None  # namespaces are separate
+        assert await store.delete_expired("cache", now) == 1
+        assert await store.delete_expired(None, now) == 1
+        assert await store.delete_expired(None, now) == 0
+        assert await store.ledger_size() == 0  # bookkeeping is not provenance
+    finally:
+        await store.close()
+    if backend.kind == "memory":
+        return
+    reopened = backend.open()
+    await reopened.start()
+    try:
+        assert await reopened.get_value("mirror", "cursor") == {"index": 9, "note": "ü"}
+        assert await reopened.get_value("cache", "k1") == {"e": "one"}
+        assert await reopened.delete_expired(None, now + timedelta(days=1)) == 1
+    finally:
+        await reopened.close()
+
+
+async def test_list_unfinished_executions_by_backend_oldest_first(storage: Storage) -> None:
+    session = await commit_session(storage, make_session())
+    later = make_execution(
+        session,
+        state=ExecutionState.RUNNING,
+        backend=BackendKind.REMOTE,
+        submitted_at=T0 + timedelta(seconds=5),
+    )
+    earlier = make_execution(
+        session, state=ExecutionState.QUEUED, backend=BackendKind.QUANTUM, submitted_at=T0
+    )
+    done = make_execution(session, state=ExecutionState.SUCCEEDED, backend=BackendKind.REMOTE)
+    local = make_execution(session, state=ExecutionState.QUEUED, backend=BackendKind.LOCAL)
+    for execution in (later, earlier, done, local):
+        await commit_execution(storage, execution)
+    found = await storage.list_unfinished_executions([BackendKind.REMOTE, BackendKind.QUANTUM])
+    assert [e.id for e in found] == [earlier.id, later.id]
+    assert await storage.list_unfinished_executions([BackendKind.LOCAL]) == [
+        await storage.get_execution(local.id)
+    ]

@@ -130,6 +130,9 @@ class Execution(_Record):
     error: ErrorInfo | None = None
     attempts: int = 0
     cache_hit: bool = False
+    cached_from: uuid.UUID | None = Field(
+        default=None, description="The execution whose result a cache hit returned."
+    )
     submitted_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None

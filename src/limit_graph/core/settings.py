@@ -40,6 +40,7 @@ from limit_graph.core.models import BackendKind
 __all__ = [
     "BackendInstance",
     "BackendsSettings",
+    "DispatchSettings",
     "PrefectSettings",
     "ServerSettings",
     "Settings",
@@ -88,8 +89,14 @@ class StorageSettings(_Section):
 
 
 class BackendInstance(_Section):
+    """A named instance of a backend kind (federation): its runners, what it serves."""
+
     type: BackendKind
-    workers: int = Field(default=1, ge=1, le=256)
+    workers: int = Field(default=1, ge=1, le=256, description="Concurrency of each runner.")
+    max_runners: int = Field(default=4, ge=1, le=256, description="Runners started at most.")
+    capabilities: list[str] = Field(
+        default_factory=list, description="Agents it serves; empty means every agent."
+    )
     url: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -120,6 +127,30 @@ class PrefectSettings(_Section):
     api_url: str | None = Field(
         default=None, description="Prefect API, e.g. http://127.0.0.1:4200/api (PREFECT_API_URL)."
     )
+    start_server: bool = Field(
+        default=True, description="`limit up` starts a Prefect server when api_url is unset."
+    )
+    port: int = Field(default=4200, ge=1, le=65535, description="Port of that server.")
+    database_url: str | None = Field(
+        default=None, description="The Prefect server's database; SQLite under home by default."
+    )
+    workers: bool = Field(default=True, description="`limit up` starts a worker per pool.")
+    mirror: bool = Field(default=True, description="Show sessions and executions in Prefect.")
+    mirror_task_runs_per_s: float = Field(
+        default=50.0,
+        gt=0,
+        description="Task runs the mirror creates per second before it groups executions.",
+    )
+
+
+class DispatchSettings(_Section):
+    """Leases and retries of executions dispatched to runners."""
+
+    lease_s: float = Field(default=10.0, gt=0, le=3600)
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    retry_backoff_s: float = Field(default=0.5, ge=0, le=3600)
+    runner_api_key: SecretStr | None = None
+    idle_exit_s: float = Field(default=60.0, gt=0)
 
 
 class Settings(_Section):
@@ -134,6 +165,7 @@ class Settings(_Section):
     backends: BackendsSettings = Field(default_factory=BackendsSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
+    dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
     source: str | None = Field(default=None, description="The config file these came from.")
 
     @model_validator(mode="after")
@@ -160,6 +192,10 @@ class Settings(_Section):
     @property
     def admin_key_path(self) -> Path:
         return self.home / "admin.key"
+
+    @property
+    def runner_key_path(self) -> Path:
+        return self.home / "runner.key"
 
 
 def normalize_database_url(url: str) -> str:
@@ -190,6 +226,7 @@ _ENV_PATHS: dict[str, tuple[str, ...]] = {
     "LIMIT_HOME": ("home",),
     "LIMIT_MODE": ("mode",),
     "LIMIT_ADMIN_API_KEY": ("admin_api_key",),
+    "LIMIT_RUNNER_API_KEY": ("dispatch", "runner_api_key"),
     "LIMIT_STORAGE": ("storage", "type"),
     "LIMIT_CORS_ORIGINS": ("server", "cors_origins"),
     "PREFECT_API_URL": ("prefect", "api_url"),

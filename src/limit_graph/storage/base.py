@@ -8,12 +8,15 @@ or not at all.  Reads outside a transaction see committed data only.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from limit_graph.core.errors import StateDenied
 from limit_graph.core.models import (
+    BackendKind,
     Execution,
     ExecutionState,
     ProvenanceEntry,
@@ -193,3 +196,24 @@ class Storage(Protocol):
     async def write_new_session(self, session: Session, *, actor: str, action: str) -> Session:
         """Insert a new session and its entry in a transaction of its own (may be
         group-committed)."""
+
+    async def list_unfinished_executions(self, backends: Sequence[BackendKind]) -> list[Execution]:
+        """Executions on those backends still ``queued`` or ``running``, oldest first
+        (what a restarted dispatcher puts back in its queues)."""
+
+    async def get_value(self, namespace: str, key: str) -> dict[str, Any] | None:
+        """A small document of the platform's own bookkeeping (cursors, cache entries);
+        ``None`` when absent or expired.  Not part of the ledger."""
+
+    async def put_value(
+        self,
+        namespace: str,
+        key: str,
+        value: dict[str, Any],
+        *,
+        expires_at: datetime | None = None,
+    ) -> None:
+        """Insert or replace a bookkeeping document, durably."""
+
+    async def delete_expired(self, namespace: str | None, now: datetime) -> int:
+        """Remove documents whose ``expires_at`` is at or before ``now``; how many went."""

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,9 +26,11 @@ from sqlalchemy import (
     Engine,
     Select,
     create_engine,
+    delete,
     event,
     func,
     insert,
+    or_,
     select,
     text,
     update,
@@ -37,10 +40,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from limit_graph.core.errors import ConfigError
 from limit_graph.core.models import (
+    BackendKind,
     Execution,
     ExecutionState,
     ProvenanceEntry,
     Session,
+    utcnow,
 )
 from limit_graph.storage import schema as t
 from limit_graph.storage.base import SessionFilter, execution_draft, session_draft
@@ -372,6 +377,63 @@ class DatabaseStorage:
             ExecutionWrite(None, new_session=session, actor=actor, action=action)
         )
         return stored
+
+    async def list_unfinished_executions(self, backends: Sequence[BackendKind]) -> list[Execution]:
+        c = t.executions.c
+        query = (
+            select(c.document)
+            .where(
+                c.state.in_([ExecutionState.QUEUED.value, ExecutionState.RUNNING.value]),
+                c.backend.in_([b.value for b in backends]),
+            )
+            .order_by(c.submitted_us, c.id)
+        )
+        async with self._read() as conn:
+            return [Execution.model_validate(d) for d in await conn.scalars(query)]
+
+    async def get_value(self, namespace: str, key: str) -> dict[str, Any] | None:
+        c = t.kv.c
+        query = select(c.document).where(
+            c.namespace == namespace,
+            c.key == key,
+            or_(c.expires_us.is_(None), c.expires_us > t.to_micros(utcnow())),
+        )
+        async with self._read() as conn:
+            found = await conn.scalar(query)
+        return dict(found) if found is not None else None
+
+    async def put_value(
+        self,
+        namespace: str,
+        key: str,
+        value: dict[str, Any],
+        *,
+        expires_at: datetime | None = None,
+    ) -> None:
+        c = t.kv.c
+        expires_us = t.to_micros(expires_at) if expires_at is not None else None
+        async with self.transaction() as tx:
+            conn = tx._conn
+            changed = await conn.execute(
+                update(t.kv)
+                .where(c.namespace == namespace, c.key == key)
+                .values(document=value, expires_us=expires_us)
+            )
+            if changed.rowcount == 0:
+                await conn.execute(
+                    insert(t.kv).values(
+                        namespace=namespace, key=key, document=value, expires_us=expires_us
+                    )
+                )
+
+    async def delete_expired(self, namespace: str | None, now: datetime) -> int:
+        c = t.kv.c
+        statement = delete(t.kv).where(c.expires_us <= t.to_micros(now))
+        if namespace is not None:
+            statement = statement.where(c.namespace == namespace)
+        async with self.transaction() as tx:
+            result = await tx._conn.execute(statement)
+        return int(result.rowcount or 0)
 
 
 def _session_key(session: Session) -> SortKey:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import json
 import os
 import uuid
+from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from limit_graph.core.errors import Conflict
 from limit_graph.core.models import Execution, ProvenanceEntry, Session
@@ -78,7 +80,7 @@ class FileStorage(MemoryStorage):
             )
 
     def _open(self) -> None:
-        for name in ("sessions", "executions", "archives", "ledger"):
+        for name in ("sessions", "executions", "archives", "ledger", "kv"):
             self._folder(name).mkdir(parents=True, exist_ok=True)
         lock = open(self.root / ".lock", "wb")  # noqa: SIM115 - held for the store's life
         try:
@@ -126,6 +128,46 @@ class FileStorage(MemoryStorage):
         for path in sorted(self._folder("ledger").glob("*.json")):
             staged.entries.append(ProvenanceEntry.model_validate_json(path.read_bytes()))
         self._apply(staged)
+        for path in self._folder("kv").glob("*.json"):
+            item = json.loads(path.read_bytes())
+            expires = item["expires_at"]
+            self._values[(item["namespace"], item["key"])] = (
+                item["value"],
+                datetime.fromisoformat(expires) if expires else None,
+            )
+
+    def _value_path(self, namespace: str, key: str) -> Path:
+        name = hashlib.sha256(f"{namespace}\0{key}".encode()).hexdigest()
+        return self._folder("kv") / f"{name}.json"
+
+    async def _persist_value(
+        self, namespace: str, key: str, value: dict[str, Any], expires_at: datetime | None
+    ) -> None:
+        """One file per document, replaced atomically (no journal: nothing else changes)."""
+        item = {
+            "namespace": namespace,
+            "key": key,
+            "value": value,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        }
+        path = self._value_path(namespace, key)
+
+        def write() -> None:
+            tmp = path.with_suffix(TMP_SUFFIX)
+            _write_durably(tmp, json.dumps(item).encode())
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+
+        await asyncio.to_thread(write)
+
+    async def _forget_values(self, gone: list[tuple[str, str]]) -> None:
+        def remove() -> None:
+            for namespace, key in gone:
+                self._value_path(namespace, key).unlink(missing_ok=True)
+            _fsync_dir(self._folder("kv"))
+
+        if gone:
+            await asyncio.to_thread(remove)
 
     async def _persist(self, staged: StagedWrites) -> None:
         self._refuse_if_unfinished()

@@ -9,17 +9,20 @@ from __future__ import annotations
 import asyncio
 import copy
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 from limit_graph.core.errors import Conflict
 from limit_graph.core.models import (
+    BackendKind,
     Execution,
     ExecutionState,
     ProvenanceEntry,
     Session,
+    utcnow,
 )
 from limit_graph.storage.base import (
     SessionFilter,
@@ -121,6 +124,7 @@ class MemoryStorage:
         self._by_key: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
         self._archives: dict[uuid.UUID, dict[str, Any]] = {}
         self._entries: list[ProvenanceEntry] = []
+        self._values: dict[tuple[str, str], tuple[dict[str, Any], datetime | None]] = {}
 
     async def start(self) -> None:
         return None
@@ -253,6 +257,52 @@ class MemoryStorage:
             if await tx.get_session(session.id) is not None:
                 raise Conflict(f"session {session.id} exists")
             return await tx.save_session(session, actor=actor, action=action)
+
+    async def list_unfinished_executions(self, backends: Sequence[BackendKind]) -> list[Execution]:
+        wanted = set(backends)
+        found = [
+            e for e in self._executions.values() if e.backend in wanted and not e.state.is_final
+        ]
+        return sorted(found, key=lambda e: (e.submitted_at, e.id))
+
+    async def get_value(self, namespace: str, key: str) -> dict[str, Any] | None:
+        found = self._values.get((namespace, key))
+        if found is None or (found[1] is not None and found[1] <= utcnow()):
+            return None
+        return copy.deepcopy(found[0])
+
+    async def put_value(
+        self,
+        namespace: str,
+        key: str,
+        value: dict[str, Any],
+        *,
+        expires_at: datetime | None = None,
+    ) -> None:
+        document = copy.deepcopy(value)
+        await self._persist_value(namespace, key, document, expires_at)
+        self._values[(namespace, key)] = (document, expires_at)
+
+    async def _persist_value(
+        self, namespace: str, key: str, value: dict[str, Any], expires_at: datetime | None
+    ) -> None:
+        """Make one bookkeeping document durable; memory has nothing to do."""
+
+    async def delete_expired(self, namespace: str | None, now: datetime) -> int:
+        gone = [
+            (ns, key)
+            for (ns, key), (_, expires_at) in self._values.items()
+            if (namespace is None or ns == namespace)
+            and expires_at is not None
+            and expires_at <= now
+        ]
+        for ns, key in gone:
+            del self._values[(ns, key)]
+        await self._forget_values(gone)
+        return len(gone)
+
+    async def _forget_values(self, gone: list[tuple[str, str]]) -> None:
+        """Remove deleted bookkeeping documents from durable storage; memory has none."""
 
 
 def _page(items: Iterable[T], key: Any, limit: int, cursor: str | None) -> Page[T]:

@@ -38,6 +38,7 @@ __all__ = [
     "execution_by_key",
     "execution_changes",
     "execution_row",
+    "kv",
     "ledger_row",
     "metadata",
     "move_ledger_head",
@@ -111,6 +112,16 @@ archives = Table(
     metadata,
     Column("session_id", Uuid, primary_key=True),
     Column("document", Document, nullable=False),
+)
+
+kv = Table(
+    "limit_kv",
+    metadata,
+    Column("namespace", String(64), primary_key=True),
+    Column("key", String(256), primary_key=True),
+    Column("expires_us", BigInteger, nullable=True),
+    Column("document", Document, nullable=False),
+    Index("ix_limit_kv_expiry", "expires_us"),
 )
 
 
