@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from limit_graph.core.canonical import sha256_hex
+from limit_graph.core.models import BackendKind
 from tests.api.conftest import Api, assert_problem
 
 EXECUTION_FIELDS = {
@@ -130,13 +132,27 @@ async def test_denials_name_the_check_and_are_recorded(api: Api) -> None:
     assert "remote" in str(remote["detail"])
 
 
-async def test_remote_backend_without_runner_is_refused(api: Api) -> None:
+async def test_remote_work_without_a_runner_is_accepted_and_stays_queued(api: Api) -> None:
+    sid = await api.new_session()
+    response = await execute(api, sid, agent="echo", backend="remote", wait_s=0)
+    assert response.status_code == 202
+    assert response.headers["location"].endswith(response.json()["id"])
+    assert response.json()["state"] == "queued"
+    status = (await api.client.get(f"/sessions/{sid}/status")).json()
+    assert status["counts"]["queued"] == 1
+    assert status["backends"]["remote"]["queued"] == 1
+
+
+async def test_an_agent_asked_to_run_where_it_cannot_is_refused(api: Api) -> None:
     sid = await api.new_session()
     before = await api.ledger_size()
-    response = await execute(api, sid, agent="echo", backend="remote")
+    api.platform.registry.register(
+        replace(api.platform.registry.get("echo"), name="echo-local", backends=(BackendKind.LOCAL,))
+    )
+    response = await execute(api, sid, agent="echo-local", backend="quantum")
     body = assert_problem(response, 422)
     assert body["errors"][0]["loc"] == ["body", "backend"]  # type: ignore[index]
-    assert "no runner" in str(body["detail"])
+    assert "does not run on the 'quantum' backend" in str(body["detail"])
     assert await api.ledger_size() == before
 
 

@@ -61,7 +61,10 @@ def test_api_conforms_to_its_openapi(fuzz_server: LiveServer, tmp_path: Path) ->
             "--header",
             f"Authorization: Bearer {ADMIN_KEY}",
             "--request-timeout",
-            "60",
+            "90",
+            # The runners' claim is a long poll: it may answer after its wait_s (<= 60 s).
+            "--max-response-time",
+            "65",
             "--no-color",
         ],
         cwd=tmp_path,

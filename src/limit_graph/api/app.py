@@ -19,16 +19,31 @@ from limit_graph import __version__
 from limit_graph.api.limits import BodySizeLimit
 from limit_graph.api.observability import RequestObserver
 from limit_graph.api.problems import install_problem_handlers
-from limit_graph.api.routes import agents, events, executions, health, metrics, reserved, sessions
+from limit_graph.api.routes import (
+    agents,
+    events,
+    executions,
+    health,
+    metrics,
+    reserved,
+    runners,
+    sessions,
+)
 from limit_graph.api.schemas import ERROR_RESPONSES
 from limit_graph.core.settings import Settings
-from limit_graph.governance.auth import ApiKeyAuthenticator, Principal, ensure_admin_key
+from limit_graph.governance.auth import (
+    ApiKeyAuthenticator,
+    Principal,
+    ensure_admin_key,
+    ensure_runner_key,
+)
 from limit_graph.orchestration.platform import Platform
 from limit_graph.orchestration.telemetry import Telemetry, configure_tracing
 
-__all__ = ["ADMIN", "create_app"]
+__all__ = ["ADMIN", "RUNNER", "create_app"]
 
 ADMIN = Principal(name="admin", tenant="default", roles=frozenset({"admin"}))
+RUNNER = Principal(name="runner", tenant="default", roles=frozenset({"runner"}))
 log = logging.getLogger("limit_graph.api")
 
 
@@ -40,6 +55,8 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
         admin = ensure_admin_key(settings)
         authenticator = ApiKeyAuthenticator()
         authenticator.add(admin.key, ADMIN)
+        if (runner_key := ensure_runner_key(settings)) is not None:
+            authenticator.add(runner_key.key, RUNNER)
         app.state.authenticator = authenticator
         app.state.admin_key = admin
         started = platform or await Platform.start(settings, telemetry=telemetry)
@@ -73,7 +90,19 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
         registry=telemetry.registry,
         hsts=settings.server.ssl_certfile is not None,
     )
-    routers = [m.router for m in (health, metrics, sessions, executions, events, agents, reserved)]
+    routers = [
+        m.router
+        for m in (
+            health,
+            metrics,
+            sessions,
+            executions,
+            events,
+            agents,
+            runners,
+            reserved,
+        )
+    ]
     for router in routers:
         app.include_router(router)
     app.state.route_methods = [

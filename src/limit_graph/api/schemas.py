@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from limit_graph.core.models import BackendKind, Execution, Session, SessionConfig
 
@@ -24,6 +24,13 @@ __all__ = [
     "SessionPage",
     "SessionStatusOut",
     "SessionUpdate",
+    "FanOutOut",
+    "ClaimRequest",
+    "ClaimOut",
+    "HeartbeatRequest",
+    "HeartbeatOut",
+    "ReportRequest",
+    "ReportOut",
 ]
 
 
@@ -52,6 +59,28 @@ class ExecuteRequest(_Request):
     timeout_s: float | None = Field(default=None, gt=0, le=86_400, strict=True)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
     wait_s: float = Field(default=30.0, ge=0, le=300, strict=True)
+    inline: bool | None = Field(
+        default=None,
+        description="Local backend only: false runs it on the local pool's runners.",
+    )
+    allow_cached: bool = Field(
+        default=False,
+        description="A deterministic agent may answer from an earlier identical execution.",
+    )
+    fan_out: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=32,
+        description="Run on each of these backend instances; the answer aggregates them.",
+    )
+
+
+class FanOutOut(BaseModel):
+    """The executions of a fan-out, one per instance, and the agent's aggregate."""
+
+    state: str = Field(description="succeeded, partial, failed or running.")
+    executions: list[Execution]
+    aggregate: Any = None
 
 
 class AgentExecuteRequest(_Request):
@@ -135,3 +164,81 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     429: _problem("Quota or rate limit reached"),
     503: _problem("Backend or database unavailable"),
 }
+
+
+# --- runners (docs/orchestration.md, "Protocol") ----------------------------------
+
+
+def _timestamp_text(value: Any) -> Any:
+    """Timestamps arrive as RFC 3339 text; a bare number is refused, not read as epoch."""
+    if not isinstance(value, str | datetime):
+        raise ValueError("expected an RFC 3339 timestamp string")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp_text)]
+
+
+class _RunnerRequest(_Request):
+    runner_id: str = Field(min_length=1, max_length=200)
+
+
+class ClaimRequest(_RunnerRequest):
+    pool: BackendKind
+    instance: str | None = Field(default=None, min_length=1, max_length=200)
+    max: int = Field(default=16, ge=1, le=1024, strict=True)
+    wait_s: float = Field(default=20.0, ge=0, le=60, strict=True)
+
+
+class LeaseOut(BaseModel):
+    execution: Execution
+    attempt: int
+    lease_s: float
+    timeout_s: float | None
+
+
+class ClaimOut(BaseModel):
+    leases: list[LeaseOut]
+    cancel: list[uuid.UUID]
+
+
+class HeartbeatRequest(_RunnerRequest):
+    pool: BackendKind
+    instance: str | None = Field(default=None, min_length=1, max_length=200)
+    executions: list[uuid.UUID] = Field(default_factory=list, max_length=4096)
+
+
+class HeartbeatOut(BaseModel):
+    cancel: list[uuid.UUID]
+    lease_s: float
+
+
+class ReportedError(_Request):
+    type: str = Field(min_length=1, max_length=200)
+    message: str = Field(max_length=8192)
+    retryable: bool = False
+
+
+class ReportedResult(_Request):
+    execution_id: uuid.UUID
+    attempt: int = Field(ge=1, strict=True)
+    state: Literal["succeeded", "failed", "timed_out", "cancelled"]
+    result: Any = None
+    error: ReportedError | None = None
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+
+
+class ReportRequest(_RunnerRequest):
+    results: list[ReportedResult] = Field(max_length=4096)
+
+
+class RejectedResult(BaseModel):
+    execution_id: uuid.UUID
+    reason: str
+
+
+class ReportOut(BaseModel):
+    accepted: list[uuid.UUID]
+    duplicates: list[uuid.UUID]
+    rejected: list[RejectedResult]

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from limit_graph.cli.client import ApiClient, CliError
+from limit_graph.cli.runner_cmd import runner as runner_command
 
 __all__ = ["app", "main"]
 
@@ -183,6 +184,12 @@ def exec_agent(
     timeout_s: Annotated[float | None, typer.Option(help="Execution timeout.")] = None,
     wait_s: Annotated[float, typer.Option(help="How long to wait for the result.")] = 30.0,
     idempotency_key: Annotated[str | None, typer.Option(help="Run at most once.")] = None,
+    fan_out: Annotated[
+        list[str] | None, typer.Option(help="Run on this backend instance too (repeatable).")
+    ] = None,
+    allow_cached: Annotated[
+        bool, typer.Option(help="A deterministic agent may answer from the cache.")
+    ] = False,
     url: UrlOption = None,
     api_key: KeyOption = None,
 ) -> None:
@@ -196,13 +203,18 @@ def exec_agent(
         ("backend", backend),
         ("timeout_s", timeout_s),
         ("idempotency_key", idempotency_key),
+        ("fan_out", fan_out or None),
+        ("allow_cached", allow_cached or None),
     ):
         if value is not None:
             body[key] = value
     execution = _call(url, api_key, "POST", f"/sessions/{session_id}/execute", json=body)
     _print_json(execution)
-    if execution["state"] not in ("succeeded", "queued", "running"):
+    if execution["state"] not in ("succeeded", "queued", "running", "partial"):
         raise typer.Exit(2)
+
+
+app.command("runner")(runner_command)
 
 
 @app.command("watch")

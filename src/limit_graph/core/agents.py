@@ -42,6 +42,12 @@ class AgentSpec:
     deterministic: bool = False
     blocking: bool = True
     """Whether a sync ``fn`` may block or burn CPU; ``False`` lets it run on the event loop."""
+    inline: bool = True
+    """Whether local work runs in the API process; ``False`` sends it to the local pool."""
+    aggregate: Callable[[dict[str, Any]], Any] | None = field(
+        default=None, compare=False, repr=False
+    )
+    """Combines fan-out results (instance name → result) into one, e.g. merged counts."""
     task: Any = field(default=None, compare=False, repr=False)
 
     @property

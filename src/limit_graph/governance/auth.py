@@ -16,7 +16,13 @@ from pathlib import Path
 from limit_graph.core.errors import AuthenticationRequired, ConfigError
 from limit_graph.core.settings import Settings
 
-__all__ = ["AdminKey", "ApiKeyAuthenticator", "Principal", "ensure_admin_key"]
+__all__ = [
+    "AdminKey",
+    "ApiKeyAuthenticator",
+    "Principal",
+    "ensure_admin_key",
+    "ensure_runner_key",
+]
 
 
 @dataclass(frozen=True)
@@ -41,19 +47,34 @@ class AdminKey:
 
 def ensure_admin_key(settings: Settings) -> AdminKey:
     """The admin API key: from settings, else ``.limit/admin.key``, else made (dev only)."""
-    if settings.admin_api_key is not None:
-        return AdminKey(settings.admin_api_key.get_secret_value(), False, None)
-    path = settings.admin_key_path
+    secret = settings.admin_api_key
+    given = secret.get_secret_value() if secret is not None else None
+    return _ensure_key(given, settings.admin_key_path, settings, "admin", "LIMIT_ADMIN_API_KEY")
+
+
+def ensure_runner_key(settings: Settings) -> AdminKey | None:
+    """The runners' API key: from settings, else ``.limit/runner.key``, else made in dev
+    mode; outside dev mode without one, runners use the admin key (``None``)."""
+    secret = settings.dispatch.runner_api_key
+    given = secret.get_secret_value() if secret is not None else None
+    if given is None and settings.mode != "dev" and not settings.runner_key_path.exists():
+        return None
+    return _ensure_key(given, settings.runner_key_path, settings, "runner", "LIMIT_RUNNER_API_KEY")
+
+
+def _ensure_key(
+    given: str | None, path: Path, settings: Settings, what: str, variable: str
+) -> AdminKey:
+    if given is not None:
+        return AdminKey(given, False, None)
     if path.exists():
         key = path.read_text(encoding="utf-8").strip()
         if not key:
-            raise ConfigError(f"admin key file {path} is empty; delete it to make a new key")
+            raise ConfigError(f"{what} key file {path} is empty; delete it to make a new key")
         return AdminKey(key, False, path)
     if settings.mode != "dev":
-        raise ConfigError(
-            "no admin API key: set LIMIT_ADMIN_API_KEY (outside dev mode none is generated)"
-        )
-    key = "lgk_" + secrets.token_urlsafe(32)
+        raise ConfigError(f"no {what} API key: set {variable} (outside dev mode none is generated)")
+    key = ("lgk_" if what == "admin" else "lgr_") + secrets.token_urlsafe(32)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

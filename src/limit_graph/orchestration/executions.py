@@ -1,9 +1,12 @@
 """The execution service: check, record, run and finish one agent execution.
 
-An execution is recorded ``running`` (with its ledger entry) before the agent
-starts and ``succeeded | failed | timed_out | cancelled`` when it ends, each in its
-own transaction.  The caller waits up to ``wait_s`` for the end; past that the work
-goes on in the background and the caller gets the running record.
+Local work runs inline in this process: it is recorded ``running`` (with its ledger
+entry) before the agent starts and ``succeeded | failed | timed_out | cancelled``
+when it ends, each in its own transaction (a trivial agent's two records in one).
+Remote and quantum work, and local work asked not to run inline, is recorded
+``queued`` on the instance the router picks and handed to the dispatcher, whose
+runners claim it.  Either way the caller waits up to ``wait_s`` for the end; past
+that the work goes on and the caller gets the unfinished record.
 """
 
 from __future__ import annotations
@@ -35,17 +38,21 @@ from limit_graph.core.models import (
     Session,
     utcnow,
 )
+from limit_graph.core.running import Outcome, run_agent
+from limit_graph.core.settings import BackendsSettings, DispatchSettings
 from limit_graph.governance.auth import Principal
 from limit_graph.governance.checks import CheckContext, CheckPipeline
+from limit_graph.orchestration.cache import ResultCache, cache_key
+from limit_graph.orchestration.dispatch import Dispatcher
 from limit_graph.orchestration.events import SessionEvents
-from limit_graph.orchestration.inline import Outcome, run_inline
+from limit_graph.orchestration.router import Router
 from limit_graph.orchestration.sessions import SessionCache, require_visible, visible_to
 from limit_graph.orchestration.telemetry import Telemetry, tracer
 from limit_graph.storage.base import Storage
 from limit_graph.storage.ledger import EntryDraft
 from limit_graph.storage.paging import Page
 
-__all__ = ["ExecuteCommand", "ExecutionService", "SessionStatus"]
+__all__ = ["ExecuteCommand", "ExecutionService", "FanOutResult", "SessionStatus"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +69,22 @@ class ExecuteCommand:
     timeout_s: float | None = None
     idempotency_key: str | None = None
     wait_s: float = 30.0
+    inline: bool | None = None
+    """Local work only: ``False`` sends it to the ``local`` pool's runners."""
+    allow_cached: bool = False
+    fan_out: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FanOutResult:
+    """The same task on several instances, and the agent's aggregate of their results."""
+
+    executions: list[Execution]
+    aggregate: Any
+
+    @property
+    def finished(self) -> bool:
+        return all(e.state.is_final for e in self.executions)
 
 
 @dataclass(frozen=True)
@@ -82,6 +105,8 @@ class ExecutionService:
         *,
         telemetry: Telemetry | None = None,
         default_backend: BackendKind = BackendKind.LOCAL,
+        router: Router | None = None,
+        dispatch: DispatchSettings | None = None,
     ) -> None:
         self.storage = storage
         self.registry = registry
@@ -90,7 +115,19 @@ class ExecutionService:
         self.sessions = sessions
         self.telemetry = telemetry or Telemetry()
         self.default_backend = default_backend
+        self.router = router or Router.from_settings(BackendsSettings())
+        self.cache = ResultCache(storage)
+        self.dispatcher = Dispatcher(
+            storage,
+            self.router,
+            self._write_dispatched,
+            dispatch or DispatchSettings(),
+            telemetry=self.telemetry,
+            on_final=self._dispatched_final,
+        )
         self._running: dict[uuid.UUID, asyncio.Task[Execution]] = {}
+        self._cache_on_success: dict[uuid.UUID, str] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     def _validate_inputs(self, agent: AgentSpec, inputs: dict[str, Any]) -> BaseModel:
         try:
@@ -109,6 +146,59 @@ class ExecutionService:
 
         >>> # done = await executions.execute(p, sid, ExecuteCommand("echo", {"x": 1}))
         """
+        agent, validated, session, backend = await self._admit(principal, session_id, command)
+        if command.idempotency_key is not None:
+            earlier = await self.storage.find_execution_by_key(session_id, command.idempotency_key)
+            if earlier is not None:
+                return earlier
+        key = cache_key(agent, command.inputs, backend) if self._cacheable(agent, command) else None
+        if key is not None:
+            hit = await self._from_cache(key, principal, session, agent, backend, command)
+            if hit is not None:
+                return hit
+        if backend is BackendKind.LOCAL and self._inline(agent, command):
+            execution = await self._execute_inline(principal, session, agent, validated, command)
+            if key is not None and execution.state is ExecutionState.SUCCEEDED:
+                await self.cache.store(key, execution)
+            return execution
+        instance = self.router.route(backend, agent.name, session_id, self.dispatcher.depth)[0]
+        queued = await self._enqueue(principal, session, agent, backend, instance, command)
+        if key is not None and queued.state is ExecutionState.QUEUED:
+            self._cache_on_success[queued.id] = key
+        return await self._await_final(queued, command.wait_s)
+
+    async def execute_fan_out(
+        self, principal: Principal, session_id: uuid.UUID, command: ExecuteCommand
+    ) -> FanOutResult:
+        """Run the task once on each instance of ``command.fan_out``; no failover between
+        them.  The aggregate is the agent's, over the results that succeeded."""
+        agent, _, session, backend = await self._admit(principal, session_id, command)
+        names = list(dict.fromkeys(command.fan_out))
+        for name in names:
+            info = self.router.get(name)
+            if info.kind is not backend:
+                raise InvalidInput(
+                    f"instance {name!r} is a {info.kind.value} instance, not {backend.value}",
+                    [{"loc": ["body", "fan_out"], "msg": "wrong kind", "type": "value_error"}],
+                )
+            if not info.serves(agent.name):
+                raise InvalidInput(
+                    f"instance {name!r} does not serve agent {agent.name!r}",
+                    [{"loc": ["body", "fan_out"], "msg": "not served", "type": "value_error"}],
+                )
+        queued = [
+            await self._enqueue(principal, session, agent, backend, name, command, pinned=True)
+            for name in names
+        ]
+        finished = await asyncio.gather(*(self._await_final(e, command.wait_s) for e in queued))
+        results = {e.instance: e.result for e in finished if e.state is ExecutionState.SUCCEEDED}
+        aggregate = agent.aggregate(results) if agent.aggregate and results else None
+        return FanOutResult(list(finished), aggregate)
+
+    async def _admit(
+        self, principal: Principal, session_id: uuid.UUID, command: ExecuteCommand
+    ) -> tuple[AgentSpec, BaseModel, Session, BackendKind]:
+        """Validate the request and run the pre-task checks; a denial is recorded."""
         if command.agent not in self.registry:
             raise InvalidInput(
                 f"no agent named {command.agent!r}",
@@ -117,29 +207,139 @@ class ExecutionService:
         agent = self.registry.get(command.agent)
         validated = self._validate_inputs(agent, command.inputs)
         session = require_visible(await self.sessions.load(session_id), principal, session_id)
-        if command.idempotency_key is not None:
-            earlier = await self.storage.find_execution_by_key(session_id, command.idempotency_key)
-            if earlier is not None:
-                return earlier
         backend = command.backend or session.config.default_backend or self.default_backend
+        if command.fan_out and command.backend is None:
+            backend = self.router.get(command.fan_out[0]).kind
+        if backend not in agent.backends:
+            raise InvalidInput(
+                f"agent {agent.name!r} does not run on the {backend.value!r} backend "
+                f"(it runs on {', '.join(b.value for b in agent.backends)})",
+                [{"loc": ["body", "backend"], "msg": "not supported", "type": "value_error"}],
+            )
         denial = await self.checks.evaluate(
             CheckContext(principal, session, agent, backend, command.inputs)
         )
         if denial is not None:
             await self._deny(principal, session_id, agent, backend, denial)
-        if backend is not BackendKind.LOCAL:
-            raise InvalidInput(
-                f"no runner serves the {backend.value!r} backend on this platform yet; "
-                "use the 'local' backend",
-                [{"loc": ["body", "backend"], "msg": "no runner", "type": "value_error"}],
-            )
+        return agent, validated, session, backend
+
+    @staticmethod
+    def _cacheable(agent: AgentSpec, command: ExecuteCommand) -> bool:
+        return command.allow_cached and agent.deterministic and not command.fan_out
+
+    @staticmethod
+    def _inline(agent: AgentSpec, command: ExecuteCommand) -> bool:
+        return command.inline if command.inline is not None else agent.inline
+
+    async def _from_cache(
+        self,
+        key: str,
+        principal: Principal,
+        session: Session,
+        agent: AgentSpec,
+        backend: BackendKind,
+        command: ExecuteCommand,
+    ) -> Execution | None:
+        original = await self.cache.lookup(key)
+        if original is None:
+            return None
+        now = utcnow()
+        hit = Execution(
+            id=uuid.uuid4(),
+            session_id=session.id,
+            agent=agent.name,
+            agent_version=agent.version,
+            backend=backend,
+            instance=original.instance,
+            state=ExecutionState.SUCCEEDED,
+            inputs=command.inputs,
+            result=original.result,
+            attempts=0,
+            cache_hit=True,
+            cached_from=original.id,
+            submitted_at=now,
+            started_at=now,
+            finished_at=now,
+            idempotency_key=command.idempotency_key,
+            timeout_s=command.timeout_s or session.config.timeout_s,
+            actor=principal.name,
+        )
+        stored = await self._write(hit, "execution.cache_hit", require_active_session=True)
+        if stored.id == hit.id:
+            self.telemetry.cache_hits.inc()
+            self._record(stored, was_running=False)
+        return stored
+
+    async def _enqueue(
+        self,
+        principal: Principal,
+        session: Session,
+        agent: AgentSpec,
+        backend: BackendKind,
+        instance: str,
+        command: ExecuteCommand,
+        *,
+        pinned: bool = False,
+    ) -> Execution:
+        key = command.idempotency_key
+        if key is not None and pinned:
+            key = f"{key}@{instance}"
+        queued = Execution(
+            id=uuid.uuid4(),
+            session_id=session.id,
+            agent=agent.name,
+            agent_version=agent.version,
+            backend=backend,
+            instance=instance,
+            state=ExecutionState.QUEUED,
+            inputs=command.inputs,
+            attempts=1,
+            submitted_at=utcnow(),
+            idempotency_key=key,
+            timeout_s=command.timeout_s or session.config.timeout_s or DEFAULT_TIMEOUT_S,
+            actor=principal.name,
+        )
+        stored = await self._write(queued, "execution.queued", require_active_session=True)
+        if stored.id == queued.id:
+            self.dispatcher.submit(stored, pinned=pinned)
+        return stored
+
+    async def _await_final(self, execution: Execution, wait_s: float) -> Execution:
+        if execution.state.is_final or wait_s <= 0:
+            return execution
+        done = self.dispatcher.waiter(execution.id)
+        try:
+            return await asyncio.wait_for(done, wait_s)
+        except TimeoutError:
+            return await self.storage.get_execution(execution.id) or execution
+
+    async def _write_dispatched(self, execution: Execution, action: str) -> Execution:
+        return await self._write(execution, action)
+
+    def _dispatched_final(self, execution: Execution) -> None:
+        self._record(execution, was_running=False)
+        key = self._cache_on_success.pop(execution.id, None)
+        if key is not None and execution.state is ExecutionState.SUCCEEDED:
+            task = asyncio.create_task(self.cache.store(key, execution))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _execute_inline(
+        self,
+        principal: Principal,
+        session: Session,
+        agent: AgentSpec,
+        validated: BaseModel,
+        command: ExecuteCommand,
+    ) -> Execution:
+        session_id = session.id
         now = utcnow()
         new = Execution(
             id=uuid.uuid4(),
             session_id=session_id,
             agent=agent.name,
             agent_version=agent.version,
-            backend=backend,
+            backend=BackendKind.LOCAL,
             instance=LOCAL_INSTANCE,
             state=ExecutionState.RUNNING,
             inputs=command.inputs,
@@ -168,7 +368,7 @@ class ExecutionService:
         """A trivial agent runs before anything is written; its start and end are then
         recorded in one write, which costs half of recording them apart."""
         with self._observed(agent, started) as span:
-            outcome = await run_inline(agent, inputs, None)
+            outcome = await run_agent(agent, inputs, None)
             span.set_attribute("limit.state", outcome.state.value)
             final = self._finished(started, outcome)
             stored = await self._write(
@@ -246,7 +446,7 @@ class ExecutionService:
     async def _run(self, agent: AgentSpec, inputs: BaseModel, execution: Execution) -> Execution:
         with self._observed(agent, execution) as span:
             try:
-                outcome = await run_inline(agent, inputs, execution.timeout_s or DEFAULT_TIMEOUT_S)
+                outcome = await run_agent(agent, inputs, execution.timeout_s or DEFAULT_TIMEOUT_S)
             except asyncio.CancelledError:
                 outcome = Outcome(ExecutionState.CANCELLED, error=CANCELLED)
             span.set_attribute("limit.state", outcome.state.value)
@@ -300,6 +500,9 @@ class ExecutionService:
             task.cancel()
             await asyncio.wait({task})
             return await self.get(principal, session_id, execution_id)
+        dispatched = await self.dispatcher.cancel(execution_id, principal.name)
+        if dispatched is not None:
+            return dispatched
         async with self.events.write() as tx:
             current = await tx.get_execution(execution_id)
             if current is None or current.state.is_final:
@@ -355,8 +558,14 @@ class ExecutionService:
     async def _session(self, principal: Principal, session_id: uuid.UUID) -> Session:
         return require_visible(await self.storage.get_session(session_id), principal, session_id)
 
+    async def start(self) -> None:
+        await self.dispatcher.start()
+
     async def close(self) -> None:
-        """Cancel work still running; each is recorded ``cancelled``."""
+        """Cancel work still running here; each is recorded ``cancelled``.  Queued and
+        leased work stays queued in the store, for the next start."""
+        await self.dispatcher.close()
+        await asyncio.gather(*self._background, return_exceptions=True)
         tasks = list(self._running.values())
         for task in tasks:
             task.cancel()

@@ -13,6 +13,7 @@ from limit_graph.governance.checks import CheckPipeline, default_checks
 from limit_graph.orchestration.events import SessionEvents
 from limit_graph.orchestration.executions import ExecuteCommand, ExecutionService
 from limit_graph.orchestration.health import Probe, prefect_ping
+from limit_graph.orchestration.router import Router
 from limit_graph.orchestration.sessions import SessionCache, SessionService
 from limit_graph.orchestration.telemetry import Telemetry
 from limit_graph.storage.base import Storage
@@ -56,7 +57,7 @@ class Platform:
         events = SessionEvents(store)
         cache = SessionCache(store)
         telemetry = telemetry or Telemetry()
-        return cls(
+        platform = cls(
             settings=settings,
             storage=store,
             registry=agents,
@@ -70,12 +71,16 @@ class Platform:
                 cache,
                 telemetry=telemetry,
                 default_backend=settings.backends.default,
+                router=Router.from_settings(settings.backends),
+                dispatch=settings.dispatch,
             ),
             events=events,
             telemetry=telemetry,
             database_probe=Probe(store.ping),
             prefect_probe=Probe(prefect_ping(url)) if (url := settings.prefect.api_url) else None,
         )
+        await platform.executions.start()
+        return platform
 
     async def execute_agent(
         self, principal: Principal, session_id: uuid.UUID | None, command: ExecuteCommand

@@ -74,6 +74,15 @@ class Telemetry:
         self.ledger_size = Gauge(
             "limit_ledger_entries", "Entries in the provenance ledger.", registry=self.registry
         )
+        self.queue_depth = Gauge(
+            "limit_queue_depth",
+            "Executions queued for runners, by backend instance.",
+            ["instance"],
+            registry=self.registry,
+        )
+        self.cache_hits = Counter(
+            "limit_cache_hits", "Executions answered from the result cache.", registry=self.registry
+        )
         self.denials = Counter(
             "limit_policy_denials",
             "Executions denied by a pre-task check.",

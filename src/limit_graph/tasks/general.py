@@ -65,6 +65,17 @@ def fail(inputs: FailInput) -> Any:
     raise BackendError(inputs.message, retryable=inputs.retryable)
 
 
+def agreement(results: dict[str, Any]) -> dict[str, Any]:
+    """Fan-out aggregate of ``echo``: whether every instance returned the same value."""
+    values = list(results.values())
+    return {"agree": all(v == values[0] for v in values), "value": values[0], "n": len(values)}
+
+
+def longest(results: dict[str, Any]) -> dict[str, Any]:
+    """Fan-out aggregate of ``sleep``: the longest sleep."""
+    return {"slept_s": max(r["slept_s"] for r in results.values()), "n": len(results)}
+
+
 AGENTS = (
     AgentSpec(
         name="echo",
@@ -76,6 +87,7 @@ AGENTS = (
         backends=ALL_BACKENDS,
         deterministic=True,
         blocking=False,
+        aggregate=agreement,
         task=echo,
     ),
     AgentSpec(
@@ -86,6 +98,7 @@ AGENTS = (
         output_model=SleepOutput,
         fn=sleep.fn,
         backends=ALL_BACKENDS,
+        aggregate=longest,
         task=sleep,
     ),
     AgentSpec(

@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, Query, Response, status
 
 from limit_graph.api.deps import CurrentPlatform, CurrentPrincipal
-from limit_graph.api.schemas import ExecuteRequest, ExecutionPage, SessionStatusOut
+from limit_graph.api.schemas import ExecuteRequest, ExecutionPage, FanOutOut, SessionStatusOut
 from limit_graph.core.models import Execution, ExecutionState
 from limit_graph.orchestration.executions import ExecuteCommand
 
@@ -24,8 +24,8 @@ def execution_response(response: Response, execution: Execution) -> Execution:
 
 @router.post(
     "/execute",
-    response_model=Execution,
-    responses={202: {"model": Execution, "description": "Accepted; still running"}},
+    response_model=Execution | FanOutOut,
+    responses={202: {"model": Execution | FanOutOut, "description": "Accepted; still running"}},
 )
 async def execute(
     session_id: uuid.UUID,
@@ -33,7 +33,8 @@ async def execute(
     response: Response,
     platform: CurrentPlatform,
     principal: CurrentPrincipal,
-) -> Execution:
+) -> Execution | FanOutOut:
+    """Run an agent; with ``fan_out``, once on each named instance (a FanOut answer)."""
     command = ExecuteCommand(
         agent=body.agent,
         inputs=body.inputs,
@@ -41,7 +42,22 @@ async def execute(
         timeout_s=body.timeout_s,
         idempotency_key=body.idempotency_key,
         wait_s=body.wait_s,
+        inline=body.inline,
+        allow_cached=body.allow_cached,
+        fan_out=tuple(body.fan_out or ()),
     )
+    if command.fan_out:
+        fanned = await platform.executions.execute_fan_out(principal, session_id, command)
+        if not fanned.finished:
+            response.status_code = status.HTTP_202_ACCEPTED
+        states = {e.state for e in fanned.executions}
+        if not fanned.finished:
+            summary = "running"
+        elif states == {ExecutionState.SUCCEEDED}:
+            summary = "succeeded"
+        else:
+            summary = "partial" if ExecutionState.SUCCEEDED in states else "failed"
+        return FanOutOut(state=summary, executions=fanned.executions, aggregate=fanned.aggregate)
     execution = await platform.executions.execute(principal, session_id, command)
     return execution_response(response, execution)
 

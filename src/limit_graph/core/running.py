@@ -1,4 +1,4 @@
-"""Run an agent inside this process: the local backend's fast path.
+"""Run an agent in this process: the local backend's inline path, and runners.
 
 The agent's function is called directly (not through the Prefect engine, which
 costs milliseconds per call); async agents run on the event loop, sync ones in a
@@ -19,7 +19,7 @@ from limit_graph.core.agents import AgentSpec
 from limit_graph.core.errors import BackendError
 from limit_graph.core.models import ErrorInfo, ExecutionState
 
-__all__ = ["Outcome", "run_inline"]
+__all__ = ["Outcome", "error_info", "run_agent"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Outcome:
     error: ErrorInfo | None = None
 
 
-def _error(exc: BaseException) -> ErrorInfo:
+def error_info(exc: BaseException) -> ErrorInfo:
     retryable = isinstance(exc, BackendError) and exc.retryable
     message = str(exc) or type(exc).__name__
     return ErrorInfo(type=type(exc).__name__, message=message[:4096], retryable=retryable)
@@ -43,7 +43,7 @@ async def _call(agent: AgentSpec, inputs: BaseModel) -> Any:
     return await asyncio.to_thread(agent.fn, inputs)
 
 
-async def run_inline(agent: AgentSpec, inputs: BaseModel, timeout_s: float | None) -> Outcome:
+async def run_agent(agent: AgentSpec, inputs: BaseModel, timeout_s: float | None) -> Outcome:
     """Run ``agent`` on validated ``inputs``; never raises except on cancellation."""
     try:
         raw = await asyncio.wait_for(_call(agent, inputs), timeout=timeout_s)
@@ -53,7 +53,7 @@ async def run_inline(agent: AgentSpec, inputs: BaseModel, timeout_s: float | Non
             error=ErrorInfo(type="Timeout", message=f"no result within {timeout_s} s"),
         )
     except Exception as exc:
-        return Outcome(ExecutionState.FAILED, error=_error(exc))
+        return Outcome(ExecutionState.FAILED, error=error_info(exc))
     try:
         if isinstance(raw, BaseModel):
             raw = raw.model_dump(mode="json")

@@ -1,0 +1,91 @@
+"""The runners' side of dispatch: claim, heartbeat, report (docs/orchestration.md).
+
+Only the runner key (role ``runner``) and the admin key may call these.  They are
+part of the OpenAPI document, so runners in other languages can be written from it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from limit_graph.api.deps import CurrentPlatform, CurrentPrincipal
+from limit_graph.api.schemas import (
+    ClaimOut,
+    ClaimRequest,
+    HeartbeatOut,
+    HeartbeatRequest,
+    LeaseOut,
+    RejectedResult,
+    ReportOut,
+    ReportRequest,
+)
+from limit_graph.core.errors import PolicyDenied
+from limit_graph.core.models import ErrorInfo, ExecutionState
+from limit_graph.governance.auth import Principal
+from limit_graph.orchestration.dispatch import RunnerResult
+
+router = APIRouter(prefix="/runners", tags=["runners"])
+
+
+async def require_runner(principal: CurrentPrincipal) -> Principal:
+    if not principal.roles & {"runner", "admin"}:
+        raise PolicyDenied("only runners may claim and report executions", ["role-runner"])
+    return principal
+
+
+RunnerPrincipal = Annotated[Principal, Depends(require_runner)]
+
+
+@router.post("/claim", response_model=ClaimOut)
+async def claim(body: ClaimRequest, platform: CurrentPlatform, _: RunnerPrincipal) -> ClaimOut:
+    """Leases on up to ``max`` executions; waits up to ``wait_s`` for the first one."""
+    leases, cancel = await platform.executions.dispatcher.claim(
+        body.runner_id, body.pool, body.instance, max_items=body.max, wait_s=body.wait_s
+    )
+    return ClaimOut(
+        leases=[
+            LeaseOut(
+                execution=lease.execution,
+                attempt=lease.attempt,
+                lease_s=lease.lease_s,
+                timeout_s=lease.execution.timeout_s,
+            )
+            for lease in leases
+        ],
+        cancel=cancel,
+    )
+
+
+@router.post("/heartbeat", response_model=HeartbeatOut)
+async def heartbeat(
+    body: HeartbeatRequest, platform: CurrentPlatform, _: RunnerPrincipal
+) -> HeartbeatOut:
+    """Renew the leases held; the answer names executions to cancel."""
+    dispatcher = platform.executions.dispatcher
+    cancel = dispatcher.heartbeat(body.runner_id, body.pool, body.instance, body.executions)
+    return HeartbeatOut(cancel=cancel, lease_s=dispatcher.settings.lease_s)
+
+
+@router.post("/report", response_model=ReportOut)
+async def report(body: ReportRequest, platform: CurrentPlatform, _: RunnerPrincipal) -> ReportOut:
+    """Record results, once each per execution and attempt."""
+    results = [
+        RunnerResult(
+            execution_id=item.execution_id,
+            attempt=item.attempt,
+            state=ExecutionState(item.state),
+            result=item.result,
+            error=ErrorInfo(**item.error.model_dump()) if item.error else None,
+            started_at=item.started_at,
+            finished_at=item.finished_at,
+        )
+        for item in body.results
+    ]
+    outcome = await platform.executions.dispatcher.report(body.runner_id, results)
+    return ReportOut(
+        accepted=outcome.accepted,
+        duplicates=outcome.duplicates,
+        rejected=[RejectedResult(execution_id=i, reason=r) for i, r in outcome.rejected],
+    )

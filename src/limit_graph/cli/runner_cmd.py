@@ -1,0 +1,73 @@
+"""``limit runner``: serve one pool's executions from this machine, without Prefect.
+
+The same loop as the ``limit-runner`` flow (``flows/runner.py``), for a machine that
+is not a Prefect worker, for drills and for tests.  The key comes from ``--api-key``,
+``LIMIT_RUNNER_API_KEY`` or ``.limit/runner.key``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from limit_graph.cli.client import CliError
+from limit_graph.core.logs import configure_logging
+
+__all__ = ["runner"]
+
+
+def _runner_key(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    if os.environ.get("LIMIT_RUNNER_API_KEY"):
+        return os.environ["LIMIT_RUNNER_API_KEY"]
+    path = Path(os.environ.get("LIMIT_HOME", ".limit")) / "runner.key"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    raise CliError("no runner key: pass --api-key, set LIMIT_RUNNER_API_KEY, or run in LIMIT_HOME")
+
+
+def runner(
+    pool: Annotated[str, typer.Option(help="The pool to serve: local, remote or quantum.")],
+    instance: Annotated[
+        str | None, typer.Option(help="Serve only this instance (default: every one).")
+    ] = None,
+    api_url: Annotated[
+        str | None, typer.Option("--api-url", help="Platform API (default LIMIT_API_URL).")
+    ] = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", help="The runner key.")] = None,
+    concurrency: Annotated[int, typer.Option(help="Executions at a time.", min=1)] = 16,
+    idle_exit_s: Annotated[
+        float | None, typer.Option(help="Exit after this long without work (default: never).")
+    ] = None,
+    fault_rate: Annotated[
+        float,
+        typer.Option(help="Drills: fail this fraction of executions (retryable).", min=0, max=1),
+    ] = 0.0,
+) -> None:
+    """Claim and run executions of POOL until stopped (SIGTERM or Ctrl-C drains)."""
+    from limit_graph.flows.runner import RunnerLoop, RunnerRefused
+
+    if pool not in ("local", "remote", "quantum"):
+        raise CliError(f"unknown pool {pool!r}: use local, remote or quantum")
+    url = api_url or os.environ.get("LIMIT_API_URL") or "http://127.0.0.1:8080"
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper(), json_format=True)
+    loop = RunnerLoop(
+        url,
+        _runner_key(api_key),
+        pool,
+        instance,
+        concurrency=concurrency,
+        idle_exit_s=idle_exit_s,
+        fault_rate=fault_rate,
+    )
+    try:
+        summary = asyncio.run(loop.run())
+    except (ConnectionError, RunnerRefused) as exc:
+        raise CliError(str(exc)) from None
+    print(json.dumps(summary.as_dict()), flush=True)
