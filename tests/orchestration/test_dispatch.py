@@ -147,8 +147,8 @@ async def test_without_a_runner_the_execution_waits_queued_and_survives_a_restar
         assert queued["state"] == "queued" and queued["instance"] == "aer"
         assert s.platform.executions.dispatcher.depth("aer") == 1
     async with stack(tmp_path) as s, running(s.runner("quantum")):
-        found = await s.platform.executions.dispatcher.waiter(uuid.UUID(queued["id"]))
-        assert found.state.value == "succeeded"
+        found = await s.platform.executions.dispatcher.wait_final(uuid.UUID(queued["id"]), 10)
+        assert found is not None and found.state.value == "succeeded"
         assert found.result == {"n": 7}
 
 
@@ -353,10 +353,8 @@ async def test_an_expired_lease_goes_to_another_runner_as_the_next_attempt(
         )
         assert len(claim.json()["leases"]) == 1  # ... and the runner never answers again
         async with running(s.runner()):
-            done = await asyncio.wait_for(
-                s.platform.executions.dispatcher.waiter(uuid.UUID(execution_id)), 10
-            )
-        assert done.state.value == "succeeded" and done.attempts == 2
+            done = await s.platform.executions.dispatcher.wait_final(uuid.UUID(execution_id), 10)
+        assert done is not None and done.state.value == "succeeded" and done.attempts == 2
         late = await s.client.post(
             "/runners/report",
             json={

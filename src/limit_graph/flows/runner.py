@@ -112,6 +112,8 @@ class RunnerLoop:
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
         self._lease_s = 10.0
+        self._lease_changed = asyncio.Event()
+        self._last_activity = time.monotonic()
         self._transport = transport
 
     def stop(self, reason: str = "asked to stop") -> None:
@@ -181,7 +183,7 @@ class RunnerLoop:
         raise AssertionError("unreachable")
 
     async def _claim_forever(self) -> None:
-        idle_since = time.monotonic()
+        self._last_activity = time.monotonic()
         while not self._stopping.is_set():
             free = self.concurrency - len(self._active)
             if free <= 0:
@@ -189,12 +191,12 @@ class RunnerLoop:
                 await self._slot_free.wait()
                 continue
             wait_s = CLAIM_WAIT_S
-            if self.idle_exit_s is not None and not self._active:
-                left = self.idle_exit_s - (time.monotonic() - idle_since)
-                if left <= 0:
+            if self.idle_exit_s is not None:
+                left = self.idle_exit_s - (time.monotonic() - self._last_activity)
+                if left <= 0 and not self._active:
                     self.stop(f"idle for {self.idle_exit_s:g} s")
                     break
-                wait_s = min(wait_s, left)
+                wait_s = min(wait_s, max(left, 0.05) if not self._active else self.idle_exit_s)
             body = {
                 "runner_id": self.runner_id,
                 "pool": self.pool,
@@ -212,17 +214,21 @@ class RunnerLoop:
             answer = claim.result()
             self._cancel(answer.get("cancel", []))
             for lease in answer["leases"]:
-                self._lease_s = float(lease.get("lease_s", self._lease_s))
+                lease_s = float(lease.get("lease_s", self._lease_s))
+                if lease_s != self._lease_s:
+                    self._lease_s = lease_s
+                    self._lease_changed.set()
                 execution = lease["execution"]
                 execution_id = uuid.UUID(execution["id"])
                 task = asyncio.create_task(self._run_one(execution, int(lease["attempt"])))
                 self._active[execution_id] = task
                 task.add_done_callback(functools.partial(self._done, execution_id))
-            if answer["leases"] or self._active:
-                idle_since = time.monotonic()
+            if answer["leases"]:
+                self._last_activity = time.monotonic()
 
     def _done(self, execution_id: uuid.UUID, _: asyncio.Task[None]) -> None:
         self._active.pop(execution_id, None)
+        self._last_activity = time.monotonic()
         self._slot_free.set()
 
     def _cancel(self, ids: list[str]) -> None:
@@ -312,7 +318,9 @@ class RunnerLoop:
 
     async def _heartbeat_forever(self) -> None:
         while True:
-            await asyncio.sleep(self._lease_s / 3)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lease_changed.wait(), self._lease_s / 3)
+            self._lease_changed.clear()
             body = {
                 "runner_id": self.runner_id,
                 "pool": self.pool,

@@ -175,10 +175,28 @@ class Dispatcher:
         self.telemetry.queue_depth.labels(execution.instance).set(len(queue.pending))
 
     def waiter(self, execution_id: uuid.UUID) -> asyncio.Future[Execution]:
-        """A future resolved with the execution's final record."""
+        """A future resolved with the execution's final record, if it ends from now on."""
         future: asyncio.Future[Execution] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(execution_id, []).append(future)
         return future
+
+    async def wait_final(self, execution_id: uuid.UUID, timeout_s: float) -> Execution | None:
+        """The final record, waiting up to ``timeout_s``; ``None`` if it is not final by then."""
+        future = self.waiter(execution_id)
+        stored = await self.storage.get_execution(execution_id)
+        if stored is not None and stored.state.is_final:
+            future.cancel()
+            return stored
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            return None
+        finally:
+            waiting = self._waiters.get(execution_id)
+            if waiting is not None and future in waiting:
+                waiting.remove(future)
+                if not waiting:
+                    del self._waiters[execution_id]
 
     def _finished(self, execution: Execution) -> None:
         self._pinned.discard(execution.id)
@@ -234,7 +252,11 @@ class Dispatcher:
             finally:
                 for w in waits:
                     w.cancel()
-        leases = await asyncio.gather(*(self._lease(runner_id, e) for e in taken))
+        # Once taken, the executions are leased even if the claim is cancelled (its
+        # runner went away): unanswered leases expire and go to the next attempt.
+        leases = await asyncio.shield(
+            asyncio.gather(*(self._lease(runner_id, e) for e in taken))
+        )
         return [lease for lease in leases if lease is not None], self._cancels(runner_id)
 
     async def _lease(self, runner_id: str, queued: Execution) -> ClaimedLease | None:

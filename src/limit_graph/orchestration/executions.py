@@ -307,11 +307,8 @@ class ExecutionService:
     async def _await_final(self, execution: Execution, wait_s: float) -> Execution:
         if execution.state.is_final or wait_s <= 0:
             return execution
-        done = self.dispatcher.waiter(execution.id)
-        try:
-            return await asyncio.wait_for(done, wait_s)
-        except TimeoutError:
-            return await self.storage.get_execution(execution.id) or execution
+        final = await self.dispatcher.wait_final(execution.id, wait_s)
+        return final or await self.storage.get_execution(execution.id) or execution
 
     async def _write_dispatched(self, execution: Execution, action: str) -> Execution:
         return await self._write(execution, action)

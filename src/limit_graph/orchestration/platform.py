@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from limit_graph.core.agents import AgentRegistry
 from limit_graph.core.models import Execution, SessionConfig
@@ -15,6 +15,7 @@ from limit_graph.orchestration.executions import ExecuteCommand, ExecutionServic
 from limit_graph.orchestration.health import Probe, prefect_ping
 from limit_graph.orchestration.router import Router
 from limit_graph.orchestration.sessions import SessionCache, SessionService
+from limit_graph.orchestration.supervisor import RunnerSupervisor, prefect_runner_starter
 from limit_graph.orchestration.telemetry import Telemetry
 from limit_graph.storage.base import Storage
 from limit_graph.storage.factory import open_storage
@@ -40,6 +41,7 @@ class Platform:
     telemetry: Telemetry
     database_probe: Probe
     prefect_probe: Probe | None
+    supervisor: RunnerSupervisor | None = field(default=None)
 
     @classmethod
     async def start(
@@ -80,6 +82,13 @@ class Platform:
             prefect_probe=Probe(prefect_ping(url)) if (url := settings.prefect.api_url) else None,
         )
         await platform.executions.start()
+        if settings.prefect.api_url:
+            platform.supervisor = RunnerSupervisor(
+                platform.executions.dispatcher,
+                prefect_runner_starter(settings.prefect.api_url),
+                idle_exit_s=settings.dispatch.idle_exit_s,
+            )
+            platform.supervisor.start()
         return platform
 
     async def execute_agent(
@@ -100,5 +109,7 @@ class Platform:
             await self.sessions.complete(principal, session.id)
 
     async def close(self) -> None:
+        if self.supervisor is not None:
+            await self.supervisor.close()
         await self.executions.close()
         await self.storage.close()

@@ -9,8 +9,28 @@ from fastapi.responses import JSONResponse
 
 from limit_graph.api.deps import CurrentPlatform
 from limit_graph.api.schemas import HealthOut
+from limit_graph.core.models import BackendKind
+from limit_graph.orchestration.platform import Platform
 
 router = APIRouter(tags=["health"])
+
+
+def backends_check(platform: Platform) -> dict[str, Any]:
+    """Each backend instance: its health, queue depth and live runners (by pool)."""
+    dispatcher = platform.executions.dispatcher
+    router_ = platform.executions.router
+    health = router_.health.snapshot()
+    report: dict[str, Any] = {}
+    for kind in BackendKind:
+        live = dispatcher.live_runners(kind)
+        for info in router_.instances(kind):
+            report[info.name] = {
+                "kind": kind.value,
+                "status": health.get(info.name, {}).get("state", "healthy"),
+                "queued": dispatcher.depth(info.name),
+                "pool_runners": live,
+            }
+    return report
 
 
 @router.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
@@ -34,7 +54,7 @@ async def health(platform: CurrentPlatform) -> Any:
                 "detail": prefect,
             }
         )
-    checks["backends"] = {"local": {"status": "ok", "instance": "inline"}}
+    checks["backends"] = backends_check(platform)
     if database is not None:
         return JSONResponse({"status": "degraded", "checks": checks}, status_code=503)
     degraded = checks["prefect"]["status"] == "error"

@@ -6,9 +6,10 @@ part of the OpenAPI document, so runners in other languages can be written from 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from limit_graph.api.deps import CurrentPlatform, CurrentPrincipal
 from limit_graph.api.schemas import (
@@ -38,12 +39,30 @@ async def require_runner(principal: CurrentPrincipal) -> Principal:
 RunnerPrincipal = Annotated[Principal, Depends(require_runner)]
 
 
+DISCONNECT_CHECK_S = 0.25
+
+
 @router.post("/claim", response_model=ClaimOut)
-async def claim(body: ClaimRequest, platform: CurrentPlatform, _: RunnerPrincipal) -> ClaimOut:
-    """Leases on up to ``max`` executions; waits up to ``wait_s`` for the first one."""
-    leases, cancel = await platform.executions.dispatcher.claim(
-        body.runner_id, body.pool, body.instance, max_items=body.max, wait_s=body.wait_s
+async def claim(
+    body: ClaimRequest, request: Request, platform: CurrentPlatform, _: RunnerPrincipal
+) -> ClaimOut:
+    """Leases on up to ``max`` executions; waits up to ``wait_s`` for the first one.
+
+    A runner that goes away while its claim waits (killed, say) must not be handed
+    work: the wait is abandoned as soon as its connection closes.
+    """
+    claiming = asyncio.ensure_future(
+        platform.executions.dispatcher.claim(
+            body.runner_id, body.pool, body.instance, max_items=body.max, wait_s=body.wait_s
+        )
     )
+    while not claiming.done():
+        await asyncio.wait({claiming}, timeout=DISCONNECT_CHECK_S)
+        if not claiming.done() and await request.is_disconnected():
+            claiming.cancel()
+            await asyncio.gather(claiming, return_exceptions=True)
+            return ClaimOut(leases=[], cancel=[])
+    leases, cancel = claiming.result()
     return ClaimOut(
         leases=[
             LeaseOut(
