@@ -74,6 +74,7 @@ class _Lease:
     runner_id: str
     expires_at: float
     cancel: bool = False
+    recorded: asyncio.Future[Execution] | None = None
 
 
 @dataclass
@@ -252,32 +253,29 @@ class Dispatcher:
             finally:
                 for w in waits:
                     w.cancel()
-        # Once taken, the executions are leased even if the claim is cancelled (its
-        # runner went away): unanswered leases expire and go to the next attempt.
-        leases = await asyncio.shield(
-            asyncio.gather(*(self._lease(runner_id, e) for e in taken))
-        )
-        return [lease for lease in leases if lease is not None], self._cancels(runner_id)
+        leases = [self._lease(runner_id, e) for e in taken]
+        return leases, self._cancels(runner_id)
 
-    async def _lease(self, runner_id: str, queued: Execution) -> ClaimedLease | None:
-        attempt = queued.attempts
+    def _lease(self, runner_id: str, queued: Execution) -> ClaimedLease:
+        """Lease at once; the ``running`` record is written meanwhile (a crash before it
+        lands leaves the execution ``queued``, and it runs again after the restart)."""
         running = queued.model_copy(
             update={"state": ExecutionState.RUNNING, "started_at": utcnow(), "error": None}
         )
-        self._leases[queued.id] = _Lease(
-            running, runner_id, time.monotonic() + self.settings.lease_s
-        )
-        try:
-            stored = await self._write(running, "execution.started")
-        except Exception:
-            self._leases.pop(queued.id, None)
-            self._enqueue(queued)
-            raise
-        lease = self._leases.get(queued.id)
-        if lease is None:  # cancelled while the write was on its way
-            return None
-        lease.execution = stored
-        return ClaimedLease(stored, attempt, self.settings.lease_s)
+        lease = _Lease(running, runner_id, time.monotonic() + self.settings.lease_s)
+        lease.recorded = asyncio.ensure_future(self._write(running, "execution.started"))
+        self._leases[queued.id] = lease
+        return ClaimedLease(running, queued.attempts, self.settings.lease_s)
+
+    @staticmethod
+    async def _settled(lease: _Lease) -> Execution:
+        """The leased record once its ``running`` write is done, so later writes follow it."""
+        if lease.recorded is not None:
+            try:
+                lease.execution = await asyncio.shield(lease.recorded)
+            except Exception:
+                log.exception("recording execution %s as running failed", lease.execution.id)
+        return lease.execution
 
     def _cancels(self, runner_id: str) -> list[uuid.UUID]:
         return [
@@ -315,7 +313,7 @@ class Dispatcher:
                 del self._leases[item.execution_id]
                 self._reporting.add(key)
                 outcome.accepted.append(item.execution_id)
-                writes.append(self._record(lease.execution, item))
+                writes.append(self._record(lease, item))
             else:
                 stored = await self.storage.get_execution(item.execution_id)
                 if stored is not None and stored.attempts == item.attempt and stored.state.is_final:
@@ -329,8 +327,9 @@ class Dispatcher:
         await asyncio.gather(*writes)
         return outcome
 
-    async def _record(self, running: Execution, item: RunnerResult) -> None:
+    async def _record(self, lease: _Lease, item: RunnerResult) -> None:
         try:
+            running = await self._settled(lease)
             error = item.error
             instance = running.instance
             if item.state is ExecutionState.FAILED and error is not None and error.retryable:
@@ -414,7 +413,7 @@ class Dispatcher:
             lease = self._leases.pop(execution_id, None)
             if lease is None:
                 return await done
-            return await self._cancelled(lease.execution, actor)
+            return await self._cancelled(await self._settled(lease), actor)
 
     async def _cancelled(self, execution: Execution, actor: str) -> Execution:
         final = execution.model_copy(
@@ -454,6 +453,7 @@ class Dispatcher:
         for execution_id in overdue:
             lease = self._leases.pop(execution_id, None)
             if lease is not None:
+                await self._settled(lease)
                 timed_out = lease.execution.model_copy(
                     update={
                         "state": ExecutionState.TIMED_OUT,
@@ -471,7 +471,9 @@ class Dispatcher:
                 log.warning(
                     "lease of execution %s on runner %s expired", execution_id, lease.runner_id
                 )
-                await self._lose(lease.execution, f"runner {lease.runner_id} stopped answering")
+                await self._lose(
+                    await self._settled(lease), f"runner {lease.runner_id} stopped answering"
+                )
         while self._delayed and self._delayed[0][0] <= now:
             _, _, execution = heapq.heappop(self._delayed)
             self._enqueue(execution)

@@ -1,0 +1,267 @@
+"""Dispatch to runners against Prefect's own ways of running work, in one run.
+
+Platform rows: the API (``limit up --no-prefect``, embedded SQLite) with ``limit runner``
+processes on the remote pool.
+- dispatch latency: executions submitted one at a time to a warm, idle runner; from
+  the platform accepting the request (``submitted_at``) to the runner starting the
+  agent (the ``started_at`` it reports).
+- pool throughput: a backlog of ``echo`` executions queued first, then drained by two
+  runners; executions per second between the first start and the last finish, from
+  the recorded timestamps.
+
+Prefect rows, on a Prefect server started for the run (SQLite):
+- ``run_deployment`` on a process work pool with a worker polling every second:
+  from the call to the flow run's RUNNING start time.
+- task runs per second in one flow (a trivial task called in a loop).
+
+``python -m bench.dispatch`` prints the table; ``python -m bench`` includes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from limit_graph.deployments.server import PrefectServer, free_port, prefect_env
+
+ROOT = Path(__file__).resolve().parents[1]
+LIMIT = str(Path(sys.executable).parent / "limit")
+ADMIN_KEY = "bench-admin-key-0123456789abcdef"
+RUNNER_KEY = "bench-runner-key-0123456789abcdef"
+
+
+def _stamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@contextmanager
+def platform_server(workdir: Path) -> Iterator[str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "LIMIT_HOME": str(workdir / "home"),
+        "LIMIT_ADMIN_API_KEY": ADMIN_KEY,
+        "LIMIT_RUNNER_API_KEY": RUNNER_KEY,
+        "LOG_LEVEL": "WARNING",
+    }
+    env.pop("DATABASE_URL", None)
+    env.pop("PREFECT_API_URL", None)
+    workdir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [LIMIT, "up", "--no-prefect", "--bind", f"127.0.0.1:{port}"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"limit up exited: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("limit up did not start")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+@contextmanager
+def runners(url: str, count: int, concurrency: int) -> Iterator[list[subprocess.Popen[bytes]]]:
+    env = {**os.environ, "LOG_LEVEL": "WARNING"}
+    started = [
+        subprocess.Popen(
+            [LIMIT, "runner", "--pool", "remote", "--api-url", url, "--api-key", RUNNER_KEY,
+             "--concurrency", str(concurrency)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(count)
+    ]  # fmt: skip
+    try:
+        yield started
+    finally:
+        for process in started:
+            process.terminate()
+        for process in started:
+            process.wait(timeout=60)
+
+
+def _wait_runners(client: httpx.Client, count: int, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        backends = client.get("/health").json()["checks"]["backends"]
+        if backends["remote"]["pool_runners"] >= count:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{count} runners did not connect")
+
+
+def measure_platform(workdir: Path, latency_n: int, backlog: int) -> dict[str, Any]:
+    with (
+        platform_server(workdir) as url,
+        httpx.Client(base_url=url, headers={"X-API-Key": ADMIN_KEY}, timeout=120) as client,
+    ):
+        session_id = client.post("/sessions", json={}).json()["id"]
+        execute = f"/sessions/{session_id}/execute"
+        with runners(url, 1, 16):
+            _wait_runners(client, 1)
+            latencies: list[float] = []
+            for n in range(latency_n):
+                body = {"agent": "echo", "inputs": {"n": n}, "backend": "remote", "wait_s": 10}
+                done = client.post(execute, json=body).json()
+                assert done["state"] == "succeeded", done
+                started = _stamp(done["started_at"]) - _stamp(done["submitted_at"])
+                latencies.append(started.total_seconds())
+                time.sleep(0.01)
+        ids = asyncio.run(_submit_backlog(url, session_id, backlog))
+        with runners(url, 2, 64):
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                counts = client.get(f"/sessions/{session_id}/status").json()["counts"]
+                if counts["queued"] == 0 and counts["running"] == 0:
+                    break
+                time.sleep(0.5)
+        first_start, last_finish, succeeded = None, None, 0
+        cursor: str | None = None
+        wanted = set(ids)
+        while True:
+            params: dict[str, Any] = {"limit": 500}
+            if cursor:
+                params["cursor"] = cursor
+            page = client.get(f"/sessions/{session_id}/results", params=params).json()
+            for item in page["items"]:
+                if item["id"] not in wanted:
+                    continue
+                succeeded += item["state"] == "succeeded"
+                start, finish = _stamp(item["started_at"]), _stamp(item["finished_at"])
+                first_start = min(first_start or start, start)
+                last_finish = max(last_finish or finish, finish)
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+    assert first_start is not None and last_finish is not None
+    window = (last_finish - first_start).total_seconds()
+    return {
+        "latency_p50_s": _percentile(latencies, 0.5),
+        "latency_p99_s": _percentile(latencies, 0.99),
+        "latency_n": len(latencies),
+        "throughput": succeeded / window,
+        "succeeded": succeeded,
+        "backlog": backlog,
+        "window_s": window,
+    }
+
+
+async def _submit_backlog(url: str, session_id: str, count: int) -> list[str]:
+    limits = httpx.Limits(max_connections=16)
+    ids: list[str] = []
+    async with httpx.AsyncClient(
+        base_url=url, headers={"X-API-Key": ADMIN_KEY}, limits=limits, timeout=120
+    ) as client:
+
+        async def submit(n: int) -> None:
+            body = {"agent": "echo", "inputs": {"n": n}, "backend": "remote", "wait_s": 0}
+            response = await client.post(f"/sessions/{session_id}/execute", json=body)
+            ids.append(response.json()["id"])
+
+        for start in range(0, count, 256):
+            await asyncio.gather(*(submit(n) for n in range(start, min(count, start + 256))))
+    return ids
+
+
+def measure_prefect(workdir: Path, deployment_runs: int, task_runs: int) -> dict[str, Any]:
+    """Prefect's own paths, on a server of their own."""
+    server = PrefectServer(workdir / "prefect", ui=False).start()
+    env = prefect_env(workdir / "prefect", api_url=server.api_url)
+    env["PREFECT_WORKER_QUERY_SECONDS"] = "1"
+    env["PYTHONPATH"] = str(ROOT)
+    env["PREFECT_LOGGING_LEVEL"] = "WARNING"
+    try:
+        script = (
+            "import json, sys; from bench.native import measure; "
+            f"print(json.dumps(measure({deployment_runs}, {task_runs})))"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr[-3000:])
+        import json
+
+        measured: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+        return measured
+    finally:
+        server.stop()
+
+
+def rows(platform: dict[str, Any], prefect: dict[str, Any]) -> list[str]:
+    ms = 1000.0
+    return [
+        "| dispatch path | p50 ms | p99 ms | executions/s | vs Prefect |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| Prefect `run_deployment` → RUNNING (process worker, 1 s polling; "
+        f"n={prefect['deployment_runs']}) | {prefect['deployment_p50_s'] * ms:,.0f} | "
+        f"{prefect['deployment_p99_s'] * ms:,.0f} | | 1.00x (anchor) |",
+        f"| platform accepted → running on a warm remote runner (n={platform['latency_n']}) | "
+        f"{platform['latency_p50_s'] * ms:.1f} | {platform['latency_p99_s'] * ms:.1f} | | "
+        f"{prefect['deployment_p50_s'] / platform['latency_p50_s']:,.0f}x faster at p50 |",
+        f"| Prefect task runs in one flow (n={prefect['task_runs']}) | | | "
+        f"{prefect['task_runs_per_s']:,.0f} | 1.00x (anchor) |",
+        f"| platform remote pool, 2 runners, `echo` backlog of {platform['backlog']:,} | | | "
+        f"{platform['throughput']:,.0f} | "
+        f"{platform['throughput'] / prefect['task_runs_per_s']:.2f}x |",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.dispatch")
+    parser.add_argument("--latency-n", type=int, default=200)
+    parser.add_argument("--backlog", type=int, default=20_000)
+    parser.add_argument("--deployment-runs", type=int, default=10)
+    parser.add_argument("--task-runs", type=int, default=500)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="limit-bench-dispatch-"))
+    platform = measure_platform(workdir / "platform", args.latency_n, args.backlog)
+    prefect = measure_prefect(workdir, args.deployment_runs, args.task_runs)
+    for line in rows(platform, prefect):
+        print(line)
+    print(
+        f"\nbacklog drained: {platform['succeeded']:,} succeeded in {platform['window_s']:.1f} s; "
+        f"median {statistics.median([platform['throughput']]):,.0f}/s"
+    )
+
+
+if __name__ == "__main__":
+    main()
