@@ -146,7 +146,7 @@ def main() -> None:
 
     port = free_port()
     limit = str(Path(sys.executable).parent / "limit")
-    with serve([limit, "up", "--bind", f"127.0.0.1:{port}"], port, env, workdir):
+    with serve([limit, "up", "--no-prefect", "--bind", f"127.0.0.1:{port}"], port, env, workdir):
         base = f"http://127.0.0.1:{port}"
         sid = httpx.post(f"{base}/sessions", json={"config": {}}, headers=auth).json()["id"]
         health = drive(port, [build_request("GET", "127.0.0.1", port, "/health", {})], args)

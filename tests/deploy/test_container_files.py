@@ -48,8 +48,8 @@ K8S_VERSION = "1.31.0"
 NAMESPACE = "limit-graph"
 HEALTH_PATH = "/health"
 API_PORT = 8080
-POOLS = ("remote", "quantum")
-SECRET_VARS = ("LIMIT_ADMIN_API_KEY", "POSTGRES_PASSWORD")
+POOLS = ("local", "remote", "quantum")
+SECRET_VARS = ("LIMIT_ADMIN_API_KEY", "LIMIT_RUNNER_API_KEY", "POSTGRES_PASSWORD")
 A_REAL_KEY = "k" * 32
 INSTALL_HINT = "run `make test`, which installs the dev dependencies (pyproject's `dev` extra)"
 
@@ -428,7 +428,7 @@ def test_compose_schema_check_rejects_a_bad_file(compose: dict[str, Any]) -> Non
 
 
 def test_compose_services(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) == {"postgres", "prefect-server", "api", "worker-remote", "worker-quantum"}
+    assert set(services) == {"postgres", "prefect-server", "api", *(f"worker-{p}" for p in POOLS)}
     assert services["postgres"]["image"] == "postgres:15"
     assert services["prefect-server"]["image"] == "prefecthq/prefect:3-python3.11"
     assert services["prefect-server"]["command"] == [
@@ -490,7 +490,11 @@ def test_compose_variables_are_required_or_defaulted(compose: dict[str, Any]) ->
 
 
 def test_compose_refuses_to_start_without_each_secret(services: dict[str, dict[str, Any]]) -> None:
-    full = {"POSTGRES_PASSWORD": "pw", "LIMIT_ADMIN_API_KEY": A_REAL_KEY}
+    full = {
+        "POSTGRES_PASSWORD": "pw",
+        "LIMIT_ADMIN_API_KEY": A_REAL_KEY,
+        "LIMIT_RUNNER_API_KEY": A_REAL_KEY + "-runner",
+    }
     for missing in SECRET_VARS:
         env = {k: v for k, v in full.items() if k != missing}
         with pytest.raises(KeyError, match=missing):
@@ -499,12 +503,19 @@ def test_compose_refuses_to_start_without_each_secret(services: dict[str, dict[s
 
 
 def test_compose_api_environment_loads_as_settings(services: dict[str, dict[str, Any]]) -> None:
-    outer = {"POSTGRES_PASSWORD": "pw", "LIMIT_ADMIN_API_KEY": A_REAL_KEY}
+    outer = {
+        "POSTGRES_PASSWORD": "pw",
+        "LIMIT_ADMIN_API_KEY": A_REAL_KEY,
+        "LIMIT_RUNNER_API_KEY": A_REAL_KEY + "-runner",
+    }
     env = {k: interpolate(v, outer) for k, v in environment(services["api"]).items()}
     assert env["LIMIT_MODE"] == "prod"
     assert env["PREFECT_API_URL"] == "http://prefect-server:4200/api"
     settings = load_settings(environ=env)
     assert settings.mode == "prod" and settings.storage.type == "database"
+    assert settings.prefect.workers is False, "API replicas leave the pools to the workers"
+    runner_key = settings.dispatch.runner_api_key
+    assert runner_key is not None and runner_key.get_secret_value() == A_REAL_KEY + "-runner"
     assert settings.database_url.startswith("postgresql+psycopg://")
     assert "@postgres:5432/" in settings.database_url
     assert settings.server.port == API_PORT
@@ -766,15 +777,14 @@ def test_k8s_secret_template_holds_placeholders_the_app_rejects(
     secret = objects[("Secret", "limit-graph-secrets")]
     assert "data" not in secret, "a template: stringData with placeholders"
     values = secret["stringData"]
-    assert set(values) == {"LIMIT_ADMIN_API_KEY", "DATABASE_URL"}
+    assert set(values) == {"LIMIT_ADMIN_API_KEY", "LIMIT_RUNNER_API_KEY", "DATABASE_URL"}
     assert all("changeme" in v for v in values.values()), "placeholders the docs say to replace"
     readme = README.read_text(encoding="utf-8")
     assert "changeme" in readme and all(key in readme for key in values)
     # Forgetting to replace the key fails closed: prod mode refuses the placeholder.
-    with pytest.raises(ConfigError):
-        load_settings(
-            environ={"LIMIT_MODE": "prod", "LIMIT_ADMIN_API_KEY": values["LIMIT_ADMIN_API_KEY"]}
-        )
+    for key in ("LIMIT_ADMIN_API_KEY", "LIMIT_RUNNER_API_KEY"):
+        with pytest.raises(ConfigError, match="placeholder"):
+            load_settings(environ={"LIMIT_MODE": "prod", key: values[key]})
 
 
 def test_k8s_one_worker_per_pool(objects: dict[tuple[str, str], dict[str, Any]]) -> None:

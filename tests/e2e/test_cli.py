@@ -44,7 +44,7 @@ def start(cwd: Path, *args: str) -> Server:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LIMIT_", "DATABASE_URL"))}
     env["LIMIT_API_URL"] = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
-        [LIMIT, "up", "--bind", f"127.0.0.1:{port}", *args],
+        [LIMIT, "up", "--no-prefect", "--bind", f"127.0.0.1:{port}", *args],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
@@ -165,7 +165,7 @@ def test_up_with_a_typo_in_the_config_is_a_clear_error(tmp_path: Path) -> None:
     config = tmp_path / "limit.toml"
     config.write_text('[server]\nbind_adress = "127.0.0.1:8080"\n')
     result = subprocess.run(
-        [LIMIT, "up", "--config", str(config)],
+        [LIMIT, "up", "--no-prefect", "--config", str(config)],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -77,7 +77,7 @@ def test_up_serves_tls_with_hsts(tmp_path: Path) -> None:
     cert, key = _self_signed(tmp_path)
     port = free_port()
     process = subprocess.Popen(
-        [LIMIT, "up", "--bind", f"127.0.0.1:{port}", "--ssl-certfile", str(cert),
+        [LIMIT, "up", "--no-prefect", "--bind", f"127.0.0.1:{port}", "--ssl-certfile", str(cert),
          "--ssl-keyfile", str(key)],
         cwd=tmp_path,
         stdout=subprocess.PIPE,

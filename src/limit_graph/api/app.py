@@ -24,6 +24,7 @@ from limit_graph.api.routes import (
     events,
     executions,
     health,
+    maintenance,
     metrics,
     reserved,
     runners,
@@ -100,6 +101,7 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
             events,
             agents,
             runners,
+            maintenance,
             reserved,
         )
     ]

@@ -216,7 +216,7 @@ class HeartbeatOut(BaseModel):
 class ReportedError(_Request):
     type: str = Field(min_length=1, max_length=200)
     message: str = Field(max_length=8192)
-    retryable: bool = False
+    retryable: bool = Field(default=False, strict=True)
 
 
 class ReportedResult(_Request):

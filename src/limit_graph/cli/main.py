@@ -21,6 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from limit_graph.cli.client import ApiClient, CliError
+from limit_graph.cli.prefect_cmd import prefect_app
+from limit_graph.cli.prefect_cmd import worker as worker_command
 from limit_graph.cli.runner_cmd import runner as runner_command
 
 __all__ = ["app", "main"]
@@ -28,6 +30,7 @@ __all__ = ["app", "main"]
 app = typer.Typer(help="LIMIT-Graph: governed workflows for hybrid quantum-classical work.")
 session_app = typer.Typer(help="Create, inspect, finish, archive and restore sessions.")
 app.add_typer(session_app, name="session")
+app.add_typer(prefect_app, name="prefect")
 out = Console()
 err = Console(stderr=True)
 
@@ -64,11 +67,19 @@ def up(
     ssl_keyfile: Annotated[
         Path | None, typer.Option("--ssl-keyfile", help="The certificate's private key.")
     ] = None,
+    prefect: Annotated[
+        bool,
+        typer.Option(
+            "--prefect/--no-prefect",
+            help="Start a Prefect server (unless prefect.api_url names one), register "
+            "the platform with it and start a worker per pool.",
+        ),
+    ] = True,
 ) -> None:
-    """Start the platform and serve the REST API until Ctrl-C."""
+    """Start Prefect, its workers and the platform; serve the REST API until Ctrl-C."""
     from limit_graph.cli.serve import serve
 
-    serve(config, bind, ssl_certfile, ssl_keyfile)
+    serve(config, bind, ssl_certfile, ssl_keyfile, prefect=prefect)
 
 
 @session_app.command("create")
@@ -215,6 +226,7 @@ def exec_agent(
 
 
 app.command("runner")(runner_command)
+app.command("worker")(worker_command)
 
 
 @app.command("watch")

@@ -1,19 +1,34 @@
-"""``limit up``: load settings, make sure of the admin key, and serve the API."""
+"""``limit up``: the whole platform on one machine, stopped cleanly by Ctrl-C or SIGTERM.
+
+In order: settings and keys; a Prefect server (unless ``[prefect] api_url`` names one
+or ``start_server`` is off); block types, blocks, work pools and deployments registered
+with it; one process worker per pool; then the REST API in this process.  Children are
+supervised by :class:`~limit_graph.cli.stack.Stack`.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from limit_graph.api import create_app
 from limit_graph.cli.client import CliError
+from limit_graph.cli.stack import Shutdown, Stack
 from limit_graph.core.errors import ConfigError
 from limit_graph.core.logs import configure_logging
 from limit_graph.core.settings import Settings, load_settings
-from limit_graph.governance.auth import ensure_admin_key
+from limit_graph.deployments.server import prefect_env
+from limit_graph.governance.auth import AdminKey, ensure_admin_key, ensure_runner_key
 
-__all__ = ["describe_storage", "serve"]
+__all__ = ["describe_storage", "platform_url", "prefect_ui_url", "serve"]
+
+PREFECT_CONSOLE_LOGGERS = ("uvicorn", "fastapi")
 
 
 def describe_storage(settings: Settings) -> str:
@@ -28,29 +43,139 @@ def describe_storage(settings: Settings) -> str:
     return f"Postgres at {url.split('@', 1)[-1]}"
 
 
+def platform_url(settings: Settings) -> str:
+    """The REST API's address as a client on this machine reaches it."""
+    host, port = settings.server.host, settings.server.port
+    if host in ("0.0.0.0", "::", "[::]", ""):
+        host = "127.0.0.1"
+    scheme = "https" if settings.server.ssl_certfile else "http"
+    return f"{scheme}://{host}:{port}"
+
+
+def prefect_ui_url(api_url: str) -> str:
+    """The Prefect UI for an API URL (the UI is served at the API's root)."""
+    return api_url.rstrip("/").removesuffix("/api")
+
+
+def _load(
+    config: Path | None,
+    bind: str | None,
+    ssl_certfile: Path | None,
+    ssl_keyfile: Path | None,
+    **more: Any,
+) -> Settings:
+    return load_settings(
+        config,
+        server__bind_address=bind,
+        server__ssl_certfile=ssl_certfile,
+        server__ssl_keyfile=ssl_keyfile,
+        **more,
+    )
+
+
+async def _register(settings: Settings, api_url: str, runner_key: str) -> Settings:
+    """Register with Prefect and take in backend instances saved as blocks (file wins)."""
+    from limit_graph.deployments.register import (
+        load_backend_blocks,
+        merge_backend_instances,
+        register_platform,
+    )
+
+    done = await register_platform(
+        settings, api_url, platform_url=platform_url(settings), runner_key=runner_key
+    )
+    print(f"Prefect blocks: {', '.join(done.blocks)}")
+    print(f"Prefect work pools: {', '.join(done.work_pools)}; {len(done.deployments)} deployments")
+    instances = merge_backend_instances(
+        settings.backends.instances, await load_backend_blocks(api_url)
+    )
+    backends = settings.backends.model_copy(update={"instances": instances})
+    return settings.model_copy(update={"backends": backends})
+
+
 def serve(
     config: Path | None,
     bind: str | None,
     ssl_certfile: Path | None = None,
     ssl_keyfile: Path | None = None,
+    *,
+    prefect: bool = True,
 ) -> None:
+    """Serve until SIGINT or SIGTERM; ``prefect=False`` starts and registers nothing with
+    Prefect (the platform still reports to ``[prefect] api_url`` when one is set)."""
     try:
-        settings = load_settings(
-            config,
-            server__bind_address=bind,
-            server__ssl_certfile=ssl_certfile,
-            server__ssl_keyfile=ssl_keyfile,
-        )
+        settings = _load(config, bind, ssl_certfile, ssl_keyfile)
         admin = ensure_admin_key(settings)
+        runner = ensure_runner_key(settings)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
-    import prefect  # noqa: F401 - Prefect sets up logging on import; ours must come after
+    start_server = prefect and settings.prefect.api_url is None and settings.prefect.start_server
+    api_url = settings.prefect.api_url
+    if start_server:
+        api_url = f"http://127.0.0.1:{settings.prefect.port}/api"
+    if api_url is not None:
+        # Before Prefect is imported, so this process's Prefect client uses it too.
+        os.environ.update(prefect_env(settings.home.resolve() / "prefect", api_url))
+    import prefect.main as _prefect_main  # noqa: F401 - it configures logging; ours after
 
     configure_logging(settings.log_level, json_format=settings.telemetry.json_logs)
-    host, port = settings.server.host, settings.server.port
-    scheme = "https" if settings.server.ssl_certfile else "http"
-    print(f"LIMIT-Graph {settings.mode} mode, {describe_storage(settings)}")
-    print(f"REST API: {scheme}://{host}:{port}  (OpenAPI docs at {scheme}://{host}:{port}/docs)")
+    for name in PREFECT_CONSOLE_LOGGERS:  # Prefect gives these a console handler of its own
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    print(f"LIMIT-Graph {settings.mode} mode, {describe_storage(settings)}", flush=True)
+    try:
+        with Stack(settings.home) as stack:
+            if start_server:
+                stack.start_prefect_server(
+                    port=settings.prefect.port, database_url=settings.prefect.database_url
+                )
+            if prefect and api_url is not None:
+                settings = _load(config, bind, ssl_certfile, ssl_keyfile, prefect__api_url=api_url)
+                runner_key = runner.key if runner is not None else admin.key
+                settings = _with_prefect(stack, settings, api_url, runner_key, start_server)
+            _print_banner(settings, admin)
+            uvicorn.run(
+                create_app(settings),
+                host=settings.server.host,
+                port=settings.server.port,
+                log_config=None,
+                log_level=settings.log_level.lower(),
+                access_log=False,
+                ssl_certfile=settings.server.ssl_certfile,
+                ssl_keyfile=settings.server.ssl_keyfile,
+            )
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    except Shutdown:
+        print("Stopped.", file=sys.stderr, flush=True)
+
+
+def _with_prefect(
+    stack: Stack, settings: Settings, api_url: str, runner_key: str, started: bool
+) -> Settings:
+    """Register and start workers; an outside Prefect that is down only degrades us."""
+    try:
+        settings = asyncio.run(_register(settings, api_url, runner_key))
+    except ConfigError as exc:
+        if started:
+            raise
+        print(f"warning: {exc}; serving without Prefect workers", file=sys.stderr, flush=True)
+        return settings
+    if settings.prefect.workers:
+        from limit_graph.deployments.apply import WORK_POOLS
+
+        env = {"LIMIT_API_URL": platform_url(settings), "LIMIT_RUNNER_API_KEY": runner_key}
+        stack.start_workers(api_url, WORK_POOLS, env)
+        logs = settings.home / "prefect" / "worker-<pool>.log"
+        print(f"Prefect workers: {', '.join(WORK_POOLS)} (logs: {logs})")
+    print(f"Prefect UI: {prefect_ui_url(api_url)}")
+    return settings
+
+
+def _print_banner(settings: Settings, admin: AdminKey) -> None:
+    url = platform_url(settings)
+    print(f"REST API: {url}  (OpenAPI docs at {url}/docs)")
     if admin.created:
         print(f"Admin API key (shown once; saved to {admin.path}, mode 0600):")
         print(f"  {admin.key}")
@@ -58,14 +183,4 @@ def serve(
         print(f"Admin API key: in {admin.path}")
     else:
         print("Admin API key: from LIMIT_ADMIN_API_KEY")
-    print(f"Try: curl -H 'X-API-Key: <key>' {scheme}://{host}:{port}/sessions", flush=True)
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_config=None,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        ssl_certfile=settings.server.ssl_certfile,
-        ssl_keyfile=settings.server.ssl_keyfile,
-    )
+    print(f"Try: curl -H 'X-API-Key: <key>' {url}/sessions", flush=True)

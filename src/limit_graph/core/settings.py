@@ -171,12 +171,16 @@ class Settings(_Section):
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_prod(self) -> Settings:
         if self.mode == "prod":
-            key = self.admin_api_key.get_secret_value() if self.admin_api_key else None
-            if key is not None and (key.lower() in PLACEHOLDER_SECRETS or len(key) < 24):
-                raise ValueError(
-                    "admin_api_key is a placeholder or shorter than 24 characters; "
-                    "set a real secret outside dev mode"
-                )
+            for name, secret in (
+                ("admin_api_key", self.admin_api_key),
+                ("dispatch.runner_api_key", self.dispatch.runner_api_key),
+            ):
+                key = secret.get_secret_value() if secret else None
+                if key is not None and (key.lower() in PLACEHOLDER_SECRETS or len(key) < 24):
+                    raise ValueError(
+                        f"{name} is a placeholder or shorter than 24 characters; "
+                        "set a real secret outside dev mode"
+                    )
         return self
 
     @property
@@ -227,6 +231,7 @@ _ENV_PATHS: dict[str, tuple[str, ...]] = {
     "LIMIT_MODE": ("mode",),
     "LIMIT_ADMIN_API_KEY": ("admin_api_key",),
     "LIMIT_RUNNER_API_KEY": ("dispatch", "runner_api_key"),
+    "LIMIT_PREFECT_WORKERS": ("prefect", "workers"),
     "LIMIT_STORAGE": ("storage", "type"),
     "LIMIT_CORS_ORIGINS": ("server", "cors_origins"),
     "PREFECT_API_URL": ("prefect", "api_url"),

@@ -30,6 +30,7 @@ import httpx
 from prefect import flow
 from pydantic import ValidationError
 
+from limit_graph.blocks.backends import runner_endpoint
 from limit_graph.core.agents import AgentRegistry
 from limit_graph.core.models import ErrorInfo, ExecutionState
 from limit_graph.core.running import Outcome, run_agent
@@ -335,18 +336,6 @@ class RunnerLoop:
             self._cancel(answer.get("cancel", []))
 
 
-async def _credentials(api_url: str | None) -> tuple[str, str]:
-    """The API URL and runner key: from the environment, else the credentials block."""
-    url = api_url or os.environ.get("LIMIT_API_URL")
-    key = os.environ.get("LIMIT_RUNNER_API_KEY")
-    if url and key:
-        return url, key
-    from limit_graph.blocks.backends import RunnerCredentials
-
-    block: RunnerCredentials = await RunnerCredentials.aload("limit-runner")
-    return url or block.api_url, key or block.api_key.get_secret_value()
-
-
 @flow(name="limit-runner", persist_result=False)
 async def runner(
     pool: str,
@@ -356,7 +345,7 @@ async def runner(
     idle_exit_s: float = 60.0,
 ) -> dict[str, Any]:
     """Serve one pool until idle for ``idle_exit_s`` or told to stop (SIGTERM drains)."""
-    url, key = await _credentials(api_url)
+    url, key = await runner_endpoint(api_url)
     loop = RunnerLoop(url, key, pool, instance, concurrency=concurrency, idle_exit_s=idle_exit_s)
     summary = await loop.run()
     return summary.as_dict()

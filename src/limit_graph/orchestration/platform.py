@@ -6,13 +6,14 @@ import uuid
 from dataclasses import dataclass, field
 
 from limit_graph.core.agents import AgentRegistry
-from limit_graph.core.models import Execution, SessionConfig
+from limit_graph.core.models import Execution, Session, SessionConfig
 from limit_graph.core.settings import Settings
 from limit_graph.governance.auth import Principal
 from limit_graph.governance.checks import CheckPipeline, default_checks
 from limit_graph.orchestration.events import SessionEvents
 from limit_graph.orchestration.executions import ExecuteCommand, ExecutionService
 from limit_graph.orchestration.health import Probe, prefect_ping
+from limit_graph.orchestration.mirror import PrefectMirror
 from limit_graph.orchestration.router import Router
 from limit_graph.orchestration.sessions import SessionCache, SessionService
 from limit_graph.orchestration.supervisor import RunnerSupervisor, prefect_runner_starter
@@ -42,6 +43,7 @@ class Platform:
     database_probe: Probe
     prefect_probe: Probe | None
     supervisor: RunnerSupervisor | None = field(default=None)
+    mirror: PrefectMirror | None = field(default=None)
 
     @classmethod
     async def start(
@@ -89,7 +91,27 @@ class Platform:
                 idle_exit_s=settings.dispatch.idle_exit_s,
             )
             platform.supervisor.start()
+            if settings.prefect.mirror:
+                platform.mirror = PrefectMirror(
+                    store,
+                    settings.prefect.api_url,
+                    telemetry=telemetry,
+                    task_runs_per_s=settings.prefect.mirror_task_runs_per_s,
+                )
+                await platform.mirror.start()
         return platform
+
+    async def with_flow_run(self, session: Session, *, lookup: bool = True) -> Session:
+        """``session`` with its Prefect flow run id, once the mirror has made it."""
+        if self.mirror is None or session.prefect_flow_run_id is not None:
+            return session
+        if lookup:
+            flow_run_id = await self.mirror.lookup_flow_run(session.id)
+        else:
+            flow_run_id = self.mirror.flow_run_id(session.id)
+        if flow_run_id is None:
+            return session
+        return session.model_copy(update={"prefect_flow_run_id": flow_run_id})
 
     async def execute_agent(
         self, principal: Principal, session_id: uuid.UUID | None, command: ExecuteCommand
@@ -112,4 +134,6 @@ class Platform:
         if self.supervisor is not None:
             await self.supervisor.close()
         await self.executions.close()
+        if self.mirror is not None:
+            await self.mirror.close()
         await self.storage.close()

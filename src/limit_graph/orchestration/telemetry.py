@@ -89,3 +89,19 @@ class Telemetry:
             ["policy_id"],
             registry=self.registry,
         )
+        self.mirror_lag = Gauge(
+            "limit_mirror_lag_seconds",
+            "Age of the oldest ledger entry not yet shown in Prefect (0 when caught up).",
+            registry=self.registry,
+        )
+        self.mirror_backlog = Gauge(
+            "limit_mirror_backlog_entries",
+            "Ledger entries not yet shown in Prefect.",
+            registry=self.registry,
+        )
+        self.mirror_task_runs = Counter(
+            "limit_mirror_task_runs",
+            "Task runs the Prefect mirror created, one execution each or a group.",
+            ["kind"],
+            registry=self.registry,
+        )

@@ -31,7 +31,8 @@ async def list_sessions(
     cursor: str | None = Query(default=None, max_length=512),
 ) -> SessionPage:
     page = await platform.sessions.list(principal, state=state, tag=tag, limit=limit, cursor=cursor)
-    return SessionPage(items=page.items, next_cursor=page.next_cursor)
+    items = [await platform.with_flow_run(s, lookup=False) for s in page.items]
+    return SessionPage(items=items, next_cursor=page.next_cursor)
 
 
 @router.post("/restore", status_code=status.HTTP_201_CREATED, response_model=Session)
@@ -47,7 +48,7 @@ async def restore_session(
 async def get_session(
     session_id: uuid.UUID, platform: CurrentPlatform, principal: CurrentPrincipal
 ) -> Session:
-    return await platform.sessions.get(principal, session_id)
+    return await platform.with_flow_run(await platform.sessions.get(principal, session_id))
 
 
 @router.patch("/{session_id:uuid}", response_model=Session)
@@ -72,7 +73,7 @@ async def delete_session(
 async def complete_session(
     session_id: uuid.UUID, platform: CurrentPlatform, principal: CurrentPrincipal
 ) -> Session:
-    return await platform.sessions.complete(principal, session_id)
+    return await platform.with_flow_run(await platform.sessions.complete(principal, session_id))
 
 
 @router.post("/{session_id:uuid}/archive", response_model=ArchiveSummary)

@@ -1,0 +1,69 @@
+"""Maintenance for the scheduled flows: archive idle sessions, verify the ledger, expire
+caches.  Admin or runner key only (403 otherwise); the work is in
+:mod:`limit_graph.orchestration.maintenance`.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from limit_graph.api.deps import CurrentPlatform, CurrentPrincipal
+from limit_graph.orchestration import maintenance
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/maintenance", tags=["maintenance"])
+
+
+class SkippedSession(BaseModel):
+    id: uuid.UUID
+    reason: str
+
+
+class ArchiveIdleOut(BaseModel):
+    archived: list[uuid.UUID] = Field(description="Sessions archived by this call.")
+    skipped: list[SkippedSession] = Field(
+        description="Idle sessions left alone (e.g. executions still queued or running)."
+    )
+
+
+class VerifyLedgerOut(BaseModel):
+    ok: bool
+    size: int = Field(description="Entries the ledger head records.")
+    first_bad: int | None = Field(description="Index of the first entry that does not verify.")
+    detail: str | None
+
+
+class ExpireCachesOut(BaseModel):
+    expired: int = Field(description="Expired cache documents deleted.")
+
+
+@router.post("/archive-idle", response_model=ArchiveIdleOut)
+async def archive_idle(
+    platform: CurrentPlatform,
+    principal: CurrentPrincipal,
+    idle_days: float = Query(default=7.0, gt=0, le=36_500),
+) -> ArchiveIdleOut:
+    outcome = await maintenance.archive_idle_sessions(
+        platform.sessions, platform.storage, principal, idle_days
+    )
+    return ArchiveIdleOut(
+        archived=outcome.archived,
+        skipped=[SkippedSession(id=k, reason=v) for k, v in outcome.skipped.items()],
+    )
+
+
+@router.post("/verify-ledger", response_model=VerifyLedgerOut)
+async def verify_ledger(platform: CurrentPlatform, principal: CurrentPrincipal) -> VerifyLedgerOut:
+    report = await maintenance.verify_ledger(platform.storage, principal)
+    return VerifyLedgerOut(
+        ok=report.ok, size=report.size, first_bad=report.first_bad, detail=report.detail
+    )
+
+
+@router.post("/expire-caches", response_model=ExpireCachesOut)
+async def expire_caches(platform: CurrentPlatform, principal: CurrentPrincipal) -> ExpireCachesOut:
+    return ExpireCachesOut(expired=await maintenance.expire_caches(platform.storage, principal))

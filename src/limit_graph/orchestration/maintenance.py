@@ -1,0 +1,156 @@
+"""Housekeeping asked for by the scheduled maintenance flows: archive idle sessions,
+verify the whole ledger, drop expired cache documents.
+
+The flows run in Prefect workers and reach these over REST (``/maintenance``); the
+work itself happens here, next to the store, so a flow never needs database access.
+Only the admin and the runners (whose key the flows carry) may call them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from limit_graph.core.errors import Conflict, PolicyDenied
+from limit_graph.core.models import ProvenanceEntry, SessionState, utcnow
+from limit_graph.governance.auth import Principal
+from limit_graph.orchestration.sessions import SessionService
+from limit_graph.storage.base import SessionFilter, Storage
+from limit_graph.storage.ledger import verify_chain
+
+__all__ = [
+    "MAINTENANCE_ROLES",
+    "ArchiveOutcome",
+    "LedgerReport",
+    "archive_idle_sessions",
+    "expire_caches",
+    "require_maintainer",
+    "verify_ledger",
+]
+
+MAINTENANCE_ROLES = frozenset({"admin", "runner"})
+PAGE = 500
+log = logging.getLogger("limit_graph.maintenance")
+
+
+def require_maintainer(principal: Principal) -> None:
+    """Maintenance is for the admin and the runners' key; anyone else gets a 403."""
+    if not principal.roles & MAINTENANCE_ROLES:
+        raise PolicyDenied("maintenance needs the admin or runner role", ["rbac-maintenance"])
+
+
+@dataclass(frozen=True)
+class ArchiveOutcome:
+    archived: list[uuid.UUID]
+    skipped: dict[uuid.UUID, str]
+
+
+@dataclass(frozen=True)
+class LedgerReport:
+    ok: bool
+    size: int
+    first_bad: int | None
+    detail: str | None
+
+
+async def _last_activity(storage: Storage, session_id: uuid.UUID) -> datetime | None:
+    """When the session's newest ledger entry was written (every change writes one)."""
+    last: ProvenanceEntry | None = None
+    after = -1
+    while True:
+        entries = await storage.list_entries(session_id=session_id, after=after, limit=1000)
+        if not entries:
+            return last.timestamp if last else None
+        last = entries[-1]
+        after = last.index
+
+
+async def archive_idle_sessions(
+    sessions: SessionService,
+    storage: Storage,
+    principal: Principal,
+    idle_days: float,
+    now: datetime | None = None,
+) -> ArchiveOutcome:
+    """Archive active and completed sessions with no activity for ``idle_days``.
+
+    Activity is any ledger entry of the session (a state change or an execution's),
+    so a session that only runs executions is not idle.  A session with executions
+    still queued or running is skipped, as ``POST /sessions/{id}/archive`` would refuse it.
+    """
+    require_maintainer(principal)
+    cutoff = (now or utcnow()) - timedelta(days=idle_days)
+    # The caller's name goes into the ledger; sessions of every tenant are in scope.
+    acting = Principal(principal.name, principal.tenant, principal.roles | {"admin"})
+    archived: list[uuid.UUID] = []
+    skipped: dict[uuid.UUID, str] = {}
+    for state in (SessionState.ACTIVE, SessionState.COMPLETED):
+        candidates: list[uuid.UUID] = []
+        cursor: str | None = None
+        while True:
+            page = await storage.list_sessions(
+                SessionFilter(state=state), limit=PAGE, cursor=cursor
+            )
+            candidates += [s.id for s in page.items if s.updated_at <= cutoff]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        for session_id in candidates:
+            last = await _last_activity(storage, session_id)
+            if last is not None and last > cutoff:
+                continue
+            try:
+                await sessions.archive(acting, session_id)
+            except Conflict as exc:
+                skipped[session_id] = exc.detail
+                continue
+            archived.append(session_id)
+    log.info("archived %d idle sessions, skipped %d", len(archived), len(skipped))
+    return ArchiveOutcome(archived, skipped)
+
+
+def _first_bad(previous: ProvenanceEntry | None, entries: list[ProvenanceEntry]) -> tuple[int, str]:
+    """The first entry of ``entries`` (which follow ``previous``) that is missing or does
+    not verify, and why."""
+    for entry in entries:
+        expected = 0 if previous is None else previous.index + 1
+        if entry.index != expected:
+            return expected, f"entry {expected} is missing"
+        problem = verify_chain([entry] if previous is None else [previous, entry])
+        if problem is not None:
+            return entry.index, problem
+        previous = entry
+    raise ValueError("the entries verify")
+
+
+async def verify_ledger(storage: Storage, principal: Principal) -> LedgerReport:
+    """Check every entry's hashes and links from the genesis hash to the recorded head.
+
+    Pages are checked with :func:`verify_chain`; only a page that fails is walked entry
+    by entry to name the first bad one.
+    """
+    require_maintainer(principal)
+    size = await storage.ledger_size()
+    previous: ProvenanceEntry | None = None
+    expected = 0
+    while entries := await storage.list_entries(after=expected - 1, limit=1000):
+        run = entries if previous is None else [previous, *entries]
+        if entries[0].index != expected or verify_chain(run) is not None:
+            first_bad, detail = _first_bad(previous, entries)
+            return LedgerReport(False, size, first_bad, detail)
+        previous = entries[-1]
+        expected = previous.index + 1
+    if expected != size:
+        detail = f"the ledger head records {size} entries but {expected} are stored"
+        return LedgerReport(False, size, min(expected, size), detail)
+    return LedgerReport(True, size, None, None)
+
+
+async def expire_caches(storage: Storage, principal: Principal, now: datetime | None = None) -> int:
+    """Delete expired bookkeeping documents of every namespace; how many went."""
+    require_maintainer(principal)
+    expired = await storage.delete_expired(namespace=None, now=now or utcnow())
+    log.info("expired %d cached documents", expired)
+    return expired

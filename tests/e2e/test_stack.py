@@ -1,0 +1,154 @@
+"""``limit up`` as a user runs it: a Prefect server, a worker per pool and the REST API,
+registered with each other, and all of it gone after one Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from tests.fixtures.live import free_port
+
+LIMIT = str(Path(sys.executable).parent / "limit")
+POOLS = {"local", "remote", "quantum"}
+
+
+@dataclass
+class Stack:
+    url: str
+    prefect: str
+    home: Path
+    process: subprocess.Popen[str]
+
+    def prefect_post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = httpx.post(f"{self.prefect}/api{path}", json=body or {}, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+
+def _wait_for(check: Any, timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            found = check()
+        except httpx.HTTPError:
+            found = None
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    cwd = tmp_path_factory.mktemp("stack")
+    prefect_port, api_port = free_port(), free_port()
+    (cwd / "limit.toml").write_text(f"[prefect]\nport = {prefect_port}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIMIT_", "PREFECT_"))}
+    env["LIMIT_HOME"] = str(cwd / "state")
+    process = subprocess.Popen(
+        [LIMIT, "up", "--config", "limit.toml", "--bind", f"127.0.0.1:{api_port}"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    running = Stack(
+        f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{prefect_port}", cwd / "state", process
+    )
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            out = process.stdout.read() if process.stdout else ""
+            raise AssertionError(f"limit up exited: {out}")
+        return httpx.get(running.url + "/health", timeout=2).status_code == 200
+
+    try:
+        _wait_for(healthy, 90, "limit up to serve /health")
+        yield running
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.communicate(timeout=60)
+
+
+def test_health_reports_prefect_ok(stack: Stack) -> None:
+    health = httpx.get(stack.url + "/health").json()
+    assert health["status"] == "ok"
+    assert health["checks"]["prefect"] == {"status": "ok"}
+
+
+def test_prefect_lists_the_pools_deployments_blocks_and_online_workers(stack: Stack) -> None:
+    pools = {p["name"]: p["type"] for p in stack.prefect_post("/work_pools/filter")}
+    assert {pools[name] for name in POOLS} == {"process"}
+
+    flows = {f["id"]: f["name"] for f in stack.prefect_post("/flows/filter")}
+    deployments = {
+        f"{flows[d['flow_id']]}/{d['name']}": d for d in stack.prefect_post("/deployments/filter")
+    }
+    assert set(deployments) == {
+        "limit-runner/local",
+        "limit-runner/remote",
+        "limit-runner/quantum",
+        "limit-maintenance/archive-idle-sessions",
+        "limit-maintenance/verify-ledger",
+        "limit-maintenance/expire-caches",
+    }
+    assert deployments["limit-maintenance/verify-ledger"]["schedules"]
+
+    blocks = stack.prefect_post("/block_documents/filter", {"include_secrets": False})
+    assert {"limit-runner", "local", "remote", "aer"} <= {b["name"] for b in blocks}
+
+    def online() -> set[str]:
+        found = set()
+        for pool in POOLS:
+            workers = stack.prefect_post(f"/work_pools/{pool}/workers/filter")
+            if any(w["status"] == "ONLINE" for w in workers):
+                found.add(pool)
+        return found if found == POOLS else set()
+
+    assert _wait_for(online, 30, "a worker online in every pool") == POOLS
+
+
+def test_a_worker_runs_a_maintenance_deployment_against_the_api(stack: Stack) -> None:
+    flows = {f["id"]: f["name"] for f in stack.prefect_post("/flows/filter")}
+    deployment = next(
+        d
+        for d in stack.prefect_post("/deployments/filter")
+        if (flows[d["flow_id"]], d["name"]) == ("limit-maintenance", "verify-ledger")
+    )
+    run = stack.prefect_post(f"/deployments/{deployment['id']}/create_flow_run")
+
+    def finished() -> str | None:
+        state = httpx.get(f"{stack.prefect}/api/flow_runs/{run['id']}").json()["state"]
+        return state["type"] if state["type"] in ("COMPLETED", "FAILED", "CRASHED") else None
+
+    assert _wait_for(finished, 60, "the verify-ledger run to finish") == "COMPLETED"
+
+
+def test_sigint_stops_the_api_the_workers_and_the_server(stack: Stack) -> None:
+    children = psutil.Process(stack.process.pid).children(recursive=True)
+    commands = [" ".join(c.cmdline()) for c in children]
+    assert any("prefect server start" in c for c in commands)
+    assert sum("prefect worker start" in c for c in commands) == len(POOLS)
+
+    stack.process.send_signal(signal.SIGINT)
+    out, _ = stack.process.communicate(timeout=60)
+
+    assert stack.process.returncode == 0, out
+    assert "Traceback" not in out and out.rstrip().endswith("Stopped.")
+    assert f"Prefect UI: {stack.prefect}" in out
+    assert f"REST API: {stack.url}" in out
+    left = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert left == [], [" ".join(c.cmdline()) for c in left]

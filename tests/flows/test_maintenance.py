@@ -1,0 +1,192 @@
+"""Maintenance: the REST routes through the real ASGI app over SQLite, then the flows
+themselves against a real Prefect server and a live platform."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from prefect.logging.handlers import APILogHandler
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from limit_graph.core.models import SessionState, utcnow
+from limit_graph.core.settings import load_settings
+from limit_graph.deployments.server import PrefectServer
+from limit_graph.flows.maintenance import (
+    LedgerVerificationFailed,
+    archive_idle_sessions,
+    expire_caches,
+    verify_ledger,
+)
+from tests.api import conftest as api_tests
+from tests.api.conftest import ADMIN_KEY, Api, assert_problem
+from tests.fixtures.live import live_server
+
+api = api_tests.api  # the REST fixture of tests/api: an app over SQLite, admin and tenant clients
+
+IDLE_S = 1.0
+ONE_SECOND_IN_DAYS = IDLE_S / 86_400
+
+
+SET_ACTOR = "UPDATE limit_ledger SET document = json_set(document, '$.actor', 'x') WHERE idx = ?"
+DROP = "DELETE FROM limit_ledger WHERE idx = ?"
+
+
+def _tamper(database: Path, sql: str, index: int) -> None:
+    """Change the stored ledger behind the platform's back."""
+    with sqlite3.connect(database) as connection:
+        connection.execute(sql, (index,))
+
+
+async def _state(api: Api, session_id: str) -> SessionState:
+    session = await api.platform.storage.get_session(uuid.UUID(session_id))
+    assert session is not None
+    return session.state
+
+
+async def test_archive_idle_archives_only_sessions_without_recent_activity(api: Api) -> None:
+    idle = await api.new_session(tags=["idle"])
+    busy = await api.new_session(tags=["busy"])  # old, but runs an execution later
+    done = await api.new_session()
+    assert (await api.client.post(f"/sessions/{done}/complete")).status_code == 200
+    gone = await api.new_session()
+    assert (await api.client.delete(f"/sessions/{gone}")).status_code == 204
+    response = await api.other.post("/sessions", json={"config": {}})
+    foreign = response.json()["id"]
+    waiting = await api.new_session()  # idle, but its execution waits for a runner
+    queued = await api.client.post(
+        f"/sessions/{waiting}/execute",
+        json={"agent": "echo", "inputs": {}, "backend": "remote", "wait_s": 0},
+    )
+    assert queued.json()["state"] == "queued", queued.text
+    await asyncio.sleep(IDLE_S + 0.6)
+    executed = await api.client.post(
+        f"/sessions/{busy}/execute", json={"agent": "echo", "inputs": {"x": 1}}
+    )
+    assert executed.status_code == 200, executed.text
+    fresh = await api.new_session()
+
+    response = await api.client.post(
+        "/maintenance/archive-idle", params={"idle_days": ONE_SECOND_IN_DAYS}
+    )
+
+    assert response.status_code == 200, response.text
+    assert set(response.json()["archived"]) == {idle, done, foreign}
+    [skipped] = response.json()["skipped"]
+    assert skipped["id"] == waiting and "unfinished executions" in skipped["reason"]
+    states = {sid: await _state(api, sid) for sid in (idle, busy, done, gone, foreign, fresh)}
+    assert states == {
+        idle: SessionState.ARCHIVED,
+        busy: SessionState.ACTIVE,
+        done: SessionState.ARCHIVED,
+        gone: SessionState.DELETED,
+        foreign: SessionState.ARCHIVED,
+        fresh: SessionState.ACTIVE,
+    }
+    bundle = await api.platform.storage.get_archive(uuid.UUID(idle))
+    assert bundle is not None and bundle["format"] == "limit-graph.archive/1"
+    entries = await api.platform.storage.list_entries(session_id=uuid.UUID(foreign))
+    assert (entries[-1].action, entries[-1].actor) == ("session.archived", "admin")
+
+
+async def test_archive_idle_days_must_be_positive(api: Api) -> None:
+    response = await api.client.post("/maintenance/archive-idle", params={"idle_days": 0})
+    assert_problem(response, 422)
+
+
+async def test_verify_ledger_names_the_first_bad_entry(api: Api, tmp_path: Path) -> None:
+    session = await api.new_session()
+    for n in range(3):
+        await api.client.post(
+            f"/sessions/{session}/execute", json={"agent": "echo", "inputs": {"n": n}}
+        )
+    size = await api.ledger_size()
+
+    clean = await api.client.post("/maintenance/verify-ledger")
+    assert clean.json() == {"ok": True, "size": size, "first_bad": None, "detail": None}
+
+    database = tmp_path / "api.db"
+    _tamper(database, SET_ACTOR, 4)
+    altered = (await api.client.post("/maintenance/verify-ledger")).json()
+    assert (altered["ok"], altered["size"], altered["first_bad"]) == (False, size, 4)
+    assert altered["detail"].startswith("entry 4: entry_hash")
+
+    _tamper(database, DROP, 2)
+    dropped = (await api.client.post("/maintenance/verify-ledger")).json()
+    assert (dropped["ok"], dropped["first_bad"]) == (False, 2)
+    assert dropped["detail"] == "entry 2 is missing"
+
+
+async def test_expire_caches_deletes_only_expired_documents(api: Api) -> None:
+    storage = api.platform.storage
+    now = utcnow()
+    await storage.put_value("cache", "old", {"v": 1}, expires_at=now - timedelta(seconds=1))
+    await storage.put_value("mirror", "older", {"v": 2}, expires_at=now - timedelta(days=1))
+    await storage.put_value("cache", "new", {"v": 3}, expires_at=now + timedelta(hours=1))
+    await storage.put_value("cache", "forever", {"v": 4})
+
+    response = await api.client.post("/maintenance/expire-caches")
+
+    assert response.json() == {"expired": 2}
+    assert await storage.get_value("cache", "new") == {"v": 3}
+    assert await storage.get_value("cache", "forever") == {"v": 4}
+    assert (await api.client.post("/maintenance/expire-caches")).json() == {"expired": 0}
+
+
+@pytest.mark.parametrize("path", ["archive-idle", "verify-ledger", "expire-caches"])
+async def test_maintenance_is_for_the_admin_and_the_runners_only(
+    api: Api, path: str, tmp_path: Path
+) -> None:
+    idle = await api.new_session()
+    size = await api.ledger_size()
+    body = assert_problem(await api.other.post(f"/maintenance/{path}"), 403)
+    assert "admin or runner role" in str(body["detail"])
+    assert_problem(await api.client.post(f"/maintenance/{path}", headers={"X-API-Key": ""}), 401)
+    assert await api.ledger_size() == size
+    assert await _state(api, idle) is SessionState.ACTIVE
+
+    runner_key = (tmp_path / "home" / "runner.key").read_text().strip()
+    as_runner = await api.client.post(f"/maintenance/{path}", headers={"X-API-Key": runner_key})
+    assert as_runner.status_code == 200, as_runner.text
+
+
+@pytest.fixture(scope="module")
+def prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    with PrefectServer(home=tmp_path_factory.mktemp("prefect"), ui=False) as running:
+        yield running
+
+
+def test_the_flows_call_the_platform_and_fail_on_a_broken_ledger(
+    prefect: PrefectServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(
+        environ={},
+        home=str(tmp_path / "home"),
+        admin_api_key=ADMIN_KEY,
+        storage__url=f"sqlite:///{tmp_path / 'limit.db'}",
+    )
+    with live_server(settings) as platform, temporary_settings({PREFECT_API_URL: prefect.api_url}):
+        monkeypatch.setenv("LIMIT_API_URL", platform.url)
+        monkeypatch.setenv(
+            "LIMIT_RUNNER_API_KEY", (tmp_path / "home" / "runner.key").read_text().strip()
+        )
+        headers = {"X-API-Key": ADMIN_KEY}
+        created = httpx.post(f"{platform.url}/sessions", json={"config": {}}, headers=headers)
+        assert created.status_code == 201
+
+        assert asyncio.run(archive_idle_sessions(idle_days=30)) == {"archived": [], "skipped": []}
+        assert asyncio.run(expire_caches()) == {"expired": 0}
+        assert asyncio.run(verify_ledger())["ok"] is True
+
+        _tamper(tmp_path / "limit.db", SET_ACTOR, 0)
+        state = asyncio.run(verify_ledger(return_state=True))
+        assert state.is_failed()
+        with pytest.raises(LedgerVerificationFailed, match="breaks at entry 0"):
+            state.result()
+        APILogHandler().flush()  # the runs' logs go to this server, before it stops

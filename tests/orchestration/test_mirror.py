@@ -1,0 +1,406 @@
+"""The Prefect mirror against a real Prefect server (one per module, restarted once).
+
+The platform runs in this process on memory or SQLite storage and is driven through
+its services; what the mirror made is read back through Prefect's own client.  The
+server's task-run recorder turns the mirror's events into task runs asynchronously,
+so task-run assertions poll until the expected runs are there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
+from prefect.client.schemas.objects import TaskRun
+
+from limit_graph.core.models import Execution, ExecutionState, SessionConfig
+from limit_graph.core.settings import load_settings
+from limit_graph.deployments.server import PrefectServer, free_port
+from limit_graph.governance.auth import Principal
+from limit_graph.orchestration.executions import ExecuteCommand
+from limit_graph.orchestration.mirror import PrefectMirror
+from limit_graph.orchestration.platform import Platform
+
+ADMIN = Principal(name="admin", tenant="acme", roles=frozenset({"admin"}))
+MIRROR_LOG = "limit_graph.orchestration.mirror"
+T = TypeVar("T")
+
+
+@dataclass
+class Prefect:
+    """The module's Prefect server; the restart test swaps in a new process."""
+
+    server: PrefectServer
+
+    @property
+    def api_url(self) -> str:
+        return self.server.api_url
+
+
+@pytest.fixture(scope="module")
+def prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect]:
+    holder = Prefect(PrefectServer(home=tmp_path_factory.mktemp("prefect"), ui=False).start())
+    try:
+        yield holder
+    finally:
+        holder.server.stop()
+
+
+@pytest.fixture
+async def client(prefect: Prefect) -> AsyncIterator[PrefectClient]:
+    async with PrefectClient(api=prefect.api_url) as client:
+        yield client
+
+
+@asynccontextmanager
+async def running_platform(kind: str, home: Path) -> AsyncIterator[Platform]:
+    storage_type = "memory" if kind == "memory" else "database"
+    platform = await Platform.start(
+        load_settings(environ={}, home=str(home), storage__type=storage_type)
+    )
+    try:
+        yield platform
+    finally:
+        await platform.close()
+
+
+async def execute(
+    platform: Platform, session_id: uuid.UUID, agent: str, inputs: dict[str, Any], **options: Any
+) -> Execution:
+    return await platform.executions.execute(
+        ADMIN, session_id, ExecuteCommand(agent, inputs, **options)
+    )
+
+
+async def eventually(
+    read: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout_s: float = 30.0
+) -> T:
+    """Poll ``read`` until ``done`` holds for what it returned."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = await read()
+        if done(value):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"still not there after {timeout_s} s: {value!r}"[:2000])
+        await asyncio.sleep(0.25)
+
+
+async def task_runs(client: PrefectClient, flow_run_id: uuid.UUID | None) -> list[TaskRun]:
+    assert flow_run_id is not None
+    found: list[TaskRun] = []
+    while True:
+        page = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+            limit=200,
+            offset=len(found),
+        )
+        found += page
+        if len(page) < 200:
+            return found
+
+
+def counted(runs: list[TaskRun]) -> int:
+    """Executions the task runs account for: a group's ``count:`` tag, else one."""
+    total = 0
+    for run in runs:
+        counts = [int(tag.removeprefix("count:")) for tag in run.tags if tag.startswith("count:")]
+        total += counts[0] if counts else 1
+    return total
+
+
+async def backlog(mirror: PrefectMirror) -> int:
+    return mirror.backlog
+
+
+async def flow_run_of(mirror: PrefectMirror, session_id: uuid.UUID) -> uuid.UUID | None:
+    return mirror.flow_run_id(session_id)
+
+
+def execution_tag(run: TaskRun) -> str | None:
+    return next(
+        (t.removeprefix("execution:") for t in run.tags if t.startswith("execution:")), None
+    )
+
+
+async def artifacts(client: PrefectClient, flow_run_id: uuid.UUID) -> list[Any]:
+    return await client.read_artifacts(
+        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+    )
+
+
+# --- one execution, one task run ------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_sessions_are_flow_runs_and_executions_task_runs(
+    kind: str, tmp_path: Path, prefect: Prefect, client: PrefectClient
+) -> None:
+    async with running_platform(kind, tmp_path) as platform:
+        mirror = PrefectMirror(platform.storage, prefect.api_url, telemetry=platform.telemetry)
+        session = await platform.sessions.create(ADMIN, SessionConfig(), name="demo")
+        done = [await execute(platform, session.id, "echo", {"n": n}) for n in range(3)]
+        done.append(await execute(platform, session.id, "fail", {"message": "no luck"}))
+        done.append(await execute(platform, session.id, "sleep", {"seconds": 5}, timeout_s=0.05))
+        running = await execute(platform, session.id, "sleep", {"seconds": 30}, wait_s=0)
+        done.append(await platform.executions.cancel(ADMIN, session.id, running.id))
+
+        assert await mirror.run_once() > 0
+        flow_run_id = mirror.flow_run_id(session.id)
+        assert flow_run_id is not None
+        flow_run = await client.read_flow_run(flow_run_id)
+        assert flow_run.name == f"session-{session.id.hex[:8]}"
+        assert set(flow_run.tags) == {f"session:{session.id}", "tenant:acme"}
+        assert flow_run.state is not None and flow_run.state.type.value == "RUNNING"
+
+        runs = await eventually(lambda: task_runs(client, flow_run_id), lambda r: len(r) == 6)
+        by_execution = {execution_tag(run): run for run in runs}
+        expected = {
+            ExecutionState.SUCCEEDED: ("COMPLETED", "Completed"),
+            ExecutionState.FAILED: ("FAILED", "Failed"),
+            ExecutionState.TIMED_OUT: ("FAILED", "TimedOut"),
+            ExecutionState.CANCELLED: ("CANCELLED", "Cancelled"),
+        }
+        for execution in done:
+            run = by_execution[str(execution.id)]
+            assert run.state is not None
+            assert (run.state.type.value, run.state.name) == expected[execution.state]
+            assert {f"agent:{execution.agent}", "backend:local", "instance:local"} <= set(run.tags)
+            assert run.start_time == execution.started_at
+            assert run.end_time == execution.finished_at
+        assert "no luck" in (by_execution[str(done[3].id)].state.message or "")  # type: ignore[union-attr]
+
+        await platform.sessions.complete(ADMIN, session.id)
+        assert await mirror.run_once() == 1
+        flow_run = await client.read_flow_run(flow_run_id)
+        assert flow_run.state is not None and flow_run.state.type.value == "COMPLETED"
+        found = {a.type: a for a in await artifacts(client, flow_run_id)}
+        table = json.loads(found["table"].data)
+        assert sorted(row["state"] for row in table) == sorted(e.state.value for e in done)
+        assert {row["link"] for row in table} == {
+            f"/sessions/{session.id}/executions/{e.id}" for e in done
+        }
+        last = (await platform.storage.list_entries(after=-1, limit=10_000))[-1]
+        summary = found["markdown"].data
+        assert last.entry_hash in summary
+        assert f"{last.index + 1:,} entries" in summary
+        assert f"/sessions/{session.id}/results" in summary
+
+        size = await platform.storage.ledger_size()
+        assert await platform.storage.get_value("mirror", "cursor") == {"index": size - 1}
+        assert (mirror.backlog, mirror.lag_s) == (0, 0.0)
+        registry = platform.telemetry.registry
+        assert registry.get_sample_value("limit_mirror_task_runs_total", {"kind": "single"}) == 6
+        assert registry.get_sample_value("limit_mirror_backlog_entries") == 0
+        await mirror.close()
+
+
+# --- over budget: groups --------------------------------------------------------------
+
+
+async def test_over_budget_executions_are_grouped_and_all_counted(
+    tmp_path: Path, prefect: Prefect, client: PrefectClient
+) -> None:
+    async with running_platform("memory", tmp_path) as platform:
+        mirror = PrefectMirror(
+            platform.storage, prefect.api_url, telemetry=platform.telemetry, task_runs_per_s=4
+        )
+        first = await platform.sessions.create(ADMIN, SessionConfig())
+        second = await platform.sessions.create(ADMIN, SessionConfig())
+        for n in range(40):
+            await execute(platform, first.id, "echo", {"n": n})
+        for _ in range(3):
+            await execute(platform, first.id, "fail", {})
+        for n in range(25):
+            await execute(platform, second.id, "echo", {"n": n})
+        lone = await execute(platform, second.id, "sleep", {"seconds": 5}, timeout_s=0.05)
+        assert await mirror.run_once() == await platform.storage.ledger_size()
+
+        runs = await eventually(
+            lambda: task_runs(client, mirror.flow_run_id(first.id)), lambda r: len(r) == 2
+        )
+        assert {(run.name, counted([run])) for run in runs} == {
+            ("echo ×40 succeeded", 40),
+            ("fail ×3 failed", 3),
+        }
+        for run in runs:
+            agent = run.name.split()[0]
+            assert {"grouped", f"agent:{agent}", f"results:/sessions/{first.id}/results"} <= set(
+                run.tags
+            )
+        echo = next(run for run in runs if run.name.startswith("echo"))
+        page = await platform.storage.list_executions(
+            first.id, state=ExecutionState.SUCCEEDED, limit=100, cursor=None
+        )
+        executions = page.items
+        assert echo.start_time == min(e.started_at for e in executions if e.started_at)
+        assert echo.end_time == max(e.finished_at for e in executions if e.finished_at)
+
+        runs = await eventually(
+            lambda: task_runs(client, mirror.flow_run_id(second.id)), lambda r: len(r) == 2
+        )
+        assert counted(runs) == 26
+        single = next(run for run in runs if "grouped" not in run.tags)
+        assert execution_tag(single) == str(lone.id)
+        assert single.state is not None and single.state.name == "TimedOut"
+        registry = platform.telemetry.registry
+        assert registry.get_sample_value("limit_mirror_task_runs_total", {"kind": "grouped"}) == 3
+
+        await platform.sessions.delete(ADMIN, second.id)
+        assert await mirror.run_once() == 1
+        flow_run = await client.read_flow_run(mirror.flow_run_id(second.id))  # type: ignore[arg-type]
+        assert flow_run.state is not None and flow_run.state.type.value == "CANCELLED"
+        await mirror.close()
+
+
+# --- durability -----------------------------------------------------------------------
+
+
+async def test_a_replay_after_a_crash_changes_nothing(
+    tmp_path: Path, prefect: Prefect, client: PrefectClient
+) -> None:
+    """A crash after the mirror sent a read but before its cursor moved: the next mirror
+    re-reads exactly that read and sends the same flow run, task runs and artifacts."""
+    async with running_platform("sqlite", tmp_path) as platform:
+        first = PrefectMirror(
+            platform.storage, prefect.api_url, telemetry=platform.telemetry, task_runs_per_s=4
+        )
+        session = await platform.sessions.create(ADMIN, SessionConfig())
+        for n in range(30):
+            await execute(platform, session.id, "echo", {"n": n})
+        await execute(platform, session.id, "fail", {})
+        await platform.sessions.complete(ADMIN, session.id)
+        assert await first.run_once() > 0
+        await first.close()
+        flow_run_id = first.flow_run_id(session.id)
+        assert flow_run_id is not None
+        before = await eventually(lambda: task_runs(client, flow_run_id), lambda r: len(r) == 2)
+
+        end = await platform.storage.ledger_size() - 1
+        await platform.storage.put_value("mirror", "cursor", {"index": -1, "chunk_end": end})
+        again = PrefectMirror(
+            platform.storage, prefect.api_url, telemetry=platform.telemetry, task_runs_per_s=4
+        )
+        # written after the crash: the replay must not take them into its groups
+        marker = await platform.sessions.create(ADMIN, SessionConfig())
+        await execute(platform, marker.id, "echo", {})
+        assert await again.run_once() == end + 1
+        assert again.flow_run_id(session.id) == flow_run_id
+        assert await again.run_once() > 0
+        # the recorder works in order: once the later run is there, the replay was handled
+        await eventually(lambda: task_runs(client, again.flow_run_id(marker.id)), bool)
+
+        after = await task_runs(client, flow_run_id)
+        assert sorted(run.id for run in after) == sorted(run.id for run in before)
+        assert counted(after) == 31
+        assert len(await artifacts(client, flow_run_id)) == 2
+        await again.close()
+
+
+async def test_an_unreachable_prefect_is_logged_once_and_loses_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_platform("memory", tmp_path) as platform:
+        mirror = PrefectMirror(
+            platform.storage, f"http://127.0.0.1:{free_port()}/api", telemetry=platform.telemetry
+        )
+        session = await platform.sessions.create(ADMIN, SessionConfig())
+        executed = await execute(platform, session.id, "echo", {})
+        assert executed.state is ExecutionState.SUCCEEDED
+        with caplog.at_level(logging.WARNING, logger=MIRROR_LOG):
+            assert await mirror.run_once() == 0
+            assert await mirror.run_once() == 0
+        assert len([r for r in caplog.records if r.name == MIRROR_LOG]) == 1
+        assert mirror.backlog == await platform.storage.ledger_size()
+        assert mirror.lag_s > 0
+        saved = await platform.storage.get_value("mirror", "cursor")
+        assert saved is not None and saved["index"] == -1
+        await mirror.close()
+
+
+async def test_the_mirror_catches_up_after_prefect_restarts(
+    tmp_path: Path, prefect: Prefect, client: PrefectClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_platform("sqlite", tmp_path) as platform:
+        mirror = PrefectMirror(
+            platform.storage, prefect.api_url, telemetry=platform.telemetry, interval_s=0.2
+        )
+        await mirror.start()
+        session = await platform.sessions.create(ADMIN, SessionConfig())
+        for n in range(20):
+            await execute(platform, session.id, "echo", {"n": n})
+        await eventually(lambda: backlog(mirror), lambda b: b == 0)
+        flow_run_id = mirror.flow_run_id(session.id)
+        assert flow_run_id is not None
+
+        home, port = prefect.server.home, prefect.server.port
+        prefect.server.stop()
+        with caplog.at_level(logging.WARNING, logger=MIRROR_LOG):
+            while_down = [await execute(platform, session.id, "echo", {"n": n}) for n in range(300)]
+            while_down += [await execute(platform, session.id, "fail", {}) for _ in range(2)]
+            await platform.sessions.complete(ADMIN, session.id)
+            assert {e.state for e in while_down} == {
+                ExecutionState.SUCCEEDED,
+                ExecutionState.FAILED,
+            }
+            await eventually(lambda: backlog(mirror), lambda b: b > 0)
+            await asyncio.sleep(2)  # several retries while Prefect is down
+            prefect.server = PrefectServer(home=home, port=port, ui=False).start()
+            await eventually(lambda: backlog(mirror), lambda b: b == 0, 60)
+        assert len([r for r in caplog.records if r.name == MIRROR_LOG]) == 1
+
+        runs = await eventually(lambda: task_runs(client, flow_run_id), lambda r: counted(r) >= 322)
+        await asyncio.sleep(1)
+        runs = await task_runs(client, flow_run_id)
+        assert counted(runs) == 322
+        singles = [execution_tag(run) for run in runs if "grouped" not in run.tags]
+        assert len(singles) == len(set(singles))
+        flow_run = await client.read_flow_run(flow_run_id)
+        assert flow_run.state is not None and flow_run.state.type.value == "COMPLETED"
+        assert sorted(a.type for a in await artifacts(client, flow_run_id)) == [
+            "markdown",
+            "table",
+        ]
+        await mirror.close()
+
+
+async def test_the_platform_runs_a_mirror_when_prefect_is_configured(
+    tmp_path: Path, prefect: Prefect, client: PrefectClient
+) -> None:
+    off = load_settings(environ={}, home=str(tmp_path / "off"), storage__type="memory")
+    on = off.model_copy(
+        update={"prefect": off.prefect.model_copy(update={"api_url": prefect.api_url})}
+    )
+    platform = await Platform.start(off)
+    assert platform.mirror is None
+    await platform.close()
+
+    platform = await Platform.start(on)
+    try:
+        mirror = platform.mirror
+        assert mirror is not None
+        assert mirror.task_runs_per_s == on.prefect.mirror_task_runs_per_s
+        session = await platform.sessions.create(ADMIN, SessionConfig())
+        await execute(platform, session.id, "echo", {})
+        flow_run_id = await eventually(lambda: flow_run_of(mirror, session.id), bool)
+        await eventually(lambda: task_runs(client, flow_run_id), lambda r: len(r) == 1)
+        await platform.sessions.complete(ADMIN, session.id)
+    finally:
+        await platform.close()  # mirrors the completion on its way out
+    flow_run = await client.read_flow_run(flow_run_id)
+    assert flow_run.state is not None and flow_run.state.type.value == "COMPLETED"
