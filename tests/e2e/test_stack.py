@@ -137,6 +137,29 @@ def test_a_worker_runs_a_maintenance_deployment_against_the_api(stack: Stack) ->
     assert _wait_for(finished, 60, "the verify-ledger run to finish") == "COMPLETED"
 
 
+def test_remote_and_quantum_work_runs_on_runners_started_through_prefect(stack: Stack) -> None:
+    key = (stack.home / "admin.key").read_text(encoding="utf-8").strip()
+    with httpx.Client(base_url=stack.url, headers={"X-API-Key": key}, timeout=90) as client:
+        session_id = client.post("/sessions", json={}).json()["id"]
+        for backend, instance in (("remote", "remote"), ("quantum", "aer")):
+            body = {"agent": "echo", "inputs": {"on": backend}, "backend": backend, "wait_s": 60}
+            done = client.post(f"/sessions/{session_id}/execute", json=body).json()
+            assert (done["state"], done["instance"], done["result"]) == (
+                "succeeded",
+                instance,
+                {"on": backend},
+            ), done
+    flows = {f["id"]: f["name"] for f in stack.prefect_post("/flows/filter")}
+    runner_runs = [
+        run
+        for run in stack.prefect_post("/flow_runs/filter")
+        if flows.get(run["flow_id"]) == "limit-runner"
+    ]
+    pools = {tag for run in runner_runs for tag in run["tags"] if tag.startswith("pool:")}
+    assert {"pool:remote", "pool:quantum"} <= pools
+    assert all(run["state"]["type"] in ("RUNNING", "COMPLETED") for run in runner_runs)
+
+
 def test_sigint_stops_the_api_the_workers_and_the_server(stack: Stack) -> None:
     children = psutil.Process(stack.process.pid).children(recursive=True)
     commands = [" ".join(c.cmdline()) for c in children]

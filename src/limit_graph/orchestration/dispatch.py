@@ -471,6 +471,7 @@ class Dispatcher:
                 log.warning(
                     "lease of execution %s on runner %s expired", execution_id, lease.runner_id
                 )
+                self._runners.pop(lease.runner_id, None)  # not live: the supervisor replaces it
                 await self._lose(
                     await self._settled(lease), f"runner {lease.runner_id} stopped answering"
                 )
