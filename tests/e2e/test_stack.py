@@ -157,6 +157,10 @@ def test_remote_and_quantum_work_runs_on_runners_started_through_prefect(stack: 
     ]
     pools = {tag for run in runner_runs for tag in run["tags"] if tag.startswith("pool:")}
     assert {"pool:remote", "pool:quantum"} <= pools
+    assert {run["name"].rsplit("-", 1)[0] for run in runner_runs} >= {
+        "runner-remote",
+        "runner-quantum",
+    }
     assert all(run["state"]["type"] in ("RUNNING", "COMPLETED") for run in runner_runs)
 
 

@@ -29,6 +29,7 @@ from limit_graph.governance.auth import AdminKey, ensure_admin_key, ensure_runne
 __all__ = ["describe_storage", "platform_url", "prefect_ui_url", "serve"]
 
 PREFECT_CONSOLE_LOGGERS = ("uvicorn", "fastapi")
+GRACEFUL_SHUTDOWN_S = 3
 
 
 def describe_storage(settings: Settings) -> str:
@@ -144,6 +145,8 @@ def serve(
                 access_log=False,
                 ssl_certfile=settings.server.ssl_certfile,
                 ssl_keyfile=settings.server.ssl_keyfile,
+                # Runners hold long-poll claims open; do not wait out their 20 s.
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
             )
     except ConfigError as exc:
         raise CliError(str(exc)) from None

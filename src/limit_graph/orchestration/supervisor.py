@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 
 from limit_graph.core.models import BackendKind
@@ -42,6 +43,7 @@ def prefect_runner_starter(api_url: str) -> RunnerStarter:
             flow_run = await client.create_flow_run_from_deployment(
                 deployment.id,
                 parameters={"pool": pool.value, "idle_exit_s": idle_exit_s},
+                name=f"runner-{pool.value}-{uuid.uuid4().hex[:6]}",
                 tags=[f"pool:{pool.value}", "limit-runner"],
             )
         return str(flow_run.id)

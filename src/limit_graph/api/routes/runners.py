@@ -56,12 +56,17 @@ async def claim(
             body.runner_id, body.pool, body.instance, max_items=body.max, wait_s=body.wait_s
         )
     )
-    while not claiming.done():
-        await asyncio.wait({claiming}, timeout=DISCONNECT_CHECK_S)
-        if not claiming.done() and await request.is_disconnected():
-            claiming.cancel()
-            await asyncio.gather(claiming, return_exceptions=True)
-            return ClaimOut(leases=[], cancel=[])
+    try:
+        while not claiming.done():
+            await asyncio.wait({claiming}, timeout=DISCONNECT_CHECK_S)
+            if not claiming.done() and await request.is_disconnected():
+                break
+    except asyncio.CancelledError:
+        pass  # the server is shutting down: answer now, the runner claims again later
+    if not claiming.done():
+        claiming.cancel()
+        await asyncio.gather(claiming, return_exceptions=True)
+        return ClaimOut(leases=[], cancel=[])
     leases, cancel = claiming.result()
     return ClaimOut(
         leases=[
