@@ -26,8 +26,11 @@ from pathlib import Path
 
 import httpx
 
+from bench import dispatch as dispatch_bench
+from bench import mirror as mirror_bench
 from bench.inprocess import measure_inprocess
 from bench.loadgen import LoadResult, build_request, run_load
+from limit_graph.deployments.server import PrefectServer
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-admin-key-0123456789abcdef"
@@ -99,6 +102,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per row; the median is kept")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--inprocess-calls", type=int, default=5000)
+    parser.add_argument("--latency-n", type=int, default=200, help="dispatch latency samples")
+    parser.add_argument("--backlog", type=int, default=20_000, help="executions drained")
+    parser.add_argument("--deployment-runs", type=int, default=10)
+    parser.add_argument("--task-runs", type=int, default=500)
+    parser.add_argument("--mirror-seconds", type=int, default=60)
+    parser.add_argument("--mirror-rate", type=int, default=1000, help="executions per second")
+    parser.add_argument("--sessions", type=int, default=500, help="sessions in the burst")
+    parser.add_argument("--paced-rate", type=float, default=30.0, help="sessions per second")
+    parser.add_argument(
+        "--no-prefect", action="store_true", help="skip the rows that need a Prefect server"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="limit-bench-"))
@@ -161,8 +175,27 @@ def main() -> None:
             args,
         )
         check = httpx.get(f"{base}/sessions/{sid}/status", headers=auth).json()["counts"]
+    mirrored: LoadResult | None = None
+    if not args.no_prefect:
+        mirror_port = free_port()
+        with PrefectServer(workdir / "prefect-http", ui=False) as prefect_server:
+            mirror_env = {**env, "PREFECT_API_URL": prefect_server.api_url}
+            mirror_env["LIMIT_HOME"] = str(workdir / "home-mirror")
+            command = [limit, "up", "--no-prefect", "--bind", f"127.0.0.1:{mirror_port}"]
+            with serve(command, mirror_port, mirror_env, workdir):
+                mirrored = drive(
+                    mirror_port,
+                    [
+                        build_request(
+                            "POST", "127.0.0.1", mirror_port, "/sessions", auth, b'{"config": {}}'
+                        )
+                    ],
+                    args,
+                )
     say(row("platform `GET /health`", health, bare))
     say(row("platform `POST /sessions`", created, bare))
+    if mirrored is not None:
+        say(row("platform `POST /sessions`, Prefect mirror on", mirrored, bare))
     say(row("platform `POST /sessions/{id}/execute` (echo, local, sync)", execute, bare))
     say("")
     say(f"Executions recorded as succeeded during the run: {check['succeeded']:,}.")
@@ -178,6 +211,25 @@ def main() -> None:
             f"{ordered[int(len(ordered) * 0.99)] * 1e6:,.0f} | "
             f"{statistics.fmean(ordered) * 1e6:,.0f} |"
         )
+    if not args.no_prefect:
+        say("")
+        platform_rows = dispatch_bench.measure_platform(
+            workdir / "dispatch", args.latency_n, args.backlog
+        )
+        prefect_rows = dispatch_bench.measure_prefect(
+            workdir / "native", args.deployment_runs, args.task_runs
+        )
+        for line in dispatch_bench.rows(platform_rows, prefect_rows):
+            say(line)
+        say("")
+        mirror_args = argparse.Namespace(
+            seconds=args.mirror_seconds,
+            rate=args.mirror_rate,
+            sessions=args.sessions,
+            paced_rate=args.paced_rate,
+            storage="database",
+        )
+        say(asyncio.run(mirror_bench.run(mirror_args)))
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
     (results / "latest.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -265,7 +265,8 @@ def _table(m: dict[str, Any], s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def _main(args: argparse.Namespace) -> str:
+async def run(args: argparse.Namespace) -> str:
+    """Both measurements on a Prefect server of their own; the markdown table."""
     with tempfile.TemporaryDirectory(prefix="limit-bench-prefect-") as tmp:
         server = await asyncio.to_thread(PrefectServer(home=Path(tmp), ui=False).start)
         try:
@@ -290,7 +291,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=500, help="sessions in the burst")
     parser.add_argument("--paced-rate", type=float, default=30.0, help="sessions per second")
     parser.add_argument("--storage", choices=["database", "memory"], default="database")
-    print(asyncio.run(_main(parser.parse_args())))
+    print(asyncio.run(run(parser.parse_args())))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import pytest
 
 from limit_graph.api import create_app
 from limit_graph.core.settings import load_settings
-from limit_graph.flows.runner import RunnerLoop
+from limit_graph.flows.runner import RunnerLoop, report_slices
 from limit_graph.governance.auth import Principal
 from limit_graph.orchestration.platform import Platform
 from tests.api.conftest import assert_problem
@@ -364,3 +364,22 @@ async def test_an_expired_lease_goes_to_another_runner_as_the_next_attempt(
         )
         assert late.json()["duplicates"] == [] and len(late.json()["rejected"]) == 1
         assert (await s.actions(execution_id)).count("execution.succeeded") == 1
+
+
+def test_reports_are_sliced_to_what_the_api_takes() -> None:
+    small = [{"execution_id": str(uuid.uuid4()), "attempt": 1, "state": "succeeded"}] * 1200
+    assert [len(part) for part in report_slices(small)] == [500, 500, 200]
+    big = {"execution_id": "e", "attempt": 1, "state": "succeeded", "result": "x" * 200_000}
+    assert [len(part) for part in report_slices([big] * 5)] == [2, 2, 1]  # ~512 KiB each
+
+
+async def test_a_result_too_large_to_report_is_recorded_failed(tmp_path: Path) -> None:
+    async with stack(tmp_path, server__max_body_bytes=2_000_000) as s, running(s.runner()):
+        session_id = await s.session()
+        response = await s.execute(
+            session_id, agent="echo", inputs={"blob": "x" * 1_000_000}, backend="remote"
+        )
+        execution = response.json()
+        assert execution["state"] == "failed", execution["state"]
+        assert execution["error"]["type"] == "ResultTooLarge"
+        assert "1,000,218 bytes" in execution["error"]["message"]

@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import os
 import random
 import signal
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +43,10 @@ log = logging.getLogger("limit_graph.runner")
 
 CLAIM_WAIT_S = 20.0
 REPORT_DELAY_S = 0.002
+REPORT_MAX_ITEMS = 500
+REPORT_MAX_BYTES = 512 * 1024
+RESULT_MAX_BYTES = 900 * 1024
+"""The API takes request bodies of up to 1 MiB by default ([server] max_body_bytes)."""
 RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -54,6 +60,35 @@ class RunnerRefused(Exception):
             detail = response.text
         super().__init__(f"{path}: {response.status_code} {detail}")
         self.status_code = response.status_code
+
+
+def report_slices(results: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Results in requests the API takes: at most REPORT_MAX_ITEMS and about
+    REPORT_MAX_BYTES each; a result too large for any request is reported failed."""
+    part: list[dict[str, Any]] = []
+    size = 0
+    for item in results:
+        encoded = len(json.dumps(item, separators=(",", ":")))
+        if encoded > RESULT_MAX_BYTES:
+            item = {
+                **item,
+                "state": ExecutionState.FAILED.value,
+                "result": None,
+                "error": {
+                    "type": "ResultTooLarge",
+                    "message": f"the result is {encoded:,} bytes of JSON; the platform takes "
+                    f"at most {RESULT_MAX_BYTES:,}",
+                    "retryable": False,
+                },
+            }
+            encoded = 512
+        if part and (len(part) >= REPORT_MAX_ITEMS or size + encoded > REPORT_MAX_BYTES):
+            yield part
+            part, size = [], 0
+        part.append(item)
+        size += encoded
+    if part:
+        yield part
 
 
 @dataclass
@@ -295,27 +330,26 @@ class RunnerLoop:
             await asyncio.sleep(REPORT_DELAY_S)  # let a burst of results share one request
             self._results_ready.clear()
             batch, self._results = self._results, []
-            if batch:
-                try:
-                    answer = await self._post(
-                        "/runners/report", {"runner_id": self.runner_id, "results": batch}
-                    )
-                except (ConnectionError, RunnerRefused) as exc:
-                    log.error(
-                        "could not report %d results (%s); their leases will expire and the "
-                        "executions run again",
-                        len(batch),
-                        exc,
-                    )
-                else:
-                    for rejected in answer.get("rejected", []):
-                        log.warning(
-                            "result of %s rejected: %s",
-                            rejected["execution_id"],
-                            rejected["reason"],
-                        )
+            for part in report_slices(batch):
+                await self._report(part)
             if self._stopping.is_set() and not self._active and not self._results:
                 return
+
+    async def _report(self, results: list[dict[str, Any]]) -> None:
+        try:
+            answer = await self._post(
+                "/runners/report", {"runner_id": self.runner_id, "results": results}
+            )
+        except (ConnectionError, RunnerRefused) as exc:
+            log.error(
+                "could not report %d results (%s); their leases will expire and the "
+                "executions run again",
+                len(results),
+                exc,
+            )
+            return
+        for rejected in answer.get("rejected", []):
+            log.warning("result of %s rejected: %s", rejected["execution_id"], rejected["reason"])
 
     async def _heartbeat_forever(self) -> None:
         while True:
