@@ -383,3 +383,15 @@ async def test_a_result_too_large_to_report_is_recorded_failed(tmp_path: Path) -
         assert execution["state"] == "failed", execution["state"]
         assert execution["error"]["type"] == "ResultTooLarge"
         assert "1,000,218 bytes" in execution["error"]["message"]
+
+
+async def test_an_allow_cached_input_asks_for_the_cache_too(tmp_path: Path) -> None:
+    async with stack(tmp_path) as s:
+        session_id = await s.session()
+        first = await s.execute(session_id, agent="echo", inputs={"q": 1, "allow_cached": True})
+        second = await s.execute(session_id, agent="echo", inputs={"q": 1, "allow_cached": True})
+        unseen = await s.execute(session_id, agent="echo", inputs={"q": 2, "allow_cached": True})
+        assert first.json()["cache_hit"] is False
+        assert second.json()["cache_hit"] is True
+        assert second.json()["cached_from"] == first.json()["id"]
+        assert unseen.json()["cache_hit"] is False

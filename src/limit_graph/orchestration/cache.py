@@ -1,11 +1,13 @@
 """The result cache of deterministic agents.
 
-A request that allows it (``allow_cached``) is answered from an earlier successful
-execution with the same key: the SHA-256 of the agent, its version, the canonical
-JSON of the inputs and the target (the backend kind, and the ``target`` input where
-an agent has one, e.g. a quantum device).  The hit is a new execution of its own,
-``cache_hit`` and ``cached_from`` the original, recorded in the ledger like any
-other; entries live in the store's bookkeeping table and expire after ``ttl_s``.
+A request that allows it (``allow_cached`` in the request, or among the inputs of an
+agent that takes it, such as ``quantum.sample``) is answered from an earlier
+successful execution with the same key: the SHA-256 of the agent, its version, the
+canonical JSON of the inputs (``allow_cached`` left out) and the target (the backend
+kind, and the ``target`` input where an agent has one, e.g. a quantum device).  The
+hit is a new execution of its own, ``cache_hit`` and ``cached_from`` the original,
+recorded in the ledger like any other; entries live in the store's bookkeeping table
+and expire after ``ttl_s``.
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ def cache_key(agent: AgentSpec, inputs: dict[str, Any], backend: BackendKind) ->
     64
     """
     target = inputs.get("target") if isinstance(inputs.get("target"), str) else None
+    asked = {k: v for k, v in inputs.items() if k != "allow_cached"}
     return sha256_hex(
         {
             "agent": agent.name,
             "version": agent.version,
-            "inputs": inputs,
+            "inputs": asked,
             "backend": backend.value,
             "target": target,
         }

@@ -225,7 +225,9 @@ class ExecutionService:
 
     @staticmethod
     def _cacheable(agent: AgentSpec, command: ExecuteCommand) -> bool:
-        return command.allow_cached and agent.deterministic and not command.fan_out
+        """Asked for by the request, or by an agent's own ``allow_cached`` input."""
+        asked = command.allow_cached or command.inputs.get("allow_cached") is True
+        return asked and agent.deterministic and not command.fan_out
 
     @staticmethod
     def _inline(agent: AgentSpec, command: ExecuteCommand) -> bool:

@@ -58,14 +58,21 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import httpx
 
-from limit_graph.core.models import ExecutionState, ProvenanceEntry, utcnow
+from limit_graph.core.models import ProvenanceEntry, utcnow
+from limit_graph.orchestration.mirror_views import (
+    TABLE_ROWS,
+    FinishedExecution,
+    MirroredTaskRun,
+    execution_rows,
+    summary_markdown,
+)
 from limit_graph.orchestration.telemetry import Telemetry
 from limit_graph.storage.base import Storage
 
@@ -78,7 +85,6 @@ NAMESPACE = "mirror"
 CURSOR_KEY = "cursor"
 FLOW_RUNS = "mirror-flow-runs"
 """Bookkeeping namespace: session id → its flow run id, for the API's sessions."""
-TABLE_ROWS = 1000
 EVENTS_PER_REQUEST = 1000
 MAX_BACKOFF_S = 5.0
 CLOSE_TIMEOUT_S = 5.0
@@ -86,19 +92,6 @@ FLOW_RUNS_REMEMBERED = 100_000
 BUSY_RETRIES = 4
 BUSY_CODES = frozenset({408, 429, 502, 503})
 
-_IDS = uuid.UUID("6c1d2f4e-8a57-4d0b-9a53-1f0c7e2b9d41")  # uuid5 namespace of mirrored ids
-
-FINAL_ACTIONS = frozenset(
-    {
-        "execution.succeeded",
-        "execution.failed",
-        "execution.timed_out",
-        "execution.cancelled",
-        "execution.cache_hit",
-        "execution.restored",
-    }
-)
-FINAL_STATES = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
 SESSION_ACTIONS = frozenset(
     {
         "session.created",
@@ -109,14 +102,6 @@ SESSION_ACTIONS = frozenset(
     }
 )
 
-# execution state (``cached``: a cache hit) -> Prefect state type and name
-TASK_STATES: dict[str, tuple[str, str]] = {
-    "succeeded": ("COMPLETED", "Completed"),
-    "cached": ("COMPLETED", "Cached"),
-    "failed": ("FAILED", "Failed"),
-    "timed_out": ("FAILED", "TimedOut"),
-    "cancelled": ("CANCELLED", "Cancelled"),
-}
 # session state -> Prefect state type and name of its flow run
 FLOW_STATES: dict[str, tuple[str, str]] = {
     "active": ("RUNNING", "Running"),
@@ -128,166 +113,6 @@ FLOW_STATES: dict[str, tuple[str, str]] = {
 
 class _Unavailable(Exception):
     """Prefect did not take a request (down, busy, or refused it); retried later."""
-
-
-@dataclass(frozen=True)
-class _Final:
-    """A finished execution as its ledger entry recorded it."""
-
-    session_id: uuid.UUID
-    execution_id: uuid.UUID
-    agent: str
-    version: str
-    backend: str
-    instance: str
-    label: str
-    attempts: int
-    start: datetime
-    end: datetime
-    error: str | None
-
-    @classmethod
-    def parse(cls, entry: ProvenanceEntry) -> _Final | None:
-        doc = entry.payload
-        if entry.action not in FINAL_ACTIONS or doc.get("state") not in FINAL_STATES:
-            return None
-        end = datetime.fromisoformat(doc["finished_at"] or entry.timestamp.isoformat())
-        error = doc.get("error")
-        return cls(
-            session_id=uuid.UUID(doc["session_id"]),
-            execution_id=uuid.UUID(doc["id"]),
-            agent=doc["agent"],
-            version=doc.get("agent_version", ""),
-            backend=doc["backend"],
-            instance=doc["instance"],
-            label="cached" if doc.get("cache_hit") else doc["state"],
-            attempts=max(1, int(doc.get("attempts") or 1)),
-            start=datetime.fromisoformat(doc["started_at"]) if doc.get("started_at") else end,
-            end=end,
-            error=f"{error['type']}: {error['message']}"[:2000] if error else None,
-        )
-
-    @property
-    def group(self) -> tuple[uuid.UUID, str, str, str, str]:
-        return (self.session_id, self.agent, self.backend, self.instance, self.label)
-
-
-@dataclass(frozen=True)
-class _TaskRun:
-    """One task run to show: a single execution or a group of them."""
-
-    id: uuid.UUID
-    session_id: uuid.UUID
-    name: str
-    task_key: str
-    dynamic_key: str
-    version: str
-    tags: list[str]
-    label: str
-    message: str | None
-    start: datetime
-    end: datetime
-    run_count: int
-    grouped: bool
-
-    @classmethod
-    def single(cls, final: _Final) -> _TaskRun:
-        key = f"{final.execution_id}:{final.attempts}"
-        return cls(
-            id=uuid.uuid5(_IDS, key),
-            session_id=final.session_id,
-            name=f"{final.agent}-{final.execution_id.hex[:8]}",
-            task_key=f"limit.{final.agent}",
-            dynamic_key=key,
-            version=final.version,
-            tags=[*_where(final), f"execution:{final.execution_id}"],
-            label=final.label,
-            message=final.error,
-            start=final.start,
-            end=final.end,
-            run_count=final.attempts,
-            grouped=False,
-        )
-
-    @classmethod
-    def group_of(cls, finals: Sequence[_Final], chunk_end: int) -> _TaskRun:
-        first = finals[0]
-        if len(finals) == 1:
-            return cls.single(first)
-        session_id, agent, backend, instance, label = first.group
-        key = f"group:{chunk_end}:{backend}:{instance}:{label}"
-        start, end = min(f.start for f in finals), max(f.end for f in finals)
-        state = "succeeded" if label == "cached" else label
-        results = f"/sessions/{session_id}/results"
-        return cls(
-            id=uuid.uuid5(_IDS, f"{session_id}:{agent}:{key}"),
-            session_id=session_id,
-            name=f"{agent} ×{len(finals)} {label}",
-            task_key=f"limit.{agent}",
-            dynamic_key=key,
-            version=first.version,
-            tags=[*_where(first), "grouped", f"count:{len(finals)}", f"results:{results}"],
-            label=label,
-            message=(
-                f"{len(finals)} executions of {agent} on {backend}/{instance} ended {label} "
-                f"between {start.isoformat()} and {end.isoformat()}; "
-                f"each one is at {results}?state={state}"
-            ),
-            start=start,
-            end=end,
-            run_count=1,
-            grouped=True,
-        )
-
-    def event(self, flow_run_id: uuid.UUID) -> dict[str, Any]:
-        """The ``prefect.task-run.*`` event the server's task-run recorder turns into this run."""
-        state_type, state_name = TASK_STATES[self.label]
-        return {
-            "id": str(uuid.uuid5(_IDS, f"event:{self.id}")),
-            "occurred": self.end.isoformat(),
-            "event": f"prefect.task-run.{state_name}",
-            "resource": {
-                "prefect.resource.id": f"prefect.task-run.{self.id}",
-                "prefect.resource.name": self.name,
-                "prefect.state-name": state_name,
-                "prefect.state-type": state_type,
-                "prefect.orchestration": "client",
-            },
-            "related": [
-                {
-                    "prefect.resource.id": f"prefect.flow-run.{flow_run_id}",
-                    "prefect.resource.role": "flow-run",
-                }
-            ],
-            "payload": {
-                "intended": {"from": None, "to": state_type},
-                "initial_state": None,
-                "validated_state": {
-                    "type": state_type,
-                    "name": state_name,
-                    "message": self.message,
-                    "state_details": {},
-                    "data": None,
-                },
-                "task_run": {
-                    "name": self.name,
-                    "task_key": self.task_key,
-                    "dynamic_key": self.dynamic_key,
-                    "task_version": self.version,
-                    "tags": self.tags,
-                    "run_count": self.run_count,
-                    "flow_run_run_count": 1,
-                    "expected_start_time": self.start.isoformat(),
-                    "start_time": self.start.isoformat(),
-                    "end_time": self.end.isoformat(),
-                    "total_run_time": (self.end - self.start).total_seconds(),
-                },
-            },
-        }
-
-
-def _where(final: _Final) -> list[str]:
-    return [f"agent:{final.agent}", f"backend:{final.backend}", f"instance:{final.instance}"]
 
 
 Step = Callable[[], Awaitable[None]]
@@ -502,14 +327,14 @@ class PrefectMirror:
 
     def _plan(self, chunk: _Chunk) -> _Chunk:
         """Flow runs first, then task runs (grouped when over budget), then session states."""
-        finals: list[_Final] = []
+        finals: list[FinishedExecution] = []
         sessions: list[ProvenanceEntry] = []
         for entry in chunk.entries:
             if entry.session_id is None:
                 continue
             if entry.resource_type == "session" and entry.action in SESSION_ACTIONS:
                 sessions.append(entry)
-            elif entry.resource_type == "execution" and (final := _Final.parse(entry)):
+            elif entry.resource_type == "execution" and (final := FinishedExecution.parse(entry)):
                 finals.append(final)
         runs = self._task_runs(finals, chunk.end)
         chunk.task_runs = len(runs)
@@ -528,13 +353,13 @@ class PrefectMirror:
                     chunk.steps.append(step)
         return chunk
 
-    def _task_runs(self, finals: list[_Final], chunk_end: int) -> list[_TaskRun]:
+    def _task_runs(self, finals: list[FinishedExecution], chunk_end: int) -> list[MirroredTaskRun]:
         if len(finals) <= max(1.0, self.task_runs_per_s * self.interval_s):
-            return [_TaskRun.single(f) for f in finals]
-        groups: dict[tuple[uuid.UUID, str, str, str, str], list[_Final]] = {}
+            return [MirroredTaskRun.single(f) for f in finals]
+        groups: dict[tuple[uuid.UUID, str, str, str, str], list[FinishedExecution]] = {}
         for final in finals:
             groups.setdefault(final.group, []).append(final)
-        return [_TaskRun.group_of(group, chunk_end) for group in groups.values()]
+        return [MirroredTaskRun.group_of(group, chunk_end) for group in groups.values()]
 
     # --- Prefect requests -------------------------------------------------------------------
 
@@ -596,7 +421,7 @@ class PrefectMirror:
         assert entry.session_id is not None
         await self._flow_run(entry.session_id, entry.payload)
 
-    async def _send(self, runs: list[_TaskRun]) -> None:
+    async def _send(self, runs: list[MirroredTaskRun]) -> None:
         events = [run.event(await self._flow_run(run.session_id)) for run in runs]
         await self._call("POST", "events", events)
         grouped = sum(run.grouped for run in runs)
@@ -642,26 +467,10 @@ class PrefectMirror:
             page = await self.storage.list_executions(
                 session_id, state=None, limit=TABLE_ROWS, cursor=None
             )
-            data: str = json.dumps(
-                [
-                    {
-                        "agent": e.agent,
-                        "backend": e.backend.value,
-                        "instance": e.instance,
-                        "state": e.state.value,
-                        "duration_s": (
-                            round((e.finished_at - e.started_at).total_seconds(), 6)
-                            if e.started_at and e.finished_at
-                            else None
-                        ),
-                        "link": f"/sessions/{session_id}/executions/{e.id}",
-                    }
-                    for e in page.items
-                ]
-            )
+            data: str = json.dumps(execution_rows(page.items))
             description += f"; the first {shown:,} of {total:,} executions, all at {results}"
         else:
-            data = _summary(entry, counts, shown)
+            data = summary_markdown(entry, counts, shown)
         key = f"limit-session-{session_id}-{'executions' if kind == 'table' else 'summary'}"
         if replayed and await self._published(key, flow_run_id, description):
             return
@@ -682,30 +491,3 @@ class PrefectMirror:
             {"artifacts": {"key": {"any_": [key]}, "flow_run_id": {"any_": [str(flow_run_id)]}}},
         )
         return any(a.get("description") == description for a in found.json())
-
-
-def _summary(
-    entry: ProvenanceEntry, counts: dict[tuple[ExecutionState, str], int], shown: int
-) -> str:
-    """Markdown: counts by backend and state, the ledger at that point, where results are."""
-    session_id = entry.session_id
-    states = sorted({state.value for state, _ in counts})
-    by_cell = {(backend, state.value): n for (state, backend), n in counts.items()}
-    total = sum(counts.values())
-    lines = [
-        f"# Session {entry.payload.get('name', session_id)}: {entry.payload['state']}",
-        "",
-        f"{total:,} executions; the table artifact lists the first {shown:,} "
-        f"(at most {TABLE_ROWS:,}); every one is at `/sessions/{session_id}/results`.",
-        "",
-        "| backend | " + " | ".join(states) + " |",
-        "| --- |" + " ---: |" * len(states),
-    ]
-    for backend in sorted({backend for _, backend in counts}):
-        cells = [f"{by_cell.get((backend, state), 0):,}" for state in states]
-        lines.append(f"| {backend} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        f"Ledger at this point: {entry.index + 1:,} entries; last entry hash `{entry.entry_hash}`.",
-    ]
-    return "\n".join(lines)

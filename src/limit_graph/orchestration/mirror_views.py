@@ -1,0 +1,261 @@
+"""What the Prefect mirror shows: task runs for executions, artifacts for sessions.
+
+A finished execution's ledger entry becomes a :class:`FinishedExecution`; one of them,
+or a group of them (same session, agent, backend, instance and final state), becomes
+a :class:`MirroredTaskRun`, sent to Prefect as a ``prefect.task-run.*`` event which the
+server's task-run recorder turns into a task run.  Ids are uuid5 of the execution id
+and attempt (or of the group's key), so sending the same run twice changes nothing.
+A completed session gets a table of its executions (the first :data:`TABLE_ROWS`) and
+a markdown summary.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from limit_graph.core.models import Execution, ExecutionState, ProvenanceEntry
+
+__all__ = [
+    "FINAL_ACTIONS",
+    "TABLE_ROWS",
+    "TASK_STATES",
+    "FinishedExecution",
+    "MirroredTaskRun",
+    "execution_rows",
+    "summary_markdown",
+    "where_tags",
+]
+
+TABLE_ROWS = 1000
+
+_IDS = uuid.UUID("6c1d2f4e-8a57-4d0b-9a53-1f0c7e2b9d41")  # uuid5 namespace of mirrored ids
+
+FINAL_ACTIONS = frozenset(
+    {
+        "execution.succeeded",
+        "execution.failed",
+        "execution.timed_out",
+        "execution.cancelled",
+        "execution.cache_hit",
+        "execution.restored",
+    }
+)
+FINAL_STATES = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
+# execution state (``cached``: a cache hit) -> Prefect state type and name
+TASK_STATES: dict[str, tuple[str, str]] = {
+    "succeeded": ("COMPLETED", "Completed"),
+    "cached": ("COMPLETED", "Cached"),
+    "failed": ("FAILED", "Failed"),
+    "timed_out": ("FAILED", "TimedOut"),
+    "cancelled": ("CANCELLED", "Cancelled"),
+}
+
+
+@dataclass(frozen=True)
+class FinishedExecution:
+    """A finished execution as its ledger entry recorded it."""
+
+    session_id: uuid.UUID
+    execution_id: uuid.UUID
+    agent: str
+    version: str
+    backend: str
+    instance: str
+    label: str
+    attempts: int
+    start: datetime
+    end: datetime
+    error: str | None
+
+    @classmethod
+    def parse(cls, entry: ProvenanceEntry) -> FinishedExecution | None:
+        doc = entry.payload
+        if entry.action not in FINAL_ACTIONS or doc.get("state") not in FINAL_STATES:
+            return None
+        end = datetime.fromisoformat(doc["finished_at"] or entry.timestamp.isoformat())
+        error = doc.get("error")
+        return cls(
+            session_id=uuid.UUID(doc["session_id"]),
+            execution_id=uuid.UUID(doc["id"]),
+            agent=doc["agent"],
+            version=doc.get("agent_version", ""),
+            backend=doc["backend"],
+            instance=doc["instance"],
+            label="cached" if doc.get("cache_hit") else doc["state"],
+            attempts=max(1, int(doc.get("attempts") or 1)),
+            start=datetime.fromisoformat(doc["started_at"]) if doc.get("started_at") else end,
+            end=end,
+            error=f"{error['type']}: {error['message']}"[:2000] if error else None,
+        )
+
+    @property
+    def group(self) -> tuple[uuid.UUID, str, str, str, str]:
+        return (self.session_id, self.agent, self.backend, self.instance, self.label)
+
+
+@dataclass(frozen=True)
+class MirroredTaskRun:
+    """One task run to show: a single execution or a group of them."""
+
+    id: uuid.UUID
+    session_id: uuid.UUID
+    name: str
+    task_key: str
+    dynamic_key: str
+    version: str
+    tags: list[str]
+    label: str
+    message: str | None
+    start: datetime
+    end: datetime
+    run_count: int
+    grouped: bool
+
+    @classmethod
+    def single(cls, final: FinishedExecution) -> MirroredTaskRun:
+        key = f"{final.execution_id}:{final.attempts}"
+        return cls(
+            id=uuid.uuid5(_IDS, key),
+            session_id=final.session_id,
+            name=f"{final.agent}-{final.execution_id.hex[:8]}",
+            task_key=f"limit.{final.agent}",
+            dynamic_key=key,
+            version=final.version,
+            tags=[*where_tags(final), f"execution:{final.execution_id}"],
+            label=final.label,
+            message=final.error,
+            start=final.start,
+            end=final.end,
+            run_count=final.attempts,
+            grouped=False,
+        )
+
+    @classmethod
+    def group_of(cls, finals: Sequence[FinishedExecution], chunk_end: int) -> MirroredTaskRun:
+        first = finals[0]
+        if len(finals) == 1:
+            return cls.single(first)
+        session_id, agent, backend, instance, label = first.group
+        key = f"group:{chunk_end}:{backend}:{instance}:{label}"
+        start, end = min(f.start for f in finals), max(f.end for f in finals)
+        state = "succeeded" if label == "cached" else label
+        results = f"/sessions/{session_id}/results"
+        return cls(
+            id=uuid.uuid5(_IDS, f"{session_id}:{agent}:{key}"),
+            session_id=session_id,
+            name=f"{agent} ×{len(finals)} {label}",
+            task_key=f"limit.{agent}",
+            dynamic_key=key,
+            version=first.version,
+            tags=[*where_tags(first), "grouped", f"count:{len(finals)}", f"results:{results}"],
+            label=label,
+            message=(
+                f"{len(finals)} executions of {agent} on {backend}/{instance} ended {label} "
+                f"between {start.isoformat()} and {end.isoformat()}; "
+                f"each one is at {results}?state={state}"
+            ),
+            start=start,
+            end=end,
+            run_count=1,
+            grouped=True,
+        )
+
+    def event(self, flow_run_id: uuid.UUID) -> dict[str, Any]:
+        """The ``prefect.task-run.*`` event the server's task-run recorder turns into this run."""
+        state_type, state_name = TASK_STATES[self.label]
+        return {
+            "id": str(uuid.uuid5(_IDS, f"event:{self.id}")),
+            "occurred": self.end.isoformat(),
+            "event": f"prefect.task-run.{state_name}",
+            "resource": {
+                "prefect.resource.id": f"prefect.task-run.{self.id}",
+                "prefect.resource.name": self.name,
+                "prefect.state-name": state_name,
+                "prefect.state-type": state_type,
+                "prefect.orchestration": "client",
+            },
+            "related": [
+                {
+                    "prefect.resource.id": f"prefect.flow-run.{flow_run_id}",
+                    "prefect.resource.role": "flow-run",
+                }
+            ],
+            "payload": {
+                "intended": {"from": None, "to": state_type},
+                "initial_state": None,
+                "validated_state": {
+                    "type": state_type,
+                    "name": state_name,
+                    "message": self.message,
+                    "state_details": {},
+                    "data": None,
+                },
+                "task_run": {
+                    "name": self.name,
+                    "task_key": self.task_key,
+                    "dynamic_key": self.dynamic_key,
+                    "task_version": self.version,
+                    "tags": self.tags,
+                    "run_count": self.run_count,
+                    "flow_run_run_count": 1,
+                    "expected_start_time": self.start.isoformat(),
+                    "start_time": self.start.isoformat(),
+                    "end_time": self.end.isoformat(),
+                    "total_run_time": (self.end - self.start).total_seconds(),
+                },
+            },
+        }
+
+
+def where_tags(final: FinishedExecution) -> list[str]:
+    return [f"agent:{final.agent}", f"backend:{final.backend}", f"instance:{final.instance}"]
+
+
+def execution_rows(executions: Sequence[Execution]) -> list[dict[str, Any]]:
+    """The rows of a session's table artifact."""
+    return [
+        {
+            "agent": e.agent,
+            "backend": e.backend.value,
+            "instance": e.instance,
+            "state": e.state.value,
+            "duration_s": (
+                round((e.finished_at - e.started_at).total_seconds(), 6)
+                if e.started_at and e.finished_at
+                else None
+            ),
+            "link": f"/sessions/{e.session_id}/executions/{e.id}",
+        }
+        for e in executions
+    ]
+
+
+def summary_markdown(
+    entry: ProvenanceEntry, counts: dict[tuple[ExecutionState, str], int], shown: int
+) -> str:
+    """Markdown: counts by backend and state, the ledger at that point, where results are."""
+    session_id = entry.session_id
+    states = sorted({state.value for state, _ in counts})
+    by_cell = {(backend, state.value): n for (state, backend), n in counts.items()}
+    total = sum(counts.values())
+    lines = [
+        f"# Session {entry.payload.get('name', session_id)}: {entry.payload['state']}",
+        "",
+        f"{total:,} executions; the table artifact lists the first {shown:,} "
+        f"(at most {TABLE_ROWS:,}); every one is at `/sessions/{session_id}/results`.",
+        "",
+        "| backend | " + " | ".join(states) + " |",
+        "| --- |" + " ---: |" * len(states),
+    ]
+    for backend in sorted({backend for _, backend in counts}):
+        cells = [f"{by_cell.get((backend, state), 0):,}" for state in states]
+        lines.append(f"| {backend} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Ledger at this point: {entry.index + 1:,} entries; last entry hash `{entry.entry_hash}`.",
+    ]
+    return "\n".join(lines)
