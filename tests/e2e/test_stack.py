@@ -164,6 +164,32 @@ def test_remote_and_quantum_work_runs_on_runners_started_through_prefect(stack: 
     assert all(run["state"]["type"] in ("RUNNING", "COMPLETED") for run in runner_runs)
 
 
+def test_limit_worker_joins_a_pool_from_elsewhere_and_refuses_a_dead_api(stack: Stack) -> None:
+    dead = subprocess.run(
+        [LIMIT, "worker", "--pool", "remote", "--api-url", f"http://127.0.0.1:{free_port()}",
+         "--prefect-api-url", f"{stack.prefect}/api"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert dead.returncode == 1 and "LIMIT-Graph" in dead.stderr, dead.stderr
+    assert "Traceback" not in dead.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIMIT_", "PREFECT_"))}
+    worker = subprocess.Popen(
+        [LIMIT, "worker", "--pool", "remote", "--api-url", stack.url,
+         "--prefect-api-url", f"{stack.prefect}/api"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+
+        def two_online() -> bool:
+            workers = stack.prefect_post("/work_pools/remote/workers/filter")
+            return sum(w["status"] == "ONLINE" for w in workers) >= 2
+
+        assert _wait_for(two_online, 45, "a second worker online in the remote pool")
+    finally:
+        worker.terminate()
+        worker.wait(30)
+
+
 def test_sigint_stops_the_api_the_workers_and_the_server(stack: Stack) -> None:
     children = psutil.Process(stack.process.pid).children(recursive=True)
     commands = [" ".join(c.cmdline()) for c in children]
