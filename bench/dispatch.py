@@ -93,11 +93,13 @@ def platform_server(workdir: Path) -> Iterator[str]:
 
 
 @contextmanager
-def runners(url: str, count: int, concurrency: int) -> Iterator[list[subprocess.Popen[bytes]]]:
+def runners_for(
+    url: str, pool: str, count: int, concurrency: int
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     env = {**os.environ, "LOG_LEVEL": "WARNING"}
     started = [
         subprocess.Popen(
-            [LIMIT, "runner", "--pool", "remote", "--api-url", url, "--api-key", RUNNER_KEY,
+            [LIMIT, "runner", "--pool", pool, "--api-url", url, "--api-key", RUNNER_KEY,
              "--concurrency", str(concurrency)],
             env=env,
             stdout=subprocess.DEVNULL,
@@ -130,7 +132,7 @@ def measure_platform(workdir: Path, latency_n: int, backlog: int) -> dict[str, A
     ):
         session_id = client.post("/sessions", json={}).json()["id"]
         execute = f"/sessions/{session_id}/execute"
-        with runners(url, 1, 16):
+        with runners_for(url, "remote", 1, 16):
             _wait_runners(client, 1)
             latencies: list[float] = []
             for n in range(latency_n):
@@ -141,7 +143,7 @@ def measure_platform(workdir: Path, latency_n: int, backlog: int) -> dict[str, A
                 latencies.append(started.total_seconds())
                 time.sleep(0.01)
         ids = asyncio.run(_submit_backlog(url, session_id, backlog))
-        with runners(url, 2, 64):
+        with runners_for(url, "remote", 2, 64):
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline:
                 counts = client.get(f"/sessions/{session_id}/status").json()["counts"]
