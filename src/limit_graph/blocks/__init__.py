@@ -9,13 +9,28 @@ from limit_graph.blocks.backends import (
     instance_from_block,
     runner_endpoint,
 )
+from limit_graph.blocks.ibm import IBMQuantumCredentials, IBMRuntimeTarget
+from limit_graph.blocks.quantum import (
+    AerTarget,
+    FakeDeviceTarget,
+    QuantumTarget,
+    TargetInfo,
+    resolve_target,
+)
 
 __all__ = [
     "RUNNER_CREDENTIALS_BLOCK",
+    "AerTarget",
     "BackendInstanceBlock",
+    "FakeDeviceTarget",
+    "IBMQuantumCredentials",
+    "IBMRuntimeTarget",
+    "QuantumTarget",
     "RunnerCredentials",
+    "TargetInfo",
     "block_document_name",
     "block_from_instance",
     "instance_from_block",
+    "resolve_target",
     "runner_endpoint",
 ]

@@ -10,6 +10,8 @@ The outcome is a final state with either the validated result or the error.
 from __future__ import annotations
 
 import asyncio
+import threading
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +21,7 @@ from limit_graph.core.agents import AgentSpec
 from limit_graph.core.errors import BackendError
 from limit_graph.core.models import ErrorInfo, ExecutionState
 
-__all__ = ["Outcome", "error_info", "run_agent"]
+__all__ = ["Outcome", "cancel_requested", "error_info", "run_agent"]
 
 
 @dataclass(frozen=True)
@@ -35,12 +37,32 @@ def error_info(exc: BaseException) -> ErrorInfo:
     return ErrorInfo(type=type(exc).__name__, message=message[:4096], retryable=retryable)
 
 
+_cancel: ContextVar[threading.Event | None] = ContextVar("limit_cancel", default=None)
+
+
+def cancel_requested() -> threading.Event | None:
+    """In a blocking agent's thread: set once its execution is cancelled or timed out.
+
+    A thread cannot be stopped from outside, so long-running work (a device job) polls
+    this and stops itself; ``None`` outside an agent.
+    """
+    return _cancel.get()
+
+
 async def _call(agent: AgentSpec, inputs: BaseModel) -> Any:
     if agent.is_async:
         return await agent.fn(inputs)
     if not agent.blocking:
         return agent.fn(inputs)
-    return await asyncio.to_thread(agent.fn, inputs)
+    event = threading.Event()
+    token = _cancel.set(event)  # to_thread copies this context into the worker thread
+    try:
+        return await asyncio.to_thread(agent.fn, inputs)
+    except asyncio.CancelledError:
+        event.set()
+        raise
+    finally:
+        _cancel.reset(token)
 
 
 async def run_agent(agent: AgentSpec, inputs: BaseModel, timeout_s: float | None) -> Outcome:

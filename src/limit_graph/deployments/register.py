@@ -35,6 +35,8 @@ from limit_graph.blocks.backends import (
     block_from_instance,
     instance_from_block,
 )
+from limit_graph.blocks.ibm import IBMQuantumCredentials, IBMRuntimeTarget
+from limit_graph.blocks.quantum import AerTarget, FakeDeviceTarget
 from limit_graph.core.errors import ConfigError
 from limit_graph.core.models import BackendKind
 from limit_graph.core.settings import BackendInstance, Settings
@@ -135,6 +137,8 @@ async def register_platform(
     async with prefect_api(api_url) as client:
         await BackendInstanceBlock.aregister_type_and_schema(client=client)
         await RunnerCredentials.aregister_type_and_schema(client=client)
+        for target_block in (AerTarget, FakeDeviceTarget, IBMQuantumCredentials, IBMRuntimeTarget):
+            await target_block.aregister_type_and_schema(client=client)
         blocks = await _save_backend_blocks(client, settings)
         credentials = RunnerCredentials(api_url=platform_url, api_key=SecretStr(runner_key))
         await credentials.asave(RUNNER_CREDENTIALS_BLOCK, overwrite=True, client=client)

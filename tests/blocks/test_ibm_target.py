@@ -1,0 +1,255 @@
+"""The ``ibm:`` target: the real qiskit-ibm-runtime client against a local stand-in of IBM
+Cloud and the IBM Quantum API (:mod:`tests.blocks.ibm_responses.server`), which runs the
+submitted executor programs on Aer with a fake device's noise."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from pydantic import SecretStr
+from qiskit import QuantumCircuit
+from qiskit.quantum_info import SparsePauliOp
+from qiskit_ibm_runtime.api.session import PostForcelistRetry
+
+from limit_graph.blocks.ibm import (
+    IBMQuantumCredentials,
+    IBMRuntimeTarget,
+    IBMTarget,
+    JobCancelled,
+)
+from limit_graph.blocks.quantum import EstimatePub, QuantumTarget, SamplePub
+from limit_graph.core.errors import BackendError
+from tests.blocks.ibm_responses.server import FakeIBMQuantum
+
+SHOTS = 200
+JOB_PATH = re.compile(r"/jobs/[^/]+")
+
+
+@pytest.fixture
+def ibm(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeIBMQuantum]:
+    fake = FakeIBMQuantum()
+    with fake.running():
+        monkeypatch.setenv("IAM_URL", fake.iam_url)
+        yield fake
+    assert fake.errors() == []
+
+
+def credentials_for(fake: FakeIBMQuantum, api_key: str | None = None) -> IBMQuantumCredentials:
+    return IBMQuantumCredentials(
+        api_key=SecretStr(api_key or fake.api_key),
+        instance=SecretStr(fake.crn),
+        url=fake.url,
+        proxy_url=fake.proxy_url,
+    )
+
+
+def target_for(fake: FakeIBMQuantum, mode: str = "job") -> IBMTarget:
+    block = IBMRuntimeTarget(
+        backend_name=fake.backend_name,
+        mode=mode,
+        credentials=credentials_for(fake),
+        job_tags=["limit-graph-test"],
+        poll_interval_s=0.02,
+    )
+    return block.get_target()
+
+
+def bell(target: IBMTarget, *, measure: bool = True) -> QuantumCircuit:
+    circuit = QuantumCircuit(2)
+    circuit.h(0)
+    circuit.cx(0, 1)
+    if measure:
+        circuit.measure_all()
+    return target.transpile(circuit, optimization_level=1, seed=11)
+
+
+def test_sample_returns_counts_and_the_jobs_id_queue_and_usage(ibm: FakeIBMQuantum) -> None:
+    target = target_for(ibm)
+    assert isinstance(target, QuantumTarget)
+
+    [result] = target.sample([SamplePub(bell(target), SHOTS)], seed=None)
+
+    assert sum(result.counts.values()) == result.shots == SHOTS
+    assert {len(bits) for bits in result.counts} == {2}
+    assert result.counts.get("00", 0) + result.counts.get("11", 0) > SHOTS * 0.8
+    [submitted] = ibm.calls("POST", "/jobs")
+    assert submitted.body["program_id"] == "executor"
+    assert submitted.body["tags"] == ["limit-graph-test"]
+    assert "session_id" not in submitted.body
+    assert ibm.calls("POST", "/sessions") == []
+    assert result.job is not None
+    assert result.job_id == result.job.job_id == submitted_job(ibm)
+    assert (result.job.queue_seconds, result.job.usage_seconds) == (12.5, 3.0)
+    assert (result.job.mode, result.job.session_id) == ("job", None)
+
+
+@pytest.mark.parametrize(("mode", "wire_mode"), [("session", "dedicated"), ("batch", "batch")])
+def test_session_and_batch_modes_submit_every_call_in_one_session(
+    ibm: FakeIBMQuantum, mode: str, wire_mode: str
+) -> None:
+    with target_for(ibm, mode) as target:
+        circuit = bell(target)
+        first = target.sample([SamplePub(circuit, SHOTS)], seed=None)[0]
+        second = target.sample([SamplePub(circuit, SHOTS)], seed=None)[0]
+
+    [opened] = ibm.calls("POST", "/sessions")
+    assert opened.body["mode"] == wire_mode
+    assert opened.body["backend"] == ibm.backend_name
+    session_id = first.job.session_id if first.job else None
+    assert session_id is not None
+    assert [job.body["session_id"] for job in ibm.calls("POST", "/jobs")] == [session_id] * 2
+    assert second.job is not None and second.job.mode == mode
+    [closed] = ibm.calls("PATCH", f"/sessions/{session_id}")
+    assert closed.body == {"accepting_jobs": False}
+
+
+def test_estimate_returns_evs_and_stds_with_the_jobs_record(ibm: FakeIBMQuantum) -> None:
+    target = target_for(ibm)
+    circuit = bell(target, measure=False)
+    observables = [SparsePauliOp(label).apply_layout(circuit.layout) for label in ("ZZ", "XI")]
+
+    [result] = target.estimate([EstimatePub(circuit, observables)], precision=0.05, seed=None)
+
+    zz, xi = result.evs
+    assert 0.8 < zz < 1.1 and abs(xi) < 0.2
+    assert len(result.stds) == 2 and all(0 < std < 0.2 for std in result.stds)
+    assert result.job is not None and result.job.usage_seconds == 3.0
+    assert ibm.calls("POST", "/jobs")[0].body["program_id"] == "executor"
+
+
+def submitted_job(fake: FakeIBMQuantum) -> str:
+    """The id of the first job submitted, once it is (within 10 s)."""
+    deadline = time.monotonic() + 10
+    while not (polled := fake.calls("GET", JOB_PATH)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return polled[0].path.split("/")[-1]
+
+
+def test_a_set_cancel_event_cancels_the_job_at_ibm(ibm: FakeIBMQuantum) -> None:
+    ibm.hold_jobs = True
+    target = target_for(ibm)
+    pubs = [SamplePub(bell(target), SHOTS)]
+    cancel = threading.Event()
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(target.sample, pubs, seed=None, cancel=cancel)
+        job_id = submitted_job(ibm)
+        cancel.set()
+        with pytest.raises(JobCancelled) as caught:
+            running.result(timeout=10)
+
+    assert (caught.value.job_id, caught.value.retryable) == (job_id, False)
+    assert "IBM took the cancel request" in caught.value.detail
+    assert len(ibm.calls("POST", f"/jobs/{job_id}/cancel")) == 1
+    assert ibm.job_status(job_id) == "Cancelled"
+
+
+def test_a_job_cancelled_at_ibm_is_reported_as_cancelled(ibm: FakeIBMQuantum) -> None:
+    ibm.hold_jobs = True
+    target = target_for(ibm)
+    pubs = [SamplePub(bell(target), SHOTS)]
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(target.sample, pubs, seed=None)
+        job_id = submitted_job(ibm)
+        ibm.cancel_job(job_id)
+        with pytest.raises(JobCancelled, match="cancelled at IBM"):
+            running.result(timeout=10)
+
+    assert ibm.calls("POST", f"/jobs/{job_id}/cancel") == []
+
+
+def test_a_5xx_from_ibm_is_a_retryable_backend_error(
+    ibm: FakeIBMQuantum, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The client's own retries are real (asserted below); only its ~15 s of backoff is skipped.
+    monkeypatch.setattr(PostForcelistRetry, "get_backoff_time", lambda _self: 0.0)
+    target = target_for(ibm)
+    ibm.fail("POST", "/jobs", 502)
+
+    with pytest.raises(BackendError) as caught:
+        target.sample([SamplePub(bell(target), SHOTS)], seed=None)
+
+    assert caught.value.retryable is True
+    assert "submitting the job" in caught.value.detail
+    assert len(ibm.calls("POST", "/jobs")) == 6
+
+
+def test_a_401_from_ibm_is_a_final_error_naming_the_credentials(ibm: FakeIBMQuantum) -> None:
+    target = target_for(ibm)
+    ibm.fail("POST", "/jobs", 401)
+
+    with pytest.raises(BackendError) as caught:
+        target.sample([SamplePub(bell(target), SHOTS)], seed=None)
+
+    assert caught.value.retryable is False
+    assert "refused the IBM Quantum credentials given" in caught.value.detail
+    assert "API key" in caught.value.detail
+
+
+def test_an_unknown_api_key_is_refused_at_sign_in_naming_the_credentials(
+    ibm: FakeIBMQuantum,
+) -> None:
+    with pytest.raises(BackendError) as caught:
+        credentials_for(ibm, api_key="revoked-key").get_service()
+
+    assert caught.value.retryable is False
+    assert "refused the IBM Quantum credentials given while signing in" in caught.value.detail
+    assert "revoked-key" not in caught.value.detail
+    assert [r.host for r in ibm.all_requests()] == ["iam.cloud.test"]
+
+
+def test_describe_names_the_current_calibration_and_transpile_targets_the_device(
+    ibm: FakeIBMQuantum,
+) -> None:
+    target = target_for(ibm)
+
+    info = target.describe()
+    circuit = bell(target)
+
+    assert (info.name, info.kind, info.num_qubits, info.simulator) == (
+        f"ibm:{ibm.backend_name}",
+        "ibm",
+        5,
+        False,
+    )
+    assert info.snapshot_id.startswith(f"{ibm.backend_name}@2024-05-27T15:27:23")
+    assert target.describe().snapshot_id == info.snapshot_id
+    assert {"cx", "rz", "sx"} <= set(info.basis_gates)
+    assert circuit.num_qubits == 5
+    assert set(circuit.count_ops()) <= set(info.basis_gates) | {"measure", "barrier"}
+    assert bell(target).count_ops() == circuit.count_ops()
+
+    ibm.properties["last_update_date"] = "2024-05-28T09:00:00-03:00"
+    ibm.properties["qubits"][0][0]["value"] *= 1.5
+    recalibrated = target.describe().snapshot_id
+    assert recalibrated.startswith(f"{ibm.backend_name}@2024-05-28T09:00:00")
+    assert recalibrated.split("/")[1] != info.snapshot_id.split("/")[1]
+
+
+def test_without_a_url_the_client_calls_ibms_real_endpoints(ibm: FakeIBMQuantum) -> None:
+    us_east = "crn:v1:bluemix:public:quantum-computing:us-east:a/0123:4567::"
+    real = IBMQuantumCredentials(api_key=SecretStr("k"), instance=SecretStr(us_east))
+    assert real.runtime_api_url() == "https://quantum.cloud.ibm.com/api/v1"
+    named = IBMQuantumCredentials(api_key=SecretStr("k"), instance=SecretStr("my-instance"))
+    assert named.runtime_api_url() is None
+
+    local = credentials_for(ibm)
+    service = local.get_service()
+    assert local.runtime_api_url() == "http://quantum.cloud.test/api/v1"
+    assert service._active_api_client._session.base_url == local.runtime_api_url()
+
+
+def test_the_target_block_holds_its_credentials_as_a_nested_block() -> None:
+    schema = IBMRuntimeTarget.model_json_schema()
+    assert "credentials" in schema["block_schema_references"]
+    assert IBMRuntimeTarget.get_block_type_name() == "LIMIT IBM Runtime Target"
+    assert IBMQuantumCredentials.get_block_type_name() == "LIMIT IBM Quantum Credentials"
+    assert {"api_key", "instance"} <= set(
+        schema["definitions"]["IBMQuantumCredentials"]["secret_fields"]
+    )
