@@ -286,7 +286,6 @@ async def test_a_cache_hit_is_its_own_execution_linked_to_the_original(tmp_path:
         session_id = await s.session()
         body = {"agent": "echo", "inputs": {"q": [1, 2]}, "backend": "remote"}
         first = (await s.execute(session_id, **body, allow_cached=True)).json()
-        await asyncio.sleep(0.1)  # the cache entry is stored after the result
         second = (await s.execute(session_id, **body, allow_cached=True)).json()
         third = (await s.execute(session_id, **body)).json()
         assert first["cache_hit"] is False

@@ -97,7 +97,7 @@ class Dispatcher:
         settings: DispatchSettings,
         *,
         telemetry: Telemetry | None = None,
-        on_final: Callable[[Execution], None] | None = None,
+        on_final: Callable[[Execution], Awaitable[None]] | None = None,
     ) -> None:
         self.storage = storage
         self.router = router
@@ -199,13 +199,18 @@ class Dispatcher:
                 if not waiting:
                     del self._waiters[execution_id]
 
-    def _finished(self, execution: Execution) -> None:
+    async def _finished(self, execution: Execution) -> None:
+        """After the final record is written: ``on_final`` (e.g. the result cache), then
+        whoever waits for it, so a caller that got the answer also finds it cached."""
         self._pinned.discard(execution.id)
+        if self._on_final is not None:
+            try:
+                await self._on_final(execution)
+            except Exception:
+                log.exception("after execution %s ended", execution.id)
         for future in self._waiters.pop(execution.id, []):
             if not future.done():
                 future.set_result(execution)
-        if self._on_final is not None:
-            self._on_final(execution)
 
     # --- runners ------------------------------------------------------------------
 
@@ -347,7 +352,7 @@ class Dispatcher:
                     "finished_at": item.finished_at or utcnow(),
                 }
             )
-            self._finished(await self._write(final, f"execution.{item.state.value}"))
+            await self._finished(await self._write(final, f"execution.{item.state.value}"))
         finally:
             self._reporting.discard((item.execution_id, item.attempt))
 
@@ -386,7 +391,7 @@ class Dispatcher:
         final = execution.model_copy(
             update={"state": ExecutionState.FAILED, "error": error, "finished_at": utcnow()}
         )
-        self._finished(await self._write(final, "execution.failed"))
+        await self._finished(await self._write(final, "execution.failed"))
 
     # --- cancellation ---------------------------------------------------------------
 
@@ -424,7 +429,7 @@ class Dispatcher:
             }
         )
         stored = await self._write(final, "execution.cancelled")
-        self._finished(stored)
+        await self._finished(stored)
         return stored
 
     # --- leases ---------------------------------------------------------------------
@@ -464,7 +469,7 @@ class Dispatcher:
                         "finished_at": utcnow(),
                     }
                 )
-                self._finished(await self._write(timed_out, "execution.timed_out"))
+                await self._finished(await self._write(timed_out, "execution.timed_out"))
         for execution_id in lost:
             lease = self._leases.pop(execution_id, None)
             if lease is not None:

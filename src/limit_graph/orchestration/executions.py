@@ -127,7 +127,6 @@ class ExecutionService:
         )
         self._running: dict[uuid.UUID, asyncio.Task[Execution]] = {}
         self._cache_on_success: dict[uuid.UUID, str] = {}
-        self._background: set[asyncio.Task[None]] = set()
 
     def _validate_inputs(self, agent: AgentSpec, inputs: dict[str, Any]) -> BaseModel:
         try:
@@ -315,13 +314,11 @@ class ExecutionService:
     async def _write_dispatched(self, execution: Execution, action: str) -> Execution:
         return await self._write(execution, action)
 
-    def _dispatched_final(self, execution: Execution) -> None:
+    async def _dispatched_final(self, execution: Execution) -> None:
         self._record(execution, was_running=False)
         key = self._cache_on_success.pop(execution.id, None)
         if key is not None and execution.state is ExecutionState.SUCCEEDED:
-            task = asyncio.create_task(self.cache.store(key, execution))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            await self.cache.store(key, execution)
 
     async def _execute_inline(
         self,
@@ -564,7 +561,6 @@ class ExecutionService:
         """Cancel work still running here; each is recorded ``cancelled``.  Queued and
         leased work stays queued in the store, for the next start."""
         await self.dispatcher.close()
-        await asyncio.gather(*self._background, return_exceptions=True)
         tasks = list(self._running.values())
         for task in tasks:
             task.cancel()
