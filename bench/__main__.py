@@ -28,6 +28,7 @@ import httpx
 
 from bench import dispatch as dispatch_bench
 from bench import mirror as mirror_bench
+from bench import quantum as quantum_bench
 from bench.inprocess import measure_inprocess
 from bench.loadgen import LoadResult, build_request, run_load
 from limit_graph.deployments.server import PrefectServer
@@ -110,6 +111,8 @@ def main() -> None:
     parser.add_argument("--mirror-rate", type=int, default=1000, help="executions per second")
     parser.add_argument("--sessions", type=int, default=500, help="sessions in the burst")
     parser.add_argument("--paced-rate", type=float, default=30.0, help="sessions per second")
+    parser.add_argument("--quantum-repeat", type=int, default=5)
+    parser.add_argument("--quantum-small", type=int, default=500, help="small circuits run")
     parser.add_argument(
         "--no-prefect", action="store_true", help="skip the rows that need a Prefect server"
     )
@@ -211,6 +214,11 @@ def main() -> None:
             f"{ordered[int(len(ordered) * 0.99)] * 1e6:,.0f} | "
             f"{statistics.fmean(ordered) * 1e6:,.0f} |"
         )
+    say("")
+    for line in quantum_bench.rows(
+        quantum_bench.measure(workdir / "quantum", args.quantum_repeat, args.quantum_small)
+    ):
+        say(line)
     if not args.no_prefect:
         say("")
         platform_rows = dispatch_bench.measure_platform(

@@ -188,3 +188,26 @@ async def test_registration_adds_the_target_block_types_which_round_trip(
     assert aer.get_target().describe().options["method"] == "density_matrix"
     assert aer.get_target().describe().snapshot_id.startswith("aer-noise:")
     assert fake.get_target().name == "fake:manila" and fake.seed_simulator == 4
+
+
+def test_aer_transpiles_the_same_whatever_the_seed_at_levels_0_and_1() -> None:
+    """The pass-manager cache serves every seed from one manager on all-to-all Aer at
+    these levels; this holds only while Qiskit's output there does not depend on it."""
+    from qiskit import qasm3
+    from qiskit.circuit.random import random_circuit
+    from qiskit.transpiler import generate_preset_pass_manager
+
+    target = resolve_target("aer")
+    circuit = random_circuit(8, 8, measure=True, seed=3)
+    device = target._transpile_target  # type: ignore[attr-defined]
+    for level in (0, 1):
+        fresh = {
+            qasm3.dumps(
+                generate_preset_pass_manager(
+                    optimization_level=level, target=device, seed_transpiler=seed
+                ).run(circuit)
+            )
+            for seed in range(5)
+        }
+        cached = qasm3.dumps(target.transpile(circuit, optimization_level=level, seed=99))
+        assert fresh == {cached}, level

@@ -199,6 +199,22 @@ def library_versions() -> dict[str, str]:
     return found
 
 
+PASS_MANAGERS_KEPT = 256
+"""Pass managers kept per target, by (optimization level, seed)."""
+
+
+class _LockedPassManager:
+    """A preset pass manager shared by threads: one run at a time (a run takes ~1 ms)."""
+
+    def __init__(self, manager: Any) -> None:
+        self._manager = manager
+        self._lock = threading.Lock()
+
+    def run(self, circuit: QuantumCircuit) -> QuantumCircuit:
+        with self._lock:
+            return cast("QuantumCircuit", self._manager.run(circuit))
+
+
 class SimulatorTarget:
     """A :class:`QuantumTarget` simulated by qiskit-aer's own V2 primitives.
 
@@ -220,6 +236,8 @@ class SimulatorTarget:
         self._build_simulator = simulator
         self._transpile_backend = transpile_backend
         self._default_seed = default_seed
+        self._managers: dict[tuple[int, int | None], _LockedPassManager] = {}
+        self._managers_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"SimulatorTarget({self.name!r}, snapshot={self._info.snapshot_id!r})"
@@ -231,16 +249,45 @@ class SimulatorTarget:
     def simulator(self) -> AerSimulator:
         return self._build_simulator()
 
+    @functools.cached_property
+    def _transpile_target(self) -> Any:
+        """The transpiler's view of the device, built once: building a pass manager from
+        the backend rebuilds it every time (~60 ms for Aer; ~2 ms from this)."""
+        backend = self._transpile_backend() if self._transpile_backend else self.simulator
+        return backend.target
+
+    @functools.cached_property
+    def _all_to_all(self) -> bool:
+        return self._transpile_target.build_coupling_map() is None
+
+    def _pass_manager(self, optimization_level: int, seed: int | None) -> _LockedPassManager:
+        # With no coupling map (plain Aer) levels 0 and 1 have nothing random to seed
+        # (no layout search, no routing): one pass manager serves every seed, and
+        # tests/blocks/test_quantum_targets.py checks the output does not change.
+        if self._all_to_all and optimization_level <= 1:
+            seed = None
+        key = (optimization_level, seed)
+        with self._managers_lock:
+            manager = self._managers.get(key)
+            if manager is None:
+                from qiskit.transpiler import generate_preset_pass_manager
+
+                manager = _LockedPassManager(
+                    generate_preset_pass_manager(
+                        optimization_level=optimization_level,
+                        target=self._transpile_target,
+                        seed_transpiler=seed,
+                    )
+                )
+                self._managers[key] = manager
+                if len(self._managers) > PASS_MANAGERS_KEPT:
+                    self._managers.pop(next(iter(self._managers)))
+            return manager
+
     def transpile(
         self, circuit: QuantumCircuit, *, optimization_level: int, seed: int | None
     ) -> QuantumCircuit:
-        from qiskit.transpiler import generate_preset_pass_manager
-
-        backend = self._transpile_backend() if self._transpile_backend else self.simulator
-        manager = generate_preset_pass_manager(
-            optimization_level=optimization_level, backend=backend, seed_transpiler=seed
-        )
-        return cast("QuantumCircuit", manager.run(circuit))
+        return self._pass_manager(optimization_level, seed).run(circuit)
 
     def sample(
         self,
