@@ -3,6 +3,7 @@ registered with each other, and all of it gone after one Ctrl-C."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -162,6 +163,60 @@ def test_remote_and_quantum_work_runs_on_runners_started_through_prefect(stack: 
         "runner-quantum",
     }
     assert all(run["state"]["type"] in ("RUNNING", "COMPLETED") for run in runner_runs)
+
+
+BELL = """OPENQASM 3.0;
+include "stdgates.inc";
+bit[2] c;
+qubit[2] q;
+h q[0];
+cx q[0], q[1];
+c = measure q;
+"""
+
+
+def test_a_bell_circuit_from_the_cli_and_qaoa_over_rest_on_the_quantum_backend(
+    stack: Stack,
+) -> None:
+    key = (stack.home / "admin.key").read_text(encoding="utf-8").strip()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIMIT_", "PREFECT_"))}
+    env.update({"LIMIT_API_URL": stack.url, "LIMIT_API_KEY": key})
+    session_id = httpx.post(f"{stack.url}/sessions", json={}, headers={"X-API-Key": key}).json()[
+        "id"
+    ]
+    inputs = {
+        "target": "aer",
+        "pubs": [{"circuit": {"format": "qasm3", "source": BELL}, "shots": 2000}],
+        "seed": 7,
+    }
+    result = subprocess.run(
+        [LIMIT, "exec", session_id, "quantum.sample", "--backend", "quantum",
+         "--inputs", json.dumps(inputs), "--wait-s", "120"],
+        env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    bell = json.loads(result.stdout)
+    counts = bell["result"]["pubs"][0]["counts"]
+    assert set(counts) == {"00", "11"} and sum(counts.values()) == 2000
+    metadata = bell["result"]["metadata"]
+    assert metadata["versions"]["qiskit"] and metadata["pubs"][0]["circuit_sha256"]
+
+    graph = {"nodes": 4, "edges": [[0, 1, 1.0], [1, 2, 1.0], [2, 3, 1.0], [3, 0, 1.0]]}
+    with httpx.Client(base_url=stack.url, headers={"X-API-Key": key}, timeout=180) as client:
+        qaoa = client.post(
+            f"/sessions/{session_id}/execute",
+            json={
+                "agent": "qaoa.maxcut",
+                "backend": "quantum",
+                "inputs": {"graph": graph, "p": 1, "target": "aer", "shots": 500, "seed": 3},
+                "wait_s": 120,
+            },
+        ).json()
+        assert qaoa["state"] == "succeeded", qaoa
+        assert qaoa["result"]["optimum"] == 4.0
+        assert qaoa["result"]["partition"] in ("0101", "1010")
+        status = client.get(f"/sessions/{session_id}/status").json()
+    assert status["backends"]["quantum"]["succeeded"] == 2
 
 
 def test_limit_worker_joins_a_pool_from_elsewhere_and_refuses_a_dead_api(stack: Stack) -> None:
