@@ -139,12 +139,16 @@ def measure(workdir: Path, repeat: int, small: int) -> dict[str, Any]:
     }
 
 
+CLIENTS = 64
+"""Requests in flight: each waits for its result, so fewer would measure latency."""
+
+
 async def _throughput(url: str, session_id: str, sources: list[str]) -> float:
-    limits = httpx.Limits(max_connections=16)
+    limits = httpx.Limits(max_connections=CLIENTS)
     async with httpx.AsyncClient(
         base_url=url, headers={"X-API-Key": ADMIN_KEY}, limits=limits, timeout=300
     ) as client:
-        semaphore = asyncio.Semaphore(16)
+        semaphore = asyncio.Semaphore(CLIENTS)
 
         async def one(n: int, source: str) -> str:
             async with semaphore:

@@ -199,6 +199,9 @@ def library_versions() -> dict[str, str]:
     return found
 
 
+NARROW_QUBITS = 14
+"""Below Aer's own statevector parallel threshold a circuit runs on one thread."""
+
 PASS_MANAGERS_KEPT = 256
 """Pass managers kept per target, by (optimization level, seed)."""
 
@@ -248,6 +251,19 @@ class SimulatorTarget:
     @functools.cached_property
     def simulator(self) -> AerSimulator:
         return self._build_simulator()
+
+    @functools.cached_property
+    def _narrow_simulator(self) -> AerSimulator:
+        """The same simulator on one thread, for narrow circuits: there Aer would spread
+        shots over threads, which costs more than it gains (5 qubits, 1,000 shots: 7.4
+        ms of CPU on two threads against 3.1 ms on one, and less wall time too)."""
+        simulator = self._build_simulator()
+        simulator.set_options(max_parallel_threads=1)
+        return simulator
+
+    def _simulator_for(self, pubs: Sequence[SamplePub] | Sequence[EstimatePub]) -> AerSimulator:
+        widest = max((pub.circuit.num_qubits for pub in pubs), default=0)
+        return self._narrow_simulator if widest < NARROW_QUBITS else self.simulator
 
     @functools.cached_property
     def _transpile_target(self) -> Any:
@@ -300,7 +316,7 @@ class SimulatorTarget:
         from qiskit_aer.primitives import SamplerV2
 
         _stop_if_cancelled(cancel, self.name)
-        sampler = SamplerV2.from_backend(self.simulator, seed=self._seed(seed))
+        sampler = SamplerV2.from_backend(self._simulator_for(pubs), seed=self._seed(seed))
         job = sampler.run([(p.circuit, dict(p.parameter_values), p.shots) for p in pubs])
         return [
             SampleResult(counts=dict(result.join_data().get_counts()), shots=pub.shots)
@@ -322,7 +338,7 @@ class SimulatorTarget:
             "default_precision": precision or 0.0,
             "run_options": {"seed_simulator": self._seed(seed)},
         }
-        estimator = EstimatorV2.from_backend(self.simulator, options=options)
+        estimator = EstimatorV2.from_backend(self._simulator_for(pubs), options=options)
         job = estimator.run(
             [(p.circuit, list(p.observables), dict(p.parameter_values), p.precision) for p in pubs]
         )
