@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,17 +30,10 @@ from bench import mirror as mirror_bench
 from bench import quantum as quantum_bench
 from bench.inprocess import measure_inprocess
 from bench.loadgen import LoadResult, build_request, run_load
-from limit_graph.deployments.server import PrefectServer
+from limit_graph.deployments.server import PrefectServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-admin-key-0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["ApiClient", "CliError"]
+__all__ = ["ApiClient", "CliError", "find_key"]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -23,12 +23,15 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
-def _find_key(explicit: str | None) -> str | None:
+def find_key(
+    explicit: str | None, variable: str = "LIMIT_API_KEY", file: str = "admin.key"
+) -> str | None:
+    """A key: given, else from ``variable``, else from ``file`` in LIMIT_HOME (``.limit``)."""
     if explicit:
         return explicit
-    if os.environ.get("LIMIT_API_KEY"):
-        return os.environ["LIMIT_API_KEY"]
-    key_file = Path(os.environ.get("LIMIT_HOME", ".limit")) / "admin.key"
+    if os.environ.get(variable):
+        return os.environ[variable]
+    key_file = Path(os.environ.get("LIMIT_HOME", ".limit")) / file
     if key_file.exists():
         return key_file.read_text(encoding="utf-8").strip()
     return None
@@ -37,7 +40,7 @@ def _find_key(explicit: str | None) -> str | None:
 class ApiClient:
     def __init__(self, url: str | None = None, api_key: str | None = None) -> None:
         self.url = (url or os.environ.get("LIMIT_API_URL") or DEFAULT_URL).rstrip("/")
-        key = _find_key(api_key)
+        key = find_key(api_key)
         headers = {"X-API-Key": key} if key else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=330.0)
 

@@ -10,26 +10,23 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from limit_graph.cli.client import CliError
+from limit_graph.cli.client import CliError, find_key
 from limit_graph.core.logs import configure_logging
 
 __all__ = ["runner"]
 
 
 def _runner_key(explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    if os.environ.get("LIMIT_RUNNER_API_KEY"):
-        return os.environ["LIMIT_RUNNER_API_KEY"]
-    path = Path(os.environ.get("LIMIT_HOME", ".limit")) / "runner.key"
-    if path.exists():
-        return path.read_text(encoding="utf-8").strip()
-    raise CliError("no runner key: pass --api-key, set LIMIT_RUNNER_API_KEY, or run in LIMIT_HOME")
+    key = find_key(explicit, "LIMIT_RUNNER_API_KEY", "runner.key")
+    if key is None:
+        raise CliError(
+            "no runner key: pass --api-key, set LIMIT_RUNNER_API_KEY, or run in LIMIT_HOME"
+        )
+    return key
 
 
 def runner(

@@ -120,7 +120,7 @@ class ExecutionService:
         self.dispatcher = Dispatcher(
             storage,
             self.router,
-            self._write_dispatched,
+            self._write,
             dispatch or DispatchSettings(),
             telemetry=self.telemetry,
             on_final=self._dispatched_final,
@@ -310,9 +310,6 @@ class ExecutionService:
             return execution
         final = await self.dispatcher.wait_final(execution.id, wait_s)
         return final or await self.storage.get_execution(execution.id) or execution
-
-    async def _write_dispatched(self, execution: Execution, action: str) -> Execution:
-        return await self._write(execution, action)
 
     async def _dispatched_final(self, execution: Execution) -> None:
         self._record(execution, was_running=False)

@@ -75,9 +75,10 @@ class RunnerSupervisor:
     def maximum(self, pool: BackendKind) -> int:
         return sum(i.max_runners for i in self.dispatcher.router.instances(pool))
 
-    def wanted(self, pool: BackendKind) -> int:
-        """Runners this pool should have now: none without work, else by its backlog."""
-        if pool not in self.dispatcher.pools_with_work():
+    def wanted(self, pool: BackendKind, busy: set[BackendKind] | None = None) -> int:
+        """Runners this pool should have now: none without work, else by its backlog.
+        ``busy``: the pools with work, when the caller has them already."""
+        if pool not in (busy if busy is not None else self.dispatcher.pools_with_work()):
             return 0
         depth = sum(self.dispatcher.depth(i.name) for i in self.dispatcher.router.instances(pool))
         return min(self.maximum(pool), 1 + depth // self.backlog_per_runner)
@@ -86,13 +87,14 @@ class RunnerSupervisor:
         """Start the runners that are missing; which pools got one."""
         now = time.monotonic()
         launched: list[BackendKind] = []
+        busy = self.dispatcher.pools_with_work()
         for pool in POOLS:
             starting = [t for t in self.started[pool] if now - t < self.start_grace_s]
             live = self.dispatcher.live_runners(pool)
             if live:
                 starting = [t for t in starting if now - t < 3 * self.dispatcher.settings.lease_s]
             self.started[pool] = starting
-            if live + len(starting) >= self.wanted(pool):
+            if live + len(starting) >= self.wanted(pool, busy):
                 continue
             try:
                 flow_run = await self.start_runner(pool, self.idle_exit_s)
