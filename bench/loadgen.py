@@ -42,6 +42,12 @@ def build_request(
 
 
 async def _read_response(reader: asyncio.StreamReader) -> int:
+    status, _ = await _read_answer(reader)
+    return status
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """The status and body of the next response on ``reader``."""
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
     length = 0
@@ -53,15 +59,16 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
             length = int(value.strip())
         elif lowered == b"transfer-encoding" and b"chunked" in value.lower():
             chunked = True
+    body = b""
     if chunked:
         while True:
             size = int((await reader.readuntil(b"\r\n")).strip(), 16)
-            await reader.readexactly(size + 2)
+            body += (await reader.readexactly(size + 2))[:-2]
             if size == 0:
                 break
     elif length:
-        await reader.readexactly(length)
-    return status
+        body = await reader.readexactly(length)
+    return status, body
 
 
 async def run_load(
@@ -103,3 +110,26 @@ async def run_load(
     await asyncio.gather(*(connection(n) for n in range(connections)))
     result.seconds = duration_s
     return result
+
+
+async def run_each(
+    host: str, port: int, requests: list[bytes], *, connections: int
+) -> tuple[float, list[tuple[int, bytes]]]:
+    """Send every request once over ``connections`` keep-alive connections; the seconds
+    from the first request to the last answer, and each answer (status, body) in the
+    order of ``requests``."""
+    answers: list[tuple[int, bytes]] = [(0, b"")] * len(requests)
+    queue = iter(range(len(requests)))
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            for index in queue:
+                writer.write(requests[index])
+                answers[index] = await _read_answer(reader)
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(min(connections, len(requests)))))
+    return time.perf_counter() - started, answers

@@ -211,3 +211,60 @@ def test_aer_transpiles_the_same_whatever_the_seed_at_levels_0_and_1() -> None:
         }
         cached = qasm3.dumps(target.transpile(circuit, optimization_level=level, seed=99))
         assert fresh == {cached}, level
+
+
+@pytest.mark.parametrize("target_name", ["aer", "fake:manila"])
+def test_sampling_gives_the_counts_of_aers_own_sampler_for_the_same_seed(
+    target_name: str,
+) -> None:
+    """The simulator runs the PUBs itself (no sampler job thread, no per-shot bit
+    arrays); the counts are those of Aer's SamplerV2 with the same seed: registers
+    joined with the first one rightmost, parameters bound, shots grouped."""
+    from qiskit import ClassicalRegister, QuantumRegister
+    from qiskit.circuit import Parameter
+    from qiskit_aer.primitives import SamplerV2
+
+    q, low, high = QuantumRegister(3), ClassicalRegister(1, "low"), ClassicalRegister(2, "high")
+    registers = QuantumCircuit(q, low, high)
+    registers.h(0)
+    registers.x(1)
+    registers.h(2)
+    registers.measure(0, low[0])
+    registers.measure(1, high[0])
+    registers.measure(2, high[1])
+    theta = Parameter("theta")
+    rotated = QuantumCircuit(2)
+    rotated.ry(theta, 0)
+    rotated.cx(0, 1)
+    rotated.measure_all()
+    mid = QuantumCircuit(2, 2)
+    mid.h(0)
+    mid.measure(0, 0)
+    mid.cx(0, 1)
+    mid.h(0)
+    mid.measure(0, 1)
+    target = resolve_target(target_name)
+    isa = [target.transpile(c, optimization_level=1, seed=5) for c in (registers, rotated, mid)]
+    pubs = [
+        SamplePub(isa[0], 700),
+        SamplePub(isa[1], 300, {"theta": 0.7}),
+        SamplePub(isa[2], 700),
+        SamplePub(isa[1], 700, {"theta": 2.0}),
+    ]
+    ours = target.sample(pubs, seed=9)
+    sampler = SamplerV2.from_backend(target.simulator, seed=9)  # type: ignore[attr-defined]
+    theirs = sampler.run(
+        [
+            (
+                p.circuit,
+                {p.circuit.parameters[0]: v} if (v := p.parameter_values.get("theta")) else {},
+                p.shots,
+            )
+            for p in pubs
+        ]
+    ).result()
+    for pub, mine, reference in zip(pubs, ours, theirs, strict=True):
+        assert mine.shots == pub.shots == sum(mine.counts.values())
+        assert mine.counts == reference.join_data().get_counts()
+    if target_name == "aer":  # low is clbit 0 (always 0 or 1), high's first bit always 1
+        assert set(ours[0].counts) == {"010", "011", "110", "111"}

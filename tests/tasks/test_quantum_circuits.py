@@ -19,6 +19,7 @@ from limit_graph.tasks.quantum.circuits import (
     load_circuit,
     parameter_names,
     qasm3_sha256,
+    qasm3_text,
     strip_final_measurements,
 )
 
@@ -68,14 +69,45 @@ def test_hand_written_qasm2_and_qasm3_give_the_same_hash() -> None:
 def test_the_hash_is_sha256_of_the_qasm3_text_and_tells_circuits_apart() -> None:
     import hashlib
 
-    from qiskit import qasm3
-
     circuit = load_circuit("qasm3", BELL_QASM3)
-    expected = hashlib.sha256(qasm3.dumps(circuit).encode()).hexdigest()
+    expected = hashlib.sha256(qasm3_text(circuit).encode()).hexdigest()
     assert qasm3_sha256(circuit) == expected
     other = bell()
     other.x(1)
     assert qasm3_sha256(other) != expected
+    nearly = bell()
+    nearly.rz(0.1, 0)
+    slightly = bell()
+    slightly.rz(0.1000000001, 0)
+    assert qasm3_sha256(nearly) != qasm3_sha256(slightly)
+
+
+def test_the_native_exporter_writes_bound_circuits_and_the_python_one_the_rest(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    import warnings
+
+    from qiskit import qasm3
+    from qiskit.exceptions import ExperimentalWarning
+
+    bound = bell()
+    bound.rz(0.25, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        assert qasm3_text(bound) == qasm3.dumps_experimental(bound)
+    theta = Parameter("theta")
+    free = QuantumCircuit(1)
+    free.ry(theta, 0)
+    free.measure_all()
+    assert qasm3_text(free) == qasm3.dumps(free)
+    branching = QuantumCircuit(2, 1)
+    branching.h(0)
+    branching.measure(0, 0)
+    with branching.if_test((branching.clbits[0], 1)):
+        branching.x(1)
+    assert qasm3_text(branching) == qasm3.dumps(branching)
+    assert "if (" in qasm3_text(branching)
+    assert capfd.readouterr().err == ""  # no panic message from the native exporter
 
 
 @pytest.mark.parametrize(

@@ -188,6 +188,22 @@ def _stop_if_cancelled(cancel: threading.Event | None, target: str) -> None:
         raise BackendError(f"cancelled before it ran on {target!r}")
 
 
+def _by_shots(pubs: Sequence[SamplePub]) -> dict[int, list[int]]:
+    """PUB positions grouped by shot count, in order: one simulator job per group."""
+    groups: dict[int, list[int]] = {}
+    for index, pub in enumerate(pubs):
+        groups.setdefault(pub.shots, []).append(index)
+    return groups
+
+
+def _parameter_binds(pub: SamplePub) -> dict[Any, list[float]]:
+    """Aer's ``parameter_binds`` entry for a PUB: each parameter of the circuit, by
+    object, with its one value."""
+    if not pub.parameter_values:
+        return {}
+    return {p: [float(pub.parameter_values[p.name])] for p in pub.circuit.parameters}
+
+
 def library_versions() -> dict[str, str]:
     """Versions of the quantum libraries, recorded with every result."""
     found = {}
@@ -219,7 +235,8 @@ class _LockedPassManager:
 
 
 class SimulatorTarget:
-    """A :class:`QuantumTarget` simulated by qiskit-aer's own V2 primitives.
+    """A :class:`QuantumTarget` simulated by qiskit-aer: sampler PUBs on the simulator,
+    estimator PUBs through Aer's ``EstimatorV2``.
 
     ``simulator`` builds the :class:`~qiskit_aer.AerSimulator` (on first use: from a
     large fake device it takes seconds); ``transpile_backend`` is what circuits are
@@ -312,16 +329,32 @@ class SimulatorTarget:
         seed: int | None,
         cancel: threading.Event | None = None,
     ) -> list[SampleResult]:
-        """``cancel`` is checked before the run starts; a simulation runs to its end."""
-        from qiskit_aer.primitives import SamplerV2
+        """``cancel`` is checked before the run starts; a simulation runs to its end.
 
+        The PUBs run on the simulator itself, one job per distinct shot count, which is
+        what Aer's ``SamplerV2`` does underneath: the counts are the same for the same
+        seed (``tests/blocks/test_quantum_targets.py`` checks), without the sampler's
+        job thread and the per-shot conversion of its bit arrays (together ~3 ms of a
+        5-qubit, 1,000-shot run that simulates in ~1.7 ms).
+        """
         _stop_if_cancelled(cancel, self.name)
-        sampler = SamplerV2.from_backend(self._simulator_for(pubs), seed=self._seed(seed))
-        job = sampler.run([(p.circuit, dict(p.parameter_values), p.shots) for p in pubs])
-        return [
-            SampleResult(counts=dict(result.join_data().get_counts()), shots=pub.shots)
-            for pub, result in zip(pubs, job.result(), strict=True)
-        ]
+        simulator = self._simulator_for(pubs)
+        counts: dict[int, dict[str, int]] = {}
+        for shots, indices in _by_shots(pubs).items():
+            group = [pubs[i] for i in indices]
+            binds = [_parameter_binds(pub) for pub in group]
+            result = simulator.run(
+                [pub.circuit for pub in group],
+                shots=shots,
+                seed_simulator=self._seed(seed),
+                parameter_binds=binds if any(binds) else None,
+            ).result()
+            for position, index in enumerate(indices):
+                raw = result.get_counts(position)
+                # One key per register, separated by spaces, the first register last:
+                # joined, the rightmost bit is clbit 0 as in the sampler's join_data().
+                counts[index] = {bits.replace(" ", ""): int(n) for bits, n in raw.items()}
+        return [SampleResult(counts=counts[i], shots=pub.shots) for i, pub in enumerate(pubs)]
 
     def estimate(
         self,

@@ -12,6 +12,13 @@ The batch runs on a synchronous engine in one dedicated writer thread: a whole
 transaction is one hop off the event loop, where the async driver would pay a loop
 round trip per statement (measured here: ~0.5 ms each with aiosqlite through
 SQLAlchemy's async layer, against ~10 µs for the statement itself).
+
+The statements of every batch (lock and move the ledger head, insert entries, insert
+and update executions) are compiled once for the engine's dialect and sent to the
+driver's cursor with the parameters SQLAlchemy's own column types would bind
+(:class:`_Prepared`): SQLAlchemy Core spends ~0.15 ms per statement on building and
+looking up its compiled form, more than SQLite takes to run it, and a batch of one
+record (a lone request) paid that six times.
 """
 
 from __future__ import annotations
@@ -21,9 +28,11 @@ import contextlib
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Dialect, Engine, bindparam, insert, select
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from limit_graph.core.errors import StateDenied
 from limit_graph.core.models import Execution, ProvenanceEntry, Session, SessionState
@@ -34,6 +43,105 @@ from limit_graph.storage.ledger import EntryDraft, LedgerHead, chain_entry
 __all__ = ["ExecutionWrite", "GroupCommitter"]
 
 MAX_BATCH = 512
+
+
+class _Prepared:
+    """A statement compiled once for a dialect: its SQL, the order of its parameters
+    (for positional drivers) and each parameter's bind processor (UUIDs as SQLite's
+    32-digit hex, documents through the dialect's JSON serializer...)."""
+
+    def __init__(
+        self, statement: ClauseElement, dialect: Dialect, columns: list[str] | None = None
+    ) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=columns))
+        self.sql = compiled.string
+        self.order: list[str] | None = (
+            list(compiled.positiontup) if compiled.positiontup is not None else None
+        )
+        self.processors: dict[str, Any] = {}
+        self.fixed: dict[str, Any] = {}
+        for name, bind in compiled.binds.items():
+            if self.order is not None and name not in self.order:
+                continue
+            if self.order is None and f"%({name})s" not in self.sql:
+                continue  # named style (psycopg): only the names the SQL uses
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                self.processors[name] = processor
+            if not bind.required:  # a value written in the statement, e.g. the head's id
+                self.fixed[name] = bind.effective_value
+
+    def bound(self, row: dict[str, Any]) -> dict[str, Any]:
+        """``row`` (and the statement's own values) as the driver is given them."""
+        return {
+            name: (processor(value) if (processor := self.processors.get(name)) else value)
+            for name, value in (self.fixed | row).items()
+        }
+
+    def parameters(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        bound = self.bound(row)
+        return tuple(bound[name] for name in self.order) if self.order is not None else bound
+
+    def execute(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Run for each row in the connection's transaction, on the driver's cursor."""
+        cursor = conn.connection.cursor()
+        try:
+            if len(rows) == 1:
+                cursor.execute(self.sql, self.parameters(rows[0]))
+            else:
+                cursor.executemany(self.sql, [self.parameters(row) for row in rows])  # type: ignore[arg-type]
+        finally:
+            cursor.close()
+
+    def rows(self, conn: Connection, row: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """The rows it selects, as the driver returns them (no result processing)."""
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(self.sql, self.parameters(row))
+            return [tuple(found) for found in cursor.fetchall()]
+        finally:
+            cursor.close()
+
+
+class _Lookup:
+    """``SELECT <columns> WHERE <key> IN (...)``, prepared for each number of keys.
+
+    Rows come back as the driver returns them, so keys are matched in the driver's
+    form: each wanted key is bound the way the statement binds it, and the rows are
+    given back under the key as passed in.
+    """
+
+    def __init__(self, key: Any, columns: list[Any], dialect: Dialect) -> None:
+        self._key = key
+        self._columns = columns
+        self._dialect = dialect
+        self._prepared: dict[int, _Prepared] = {}
+
+    def find(self, conn: Connection, keys: list[Any]) -> dict[Any, tuple[Any, ...]]:
+        prepared = self._prepared.get(len(keys))
+        if prepared is None:
+            names = [bindparam(f"k{n}", type_=self._key.type) for n in range(len(keys))]
+            statement = select(self._key, *self._columns).where(self._key.in_(names))
+            prepared = self._prepared.setdefault(len(keys), _Prepared(statement, self._dialect))
+        row = {f"k{n}": key for n, key in enumerate(keys)}
+        bound = prepared.bound(row)
+        wanted = {bound[f"k{n}"]: key for n, key in enumerate(keys)}
+        return {wanted[found[0]]: found[1:] for found in prepared.rows(conn, row)}
+
+
+class _Statements:
+    """The writer's statements, prepared for one dialect."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.lock_head = _Prepared(t.LOCK_LEDGER_HEAD, dialect)
+        self.move_head = _Prepared(t.MOVE_LEDGER_HEAD, dialect)
+        self.insert_entries = _Prepared(insert(t.ledger), dialect)
+        self.insert_executions = _Prepared(insert(t.executions), dialect)
+        self.update_executions = _Prepared(
+            t.UPDATE_EXECUTIONS, dialect, ["state", "backend", "document"]
+        )
+        self.executions_found = _Lookup(t.executions.c.id, [], dialect)
+        self.session_states = _Lookup(t.sessions.c.id, [t.sessions.c.state], dialect)
 
 
 @dataclass
@@ -59,6 +167,7 @@ class GroupCommitter:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="limit-writer")
         self._queue: asyncio.Queue[ExecutionWrite] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._statements = _Statements(engine.dialect)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="limit-group-commit")
@@ -112,22 +221,19 @@ class GroupCommitter:
             return self._write(conn, batch)
 
     def _write(self, conn: Connection, batch: list[ExecutionWrite]) -> list[Any]:
-        size, last_hash = conn.execute(t.LOCK_LEDGER_HEAD).one()
+        sql = self._statements
+        [(size, last_hash)] = sql.lock_head.rows(conn, {})
         head = LedgerHead(size, last_hash)
-        executions = [w.execution for w in batch if w.execution is not None]
-        ids = [e.id for e in executions]
-        existing = (
-            set((conn.scalars(select(t.executions.c.id).where(t.executions.c.id.in_(ids)))).all())
-            if ids
-            else set()
+        ids = list(dict.fromkeys(w.execution.id for w in batch if w.execution is not None))
+        existing = set(sql.executions_found.find(conn, ids)) if ids else set()
+        gated = list(
+            dict.fromkeys(
+                e.session_id for w in batch if w.require_active_session and (e := w.execution)
+            )
         )
-        gated = {e.session_id for w in batch if w.require_active_session and (e := w.execution)}
         states: dict[uuid.UUID, str] = {}
         if gated:
-            rows = conn.execute(
-                select(t.sessions.c.id, t.sessions.c.state).where(t.sessions.c.id.in_(gated))
-            )
-            states = {row.id: row.state for row in rows}
+            states = {key: row[0] for key, row in sql.session_states.find(conn, gated).items()}
         keyed: dict[tuple[uuid.UUID, str], Execution] = {}
         new_sessions: list[Session] = []
         results: list[Any] = []
@@ -199,10 +305,10 @@ class GroupCommitter:
             if tags:
                 conn.execute(insert(t.session_tags), tags)
         if entries:
-            conn.execute(insert(t.ledger), [t.ledger_row(e) for e in entries])
-            conn.execute(t.move_ledger_head(head))
+            sql.insert_entries.execute(conn, [t.ledger_row(e) for e in entries])
+            sql.move_head.execute(conn, [{"size": head.size, "last_hash": head.last_hash}])
         if inserts:
-            conn.execute(insert(t.executions), inserts)
+            sql.insert_executions.execute(conn, inserts)
         if updates:
-            conn.execute(t.UPDATE_EXECUTIONS, updates)
+            sql.update_executions.execute(conn, updates)
         return results

@@ -34,6 +34,7 @@ from limit_graph.storage.ledger import LedgerHead
 
 __all__ = [
     "LOCK_LEDGER_HEAD",
+    "MOVE_LEDGER_HEAD",
     "UPDATE_EXECUTIONS",
     "execution_by_key",
     "execution_changes",
@@ -140,6 +141,14 @@ LOCK_LEDGER_HEAD = (
 
 UPDATE_EXECUTIONS = update(executions).where(executions.c.id == bindparam("b_id"))
 """Executemany form: each parameter set has ``b_id`` and the columns to set."""
+
+
+MOVE_LEDGER_HEAD = (
+    update(ledger_head)
+    .where(ledger_head.c.id == 1)
+    .values(size=bindparam("size"), last_hash=bindparam("last_hash"))
+)
+"""Parameters ``size`` and ``last_hash``: the head after a batch's entries."""
 
 
 def move_ledger_head(head: LedgerHead) -> Update:

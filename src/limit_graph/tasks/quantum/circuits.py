@@ -36,6 +36,7 @@ __all__ = [
     "load_circuit",
     "parameter_names",
     "qasm3_sha256",
+    "qasm3_text",
     "strip_final_measurements",
 ]
 
@@ -119,8 +120,25 @@ def circuit_source(circuit: QuantumCircuit, fmt: CircuitFormat = "qasm3") -> dic
     return {"format": fmt, "source": text}
 
 
-def qasm3_sha256(circuit: QuantumCircuit) -> str:
-    """SHA-256 (hex) of the circuit's OpenQASM 3 text: its identity in provenance."""
+def qasm3_text(circuit: QuantumCircuit) -> str:
+    """The circuit's OpenQASM 3 text, as Qiskit writes it.
+
+    Qiskit's native exporter writes it (~0.03 ms for a 5-qubit circuit against ~0.7 ms
+    for the Python exporter); circuits with free parameters or control flow, which the
+    native exporter does not handle yet, and anything else it declines go to the Python
+    exporter.  A given circuit always takes the same path, so its text is stable.
+    """
+    if not circuit.num_parameters:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            try:
+                text: str = qasm3.dumps_experimental(circuit)
+                return text
+            except Exception:  # control flow and the like: the Python exporter decides
+                pass
+            except BaseException as exc:  # a Rust panic (pyo3's PanicException)
+                if type(exc).__name__ != "PanicException":
+                    raise
     try:
         text = qasm3.dumps(circuit)
     except Exception as exc:
@@ -128,7 +146,13 @@ def qasm3_sha256(circuit: QuantumCircuit) -> str:
             f"circuit cannot be written as OpenQASM 3, which its provenance hash needs: "
             f"{_first_line(exc)}"
         ) from None
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return text
+
+
+def qasm3_sha256(circuit: QuantumCircuit) -> str:
+    """SHA-256 (hex) of the circuit's OpenQASM 3 text (:func:`qasm3_text`): its identity
+    in provenance, the same whichever format the circuit arrived in."""
+    return hashlib.sha256(qasm3_text(circuit).encode("utf-8")).hexdigest()
 
 
 def check_width(circuit: QuantumCircuit, num_qubits: int | None, target: str) -> None:

@@ -3,8 +3,8 @@ the provenance of each run.
 
 Circuits are transpiled here for the target (:func:`transpile_for`, with a recorded
 optimization level and seed), observables are laid out on the transpiled qubits, and
-the target's own primitives run them: Aer's ``SamplerV2``/``EstimatorV2`` for
-simulators, qiskit-ibm-runtime's executor primitives for IBM devices (see
+the target runs them: the Aer simulator itself (sampling) and Aer's ``EstimatorV2``
+for simulators, qiskit-ibm-runtime's executor primitives for IBM devices (see
 ``blocks/quantum.py``).  Every run returns :class:`RunMetadata`: circuit hashes,
 target and calibration snapshot, library versions, seed, shots, optimization level,
 transpiled depth and size, durations and job ids.
