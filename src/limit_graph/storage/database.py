@@ -119,8 +119,8 @@ class _DatabaseTransaction:
             self._head = LedgerHead(size, last_hash)
         entry = chain_entry(self._head, draft)
         await self._conn.execute(insert(t.ledger).values(**t.ledger_row(entry)))
-        await self._conn.execute(t.move_ledger_head(LedgerHead.after(entry)))
         self._head = LedgerHead.after(entry)
+        await self._conn.execute(t.MOVE_LEDGER_HEAD, t.head_values(self._head))
         return entry
 
     async def save_session(self, session: Session, *, actor: str, action: str) -> Session:

@@ -84,23 +84,17 @@ class _Prepared:
 
     def execute(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         """Run for each row in the connection's transaction, on the driver's cursor."""
-        cursor = conn.connection.cursor()
-        try:
+        with contextlib.closing(conn.connection.cursor()) as cursor:
             if len(rows) == 1:
                 cursor.execute(self.sql, self.parameters(rows[0]))
             else:
                 cursor.executemany(self.sql, [self.parameters(row) for row in rows])  # type: ignore[arg-type]
-        finally:
-            cursor.close()
 
     def rows(self, conn: Connection, row: dict[str, Any]) -> list[tuple[Any, ...]]:
         """The rows it selects, as the driver returns them (no result processing)."""
-        cursor = conn.connection.cursor()
-        try:
+        with contextlib.closing(conn.connection.cursor()) as cursor:
             cursor.execute(self.sql, self.parameters(row))
             return [tuple(found) for found in cursor.fetchall()]
-        finally:
-            cursor.close()
 
 
 class _Lookup:
@@ -306,7 +300,7 @@ class GroupCommitter:
                 conn.execute(insert(t.session_tags), tags)
         if entries:
             sql.insert_entries.execute(conn, [t.ledger_row(e) for e in entries])
-            sql.move_head.execute(conn, [{"size": head.size, "last_hash": head.last_hash}])
+            sql.move_head.execute(conn, [t.head_values(head)])
         if inserts:
             sql.insert_executions.execute(conn, inserts)
         if updates:

@@ -27,7 +27,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.sql import Select, Update
+from sqlalchemy.sql import Select
 
 from limit_graph.core.models import Execution, ProvenanceEntry, Session
 from limit_graph.storage.ledger import LedgerHead
@@ -39,10 +39,10 @@ __all__ = [
     "execution_by_key",
     "execution_changes",
     "execution_row",
+    "head_values",
     "kv",
     "ledger_row",
     "metadata",
-    "move_ledger_head",
     "session_row",
     "tag_rows",
     "to_micros",
@@ -148,15 +148,12 @@ MOVE_LEDGER_HEAD = (
     .where(ledger_head.c.id == 1)
     .values(size=bindparam("size"), last_hash=bindparam("last_hash"))
 )
-"""Parameters ``size`` and ``last_hash``: the head after a batch's entries."""
+"""Parameters: :func:`head_values` of the head after the new entries."""
 
 
-def move_ledger_head(head: LedgerHead) -> Update:
-    return (
-        update(ledger_head)
-        .where(ledger_head.c.id == 1)
-        .values(size=head.size, last_hash=head.last_hash)
-    )
+def head_values(head: LedgerHead) -> dict[str, Any]:
+    """The parameters of :data:`MOVE_LEDGER_HEAD` for ``head``."""
+    return {"size": head.size, "last_hash": head.last_hash}
 
 
 def execution_by_key(session_id: uuid.UUID, idempotency_key: str) -> Select[tuple[Any]]:

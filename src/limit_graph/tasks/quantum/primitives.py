@@ -242,6 +242,11 @@ def _guarded(target: QuantumTarget, what: str, run: Callable[[], list[ResultT]])
         raise BackendError(f"{what} on {target.name!r} failed: {exc}") from exc
 
 
+def _job_fields(result: SampleResult | EstimateResult) -> dict[str, Any]:
+    """A PUB result's device job: its id, queue time and billed QPU time."""
+    return {"job_id": result.job_id, "queue_s": result.queue_s, "usage_s": result.usage_s}
+
+
 def _metadata(
     target: QuantumTarget,
     seed: int | None,
@@ -290,12 +295,7 @@ def run_sampler(
     results = _guarded(target, "sampling", lambda: target.sample(pubs, seed=seed, cancel=cancel))
     finished = time.perf_counter()
     pub_metadata = [
-        done.metadata(
-            shots=result.shots,
-            job_id=result.job_id,
-            queue_s=result.queue_s,
-            usage_s=result.usage_s,
-        )
+        done.metadata(shots=result.shots, **_job_fields(result))
         for (done, _), result in zip(prepared, results, strict=True)
     ]
     metadata = _metadata(
@@ -343,12 +343,7 @@ def run_estimator(
     )
     finished = time.perf_counter()
     pub_metadata = [
-        done.metadata(
-            precision=pub.precision,
-            job_id=result.job_id,
-            queue_s=result.queue_s,
-            usage_s=result.usage_s,
-        )
+        done.metadata(precision=pub.precision, **_job_fields(result))
         for (done, _), pub, result in zip(prepared, pubs, results, strict=True)
     ]
     metadata = _metadata(
