@@ -211,6 +211,7 @@ def main() -> None:
         quantum_bench.measure(workdir / "quantum", args.quantum_repeat, args.quantum_small)
     ):
         say(line)
+    mirror_wrong: str | None = None
     if not args.no_prefect:
         say("")
         platform_rows = dispatch_bench.measure_platform(
@@ -229,11 +230,14 @@ def main() -> None:
             paced_rate=args.paced_rate,
             storage="database",
         )
-        say(asyncio.run(mirror_bench.run(mirror_args)))
+        table, mirror_wrong = asyncio.run(mirror_bench.run(mirror_args))
+        say(table)
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
     (results / "latest.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"\nwritten to {results / 'latest.md'}")
+    if mirror_wrong is not None:
+        sys.exit(f"FAIL: the Prefect mirror's accounting is not exact: {mirror_wrong}")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ settings (`[prefect] mirror_task_runs_per_s`).
 
 - `measure_mirror`: about `rate` `echo` executions a second for `seconds`, spread over
   a few sessions; the mirror's lag sampled every 0.25 s; then the time until it has
-  drained, and the executions Prefect accounts for (sum of `count:` tags, one per
-  plain task run) against those executed.
+  drained (its saved cursor at the ledger's end), and, by final state, the executions
+  the platform holds against those Prefect accounts for (each task run read once, by
+  id: a group's `count:` tag, else one).  Any difference, either way, is a failure: a
+  FAIL row, and `python -m bench.mirror` exits 1.
 - `measure_session_flow_runs`: sessions created as fast as the platform takes them,
   then at a steady rate; how long until each one's flow run exists in Prefect.
 
@@ -19,9 +21,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,17 +34,21 @@ from typing import Any
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from limit_graph.core.models import ExecutionState, SessionConfig
+from limit_graph.core.models import SessionConfig
 from limit_graph.core.settings import load_settings
 from limit_graph.deployments.server import PrefectServer
 from limit_graph.governance.auth import Principal
 from limit_graph.orchestration.executions import ExecuteCommand
-from limit_graph.orchestration.mirror import PrefectMirror
+from limit_graph.orchestration.mirror import CURSOR_KEY, NAMESPACE, PrefectMirror
+from limit_graph.orchestration.mirror_views import executions_shown
 from limit_graph.orchestration.platform import Platform
 
 ADMIN = Principal("bench", "bench", frozenset({"admin"}))
 SESSIONS = 4
 TICK_S = 0.05
+FINAL_STATES = ("succeeded", "failed", "timed_out", "cancelled")
+DRAIN_TIMEOUT_S = 600.0
+RECORD_TIMEOUT_S = 120.0
 
 
 @asynccontextmanager
@@ -76,19 +84,35 @@ async def _sample(mirror: PrefectMirror, lags: list[float], stop: asyncio.Event)
         await asyncio.sleep(0.25)
 
 
-async def _drain(mirror: PrefectMirror, timeout_s: float) -> float:
-    """Seconds until the mirror has nothing left to send."""
+async def _drain(platform: Platform, timeout_s: float) -> float:
+    """Seconds until the mirror's saved cursor is at the end of the ledger (the load is
+    over, so the ledger no longer grows)."""
     started = time.monotonic()
-    while mirror.backlog or mirror.lag_s:
+    last = await platform.storage.ledger_size() - 1
+    while True:
+        saved = await platform.storage.get_value(NAMESPACE, CURSOR_KEY) or {}
+        if saved.get("index", -1) >= last:
+            return time.monotonic() - started
         if time.monotonic() - started > timeout_s:
             raise RuntimeError(f"the mirror did not drain in {timeout_s:.0f} s")
         await asyncio.sleep(0.05)
-    return time.monotonic() - started
 
 
-async def _accounted(api_url: str, flow_run_ids: list[uuid.UUID]) -> tuple[int, int]:
-    """Executions Prefect accounts for under these flow runs, and the task runs doing it."""
-    executions = runs = 0
+async def _executed(platform: Platform, sessions: list[uuid.UUID]) -> dict[str, int]:
+    """The sessions' executions by final state, as the platform's store holds them."""
+    found: Counter[str] = Counter(dict.fromkeys(FINAL_STATES, 0))
+    for session_id in sessions:
+        for (state, _), n in (await platform.storage.count_executions(session_id)).items():
+            if state.is_final:
+                found[state.value] += n
+    return dict(found)
+
+
+async def _accounted(api_url: str, flow_run_ids: list[uuid.UUID]) -> tuple[dict[str, int], int]:
+    """Executions Prefect accounts for under these flow runs, by the platform state their
+    task runs stand for, and the task runs doing it; each task run counted once (offset
+    pages shift while the server records more)."""
+    runs: dict[uuid.UUID, tuple[str | None, list[str]]] = {}
     async with PrefectClient(api=api_url) as client:
         for flow_run_id in flow_run_ids:
             offset = 0
@@ -99,13 +123,45 @@ async def _accounted(api_url: str, flow_run_ids: list[uuid.UUID]) -> tuple[int, 
                     offset=offset,
                 )
                 for run in page:
-                    counts = [int(t[6:]) for t in run.tags if t.startswith("count:")]
-                    executions += counts[0] if counts else 1
-                runs += len(page)
+                    runs[run.id] = (run.state.name if run.state else None, run.tags)
                 offset += len(page)
                 if len(page) < 200:
                     break
-    return executions, runs
+    found: Counter[str] = Counter(dict.fromkeys(FINAL_STATES, 0))
+    for state_name, tags in runs.values():
+        state, n = executions_shown(state_name, tags)
+        found[state] += n
+    return dict(found), len(runs)
+
+
+async def _account(
+    api_url: str, flow_run_ids: list[uuid.UUID], executed: dict[str, int]
+) -> tuple[dict[str, int], int]:
+    """Prefect's accounting once it matches the platform's, or as it stands when it no
+    longer can or after ``RECORD_TIMEOUT_S``.  The server records task runs a little
+    after it accepted their events, and a task run read mid-write may show no state yet
+    (``prefect:None``), so only more executions in a final state than the platform
+    holds ends the wait early: a recorded final state does not go away."""
+    deadline = time.monotonic() + RECORD_TIMEOUT_S
+    while True:
+        counted, task_runs = await _accounted(api_url, flow_run_ids)
+        over = any(counted.get(state, 0) > n for state, n in executed.items())
+        if counted == executed or over or time.monotonic() > deadline:
+            return counted, task_runs
+        await asyncio.sleep(0.5)
+
+
+def mismatch(m: dict[str, Any]) -> str | None:
+    """What differs between the platform's and Prefect's accounting, if anything."""
+    executed, counted = m["executed"], m["counted_in_prefect"]
+    if executed == counted:
+        return None
+    states = sorted(executed.keys() | counted.keys())
+    return "; ".join(
+        f"{state} {executed.get(state, 0):,} executed, {counted.get(state, 0):,} in Prefect"
+        for state in states
+        if executed.get(state, 0) != counted.get(state, 0)
+    )
 
 
 async def measure_mirror_async(
@@ -135,20 +191,12 @@ async def measure_mirror_async(
                 await asyncio.sleep(max(0.0, started + launched / rate - time.monotonic()))
             driven_s = time.monotonic() - started
             backlog_at_end = mirror.backlog
-            drain_s = await _drain(mirror, timeout_s=600)
+            drain_s = await _drain(platform, DRAIN_TIMEOUT_S)
             stop.set()
             await sampler
-            executed = 0
-            for session_id in sessions:
-                counts = await platform.storage.count_executions(session_id)
-                executed += sum(n for (s, _), n in counts.items() if s is ExecutionState.SUCCEEDED)
-            flow_runs = [mirror.flow_run_id(s) for s in sessions]
-            deadline = time.monotonic() + 120
-            while True:  # the server records task runs a little after accepting them
-                counted, task_runs = await _accounted(url, [f for f in flow_runs if f])
-                if counted >= executed or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.5)
+            executed = await _executed(platform, sessions)
+            flow_runs = [f for s in sessions if (f := mirror.flow_run_id(s)) is not None]
+            counted, task_runs = await _account(url, flow_runs, executed)
             registry = platform.telemetry.registry
             created = {
                 kind: int(
@@ -238,6 +286,16 @@ def measure_session_flow_runs(n: int = 500, **options: Any) -> dict[str, Any]:
     return asyncio.run(measure_session_flow_runs_async(n, **options))
 
 
+def _accounting(m: dict[str, Any]) -> str:
+    executed, counted = m["executed"], m["counted_in_prefect"]
+    shown = [
+        s for s in sorted(executed.keys() | counted.keys()) if executed.get(s) or counted.get(s)
+    ]
+    cells = ", ".join(f"{s} {executed.get(s, 0):,} / {counted.get(s, 0):,}" for s in shown)
+    totals = f"{sum(executed.values()):,} / {sum(counted.values()):,} ({cells})"
+    return totals if mismatch(m) is None else f"FAIL {totals}"
+
+
 def _table(m: dict[str, Any], s: dict[str, Any]) -> str:
     made = m["task_runs_created"]
     rows = [
@@ -248,7 +306,7 @@ def _table(m: dict[str, Any], s: dict[str, Any]) -> str:
         ("mirror lag max / p50 (s)", f"{m['lag_max_s']} / {m['lag_p50_s']}"),
         ("backlog at end of load (entries)", f"{m['backlog_at_end']:,}"),
         ("time to drain after load (s)", f"{m['drain_s']}"),
-        ("executed / counted through Prefect", f"{m['executed']:,} / {m['counted_in_prefect']:,}"),
+        ("executed / counted through Prefect, all final states", _accounting(m)),
         ("task runs created (single / grouped)", f"{made['single']:,} / {made['grouped']:,}"),
         (f"{s['burst_sessions']} sessions at once: created per s", f"{s['burst_create_per_s']:,}"),
         (
@@ -262,11 +320,14 @@ def _table(m: dict[str, Any], s: dict[str, Any]) -> str:
     ]
     lines = ["| Prefect mirror | value |", "| --- | ---: |"]
     lines += [f"| {name} | {value} |" for name, value in rows]
+    if (wrong := mismatch(m)) is not None:
+        lines += ["", f"FAIL: the mirror's accounting is not exact: {wrong}."]
     return "\n".join(lines)
 
 
-async def run(args: argparse.Namespace) -> str:
-    """Both measurements on a Prefect server of their own; the markdown table."""
+async def run(args: argparse.Namespace) -> tuple[str, str | None]:
+    """Both measurements on a Prefect server of their own: the markdown table, and what
+    differs between the platform's accounting and Prefect's (``None``: nothing)."""
     with tempfile.TemporaryDirectory(prefix="limit-bench-prefect-") as tmp:
         server = await asyncio.to_thread(PrefectServer(home=Path(tmp), ui=False).start)
         try:
@@ -281,7 +342,7 @@ async def run(args: argparse.Namespace) -> str:
             )
         finally:
             await asyncio.to_thread(server.stop)
-    return _table(mirror, sessions)
+    return _table(mirror, sessions), mismatch(mirror)
 
 
 def main() -> None:
@@ -291,7 +352,10 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=500, help="sessions in the burst")
     parser.add_argument("--paced-rate", type=float, default=30.0, help="sessions per second")
     parser.add_argument("--storage", choices=["database", "memory"], default="database")
-    print(asyncio.run(run(parser.parse_args())))
+    table, wrong = asyncio.run(run(parser.parse_args()))
+    print(table)
+    if wrong is not None:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

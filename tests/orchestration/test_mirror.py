@@ -11,46 +11,35 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.filters import (
-    ArtifactFilter,
-    ArtifactFilterFlowRunId,
-    FlowRunFilter,
-    FlowRunFilterId,
-)
-from prefect.client.schemas.objects import TaskRun
 
-from limit_graph.core.models import Execution, ExecutionState, SessionConfig
+from limit_graph.core.models import ExecutionState, SessionConfig
 from limit_graph.core.settings import load_settings
 from limit_graph.deployments.server import PrefectServer, free_port
-from limit_graph.governance.auth import Principal
-from limit_graph.orchestration.executions import ExecuteCommand
 from limit_graph.orchestration.mirror import PrefectMirror
 from limit_graph.orchestration.platform import Platform
-from limit_graph.storage.base import Storage
+from tests.fixtures.lossy_proxy import lossy_proxy
+from tests.fixtures.mirror import (
+    ADMIN,
+    Prefect,
+    artifacts,
+    backlog,
+    counted,
+    eventually,
+    execute,
+    execution_tag,
+    flow_run_of,
+    running_platform,
+    tally,
+    task_runs,
+    unmirrored,
+)
 
-ADMIN = Principal(name="admin", tenant="acme", roles=frozenset({"admin"}))
 MIRROR_LOG = "limit_graph.orchestration.mirror"
-T = TypeVar("T")
-
-
-@dataclass
-class Prefect:
-    """The module's Prefect server; the restart test swaps in a new process."""
-
-    server: PrefectServer
-
-    @property
-    def api_url(self) -> str:
-        return self.server.api_url
 
 
 @pytest.fixture(scope="module")
@@ -66,89 +55,6 @@ def prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect]:
 async def client(prefect: Prefect) -> AsyncIterator[PrefectClient]:
     async with PrefectClient(api=prefect.api_url) as client:
         yield client
-
-
-@asynccontextmanager
-async def running_platform(kind: str, home: Path) -> AsyncIterator[Platform]:
-    storage_type = "memory" if kind == "memory" else "database"
-    platform = await Platform.start(
-        load_settings(environ={}, home=str(home), storage__type=storage_type)
-    )
-    try:
-        yield platform
-    finally:
-        await platform.close()
-
-
-async def execute(
-    platform: Platform, session_id: uuid.UUID, agent: str, inputs: dict[str, Any], **options: Any
-) -> Execution:
-    return await platform.executions.execute(
-        ADMIN, session_id, ExecuteCommand(agent, inputs, **options)
-    )
-
-
-async def eventually(
-    read: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout_s: float = 30.0
-) -> T:
-    """Poll ``read`` until ``done`` holds for what it returned."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await read()
-        if done(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"still not there after {timeout_s} s: {value!r}"[:2000])
-        await asyncio.sleep(0.25)
-
-
-async def task_runs(client: PrefectClient, flow_run_id: uuid.UUID | None) -> list[TaskRun]:
-    assert flow_run_id is not None
-    found: list[TaskRun] = []
-    while True:
-        page = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-            limit=200,
-            offset=len(found),
-        )
-        found += page
-        if len(page) < 200:
-            return found
-
-
-def counted(runs: list[TaskRun]) -> int:
-    """Executions the task runs account for: a group's ``count:`` tag, else one."""
-    total = 0
-    for run in runs:
-        counts = [int(tag.removeprefix("count:")) for tag in run.tags if tag.startswith("count:")]
-        total += counts[0] if counts else 1
-    return total
-
-
-async def backlog(mirror: PrefectMirror) -> int:
-    return mirror.backlog
-
-
-async def unmirrored(storage: Storage) -> int:
-    """Ledger entries after the mirror's saved cursor: 0 once it has caught up."""
-    saved = await storage.get_value("mirror", "cursor")
-    return await storage.ledger_size() - 1 - (saved["index"] if saved else -1)
-
-
-async def flow_run_of(mirror: PrefectMirror, session_id: uuid.UUID) -> uuid.UUID | None:
-    return mirror.flow_run_id(session_id)
-
-
-def execution_tag(run: TaskRun) -> str | None:
-    return next(
-        (t.removeprefix("execution:") for t in run.tags if t.startswith("execution:")), None
-    )
-
-
-async def artifacts(client: PrefectClient, flow_run_id: uuid.UUID) -> list[Any]:
-    return await client.read_artifacts(
-        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
-    )
 
 
 # --- one execution, one task run ------------------------------------------------------
@@ -317,6 +223,88 @@ async def test_a_replay_after_a_crash_changes_nothing(
         assert counted(after) == 31
         assert len(await artifacts(client, flow_run_id)) == 2
         await again.close()
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["single", "grouped"])
+async def test_a_batch_resent_after_its_answer_was_lost_counts_each_execution_once(
+    grouped: bool, tmp_path: Path, prefect: Prefect, client: PrefectClient
+) -> None:
+    """Prefect takes each request but its answer is lost on the way back, so the mirror
+    sends the task runs, the session's state and an artifact twice: Prefect still shows
+    each execution once, one Completed state and two artifacts."""
+    with lossy_proxy(prefect.api_url) as (proxy, api_url):
+        async with running_platform("memory", tmp_path) as platform:
+            budget = 4 if grouped else 1000
+            mirror = PrefectMirror(
+                platform.storage, api_url, telemetry=platform.telemetry, task_runs_per_s=budget
+            )
+            session = await platform.sessions.create(ADMIN, SessionConfig())
+            done = [await execute(platform, session.id, "echo", {"n": n}) for n in range(30)]
+            done += [await execute(platform, session.id, "fail", {}) for _ in range(2)]
+            await platform.sessions.complete(ADMIN, session.id)
+            size = await platform.storage.ledger_size()
+            for path in ("/events", "/set_state", "/artifacts/"):
+                proxy.lose("POST", path)
+                assert await mirror.run_once() == 0
+                assert proxy.forwarded("POST", path) == 1
+            assert await mirror.run_once() == size
+            assert proxy.forwarded("POST", "/events") == 2
+            flow_run_id = mirror.flow_run_id(session.id)
+            assert flow_run_id is not None
+
+            marker = await platform.sessions.create(ADMIN, SessionConfig())
+            await execute(platform, marker.id, "echo", {})
+            assert await mirror.run_once() > 0
+            # the recorder works in order: once the later run is there, the re-sent were handled
+            await eventually(lambda: task_runs(client, mirror.flow_run_id(marker.id)), bool)
+            await mirror.close()
+
+    runs = await task_runs(client, flow_run_id)
+    assert tally(runs) == {"succeeded": 30, "failed": 2}
+    if grouped:
+        assert sorted(run.name for run in runs) == ["echo ×30 succeeded", "fail ×2 failed"]
+    else:
+        assert sorted(execution_tag(run) or "" for run in runs) == sorted(str(e.id) for e in done)
+    states = await client.read_flow_run_states(flow_run_id)
+    assert [s.type.value for s in states].count("COMPLETED") == 1
+    assert sorted(a.type for a in await artifacts(client, flow_run_id)) == ["markdown", "table"]
+
+
+async def test_a_restart_sends_an_interrupted_read_as_it_was_sent_before(
+    tmp_path: Path, prefect: Prefect, client: PrefectClient
+) -> None:
+    """A read went out one task run per execution, its answer was lost and the platform
+    stopped; it comes back with a budget that would group them: the read is sent again
+    one by one, not also as a group on top."""
+    async with running_platform("memory", tmp_path) as platform:
+        with lossy_proxy(prefect.api_url) as (proxy, api_url):
+            first = PrefectMirror(
+                platform.storage, api_url, telemetry=platform.telemetry, task_runs_per_s=1000
+            )
+            session = await platform.sessions.create(ADMIN, SessionConfig())
+            done = [await execute(platform, session.id, "echo", {"n": n}) for n in range(20)]
+            proxy.lose("POST", "/events")
+            assert await first.run_once() == 0
+            assert proxy.forwarded("POST", "/events") == 1
+            await first.close()  # failing: it stops without another try
+        end = await platform.storage.ledger_size() - 1
+
+        again = PrefectMirror(
+            platform.storage, prefect.api_url, telemetry=platform.telemetry, task_runs_per_s=4
+        )
+        marker = await platform.sessions.create(ADMIN, SessionConfig())
+        for n in range(5):
+            await execute(platform, marker.id, "echo", {"n": n})
+        assert await again.run_once() == end + 1
+        assert await again.run_once() > 0
+        await eventually(lambda: task_runs(client, again.flow_run_id(marker.id)), bool)
+        await again.close()
+
+    runs = await task_runs(client, first.flow_run_id(session.id))
+    assert sorted(execution_tag(run) or "" for run in runs) == sorted(str(e.id) for e in done)
+    assert tally(runs) == {"succeeded": 20}
+    marked = await task_runs(client, again.flow_run_id(marker.id))
+    assert [(run.name, counted([run])) for run in marked] == [("echo ×5 succeeded", 5)]
 
 
 async def test_an_unreachable_prefect_is_logged_once_and_loses_nothing(

@@ -26,8 +26,9 @@ server on SQLite, default settings; one flow run holding the task runs):
   BATCH_SIZE=500`` and ``..._FLUSH_INTERVAL=1``: 360 task runs/s (its default batch is 1).
 
 So events it is; the recorder upserts each task run by id and by (flow run, task key,
-dynamic key), and each event id becomes the state's id, so deterministic ids (uuid5
-of execution id and attempt) make a replay change nothing.  Flow runs have no bulk
+dynamic key), updating it only for a later state, and each event id becomes the state's
+id (a repeated one is skipped), so deterministic ids (``mirror_views``) make a re-sent
+event change nothing.  Flow runs have no bulk
 path: ``POST /api/flow_runs/`` made 40/s one at a time, 33/s two at a time and 26/s
 four at a time (SQLite contention), so the mirror creates them one at a time.
 
@@ -37,12 +38,19 @@ succeeded``, tagged ``grouped``, ``count:240`` and ``results:/sessions/<id>/resu
 spanning the group's earliest start to latest end: the Prefect UI accounts for every
 execution, the platform's store holds each one.
 
-Durability: the cursor (namespace ``mirror``, key ``cursor``, ``{"index": n}``: the last
-entry fully mirrored) advances only after Prefect accepted everything up to it.  Before
-sending anything for a read the mirror records where that read ends (``chunk_end``),
-so after a crash it re-reads exactly those entries, groups them the same way and sends
-the same ids.  While Prefect is down the mirror keeps its cursor, logs once, retries
-with a capped backoff and then catches up.
+Durability and idempotency: the cursor (namespace ``mirror``, key ``cursor``,
+``{"index": n}``: the last entry fully mirrored) advances only after Prefect accepted
+everything up to it, so whatever was sent since may be sent again: after a lost or
+late answer (the same request, retried) or after a crash (the whole read).  Before
+sending anything for a read the mirror records where that read ends and whether it
+is grouped (``chunk_end``, ``grouped``), so a restart re-reads exactly those entries
+and groups them as before, whatever the budget is now, and so sends the same ids.
+Everything it sends is keyed by what it shows: task runs and their events by uuid5
+ids, a flow run by its session's idempotency key; a flow-run state sent again is
+skipped when the run is already in it, and an artifact, which Prefect would keep as
+one more version, is looked up by key and description before it is published again.
+While Prefect is down the mirror keeps its cursor, logs once, retries with a capped
+backoff and then catches up.
 
 >>> # mirror = PrefectMirror(storage, "http://127.0.0.1:4200/api", telemetry=telemetry)
 >>> # await mirror.start(); ...; await mirror.close()
@@ -115,7 +123,8 @@ class _Unavailable(Exception):
     """Prefect did not take a request (down, busy, or refused it); retried later."""
 
 
-Step = Callable[[], Awaitable[None]]
+Step = Callable[[bool], Awaitable[None]]
+"""One request of a read; its argument says whether Prefect may have seen it before."""
 
 
 @dataclass
@@ -123,14 +132,19 @@ class _Chunk:
     """One read of the ledger and the requests that show it in Prefect, done in order.
 
     ``done`` counts the steps Prefect accepted, so a retry after an outage resumes
-    where it stopped instead of sending twice.
+    where it stopped; that step itself may have reached Prefect (its answer was lost),
+    which ``tried`` tells it.  ``replayed``: read again after a crash, so any step may
+    have.  ``grouped``: whether executions go as grouped task runs (``None`` until
+    planned, unless the interrupted read it repeats recorded it).
     """
 
     entries: list[ProvenanceEntry]
     replayed: bool
+    grouped: bool | None
     task_runs: int = 0
     steps: list[Step] = field(default_factory=list)
     done: int = 0
+    tried: int = -1
 
     @property
     def end(self) -> int:
@@ -169,6 +183,7 @@ class PrefectMirror:
         self._task: asyncio.Task[None] | None = None
         self._cursor: int | None = None
         self._pending_end: int | None = None
+        self._pending_grouped: bool | None = None
         self._chunk: _Chunk | None = None
         self._flow_id: str | None = None
         self._flow_runs: OrderedDict[uuid.UUID, uuid.UUID] = OrderedDict()
@@ -281,6 +296,7 @@ class PrefectMirror:
                 saved = await self.storage.get_value(NAMESPACE, CURSOR_KEY) or {}
                 self._cursor = int(saved.get("index", -1))
                 self._pending_end = saved.get("chunk_end")
+                self._pending_grouped = saved.get("grouped")
             if self._chunk is None:
                 self._chunk = await self._read(self._cursor)
             chunk = self._chunk
@@ -288,13 +304,16 @@ class PrefectMirror:
             if chunk is not None:
                 try:
                     while chunk.done < len(chunk.steps):
-                        await chunk.steps[chunk.done]()
+                        again = chunk.replayed or chunk.tried >= chunk.done
+                        chunk.tried = chunk.done
+                        await chunk.steps[chunk.done](again)
                         chunk.done += 1
                 except _Unavailable as exc:
                     self._failed(str(exc))
                 else:
                     await self.storage.put_value(NAMESPACE, CURSOR_KEY, {"index": chunk.end})
-                    self._cursor, self._chunk, self._pending_end = chunk.end, None, None
+                    self._cursor, self._chunk = chunk.end, None
+                    self._pending_end = self._pending_grouped = None
                     self._sent = chunk.task_runs
                     consumed = len(chunk.entries)
                     self._recovered()
@@ -302,15 +321,16 @@ class PrefectMirror:
             return consumed
 
     async def _read(self, cursor: int) -> _Chunk | None:
-        """The next entries and their plan; a read cut short by a crash is re-read whole."""
+        """The next entries and their plan; a read cut short by a crash is re-read whole
+        and grouped as it was."""
         replayed = self._pending_end is not None
         limit = self._pending_end - cursor if self._pending_end is not None else self.batch
         entries = await self.storage.list_entries(after=cursor, limit=limit)
         if not entries:
             return None
-        chunk = self._plan(_Chunk(entries, replayed))
+        chunk = self._plan(_Chunk(entries, replayed, self._pending_grouped))
         if chunk.steps and not replayed:
-            intent = {"index": cursor, "chunk_end": chunk.end}
+            intent = {"index": cursor, "chunk_end": chunk.end, "grouped": chunk.grouped}
             await self.storage.put_value(NAMESPACE, CURSOR_KEY, intent)
         return chunk
 
@@ -336,7 +356,9 @@ class PrefectMirror:
                 sessions.append(entry)
             elif entry.resource_type == "execution" and (final := FinishedExecution.parse(entry)):
                 finals.append(final)
-        runs = self._task_runs(finals, chunk.end)
+        if chunk.grouped is None:
+            chunk.grouped = len(finals) > max(1.0, self.task_runs_per_s * self.interval_s)
+        runs = self._task_runs(finals, chunk)
         chunk.task_runs = len(runs)
         for entry in sessions:
             if entry.action in ("session.created", "session.restored"):
@@ -349,17 +371,18 @@ class PrefectMirror:
                 chunk.steps.append(functools.partial(self._set_state, entry))
             if entry.action in ("session.completed", "session.archived"):
                 for kind in ("table", "markdown"):
-                    step = functools.partial(self._publish, entry, kind, chunk.replayed)
-                    chunk.steps.append(step)
+                    chunk.steps.append(functools.partial(self._publish, entry, kind))
         return chunk
 
-    def _task_runs(self, finals: list[FinishedExecution], chunk_end: int) -> list[MirroredTaskRun]:
-        if len(finals) <= max(1.0, self.task_runs_per_s * self.interval_s):
+    @staticmethod
+    def _task_runs(finals: list[FinishedExecution], chunk: _Chunk) -> list[MirroredTaskRun]:
+        if not chunk.grouped:
             return [MirroredTaskRun.single(f) for f in finals]
         groups: dict[tuple[uuid.UUID, str, str, str, str], list[FinishedExecution]] = {}
         for final in finals:
             groups.setdefault(final.group, []).append(final)
-        return [MirroredTaskRun.group_of(group, chunk_end) for group in groups.values()]
+        read = (chunk.entries[0].index, chunk.end)
+        return [MirroredTaskRun.group_of(group, read) for group in groups.values()]
 
     # --- Prefect requests -------------------------------------------------------------------
 
@@ -417,23 +440,26 @@ class PrefectMirror:
             self._flow_runs.popitem(last=False)
         return flow_run_id
 
-    async def _find_flow_run(self, entry: ProvenanceEntry) -> None:
+    async def _find_flow_run(self, entry: ProvenanceEntry, _again: bool) -> None:
         assert entry.session_id is not None
         await self._flow_run(entry.session_id, entry.payload)
 
-    async def _send(self, runs: list[MirroredTaskRun]) -> None:
+    async def _send(self, runs: list[MirroredTaskRun], _again: bool) -> None:
+        """Task-run events; sent again, their ids find what the first send made."""
         events = [run.event(await self._flow_run(run.session_id)) for run in runs]
         await self._call("POST", "events", events)
         grouped = sum(run.grouped for run in runs)
         self.telemetry.mirror_task_runs.labels("grouped").inc(grouped)
         self.telemetry.mirror_task_runs.labels("single").inc(len(runs) - grouped)
 
-    async def _set_state(self, entry: ProvenanceEntry) -> None:
+    async def _set_state(self, entry: ProvenanceEntry, again: bool) -> None:
         assert entry.session_id is not None
         state_type, state_name = FLOW_STATES[entry.payload["state"]]
         body = {"state": {"type": state_type, "name": state_name}, "force": True}
         for _ in range(2):
             flow_run_id = await self._flow_run(entry.session_id, entry.payload)
+            if again and await self._in_state(flow_run_id, state_type, state_name):
+                return  # the first try made it: no second, identical transition
             try:
                 await self._call("POST", f"flow_runs/{flow_run_id}/set_state", body)
                 return
@@ -443,6 +469,16 @@ class PrefectMirror:
                 self._flow_runs.pop(entry.session_id, None)  # deleted in Prefect: make anew
         raise _Unavailable(f"the flow run of session {entry.session_id} keeps disappearing")
 
+    async def _in_state(self, flow_run_id: uuid.UUID, state_type: str, state_name: str) -> bool:
+        try:
+            response = await self._http.get(f"flow_runs/{flow_run_id}")
+        except httpx.TransportError:
+            return False
+        if not response.is_success:
+            return False
+        state = response.json().get("state") or {}
+        return (state.get("type"), state.get("name")) == (state_type, state_name)
+
     async def _exists(self, path: str) -> bool:
         try:
             response = await self._http.get(path)
@@ -450,8 +486,9 @@ class PrefectMirror:
             return True
         return response.status_code != 404
 
-    async def _publish(self, entry: ProvenanceEntry, kind: str, replayed: bool) -> None:
-        """A table or markdown artifact on the flow run of a session that completed."""
+    async def _publish(self, entry: ProvenanceEntry, kind: str, again: bool) -> None:
+        """A table or markdown artifact on the flow run of a session that completed; sent
+        ``again``, only if the first one did not make it."""
         assert entry.session_id is not None
         session_id = entry.session_id
         flow_run_id = await self._flow_run(session_id, entry.payload)
@@ -472,7 +509,7 @@ class PrefectMirror:
         else:
             data = summary_markdown(entry, counts, shown)
         key = f"limit-session-{session_id}-{'executions' if kind == 'table' else 'summary'}"
-        if replayed and await self._published(key, flow_run_id, description):
+        if again and await self._published(key, flow_run_id, description):
             return
         body = {
             "key": key,
@@ -484,7 +521,7 @@ class PrefectMirror:
         await self._call("POST", "artifacts/", body)
 
     async def _published(self, key: str, flow_run_id: uuid.UUID, description: str) -> bool:
-        """After a crash: whether this artifact made it before (keys keep every version)."""
+        """Whether this artifact made it before (a key keeps every version it is given)."""
         found = await self._call(
             "POST",
             "artifacts/filter",

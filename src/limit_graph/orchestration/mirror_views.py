@@ -3,10 +3,14 @@
 A finished execution's ledger entry becomes a :class:`FinishedExecution`; one of them,
 or a group of them (same session, agent, backend, instance and final state), becomes
 a :class:`MirroredTaskRun`, sent to Prefect as a ``prefect.task-run.*`` event which the
-server's task-run recorder turns into a task run.  Ids are uuid5 of the execution id
-and attempt (or of the group's key), so sending the same run twice changes nothing.
-A completed session gets a table of its executions (the first :data:`TABLE_ROWS`) and
-a markdown summary.
+server's task-run recorder turns into a task run.  Every id is a uuid5 of what the run
+shows: the execution id and attempt, or for a group its key and the ledger range of the
+read it was drawn from (which fixes exactly the executions it covers); the event id is
+a uuid5 of the task run's.  The recorder upserts task runs by id and keeps one state per
+event id, so sending the same run again changes nothing.  :func:`executions_shown` reads
+a task run back as the platform state and number of executions it stands for.  A
+completed session gets a table of its executions (the first :data:`TABLE_ROWS`) and a
+markdown summary.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ __all__ = [
     "FinishedExecution",
     "MirroredTaskRun",
     "execution_rows",
+    "executions_shown",
     "summary_markdown",
     "where_tags",
 ]
@@ -52,6 +57,10 @@ TASK_STATES: dict[str, tuple[str, str]] = {
     "failed": ("FAILED", "Failed"),
     "timed_out": ("FAILED", "TimedOut"),
     "cancelled": ("CANCELLED", "Cancelled"),
+}
+# Prefect state name of a mirrored task run -> the platform's final state
+PLATFORM_STATES: dict[str, str] = {
+    name: "succeeded" if label == "cached" else label for label, (_, name) in TASK_STATES.items()
 }
 
 
@@ -135,12 +144,17 @@ class MirroredTaskRun:
         )
 
     @classmethod
-    def group_of(cls, finals: Sequence[FinishedExecution], chunk_end: int) -> MirroredTaskRun:
+    def group_of(
+        cls, finals: Sequence[FinishedExecution], entries: tuple[int, int]
+    ) -> MirroredTaskRun:
+        """The executions of one group key among the ledger entries ``entries`` (first and
+        last index of one read): the range and the key name exactly these executions, so
+        they name the run, and the same read sent again is the same run."""
         first = finals[0]
         if len(finals) == 1:
             return cls.single(first)
         session_id, agent, backend, instance, label = first.group
-        key = f"group:{chunk_end}:{backend}:{instance}:{label}"
+        key = f"group:{entries[0]}-{entries[1]}:{backend}:{instance}:{label}"
         start, end = min(f.start for f in finals), max(f.end for f in finals)
         state = "succeeded" if label == "cached" else label
         results = f"/sessions/{session_id}/results"
@@ -209,6 +223,19 @@ class MirroredTaskRun:
                 },
             },
         }
+
+
+def executions_shown(state_name: str | None, tags: Sequence[str]) -> tuple[str, int]:
+    """The platform state and the number of executions a mirrored task run stands for.
+
+    >>> executions_shown("Cached", ["grouped", "count:240"])
+    ('succeeded', 240)
+    >>> executions_shown("TimedOut", ["agent:sleep"])
+    ('timed_out', 1)
+    """
+    counts = [int(tag.removeprefix("count:")) for tag in tags if tag.startswith("count:")]
+    state = PLATFORM_STATES.get(state_name or "", f"prefect:{state_name}")
+    return state, counts[0] if counts else 1
 
 
 def where_tags(final: FinishedExecution) -> list[str]:
