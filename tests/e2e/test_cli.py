@@ -3,68 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import stat
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.fixtures.cli import LIMIT, Server, clean_env, run_limit, start
 from tests.fixtures.live import free_port
-
-LIMIT = str(Path(sys.executable).parent / "limit")
-
-
-@dataclass
-class Server:
-    url: str
-    cwd: Path
-    process: subprocess.Popen[str]
-    env: dict[str, str]
-
-    def limit(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [LIMIT, *args], cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=60
-        )
-
-    def stop(self) -> str:
-        self.process.send_signal(signal.SIGINT)
-        out, _ = self.process.communicate(timeout=30)
-        return out
-
-
-def start(cwd: Path, *args: str) -> Server:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIMIT_", "DATABASE_URL"))}
-    env["LIMIT_API_URL"] = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [LIMIT, "up", "--no-prefect", "--bind", f"127.0.0.1:{port}", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    server = Server(f"http://127.0.0.1:{port}", cwd, process, env)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"limit up exited: {process.stdout.read() if process.stdout else ''}"
-            )
-        try:
-            if httpx.get(server.url + "/health", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.2)
-    server.stop()
-    raise AssertionError("limit up did not become healthy in 90 s")
 
 
 @pytest.fixture
@@ -153,11 +101,10 @@ def test_cli_session_exec_archive_restore(server: Server, tmp_path: Path) -> Non
 
 
 def test_cli_reports_an_unreachable_server(tmp_path: Path) -> None:
-    env = {**os.environ, "LIMIT_API_URL": f"http://127.0.0.1:{free_port()}"}
-    result = subprocess.run(
-        [LIMIT, "session", "list"], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
+    env = clean_env(LIMIT_API_URL=f"http://127.0.0.1:{free_port()}", LIMIT_API_KEY="any")
+    result = run_limit("session", "list", cwd=tmp_path, env=env)
     assert result.returncode == 1 and "cannot reach LIMIT-Graph" in result.stderr
+    assert f"{env['LIMIT_API_URL']} (address from LIMIT_API_URL)" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import ssl
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from tests.e2e.test_cli import LIMIT, Server, start
+from tests.fixtures.cli import LIMIT, Server, start
 from tests.fixtures.live import free_port
+from tests.fixtures.tls import self_signed
 
 
 def test_watch_follows_a_batch_until_the_queue_is_empty(tmp_path: Path) -> None:
@@ -43,38 +38,8 @@ def test_watch_follows_a_batch_until_the_queue_is_empty(tmp_path: Path) -> None:
         server.stop()
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 def test_up_serves_tls_with_hsts(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     port = free_port()
     process = subprocess.Popen(
         [LIMIT, "up", "--no-prefect", "--bind", f"127.0.0.1:{port}", "--ssl-certfile", str(cert),

@@ -1,18 +1,18 @@
-"""A small HTTP client for the CLI: finds the server and key, turns problems into errors."""
+"""A small HTTP client for the CLI: one server, one key, problems turned into errors.
+
+Which server and which key is :mod:`limit_graph.cli.target`'s business.
+"""
 
 from __future__ import annotations
 
-import os
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-__all__ = ["ApiClient", "CliError", "find_key"]
-
-DEFAULT_URL = "http://127.0.0.1:8080"
+__all__ = ["ApiClient", "CliError"]
 
 
 class CliError(Exception):
@@ -23,35 +23,29 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
-def find_key(
-    explicit: str | None, variable: str = "LIMIT_API_KEY", file: str = "admin.key"
-) -> str | None:
-    """A key: given, else from ``variable``, else from ``file`` in LIMIT_HOME (``.limit``)."""
-    if explicit:
-        return explicit
-    if os.environ.get(variable):
-        return os.environ[variable]
-    key_file = Path(os.environ.get("LIMIT_HOME", ".limit")) / file
-    if key_file.exists():
-        return key_file.read_text(encoding="utf-8").strip()
-    return None
-
-
 class ApiClient:
-    def __init__(self, url: str | None = None, api_key: str | None = None) -> None:
-        self.url = (url or os.environ.get("LIMIT_API_URL") or DEFAULT_URL).rstrip("/")
-        key = find_key(api_key)
-        headers = {"X-API-Key": key} if key else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=330.0)
+    """Calls the platform at ``url`` with ``api_key``; ``origin`` says where the URL came
+    from, for the message when nothing answers there."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        origin: str = "--url",
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.origin = origin
+        self._http = httpx.Client(
+            base_url=self.url, headers={"X-API-Key": api_key}, timeout=330.0, verify=verify
+        )
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise CliError(
-                f"cannot reach LIMIT-Graph at {self.url} ({exc}); is `limit up` running? "
-                "(--url or LIMIT_API_URL names another server)"
-            ) from None
+            raise CliError(self._unreachable(exc)) from None
         if response.status_code >= 400:
             raise CliError(self._describe(response))
         if response.status_code == 204 or not response.content:
@@ -68,7 +62,14 @@ class ApiClient:
                     raise CliError(self._describe(rsp))
                 yield rsp
         except httpx.TransportError as exc:
-            raise CliError(f"cannot reach LIMIT-Graph at {self.url} ({exc})") from None
+            raise CliError(self._unreachable(exc)) from None
+
+    def _unreachable(self, exc: httpx.TransportError) -> str:
+        return (
+            f"cannot reach LIMIT-Graph at {self.url} (address from {self.origin}): {exc}; "
+            "is `limit up` running with this configuration? (--url or LIMIT_API_URL "
+            "names another server)"
+        )
 
     @staticmethod
     def _describe(response: httpx.Response) -> str:

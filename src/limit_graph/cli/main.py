@@ -1,12 +1,15 @@
 """The ``limit`` command: serve the platform, and drive it over REST.
 
+The client commands call the server ``limit up`` serves with the same configuration
+(:mod:`limit_graph.cli.target` says how they find it and its key).
+
 Examples::
 
     limit up
     limit session create --tag demo
     limit exec <session-id> echo --inputs '{"hello": "world"}'
-    limit session archive <session-id> --output bundle.json
-    limit session restore bundle.json
+    limit session archive <session-id>
+    limit agents show echo
 """
 
 from __future__ import annotations
@@ -18,41 +21,25 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
-from limit_graph.cli.client import ApiClient, CliError
+from limit_graph.cli.agents_cmd import agents_app
+from limit_graph.cli.client import CliError
+from limit_graph.cli.options import KeyOption, UrlOption, call
+from limit_graph.cli.output import print_json
 from limit_graph.cli.prefect_cmd import prefect_app
 from limit_graph.cli.prefect_cmd import worker as worker_command
 from limit_graph.cli.runner_cmd import runner as runner_command
+from limit_graph.cli.sessions_cmd import session_app
+from limit_graph.cli.target import open_client
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(help="LIMIT-Graph: governed workflows for hybrid quantum-classical work.")
-session_app = typer.Typer(help="Create, inspect, finish, archive and restore sessions.")
 app.add_typer(session_app, name="session")
+app.add_typer(agents_app, name="agents")
 app.add_typer(prefect_app, name="prefect")
-out = Console()
 err = Console(stderr=True)
-
-UrlOption = Annotated[
-    str | None, typer.Option("--url", help="API address (default LIMIT_API_URL or :8080).")
-]
-KeyOption = Annotated[
-    str | None,
-    typer.Option("--api-key", help="API key (default LIMIT_API_KEY or .limit/admin.key)."),
-]
-
-
-def _call(url: str | None, key: str | None, method: str, path: str, **kwargs: Any) -> Any:
-    client = ApiClient(url, key)
-    try:
-        return client.request(method, path, **kwargs)
-    finally:
-        client.close()
-
-
-def _print_json(document: Any) -> None:
-    out.print_json(json.dumps(document))
 
 
 @app.command()
@@ -80,110 +67,6 @@ def up(
     from limit_graph.cli.serve import serve
 
     serve(config, bind, ssl_certfile, ssl_keyfile, prefect=prefect)
-
-
-@session_app.command("create")
-def session_create(
-    name: Annotated[str | None, typer.Option(help="A name; default session-<id>.")] = None,
-    tag: Annotated[list[str] | None, typer.Option(help="A tag (repeatable).")] = None,
-    backend: Annotated[
-        list[str] | None, typer.Option(help="Allowed backend kind (repeatable).")
-    ] = None,
-    default_backend: Annotated[str | None, typer.Option(help="Backend used by default.")] = None,
-    timeout_s: Annotated[float | None, typer.Option(help="Default execution timeout.")] = None,
-    url: UrlOption = None,
-    api_key: KeyOption = None,
-) -> None:
-    """Create a session and print it."""
-    config: dict[str, Any] = {"tags": tag or []}
-    if backend:
-        config["backends"] = backend
-    if default_backend:
-        config["default_backend"] = default_backend
-    if timeout_s:
-        config["timeout_s"] = timeout_s
-    body: dict[str, Any] = {"config": config}
-    if name:
-        body["name"] = name
-    _print_json(_call(url, api_key, "POST", "/sessions", json=body))
-
-
-@session_app.command("list")
-def session_list(
-    state: Annotated[str | None, typer.Option(help="Only sessions in this state.")] = None,
-    tag: Annotated[str | None, typer.Option(help="Only sessions with this tag.")] = None,
-    limit: Annotated[int, typer.Option(help="How many at most.")] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    url: UrlOption = None,
-    api_key: KeyOption = None,
-) -> None:
-    """List sessions, oldest first."""
-    params: dict[str, Any] = {"limit": limit}
-    if state:
-        params["state"] = state
-    if tag:
-        params["tag"] = tag
-    page = _call(url, api_key, "GET", "/sessions", params=params)
-    if as_json:
-        _print_json(page)
-        return
-    table = Table("name", "state", "tags", "created")
-    table.add_column("id", no_wrap=True, min_width=36)
-    for s in page["items"]:
-        table.add_row(
-            s["name"], s["state"], ",".join(s["config"]["tags"]), s["created_at"][:19], s["id"]
-        )
-    out.print(table)
-    if page["next_cursor"]:
-        out.print(f"more: --json shows next_cursor {page['next_cursor']}")
-
-
-@session_app.command("show")
-def session_show(session_id: str, url: UrlOption = None, api_key: KeyOption = None) -> None:
-    """Print one session and its execution counts."""
-    session = _call(url, api_key, "GET", f"/sessions/{session_id}")
-    status = _call(url, api_key, "GET", f"/sessions/{session_id}/status")
-    _print_json({**session, "counts": status["counts"]})
-
-
-@session_app.command("complete")
-def session_complete(session_id: str, url: UrlOption = None, api_key: KeyOption = None) -> None:
-    """Mark an active session completed."""
-    _print_json(_call(url, api_key, "POST", f"/sessions/{session_id}/complete"))
-
-
-@session_app.command("delete")
-def session_delete(session_id: str, url: UrlOption = None, api_key: KeyOption = None) -> None:
-    """Delete a session (its provenance stays)."""
-    _call(url, api_key, "DELETE", f"/sessions/{session_id}")
-    out.print(f"deleted {session_id}")
-
-
-@session_app.command("archive")
-def session_archive(
-    session_id: str,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Where to write the bundle.")
-    ] = None,
-    url: UrlOption = None,
-    api_key: KeyOption = None,
-) -> None:
-    """Archive a session and save its bundle to a file."""
-    summary = _call(url, api_key, "POST", f"/sessions/{session_id}/archive")
-    bundle = _call(url, api_key, "GET", f"/sessions/{session_id}/archive")
-    target = output or Path(f"session-{session_id}.archive.json")
-    target.write_text(json.dumps(bundle, indent=2), encoding="utf-8")
-    _print_json({**summary, "bundle_file": str(target)})
-
-
-@session_app.command("restore")
-def session_restore(bundle: Path, url: UrlOption = None, api_key: KeyOption = None) -> None:
-    """Restore a session from an archive bundle file (every hash is verified)."""
-    try:
-        document = json.loads(bundle.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CliError(f"cannot read bundle {bundle}: {exc}") from None
-    _print_json(_call(url, api_key, "POST", "/sessions/restore", json=document))
 
 
 @app.command("exec")
@@ -219,8 +102,8 @@ def exec_agent(
     ):
         if value is not None:
             body[key] = value
-    execution = _call(url, api_key, "POST", f"/sessions/{session_id}/execute", json=body)
-    _print_json(execution)
+    execution = call(url, api_key, "POST", f"/sessions/{session_id}/execute", json=body)
+    print_json(execution)
     if execution["state"] not in ("succeeded", "queued", "running", "partial"):
         raise typer.Exit(2)
 
@@ -241,9 +124,9 @@ def watch(
     """Show a session's executions by state, live, until none is queued or running."""
     from limit_graph.cli.watch import watch_session
 
-    client = ApiClient(url, api_key)
+    client = open_client(url, api_key)
     try:
-        watch_session(client, session_id, follow=follow, console=out)
+        watch_session(client, session_id, follow=follow, console=Console())
     finally:
         client.close()
 
@@ -259,20 +142,9 @@ def bench(ctx: typer.Context) -> None:
     raise typer.Exit(subprocess.call([sys.executable, "-m", "bench", *ctx.args], cwd=here))
 
 
-@app.command("agents")
-def list_agents(url: UrlOption = None, api_key: KeyOption = None) -> None:
-    """List the agents the platform can run."""
-    table = Table("id", "version", "backends", "description")
-    for agent in _call(url, api_key, "GET", "/agents")["items"]:
-        table.add_row(
-            agent["id"], agent["version"], ",".join(agent["backends"]), agent["description"]
-        )
-    out.print(table)
-
-
 def main() -> None:
     try:
         app()
     except CliError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

@@ -2,7 +2,8 @@
 
 The same loop as the ``limit-runner`` flow (``flows/runner.py``), for a machine that
 is not a Prefect worker, for drills and for tests.  The key comes from ``--api-key``,
-``LIMIT_RUNNER_API_KEY`` or ``.limit/runner.key``.
+``LIMIT_RUNNER_API_KEY`` (or ``dispatch.runner_api_key`` of the configuration) or
+``runner.key`` in the configuration's home (``LIMIT_HOME``, ``.limit`` by default).
 """
 
 from __future__ import annotations
@@ -14,19 +15,11 @@ from typing import Annotated
 
 import typer
 
-from limit_graph.cli.client import CliError, find_key
+from limit_graph.cli.client import CliError
+from limit_graph.cli.target import Configuration
 from limit_graph.core.logs import configure_logging
 
 __all__ = ["runner"]
-
-
-def _runner_key(explicit: str | None) -> str:
-    key = find_key(explicit, "LIMIT_RUNNER_API_KEY", "runner.key")
-    if key is None:
-        raise CliError(
-            "no runner key: pass --api-key, set LIMIT_RUNNER_API_KEY, or run in LIMIT_HOME"
-        )
-    return key
 
 
 def runner(
@@ -52,11 +45,12 @@ def runner(
 
     if pool not in ("local", "remote", "quantum"):
         raise CliError(f"unknown pool {pool!r}: use local, remote or quantum")
+    key = Configuration().runner_key(api_key)
     url = api_url or os.environ.get("LIMIT_API_URL") or "http://127.0.0.1:8080"
     configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper(), json_format=True)
     loop = RunnerLoop(
         url,
-        _runner_key(api_key),
+        key,
         pool,
         instance,
         concurrency=concurrency,

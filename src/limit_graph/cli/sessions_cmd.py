@@ -1,0 +1,193 @@
+"""``limit session``: create, list, inspect, finish, archive and restore sessions.
+
+Examples::
+
+    limit session create --tag demo
+    limit session list --state active
+    limit session results <session-id> --json
+    limit session archive <session-id>        # bundle saved under LIMIT_HOME/archives/
+    limit session restore .limit/archives/<session-id>.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from limit_graph.cli.client import CliError
+from limit_graph.cli.options import JsonOption, KeyOption, UrlOption, call
+from limit_graph.cli.output import print_json, print_table, print_text, tell
+from limit_graph.cli.target import Configuration, open_client
+
+__all__ = ["session_app"]
+
+session_app = typer.Typer(help="Create, inspect, finish, archive and restore sessions.")
+
+
+@session_app.command("create")
+def session_create(
+    name: Annotated[str | None, typer.Option(help="A name; default session-<id>.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="A tag (repeatable).")] = None,
+    backend: Annotated[
+        list[str] | None, typer.Option(help="Allowed backend kind (repeatable).")
+    ] = None,
+    default_backend: Annotated[str | None, typer.Option(help="Backend used by default.")] = None,
+    timeout_s: Annotated[float | None, typer.Option(help="Default execution timeout.")] = None,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Create a session and print it."""
+    config: dict[str, Any] = {"tags": tag or []}
+    if backend:
+        config["backends"] = backend
+    if default_backend:
+        config["default_backend"] = default_backend
+    if timeout_s:
+        config["timeout_s"] = timeout_s
+    body: dict[str, Any] = {"config": config}
+    if name:
+        body["name"] = name
+    print_json(call(url, api_key, "POST", "/sessions", json=body))
+
+
+@session_app.command("list")
+def session_list(
+    state: Annotated[str | None, typer.Option(help="Only sessions in this state.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Only sessions with this tag.")] = None,
+    limit: Annotated[int, typer.Option(help="How many at most.")] = 50,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """List sessions, oldest first (tab-separated when not on a terminal)."""
+    params: dict[str, Any] = {"limit": limit}
+    if state:
+        params["state"] = state
+    if tag:
+        params["tag"] = tag
+    page = call(url, api_key, "GET", "/sessions", params=params)
+    if as_json:
+        print_json(page)
+        return
+    rows = [
+        (s["id"], s["name"], s["state"], ",".join(s["config"]["tags"]), s["created_at"][:19])
+        for s in page["items"]
+    ]
+    print_table(("id", "name", "state", "tags", "created"), rows, whole=("id",))
+    if page["next_cursor"]:
+        tell(f"more sessions: --json shows next_cursor {page['next_cursor']}")
+
+
+@session_app.command("show")
+def session_show(session_id: str, url: UrlOption = None, api_key: KeyOption = None) -> None:
+    """Print one session and its execution counts, as JSON."""
+    client = open_client(url, api_key)
+    try:
+        session = client.request("GET", f"/sessions/{session_id}")
+        status = client.request("GET", f"/sessions/{session_id}/status")
+    finally:
+        client.close()
+    print_json({**session, "counts": status["counts"]})
+
+
+@session_app.command("results")
+def session_results(
+    session_id: str,
+    state: Annotated[str | None, typer.Option(help="Only executions in this state.")] = None,
+    limit: Annotated[int, typer.Option(help="How many at most.")] = 50,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """List a session's executions, oldest first, with their results."""
+    params: dict[str, Any] = {"limit": limit}
+    if state:
+        params["state"] = state
+    page = call(url, api_key, "GET", f"/sessions/{session_id}/results", params=params)
+    if as_json:
+        print_json(page)
+        return
+    rows = [
+        (
+            e["id"],
+            e["agent"],
+            f"{e['backend']}/{e['instance']}",
+            e["state"],
+            json.dumps(e["result"] if e["error"] is None else e["error"]),
+        )
+        for e in page["items"]
+    ]
+    print_table(("id", "agent", "backend", "state", "result"), rows, whole=("id",))
+    if page["next_cursor"]:
+        tell(f"more executions: --json shows next_cursor {page['next_cursor']}")
+
+
+@session_app.command("complete")
+def session_complete(session_id: str, url: UrlOption = None, api_key: KeyOption = None) -> None:
+    """Mark an active session completed."""
+    print_json(call(url, api_key, "POST", f"/sessions/{session_id}/complete"))
+
+
+@session_app.command("delete")
+def session_delete(session_id: str, url: UrlOption = None, api_key: KeyOption = None) -> None:
+    """Delete a session (its provenance stays)."""
+    call(url, api_key, "DELETE", f"/sessions/{session_id}")
+    print_text(f"deleted {session_id}")
+
+
+@session_app.command("archive")
+def session_archive(
+    session_id: str,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Where to write the bundle (default <home>/archives/<id>.json)."
+        ),
+    ] = None,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Archive a session and save its bundle to a file; print the summary and the file."""
+    try:
+        sid = uuid.UUID(session_id)
+    except ValueError:
+        raise CliError(f"{session_id!r} is not a session id (a UUID)") from None
+    configuration = Configuration()
+    client = open_client(url, api_key, configuration)
+    target = (output or configuration.home / "archives" / f"{sid}.json").absolute()
+    try:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CliError(f"cannot write the bundle to {target}: {exc}") from None
+        summary = client.request("POST", f"/sessions/{sid}/archive")
+        bundle = client.request("GET", f"/sessions/{sid}/archive")
+    finally:
+        client.close()
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        partial.write_text(json.dumps(bundle, indent=2), encoding="utf-8")
+        os.replace(partial, target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise CliError(
+            f"session {session_id} is archived but its bundle could not be saved to "
+            f"{target}: {exc}; GET /sessions/{session_id}/archive returns it"
+        ) from None
+    print_json({**summary, "bundle_file": str(target)})
+    tell(f"bundle saved to {target}")
+
+
+@session_app.command("restore")
+def session_restore(bundle: Path, url: UrlOption = None, api_key: KeyOption = None) -> None:
+    """Restore a session from an archive bundle file (every hash is verified)."""
+    try:
+        document = json.loads(bundle.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CliError(f"cannot read bundle {bundle}: {exc}") from None
+    print_json(call(url, api_key, "POST", "/sessions/restore", json=document))
