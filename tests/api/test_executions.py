@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from limit_graph.core.canonical import sha256_hex
@@ -184,6 +185,19 @@ async def test_results_page_filter_and_status_counts(api: Api) -> None:
         "timed_out": 0,
     }
     assert status["backends"]["local"]["succeeded"] == 5
+
+
+async def test_status_is_as_new_as_the_latest_change_it_reports(api: Api) -> None:
+    sid = await api.new_session()
+    created = (await api.client.get(f"/sessions/{sid}")).json()["updated_at"]
+    done = (await execute(api, sid, agent="echo", inputs={"n": 1})).json()
+    status = (await api.client.get(f"/sessions/{sid}/status")).json()
+    assert status["counts"]["succeeded"] == 1
+    updated_at = datetime.fromisoformat(status["updated_at"])
+    assert updated_at >= datetime.fromisoformat(done["finished_at"])
+    assert updated_at > datetime.fromisoformat(created)
+    last = (await api.platform.storage.list_entries(session_id=uuid.UUID(sid)))[-1]
+    assert last.action == "execution.succeeded" and updated_at == last.timestamp
 
 
 async def test_sessions_never_see_each_others_executions(api: Api) -> None:

@@ -11,7 +11,7 @@ import httpx
 
 from limit_graph.api import create_app
 from limit_graph.core.canonical import sha256_hex
-from limit_graph.core.models import SessionState
+from limit_graph.core.models import Session, SessionConfig, SessionState, utcnow
 from limit_graph.core.settings import load_settings
 from tests.api.conftest import ADMIN_KEY, Api, assert_problem
 
@@ -279,3 +279,84 @@ async def test_tampered_bundles_are_refused_naming_the_bad_part(api: Api) -> Non
     assert await api.ledger_size() == before
     stored = await api.platform.storage.get_session(uuid.UUID(sid))
     assert stored is not None and stored.state is SessionState.ARCHIVED
+
+
+def _error_locs(body: dict[str, Any]) -> dict[tuple[str, ...], str]:
+    return {tuple(e["loc"]): e["msg"] for e in body["errors"]}
+
+
+async def test_a_config_asking_for_quotas_or_policies_is_refused_and_nothing_is_stored(
+    api: Api,
+) -> None:
+    """Nothing enforces quotas or session policies yet: asking for them is a 422 naming
+    the field, never a session that stores them and then runs unlimited work."""
+    before = await api.ledger_size()
+    asked = {"quotas": {"executions": 1}, "policies": ["deny-all", "no-such-policy"]}
+    body = assert_problem(await api.client.post("/sessions", json={"config": asked}), 422)
+    assert _error_locs(body) == {
+        ("body", "config", "quotas"): "quotas are not enforced yet",
+        ("body", "config", "policies"): "policies are not enforced yet",
+    }
+    only_quotas = {"config": {"quotas": {"shots": 10.0}}}
+    body = assert_problem(await api.client.post("/sessions", json=only_quotas), 422)
+    assert "quotas are not enforced yet" in str(body["detail"])
+    assert list(_error_locs(body)) == [("body", "config", "quotas")]
+    one_off = {"inputs": {}, "session_id": None}
+    assert (await api.client.post("/agents/echo/execute", json=one_off)).status_code == 200
+    assert await api.ledger_size() == before + 4  # the one-off session only
+    listed = (await api.client.get("/sessions")).json()["items"]
+    assert [s["name"] for s in listed] == ["one-off-echo"]
+
+    empty = await api.client.post("/sessions", json={"config": {"quotas": {}, "policies": []}})
+    assert empty.status_code == 201, empty.text
+    assert empty.json()["config"]["quotas"] == {} and empty.json()["config"]["policies"] == []
+
+
+async def test_patch_with_a_config_asking_for_quotas_is_refused(api: Api) -> None:
+    sid = await api.new_session(tags=["x"])
+    session = (await api.client.get(f"/sessions/{sid}")).json()
+    before = await api.ledger_size()
+    asking = {"config": {**session["config"], "quotas": {"executions": 1}}, "name": "new"}
+    body = assert_problem(await api.client.patch(f"/sessions/{sid}", json=asking), 422)
+    assert list(_error_locs(body)) == [("body", "config", "quotas")]
+    assert await api.ledger_size() == before
+    after = (await api.client.get(f"/sessions/{sid}")).json()
+    assert after["name"] == session["name"] and after["config"] == session["config"]
+
+
+async def test_a_stored_session_with_quotas_still_loads_but_its_bundle_is_not_restored(
+    api: Api,
+) -> None:
+    """Older versions stored such configs: they stay readable and archivable, and a
+    restore, which would store them again, is refused like a new session."""
+    legacy = make_session_record(quotas={"executions": 1.0}, policies=["deny-all"])
+    await api.platform.storage.write_new_session(legacy, actor="admin", action="session.created")
+    shown = (await api.client.get(f"/sessions/{legacy.id}")).json()
+    assert shown["config"]["quotas"] == {"executions": 1.0}
+    assert (await api.client.post(f"/sessions/{legacy.id}/archive")).status_code == 200
+    bundle = (await api.client.get(f"/sessions/{legacy.id}/archive")).json()
+    before = await api.ledger_size()
+    body = assert_problem(await api.client.post("/sessions/restore", json=bundle), 422)
+    assert _error_locs(body) == {
+        ("body", "session", "config", "quotas"): "quotas are not enforced yet",
+        ("body", "session", "config", "policies"): "policies are not enforced yet",
+    }
+    assert await api.ledger_size() == before
+    stored = await api.platform.storage.get_session(legacy.id)
+    assert stored is not None and stored.state is SessionState.ARCHIVED
+
+
+def make_session_record(**config: Any) -> Session:
+    settings = SessionConfig(**config)
+    now = utcnow()
+    return Session(
+        id=uuid.uuid4(),
+        name="legacy",
+        state=SessionState.ACTIVE,
+        config=settings,
+        config_sha256=settings.sha256(),
+        owner="admin",
+        tenant="default",
+        created_at=now,
+        updated_at=now,
+    )

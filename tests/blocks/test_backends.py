@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prefect.client.schemas.actions import BlockDocumentCreate
 from pydantic import SecretStr
 
 from limit_graph.blocks import (
@@ -17,6 +18,8 @@ from limit_graph.blocks import (
     instance_from_block,
     runner_endpoint,
 )
+from limit_graph.blocks.backends import ibm_credentials_block
+from limit_graph.blocks.ibm import IBMQuantumCredentials
 from limit_graph.core.errors import ConfigError
 from limit_graph.core.models import BackendKind
 from limit_graph.core.settings import BackendInstance, load_settings
@@ -29,12 +32,7 @@ from limit_graph.deployments.register import (
 from limit_graph.deployments.server import PrefectServer
 
 SIM = BackendInstance(
-    type=BackendKind.QUANTUM,
-    workers=2,
-    max_runners=3,
-    capabilities=["sample"],
-    url="https://quantum.example",
-    options={"device": "fake_fez", "shots": 1024},
+    type=BackendKind.QUANTUM, max_runners=3, capabilities=["sample"], provider="fake"
 )
 
 
@@ -48,6 +46,16 @@ def test_instance_to_block_and_back_is_lossless() -> None:
     block = block_from_instance("sim_1", SIM)
     assert block.kind == "quantum" and block.name == "sim_1"
     assert instance_from_block(block) == ("sim_1", SIM)
+
+
+def test_the_provider_round_trips_and_the_api_key_stays_out_of_the_block() -> None:
+    keyed = BackendInstance(type=BackendKind.QUANTUM, provider="ibm", api_key=SecretStr("k-1"))
+    block = block_from_instance("east", keyed)
+    assert block.provider == "ibm"
+    assert not {"api_key", "api_key_file"} & set(BackendInstanceBlock.model_fields)
+    assert "k-1" not in block.model_dump_json()
+    assert instance_from_block(block) == ("east", keyed.model_copy(update={"api_key": None}))
+    assert ibm_credentials_block("East_1") == "limit-ibm-instance-east-1"
 
 
 def test_block_document_names_are_prefect_slugs() -> None:
@@ -88,7 +96,7 @@ async def test_registration_keeps_ui_edits_but_the_file_wins(
 ) -> None:
     config = tmp_path / "limit.toml"
     config.write_text(
-        '[backends.sim]\ntype = "quantum"\nworkers = 2\n'
+        '[backends.sim]\ntype = "quantum"\nmax_runners = 2\n'
         '[backends.remote_a]\ntype = "remote"\nmax_runners = 2\n'
     )
     settings = load_settings(config, environ={}, home=str(tmp_path / "home"))
@@ -100,9 +108,9 @@ async def test_registration_keeps_ui_edits_but_the_file_wins(
     assert first.work_pools == ["local", "remote", "quantum"]
 
     async with prefect_api(server.api_url) as client:  # edits made "in the UI"
-        edited_sim = block_from_instance("sim", SIM.model_copy(update={"workers": 9}))
+        edited_sim = block_from_instance("sim", SIM.model_copy(update={"max_runners": 9}))
         await edited_sim.asave("sim", overwrite=True, client=client)
-        edited_local = BackendInstance(type=BackendKind.LOCAL, workers=7)
+        edited_local = BackendInstance(type=BackendKind.LOCAL, max_runners=7)
         await block_from_instance("local", edited_local).asave(
             "local", overwrite=True, client=client
         )
@@ -111,14 +119,72 @@ async def test_registration_keeps_ui_edits_but_the_file_wins(
 
     await register_platform(settings, server.api_url, platform_url=url, runner_key=key)
     from_blocks = await load_backend_blocks(server.api_url)
-    assert from_blocks["sim"].workers == 2  # the file's value came back
-    assert from_blocks["local"].workers == 7  # a default edited in the UI stays edited
+    assert from_blocks["sim"].max_runners == 2  # the file's value came back
+    assert from_blocks["local"].max_runners == 7  # a default edited in the UI stays edited
     assert from_blocks["gpu_box"] == gpu  # added in the UI, named as the block says
     assert from_blocks["remote_a"].max_runners == 2
 
     merged = merge_backend_instances(settings.backends.instances, from_blocks)
     assert merged["sim"] == settings.backends.instances["sim"]
-    assert merged["gpu_box"] == gpu and merged["local"].workers == 7
+    assert merged["gpu_box"] == gpu and merged["local"].max_runners == 7
+
+
+async def test_registration_saves_each_instances_ibm_key_in_a_credentials_block(
+    server: PrefectServer, tmp_path: Path
+) -> None:
+    """The documented ``[backends.quantum]`` table, with its key from the environment:
+    registration saves it where the instance's runners sign in, keeps what the UI added
+    to that block, and saves no block for an instance without a key."""
+    config = tmp_path / "limit.toml"
+    config.write_text(
+        '[backends.quantum]\ntype = "quantum"\nprovider = "ibm"\n'
+        '[backends.sim]\ntype = "quantum"\nprovider = "aer"\n'
+    )
+    environ = {"LIMIT_BACKEND_QUANTUM_API_KEY": "ibm-key-one"}
+    settings = load_settings(config, environ=environ, home=str(tmp_path / "home"))
+    url, key = "http://127.0.0.1:8080", "lgr_registered"
+
+    done = await register_platform(settings, server.api_url, platform_url=url, runner_key=key)
+    assert "limit-ibm-instance-quantum" in done.blocks
+    assert "limit-ibm-instance-sim" not in done.blocks
+    async with prefect_api(server.api_url) as client:
+        saved = await IBMQuantumCredentials.aload("limit-ibm-instance-quantum", client=client)
+        assert saved.api_key.get_secret_value() == "ibm-key-one"
+        crn = "crn:v1:bluemix:public:quantum-computing:us-east:a/1:2::"
+        edited = saved.model_copy(update={"instance": SecretStr(crn)})  # as in the UI
+        await edited.asave("limit-ibm-instance-quantum", overwrite=True, client=client)
+        instance_block = await BackendInstanceBlock.aload("quantum", client=client)
+
+    environ = {"LIMIT_BACKEND_QUANTUM_API_KEY": "ibm-key-two"}  # the key was rotated
+    settings = load_settings(config, environ=environ, home=str(tmp_path / "home"))
+    await register_platform(settings, server.api_url, platform_url=url, runner_key=key)
+    async with prefect_api(server.api_url) as client:
+        again = await IBMQuantumCredentials.aload("limit-ibm-instance-quantum", client=client)
+    assert again.api_key.get_secret_value() == "ibm-key-two"
+    assert again.instance is not None and again.instance.get_secret_value() == crn
+    assert instance_block.provider == "ibm"
+    assert "ibm-key" not in instance_block.model_dump_json()
+
+
+async def test_an_old_block_field_without_an_effect_is_named_in_a_warning(
+    server: PrefectServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with prefect_api(server.api_url) as client:  # a block saved by an older schema
+        await BackendInstanceBlock.aregister_type_and_schema(client=client)
+        slug = BackendInstanceBlock.get_block_type_slug()
+        block_type = await client.read_block_type_by_slug(slug)
+        schema = await client.get_most_recent_block_schema_for_block_type(block_type.id)
+        assert schema is not None
+        data = {"name": "old_box", "kind": "remote", "workers": 3, "url": "http://x"}
+        await client.create_block_document(
+            BlockDocumentCreate(
+                name="old-box", data=data, block_schema_id=schema.id, block_type_id=block_type.id
+            )
+        )
+    with caplog.at_level("WARNING", logger="limit_graph.deployments"):
+        found = await load_backend_blocks(server.api_url)
+    assert found["old_box"] == BackendInstance(type=BackendKind.REMOTE)
+    assert "backend instance block 'old-box': url, workers has no effect" in caplog.text
 
 
 async def test_runner_endpoint_prefers_the_environment_then_the_block(

@@ -4,19 +4,25 @@ submitted executor programs on Aer with a fake device's noise."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
+from prefect.events.worker import EventsWorker
 from pydantic import SecretStr
 from qiskit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 from qiskit_ibm_runtime.api.session import PostForcelistRetry
 
+from limit_graph.blocks.backends import ibm_credentials_block
 from limit_graph.blocks.ibm import (
+    DEFAULT_CREDENTIALS_BLOCK,
     IBMQuantumCredentials,
     IBMRuntimeTarget,
     IBMTarget,
@@ -24,6 +30,12 @@ from limit_graph.blocks.ibm import (
 )
 from limit_graph.blocks.quantum import EstimatePub, QuantumTarget, SamplePub
 from limit_graph.core.errors import BackendError
+from limit_graph.core.models import ExecutionState
+from limit_graph.core.settings import load_settings
+from limit_graph.deployments.register import prefect_api, register_platform
+from limit_graph.deployments.server import PrefectServer
+from limit_graph.flows.runner import RunnerLoop
+from limit_graph.tasks.quantum.circuits import circuit_source
 from tests.blocks.ibm_responses.server import FakeIBMQuantum
 
 SHOTS = 200
@@ -253,3 +265,66 @@ def test_the_target_block_holds_its_credentials_as_a_nested_block() -> None:
     assert {"api_key", "instance"} <= set(
         schema["definitions"]["IBMQuantumCredentials"]["secret_fields"]
     )
+
+
+@pytest.fixture(scope="module")
+def prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    with PrefectServer(home=tmp_path_factory.mktemp("prefect"), ui=False) as running:
+        yield running
+
+
+async def test_a_runner_signs_in_with_the_key_of_the_instance_its_execution_was_routed_to(
+    ibm: FakeIBMQuantum, prefect: PrefectServer, tmp_path: Path
+) -> None:
+    """The whole path: the instance's key in the config (here from its key file),
+    ``limit prefect register`` saving it in the instance's credentials block, and the
+    runner resolving the execution's ``ibm:`` target with that block.  An instance with
+    no key of its own falls back to the default block, which holds a revoked key here."""
+    (tmp_path / "ibm.key").write_text(ibm.api_key)
+    config = tmp_path / "limit.toml"
+    config.write_text(
+        '[backends.quantum]\ntype = "quantum"\nprovider = "ibm"\napi_key_file = "ibm.key"\n'
+        '[backends.west]\ntype = "quantum"\nprovider = "ibm"\n'
+    )
+    settings = load_settings(config, environ={}, home=str(tmp_path / "home"))
+    async with prefect_api(prefect.api_url) as client:
+        await IBMQuantumCredentials.aregister_type_and_schema(client=client)
+        # Where IBM is (the local stand-in) was set in the UI; the file brings the key.
+        await credentials_for(ibm, api_key="stale-key").asave(
+            ibm_credentials_block("quantum"), overwrite=True, client=client
+        )
+        await credentials_for(ibm, api_key="revoked-key").asave(
+            DEFAULT_CREDENTIALS_BLOCK, overwrite=True, client=client
+        )
+        await register_platform(
+            settings, prefect.api_url, platform_url="http://127.0.0.1:9", runner_key="k"
+        )
+        circuit = QuantumCircuit(2)
+        circuit.h(0)
+        circuit.cx(0, 1)
+        circuit.measure_all()
+        execution = {
+            "id": str(uuid.uuid4()),
+            "agent": "quantum.sample",
+            "inputs": {
+                "target": f"ibm:{ibm.backend_name}",
+                "seed": 3,
+                "pubs": [{"circuit": circuit_source(circuit, "qasm3"), "shots": SHOTS}],
+            },
+            "instance": "quantum",
+            "timeout_s": 120,
+        }
+        runner = RunnerLoop("http://127.0.0.1:9", "k", "quantum")
+
+        routed = await runner._outcome(execution)
+        fallback = await runner._outcome({**execution, "instance": "west"})
+        await asyncio.to_thread(EventsWorker.drain_all, 10)  # "loaded" events, before it stops
+
+    assert routed.state is ExecutionState.SUCCEEDED, routed.error
+    [pub] = routed.result["pubs"]
+    assert sum(pub["counts"].values()) == SHOTS
+    assert len(ibm.calls("POST", "/jobs")) == 1
+    assert fallback.state is ExecutionState.FAILED and fallback.error is not None
+    assert "refused credentials block 'limit-ibm-quantum'" in fallback.error.message
+    assert "revoked-key" not in fallback.error.message
+    assert ibm.api_key not in fallback.error.message

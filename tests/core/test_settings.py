@@ -8,7 +8,12 @@ import pytest
 
 from limit_graph.core.errors import ConfigError
 from limit_graph.core.models import BackendKind
-from limit_graph.core.settings import load_settings, normalize_database_url
+from limit_graph.core.settings import (
+    ConfigWarning,
+    api_key_variable,
+    load_settings,
+    normalize_database_url,
+)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -41,17 +46,19 @@ path = "/tmp/limit-data"
 default = "quantum"
 [backends.aer]
 type = "quantum"
-workers = 3
+provider = "aer"
+max_runners = 3
 [backends.edge]
 type = "remote"
-url = "http://10.0.0.1:8080"
+capabilities = ["echo"]
 """,
     )
     settings = load_settings(path, environ={})
     assert settings.server.port == 9000 and settings.server.workers == 2
     assert settings.file_storage_path == Path("/tmp/limit-data")
     assert settings.backends.default is BackendKind.QUANTUM
-    assert settings.backends.instances["aer"].workers == 3
+    assert settings.backends.instances["aer"].max_runners == 3
+    assert settings.backends.instances["aer"].provider == "aer"
     assert settings.backends.instances["edge"].type is BackendKind.REMOTE
     assert settings.source == str(path)
 
@@ -113,3 +120,163 @@ def test_database_urls_get_async_drivers() -> None:
     assert normalize_database_url("postgres://a@b/c") == "postgresql+psycopg://a@b/c"
     with pytest.raises(ConfigError):
         normalize_database_url("oracle://x")
+
+
+# --- backend instances: provider and the IBM Quantum API key ---------------------------
+
+DOCUMENTED = """\
+[server]
+bind_address = "0.0.0.0:8080"
+
+[storage]
+type = "database"
+url = "postgresql://user:pass@localhost/limitgraph"
+
+[backends]
+default = "local"
+
+[backends.quantum]
+type = "quantum"
+provider = "ibm"
+api_key = "..."
+"""
+"""The configuration format the platform has always documented, verbatim."""
+
+
+def test_the_documented_config_file_loads_in_dev_mode_with_a_warning(tmp_path: Path) -> None:
+    path = write(tmp_path, DOCUMENTED)
+    with pytest.warns(ConfigWarning) as caught:
+        settings = load_settings(path, environ={})
+    quantum = settings.backends.instances["quantum"]
+    assert quantum.type is BackendKind.QUANTUM and quantum.provider == "ibm"
+    assert quantum.api_key is not None and quantum.api_key.get_secret_value() == "..."
+    [message] = [str(w.message) for w in caught]
+    assert "placeholder" in message and "fail to sign in" in message
+    assert "backends.quantum.api_key_file" in message
+    assert "LIMIT_BACKEND_QUANTUM_API_KEY" in message
+    assert "unknown key" not in message
+
+
+def test_the_documented_config_file_is_refused_in_prod_with_the_same_advice(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, DOCUMENTED)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={"LIMIT_MODE": "prod"})
+    detail = caught.value.detail
+    assert "backends.quantum.api_key: prod mode refuses an API key written in the config" in detail
+    assert "backends.quantum.api_key_file" in detail
+    assert "LIMIT_BACKEND_QUANTUM_API_KEY" in detail
+    assert "unknown key" not in detail and str(path) in detail
+
+
+def test_a_real_key_in_the_file_warns_in_dev_and_names_the_safer_places(tmp_path: Path) -> None:
+    path = write(tmp_path, DOCUMENTED.replace('"..."', '"a1b2c3-real-looking-key"'))
+    with pytest.warns(ConfigWarning, match="read from the config file") as caught:
+        load_settings(path, environ={})
+    message = str(caught[0].message)
+    assert "api_key_file" in message and "LIMIT_BACKEND_QUANTUM_API_KEY" in message
+    assert "a1b2c3-real-looking-key" not in message
+
+
+def test_the_key_comes_from_the_variable_then_the_key_file_then_the_file(
+    tmp_path: Path, recwarn: pytest.WarningsRecorder
+) -> None:
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "ibm.key").write_text("from-the-key-file\n")
+    inline = DOCUMENTED.replace('"..."', '"from-the-config"')
+    both = inline + 'api_key_file = "keys/ibm.key"\n'  # relative to the config file
+
+    def key(text: str, environ: dict[str, str]) -> str | None:
+        instance = load_settings(write(tmp_path, text), environ=environ).backends.instances
+        secret = instance["quantum"].api_key
+        return secret.get_secret_value() if secret else None
+
+    variable = {"LIMIT_BACKEND_QUANTUM_API_KEY": "from-the-environment"}
+    assert key(both, variable) == "from-the-environment"
+    assert key(both, {}) == "from-the-key-file"
+    assert key(inline, {}) == "from-the-config"
+    prod = {"LIMIT_MODE": "prod", **variable}
+    file_only = DOCUMENTED.replace('api_key = "..."', 'api_key_file = "keys/ibm.key"')
+    assert key(file_only, {"LIMIT_MODE": "prod"}) == "from-the-key-file"
+    assert key(file_only, prod) == "from-the-environment"
+    assert key(DOCUMENTED.replace('api_key = "..."\n', ""), prod) == "from-the-environment"
+    overridden = {str(w.message) for w in recwarn if "is not used" in str(w.message)}
+    assert (
+        f"backends.quantum.api_key in {tmp_path / 'limit.toml'} is not used: the key from "
+        f"LIMIT_BACKEND_QUANTUM_API_KEY wins" in overridden
+    )
+
+
+def test_an_api_key_variable_is_named_after_the_instance() -> None:
+    assert api_key_variable("quantum") == "LIMIT_BACKEND_QUANTUM_API_KEY"
+    assert api_key_variable("ibm-east.2") == "LIMIT_BACKEND_IBM_EAST_2_API_KEY"
+
+
+@pytest.mark.parametrize(
+    ("table", "environ", "named"),
+    [
+        (
+            '[backends.edge]\ntype = "remote"\nprovider = "ibm"\n',
+            {},
+            'backends.edge: provider = "ibm" is for quantum instances; this one is remote',
+        ),
+        (
+            '[backends.sim]\ntype = "quantum"\nprovider = "aer"\napi_key = "k"\n',
+            {},
+            'backends.sim: an API key is for IBM Quantum: set provider = "ibm"',
+        ),
+        (
+            '[backends.sim]\ntype = "quantum"\napi_key_file = "k.txt"\n',
+            {},
+            'backends.sim: an API key is for IBM Quantum: set provider = "ibm"',
+        ),
+        (
+            '[backends.sim]\ntype = "quantum"\nprovider = "fake"\n',
+            {"LIMIT_BACKEND_SIM_API_KEY": "k"},
+            "LIMIT_BACKEND_SIM_API_KEY is set, but backends.sim is not an IBM Quantum instance",
+        ),
+        (
+            '[backends.q]\ntype = "quantum"\nprovider = "ibm"\napi_key_file = "missing.key"\n',
+            {},
+            "backends.q.api_key_file: cannot read",
+        ),
+        (
+            '[backends.q]\ntype = "quantum"\nprovider = "ibm"\n',
+            {"LIMIT_MODE": "prod", "LIMIT_BACKEND_Q_API_KEY": "changeme"},
+            "the API key of backends.q in LIMIT_BACKEND_Q_API_KEY is a placeholder",
+        ),
+        (
+            '[backends.q]\ntype = "quantum"\nprovider = "dwave"\n',
+            {},
+            "backends.q.provider: Input should be 'aer', 'fake' or 'ibm'",
+        ),
+    ],
+)
+def test_bad_backend_instances_are_clear_errors(
+    tmp_path: Path, table: str, environ: dict[str, str], named: str
+) -> None:
+    path = write(tmp_path, table)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ=environ)
+    assert named in caught.value.detail
+    assert "unknown key" not in caught.value.detail and str(path) in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("workers = 2", "starts each pool's runners at 16 executions at a time"),
+        ('url = "http://127.0.0.1:9000"', "the platform calls no instance"),
+        ('options = { device = "fake_fez" }', "`target` input picks its simulator or device"),
+    ],
+)
+def test_instance_keys_without_an_effect_are_refused_saying_why(
+    tmp_path: Path, key: str, why: str
+) -> None:
+    path = write(tmp_path, f'[backends.sim]\ntype = "quantum"\n{key}\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    name = key.split(" ", 1)[0]
+    assert f"backends.sim: {name} has no effect and is refused" in caught.value.detail
+    assert why in caught.value.detail and "unknown key" not in caught.value.detail

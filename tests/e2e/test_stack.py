@@ -18,6 +18,8 @@ import httpx
 import psutil
 import pytest
 
+from limit_graph.cli.serve import prefect_ui_warning
+from tests.fixtures.browser import headless_chromium
 from tests.fixtures.live import free_port
 
 LIMIT = str(Path(sys.executable).parent / "limit")
@@ -245,10 +247,31 @@ def test_limit_worker_joins_a_pool_from_elsewhere_and_refuses_a_dead_api(stack: 
         worker.wait(30)
 
 
+def test_the_prefect_ui_on_its_own_port_lists_the_sessions_flow_run(stack: Stack) -> None:
+    """The UI asks ``/ui-settings`` where the API is: this server, not port 4200."""
+    ui_settings = httpx.get(f"{stack.prefect}/ui-settings", timeout=10).json()
+    assert ui_settings["api_url"] == f"{stack.prefect}/api"
+    assert prefect_ui_warning(f"{stack.prefect}/api") is None
+
+    key = (stack.home / "admin.key").read_text(encoding="utf-8").strip()
+    session = httpx.post(f"{stack.url}/sessions", json={}, headers={"X-API-Key": key}).json()
+    name = f"session-{session['id'][:8]}"
+
+    def mirrored() -> bool:
+        body = {"flow_runs": {"name": {"any_": [name]}}}
+        return bool(stack.prefect_post("/flow_runs/filter", body))
+
+    _wait_for(mirrored, 60, f"the flow run {name} in Prefect")
+    chromium = headless_chromium()
+    runs_page = chromium.dom(f"{stack.prefect}/runs")
+    assert name in runs_page, runs_page[-3000:]
+    assert "Can't connect to Server API" not in runs_page
+
+
 def test_sigint_stops_the_api_the_workers_and_the_server(stack: Stack) -> None:
     children = psutil.Process(stack.process.pid).children(recursive=True)
     commands = [" ".join(c.cmdline()) for c in children]
-    assert any("prefect server start" in c for c in commands)
+    assert any("limit_graph.deployments.server_entry server start" in c for c in commands)
     assert sum("prefect worker start" in c for c in commands) == len(POOLS)
 
     stack.process.send_signal(signal.SIGINT)

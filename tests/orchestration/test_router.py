@@ -19,6 +19,7 @@ from limit_graph.orchestration.router import (
     InstanceHealth,
     InstanceInfo,
     Router,
+    target_family,
 )
 
 REMOTE = BackendKind.REMOTE
@@ -409,7 +410,7 @@ def test_from_settings_adds_a_default_instance_per_missing_kind() -> None:
     assert [i.name for i in router.instances(BackendKind.LOCAL)] == ["local"]
     assert [i.name for i in router.instances(BackendKind.REMOTE)] == ["remote"]
     assert [i.name for i in router.instances(BackendKind.QUANTUM)] == ["aer"]
-    assert router.get("aer") == InstanceInfo("aer", BackendKind.QUANTUM, frozenset(), 4, 1)
+    assert router.get("aer") == InstanceInfo("aer", BackendKind.QUANTUM, frozenset(), 4, None)
     assert router.route(BackendKind.QUANTUM, "anything", uuid.uuid4()) == ["aer"]
     assert set(router.health.snapshot()) == {"local", "remote", "aer"}
 
@@ -417,15 +418,16 @@ def test_from_settings_adds_a_default_instance_per_missing_kind() -> None:
 def test_from_settings_keeps_configured_instances() -> None:
     backends = BackendsSettings.model_validate(
         {
-            "remote-a": {"type": "remote", "workers": 8, "max_runners": 2},
-            "ibm": {"type": "quantum", "capabilities": ["sample"]},
+            "remote-a": {"type": "remote", "max_runners": 2},
+            "ibm": {"type": "quantum", "capabilities": ["sample"], "provider": "ibm"},
         }
     )
     router = Router.from_settings(backends)
-    assert router.get("remote-a") == InstanceInfo("remote-a", REMOTE, frozenset(), 2, 8)
+    assert router.get("remote-a") == InstanceInfo("remote-a", REMOTE, frozenset(), 2)
     assert [i.name for i in router.instances(REMOTE)] == ["remote-a"]
     assert [i.name for i in router.instances(BackendKind.QUANTUM)] == ["ibm"]
     assert router.get("ibm").capabilities == frozenset({"sample"})
+    assert router.get("ibm").provider == "ibm"
     assert [i.name for i in router.instances(BackendKind.LOCAL)] == ["local"]
     with pytest.raises(InvalidInput, match="unknown backend instance 'aer'"):
         router.get("aer")
@@ -435,3 +437,74 @@ def test_from_settings_refuses_a_name_the_default_needs() -> None:
     backends = BackendsSettings(instances={"aer": BackendInstance(type=BackendKind.REMOTE)})
     with pytest.raises(ConfigError, match="'aer' is a remote instance.*default quantum"):
         Router.from_settings(backends)
+
+
+# --- target families (provider) ---------------------------------------------------------
+
+QUANTUM = BackendKind.QUANTUM
+
+
+def quantum(name: str, provider: str | None = None) -> InstanceInfo:
+    return InstanceInfo(name, QUANTUM, provider=provider)
+
+
+def test_the_target_family_comes_from_the_target_input_of_quantum_work() -> None:
+    assert target_family(QUANTUM, {"target": "aer"}) == "aer"
+    assert target_family(QUANTUM, {"target": " FAKE:manila"}) == "fake"
+    assert target_family(QUANTUM, {"target": "ibm:ibm_fez"}) == "ibm"
+    assert target_family(QUANTUM, {"message": "no target"}) is None
+    assert target_family(QUANTUM, {"target": 7}) is None
+    assert target_family(REMOTE, {"target": "aer"}) is None  # remote instances: no provider
+
+
+def test_quantum_work_goes_only_to_instances_of_its_target_family() -> None:
+    router = Router([quantum("sim", "aer"), quantum("east", "ibm"), quantum("any")])
+    for session in session_ids(100):
+        assert sorted(router.route(QUANTUM, "quantum.sample", session, family="aer")) == [
+            "any",
+            "sim",
+        ]
+        assert sorted(router.route(QUANTUM, "quantum.sample", session, family="ibm")) == [
+            "any",
+            "east",
+        ]
+        assert router.route(QUANTUM, "quantum.sample", session, family="fake") == ["any"]
+        assert len(router.route(QUANTUM, "echo", session)) == 3  # no target: every instance
+    firsts = Counter(
+        router.route(QUANTUM, "quantum.sample", s, family="aer")[0] for s in session_ids(300)
+    )
+    assert set(firsts) == {"any", "sim"}
+
+
+def test_a_failover_stays_in_the_target_family() -> None:
+    router = Router([quantum("sim-1", "aer"), quantum("sim-2", "aer"), quantum("east", "ibm")])
+    session = uuid.uuid4()
+    first = router.route(QUANTUM, "quantum.sample", session, family="aer")[0]
+    second = router.failover(QUANTUM, "quantum.sample", session, {first}, family="aer")
+    assert {first, second} == {"sim-1", "sim-2"}
+    tried = {"sim-1", "sim-2"}
+    assert router.failover(QUANTUM, "quantum.sample", session, tried, family="aer") is None
+
+
+def test_no_instance_of_the_family_names_the_family_and_what_each_serves() -> None:
+    router = Router([quantum("east", "ibm"), InstanceInfo("west", QUANTUM, frozenset({"echo"}))])
+    with pytest.raises(InvalidInput) as err:
+        router.route(QUANTUM, "quantum.sample", uuid.uuid4(), family="aer")
+    assert err.value.detail == (
+        "no quantum instance serves aer targets for agent 'quantum.sample' "
+        "(east serves every agent on ibm targets; west serves echo on any target)"
+    )
+    with pytest.raises(InvalidInput, match="no quantum instance serves aer targets"):
+        router.failover(QUANTUM, "quantum.sample", uuid.uuid4(), set(), family="aer")
+
+
+def test_the_provider_comes_from_the_settings() -> None:
+    backends = BackendsSettings.model_validate(
+        {
+            "sim": {"type": "quantum", "provider": "aer"},
+            "east": {"type": "quantum", "provider": "ibm"},
+        }
+    )
+    router = Router.from_settings(backends)
+    assert router.get("sim") == InstanceInfo("sim", QUANTUM, provider="aer")
+    assert router.route(QUANTUM, "quantum.sample", uuid.uuid4(), family="ibm") == ["east"]

@@ -307,6 +307,54 @@ async def test_list_entries_filters_by_session_and_pages_by_index(storage: Stora
     assert verify_chain(await storage.list_entries(session_id=a.id), contiguous=False) is None
 
 
+async def test_a_deleted_sessions_entries_stay_listed_in_pages(storage: Storage) -> None:
+    """What ``GET /sessions/{id}/provenance`` reads: every entry of one session, bare
+    entries and its deletion included, page by page after the last index seen."""
+    kept, other = make_session(), make_session()
+    await storage.write_new_session(kept, actor="alice", action="session.created")
+    await storage.write_new_session(other, actor="bob", action="session.created")
+    await storage.write_execution(make_execution(kept), actor="alice", action="execution.saved")
+    denial = EntryDraft("alice", "execution.denied", "execution", "echo", kept.id, {"n": 1})
+    await storage.write_entry(denial)
+    await commit_execution(storage, make_execution(other))
+    async with storage.transaction() as tx:
+        await tx.save_session(
+            advanced(kept, SessionState.DELETED), actor="root", action="session.deleted"
+        )
+
+    whole = await storage.list_entries(session_id=kept.id)
+    assert [(e.actor, e.action) for e in whole] == [
+        ("alice", "session.created"),
+        ("alice", "execution.saved"),
+        ("alice", "execution.denied"),
+        ("root", "session.deleted"),
+    ]
+    assert {e.session_id for e in whole} == {kept.id}
+    paged, after = [], -1
+    while page := await storage.list_entries(session_id=kept.id, after=after, limit=1):
+        paged += page
+        after = page[-1].index
+    assert paged == whole
+    assert await storage.list_entries(session_id=kept.id, after=whole[-1].index) == []
+    assert await storage.list_entries(session_id=uuid.uuid4()) == []
+
+
+async def test_last_entry_is_a_sessions_latest_change(storage: Storage) -> None:
+    """What ``GET /sessions/{id}/status`` reports as ``updated_at``."""
+    kept, other = make_session(), make_session()
+    assert await storage.last_entry(kept.id) is None
+    await storage.write_new_session(kept, actor="alice", action="session.created")
+    await storage.write_new_session(other, actor="bob", action="session.created")
+    saved = await storage.write_execution(
+        make_execution(kept), actor="alice", action="execution.saved"
+    )
+    await commit_execution(storage, make_execution(other))
+    last = await storage.last_entry(kept.id)
+    assert last is not None
+    assert (last.action, last.index) == ("execution.saved", saved.provenance_entry)
+    assert last == (await storage.list_entries(session_id=kept.id))[-1]
+
+
 async def test_documents_keep_their_exact_json_values(storage: Storage) -> None:
     """Awkward JSON numbers and text survive storage, so stored entries still verify."""
     awkward = {

@@ -16,6 +16,8 @@ from fastapi.routing import APIRoute
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from limit_graph import __version__
+from limit_graph.api.docs import install_docs
+from limit_graph.api.guard import GuardedFastAPI
 from limit_graph.api.limits import BodySizeLimit
 from limit_graph.api.observability import RequestObserver
 from limit_graph.api.problems import install_problem_handlers
@@ -26,6 +28,7 @@ from limit_graph.api.routes import (
     health,
     maintenance,
     metrics,
+    provenance,
     reserved,
     runners,
     sessions,
@@ -68,12 +71,14 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
             if platform is None:
                 await started.close()
 
-    app = FastAPI(
+    app = GuardedFastAPI(
         title="LIMIT-Graph",
         version=__version__,
         description="Governed, provenance-tracked workflows for hybrid quantum-classical work.",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
+        docs_url=None,  # served from the package by install_docs, not from a CDN
+        redoc_url=None,
     )
     telemetry = platform.telemetry if platform else Telemetry()
     install_problem_handlers(app)
@@ -102,11 +107,13 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
             agents,
             runners,
             maintenance,
+            provenance,
             reserved,
         )
     ]
     for router in routers:
         app.include_router(router)
+    install_docs(app)
     app.state.route_methods = [
         (route.path_regex, route.methods)
         for router in routers

@@ -1,4 +1,9 @@
-"""Dependencies of the routes: the platform, and the authenticated caller."""
+"""Dependencies of the routes: the platform, the authenticated caller, and what it may do.
+
+Each route names the permission it needs through one of the ``Can…`` types below; the
+decision is the governance authorizer's (:mod:`limit_graph.governance.authorizer`).
+They depend on :func:`get_principal`, so the OpenAPI document shows each route's security.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,24 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from limit_graph.core.errors import AuthenticationRequired
 from limit_graph.governance.auth import ApiKeyAuthenticator, Principal
+from limit_graph.governance.authorizer import AUTHORIZER, Permission
 from limit_graph.orchestration.platform import Platform
 
-__all__ = ["CurrentPrincipal", "CurrentPlatform"]
+__all__ = [
+    "Authorize",
+    "CanClaimWork",
+    "CanReadAgents",
+    "CanReadExecutions",
+    "CanReadGovernance",
+    "CanReadProvenance",
+    "CanReadSessions",
+    "CanRunExecutions",
+    "CanRunMaintenance",
+    "CanWriteGovernance",
+    "CanWriteSessions",
+    "CurrentPlatform",
+    "CurrentPrincipal",
+]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key or a JWT.")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -40,3 +60,26 @@ async def get_principal(
 
 CurrentPlatform = Annotated[Platform, Depends(get_platform)]
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+class Authorize:
+    """The dependency of a route that needs ``permission``: the caller, or a 403."""
+
+    def __init__(self, permission: Permission) -> None:
+        self.permission = permission
+
+    async def __call__(self, principal: CurrentPrincipal) -> Principal:
+        AUTHORIZER.require(principal, self.permission)
+        return principal
+
+
+CanReadSessions = Annotated[Principal, Depends(Authorize(Permission.SESSIONS_READ))]
+CanWriteSessions = Annotated[Principal, Depends(Authorize(Permission.SESSIONS_WRITE))]
+CanReadExecutions = Annotated[Principal, Depends(Authorize(Permission.EXECUTIONS_READ))]
+CanRunExecutions = Annotated[Principal, Depends(Authorize(Permission.EXECUTIONS_RUN))]
+CanReadAgents = Annotated[Principal, Depends(Authorize(Permission.AGENTS_READ))]
+CanReadProvenance = Annotated[Principal, Depends(Authorize(Permission.PROVENANCE_READ))]
+CanReadGovernance = Annotated[Principal, Depends(Authorize(Permission.GOVERNANCE_READ))]
+CanWriteGovernance = Annotated[Principal, Depends(Authorize(Permission.GOVERNANCE_WRITE))]
+CanClaimWork = Annotated[Principal, Depends(Authorize(Permission.RUNNERS_CLAIM))]
+CanRunMaintenance = Annotated[Principal, Depends(Authorize(Permission.MAINTENANCE_RUN))]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,11 +11,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from limit_graph.core.errors import LimitError, RateLimited
 
-__all__ = ["PROBLEM_TYPE_BASE", "install_problem_handlers", "problem_response"]
+__all__ = [
+    "PROBLEM_TYPE_BASE",
+    "install_problem_handlers",
+    "internal_error_response",
+    "problem_response",
+]
 
 PROBLEM_TYPE_BASE = "https://limit-graph.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
-log = logging.getLogger("limit_graph.api")
 
 
 def problem_response(
@@ -101,11 +104,17 @@ async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+def internal_error_response() -> JSONResponse:
+    """The answer to an error no handler expected (the guard logs it, once)."""
     return problem_response(
         500, "Internal error", "the server failed; the error has been logged", "internal"
     )
+
+
+async def _unexpected(_: Request, __: Exception) -> JSONResponse:
+    """Starlette's outermost middleware sends this and re-raises; ``api/guard.py``
+    catches and logs what it re-raises."""
+    return internal_error_response()
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -20,6 +20,8 @@ __all__ = [
     "ExecutionPage",
     "HealthOut",
     "Problem",
+    "ProvenanceEntryOut",
+    "ProvenancePage",
     "SessionCreate",
     "SessionPage",
     "SessionStatusOut",
@@ -46,7 +48,8 @@ class SessionCreate(_Request):
 
 
 class SessionUpdate(_Request):
-    """Only the name may change; a different ``config`` is refused (409)."""
+    """Only the name may change.  ``config``, if sent, must be the session's own: a
+    different one is refused (409), one asking for quotas or policies too (422)."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     config: SessionConfig | None = None
@@ -61,11 +64,17 @@ class ExecuteRequest(_Request):
     wait_s: float = Field(default=30.0, ge=0, le=300, strict=True)
     inline: bool | None = Field(
         default=None,
-        description="Local backend only: false runs it on the local pool's runners.",
+        description=(
+            "Local backend only: false runs it on the local pool's runners; true on another "
+            "backend or with fan_out is refused (it would change nothing)."
+        ),
     )
     allow_cached: bool = Field(
         default=False,
-        description="A deterministic agent may answer from an earlier identical execution.",
+        description=(
+            "A deterministic agent may answer from an earlier identical execution; refused "
+            "for other agents and with fan_out (it would change nothing)."
+        ),
     )
     fan_out: list[str] | None = Field(
         default=None,
@@ -98,6 +107,28 @@ class SessionPage(BaseModel):
 
 class ExecutionPage(BaseModel):
     items: list[Execution]
+    next_cursor: str | None
+
+
+class ProvenanceEntryOut(BaseModel):
+    """One ledger entry of a session: who did what to which resource, when, and its hashes.
+
+    The written document itself is left out; an archive bundle carries it.
+    """
+
+    index: int = Field(description="Position in the ledger.")
+    timestamp: datetime
+    actor: str
+    action: str = Field(description="e.g. session.created, execution.succeeded, session.deleted")
+    resource_type: str = Field(description="session or execution")
+    resource_id: str
+    payload_sha256: str = Field(description="SHA-256 of the canonical JSON written.")
+    prev_hash: str
+    entry_hash: str
+
+
+class ProvenancePage(BaseModel):
+    items: list[ProvenanceEntryOut]
     next_cursor: str | None
 
 

@@ -3,12 +3,15 @@
 A :class:`BackendInstanceBlock` is one named instance of a backend kind (federation),
 the block form of :class:`~limit_graph.core.settings.BackendInstance`; ``limit prefect
 register`` saves one per configured instance, and the platform reads them back to
-merge instances added in the UI with its TOML file.  :class:`RunnerCredentials` tells
-runners and maintenance flows where the platform's REST API is and which key to send.
+merge instances added in the UI with its TOML file.  An instance's IBM Quantum API key
+is not in that block: registration saves it in an ``IBMQuantumCredentials`` block of its
+own, named by :func:`ibm_credentials_block`, which the instance's runners sign in with.
+:class:`RunnerCredentials` tells runners and maintenance flows where the platform's REST
+API is and which key to send.
 
->>> block = block_from_instance("sim", BackendInstance(type="quantum", workers=2))
->>> instance_from_block(block)[1].workers
-2
+>>> block = block_from_instance("sim", BackendInstance(type="quantum", provider="fake"))
+>>> instance_from_block(block)[1].provider
+'fake'
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = [
     "RunnerCredentials",
     "block_document_name",
     "block_from_instance",
+    "ibm_credentials_block",
     "instance_from_block",
     "runner_endpoint",
 ]
@@ -45,32 +49,30 @@ class BackendInstanceBlock(Block):
     Attributes:
         name: The instance's name as the platform knows it (``[backends.<name>]``).
         kind: The backend kind, which is also the work pool its runners use.
-        workers: Concurrency of each runner.
         max_runners: Runners the supervisor starts at most for this instance.
         capabilities: Agents the instance serves; empty means every agent.
-        url: Where the instance's service lives, for kinds that call one.
-        options: Target-specific settings (e.g. a quantum device name).
+        provider: Quantum only: the target family it serves (``aer``, ``fake`` or
+            ``ibm``); empty serves every target.
     """
 
     _block_type_name = "LIMIT Backend Instance"
     _block_type_slug = "limit-backend-instance"
     _description = (
         "One named instance of a LIMIT-Graph backend kind (local, remote or quantum): "
-        "how many runners it gets, their concurrency and the agents it serves."
+        "how many runners it gets, the agents and the quantum targets it serves."
     )
 
     name: str = Field(default=..., description="The instance's name in the platform.", min_length=1)
     kind: Literal["local", "remote", "quantum"] = Field(
         default=..., description="Backend kind; also the work pool its runners use."
     )
-    workers: int = Field(default=1, ge=1, le=256, description="Concurrency of each runner.")
     max_runners: int = Field(default=4, ge=1, le=256, description="Runners started at most.")
     capabilities: list[str] = Field(
         default_factory=list, description="Agents it serves; empty means every agent."
     )
-    url: str | None = Field(default=None, description="The instance's service URL, if any.")
-    options: dict[str, Any] = Field(
-        default_factory=dict, description="Target-specific settings, e.g. a device name."
+    provider: Literal["aer", "fake", "ibm"] | None = Field(
+        default=None,
+        description="Quantum only: the target family it serves; empty serves every target.",
     )
 
 
@@ -119,16 +121,23 @@ def block_document_name(instance: str) -> str:
     return slug
 
 
+def ibm_credentials_block(instance: str) -> str:
+    """The ``IBMQuantumCredentials`` block holding an instance's own IBM Quantum key.
+
+    >>> ibm_credentials_block("IBM_East")
+    'limit-ibm-instance-ibm-east'
+    """
+    return f"limit-ibm-instance-{block_document_name(instance)}"
+
+
 def block_from_instance(name: str, instance: BackendInstance) -> BackendInstanceBlock:
-    """The block that holds ``instance`` under ``name``."""
+    """The block that holds ``instance`` under ``name`` (its API key stays out of it)."""
     return BackendInstanceBlock(
         name=name,
         kind=instance.type.value,
-        workers=instance.workers,
         max_runners=instance.max_runners,
         capabilities=list(instance.capabilities),
-        url=instance.url,
-        options=dict(instance.options),
+        provider=instance.provider,
     )
 
 
@@ -136,11 +145,9 @@ def instance_from_block(block: BackendInstanceBlock) -> tuple[str, BackendInstan
     """The platform's ``(name, instance)`` for a block (validated like the TOML file)."""
     instance = BackendInstance(
         type=BackendKind(block.kind),
-        workers=block.workers,
         max_runners=block.max_runners,
         capabilities=list(block.capabilities),
-        url=block.url,
-        options=dict(block.options),
+        provider=block.provider,
     )
     return block.name, instance
 

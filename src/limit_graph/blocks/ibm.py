@@ -73,6 +73,7 @@ __all__ = [
     "IBMSampleResult",
     "IBMTarget",
     "JobCancelled",
+    "load_credentials",
 ]
 
 DEFAULT_CREDENTIALS_BLOCK = "limit-ibm-quantum"
@@ -276,15 +277,26 @@ class IBMRuntimeTarget(Block):
         return IBMTarget(self, credentials, backend)
 
     def _load_credentials(self) -> IBMQuantumCredentials:
+        return load_credentials([self.credentials_block])
+
+
+def load_credentials(names: Sequence[str]) -> IBMQuantumCredentials:
+    """The first of the credentials blocks ``names`` that exists (a backend instance's
+    own, then the default one); a :class:`ConfigError` naming them when none does."""
+    for name in names:
         try:
-            block: object = IBMQuantumCredentials.load(self.credentials_block)
-        except ValueError as exc:
-            raise ConfigError(
-                f"no IBM Quantum credentials block {self.credentials_block!r}: {exc}"
-            ) from None
+            # _sync: the blocking load even on an event loop (a runner validating inputs),
+            # where Prefect's load would otherwise hand back a coroutine.
+            block: object = IBMQuantumCredentials.load(name, _sync=True)  # type: ignore[call-arg]
+        except ValueError:
+            continue
         if not isinstance(block, IBMQuantumCredentials):
-            raise ConfigError(f"block {self.credentials_block!r} is not IBM Quantum credentials")
+            raise ConfigError(f"block {name!r} is not IBM Quantum credentials")
         return block
+    raise ConfigError(
+        f"no IBM Quantum credentials block {' or '.join(map(repr, names))}: save one "
+        "(`limit prefect register` saves an instance's api_key) or create it in the Prefect UI"
+    )
 
 
 class IBMTarget:

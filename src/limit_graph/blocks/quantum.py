@@ -40,8 +40,10 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, runtime_checkabl
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from limit_graph.blocks.backends import ibm_credentials_block
 from limit_graph.core.canonical import sha256_hex
 from limit_graph.core.errors import BackendError, ConfigError, InvalidInput
+from limit_graph.core.running import current_instance
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
@@ -568,22 +570,32 @@ def _calibration_id(backend: BackendV2) -> str:
     return f"{backend.name}@{stamp}/sha256:{digest}"
 
 
-def _ibm_target(backend: str) -> QuantumTarget:
+def _ibm_target(backend: str, credentials_block: str | None) -> QuantumTarget:
     """``ibm:<backend>`` from :mod:`limit_graph.blocks.ibm`, imported only now: it needs
-    IBM Quantum credentials and the network, which simulation never does."""
+    IBM Quantum credentials and the network, which simulation never does.  The
+    credentials are the block ``credentials_block`` if it exists, else the default one."""
     try:
         module = importlib.import_module("limit_graph.blocks.ibm")
-        target: QuantumTarget = module.IBMRuntimeTarget(backend_name=backend).get_target()
     except ImportError as exc:
         raise InvalidInput(f"IBM targets are not available here: {exc}") from None
+    names = [module.DEFAULT_CREDENTIALS_BLOCK]
+    if credentials_block is not None and credentials_block not in names:
+        names.insert(0, credentials_block)
+    credentials = module.load_credentials(names)
+    settings = module.IBMRuntimeTarget(backend_name=backend, credentials=credentials)
+    target: QuantumTarget = settings.get_target()
     return target
 
 
-def resolve_target(name: str) -> QuantumTarget:
+def resolve_target(name: str, *, credentials_block: str | None = None) -> QuantumTarget:
     """The target called ``name`` (one of :data:`TARGET_FORMS`), built once per process
-    (``fake:Manila`` and ``fake:manila`` are one target).
+    and credentials (``fake:Manila`` and ``fake:manila`` are one target).
 
-    An unknown name is :class:`InvalidInput` listing the valid forms.
+    An ``ibm:`` target signs in with ``credentials_block``, by default the block of the
+    backend instance the running execution was routed to
+    (:func:`~limit_graph.blocks.backends.ibm_credentials_block`) when that block exists,
+    else the default ``limit-ibm-quantum``.  An unknown name is :class:`InvalidInput`
+    listing the valid forms.
 
     >>> resolve_target("aer").describe().snapshot_id
     'ideal'
@@ -592,15 +604,20 @@ def resolve_target(name: str) -> QuantumTarget:
     kind, rest = kind.lower(), rest.strip()
     if kind == "fake":
         rest = _device_key(rest)
-    if (kind == "aer" and not rest) or (kind in ("fake", "ibm") and rest):
-        return _build_target(kind, rest)
+    if kind == "ibm" and rest:
+        instance = current_instance()
+        if credentials_block is None and instance is not None:
+            credentials_block = ibm_credentials_block(instance)
+        return _build_target(kind, rest, credentials_block)
+    if (kind == "aer" and not rest) or (kind == "fake" and rest):
+        return _build_target(kind, rest, None)
     raise InvalidInput(f"unknown quantum target {name!r}; valid forms: {', '.join(TARGET_FORMS)}")
 
 
 @functools.lru_cache(maxsize=64)
-def _build_target(kind: str, rest: str) -> QuantumTarget:
+def _build_target(kind: str, rest: str, credentials_block: str | None) -> QuantumTarget:
     if kind == "aer":
         return AerTarget().get_target()
     if kind == "fake":
         return FakeDeviceTarget(device=rest).get_target()
-    return _ibm_target(rest)
+    return _ibm_target(rest, credentials_block)

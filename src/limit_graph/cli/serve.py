@@ -12,21 +12,26 @@ import asyncio
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
+import httpx
 import uvicorn
 
 from limit_graph.api import create_app
+from limit_graph.api.serving import PlatformServer
 from limit_graph.cli.client import CliError
+from limit_graph.cli.record import remove_record, write_record
 from limit_graph.cli.stack import Shutdown, Stack
 from limit_graph.core.errors import ConfigError
 from limit_graph.core.logs import configure_logging
-from limit_graph.core.settings import Settings, load_settings
+from limit_graph.core.settings import ConfigWarning, Settings, load_settings
 from limit_graph.deployments.server import prefect_env
 from limit_graph.governance.auth import AdminKey, ensure_admin_key, ensure_runner_key
 
-__all__ = ["describe_storage", "platform_url", "prefect_ui_url", "serve"]
+__all__ = ["describe_storage", "platform_url", "prefect_ui_url", "prefect_ui_warning", "serve"]
 
 PREFECT_CONSOLE_LOGGERS = ("uvicorn", "fastapi")
 GRACEFUL_SHUTDOWN_S = 3
@@ -56,6 +61,30 @@ def platform_url(settings: Settings) -> str:
 def prefect_ui_url(api_url: str) -> str:
     """The Prefect UI for an API URL (the UI is served at the API's root)."""
     return api_url.rstrip("/").removesuffix("/api")
+
+
+def prefect_ui_warning(api_url: str) -> str | None:
+    """Why the UI at ``api_url``'s root would not show that API's runs, or None.
+
+    A Prefect server's UI calls the API its ``/ui-settings`` names, which follows the
+    server's settings, not its ``--port``: a server started by hand on another port
+    still sends its UI to port 4200.
+    """
+    ui = prefect_ui_url(api_url)
+    try:
+        response = httpx.get(f"{ui}/ui-settings", timeout=5.0)
+        calls = response.json().get("api_url") if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None  # no UI there, or not a Prefect server's: nothing to compare
+    if not isinstance(calls, str):
+        return None
+    calls = urljoin(f"{ui}/", calls)
+    if calls.rstrip("/") == api_url.rstrip("/"):
+        return None
+    return (
+        f"the Prefect UI at {ui} calls the API at {calls}, not {api_url}, so it shows "
+        f"another server's runs or none; start that server with PREFECT_SERVER_UI_API_URL={api_url}"
+    )
 
 
 def _load(
@@ -105,7 +134,12 @@ def serve(
     """Serve until SIGINT or SIGTERM; ``prefect=False`` starts and registers nothing with
     Prefect (the platform still reports to ``[prefect] api_url`` when one is set)."""
     try:
-        settings = _load(config, bind, ssl_certfile, ssl_keyfile)
+        with warnings.catch_warnings(record=True) as notices:
+            warnings.simplefilter("always", ConfigWarning)
+            settings = _load(config, bind, ssl_certfile, ssl_keyfile)
+        for notice in notices:  # once: the settings are loaded again below, unchanged
+            print(f"warning: {notice.message}", file=sys.stderr, flush=True)
+        warnings.simplefilter("ignore", ConfigWarning)
         admin = ensure_admin_key(settings)
         runner = ensure_runner_key(settings)
     except ConfigError as exc:
@@ -136,22 +170,32 @@ def serve(
                 runner_key = runner.key if runner is not None else admin.key
                 settings = _with_prefect(stack, settings, api_url, runner_key, start_server)
             _print_banner(settings, admin)
-            uvicorn.run(
-                create_app(settings),
-                host=settings.server.host,
-                port=settings.server.port,
-                log_config=None,
-                log_level=settings.log_level.lower(),
-                access_log=False,
-                ssl_certfile=settings.server.ssl_certfile,
-                ssl_keyfile=settings.server.ssl_keyfile,
-                # Runners hold long-poll claims open; do not wait out their 20 s.
-                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            # Clients on this machine find this server from any folder (cli/record.py).
+            write_record(platform_url(settings), settings.home, settings.server.ssl_certfile)
+            app = create_app(settings)
+            server = PlatformServer(
+                uvicorn.Config(
+                    app,
+                    host=settings.server.host,
+                    port=settings.server.port,
+                    log_config=None,
+                    log_level=settings.log_level.lower(),
+                    access_log=False,
+                    ssl_certfile=settings.server.ssl_certfile,
+                    ssl_keyfile=settings.server.ssl_keyfile,
+                    timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+                ),
+                app,
             )
+            server.run()
+            if not server.started:
+                raise CliError("the REST API did not start (the reason is logged above)")
     except ConfigError as exc:
         raise CliError(str(exc)) from None
     except Shutdown:
         print("Stopped.", file=sys.stderr, flush=True)
+    finally:
+        remove_record()
 
 
 def _with_prefect(
@@ -173,6 +217,8 @@ def _with_prefect(
         logs = settings.home / "prefect" / "worker-<pool>.log"
         print(f"Prefect workers: {', '.join(WORK_POOLS)} (logs: {logs})")
     print(f"Prefect UI: {prefect_ui_url(api_url)}")
+    if not started and (warning := prefect_ui_warning(api_url)) is not None:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     return settings
 
 

@@ -4,6 +4,8 @@
 
     LimitError                    500  base; never raised bare
     ├── InvalidInput              422  bad request content (``errors`` lists each field)
+    │   ├── MalformedJSON         400  a body that is not I-JSON (RFC 7493): syntax, UTF-8,
+    │   │                              duplicate keys, NaN, lone surrogates (``errors``)
     │   └── ConfigError                a configuration file or variable is wrong (start-up)
     ├── AuthenticationRequired    401  no or unknown credentials
     ├── NotFound                  404  unknown id (session, execution, agent, archive)
@@ -31,6 +33,7 @@ __all__ = [
     "Conflict",
     "InvalidInput",
     "LimitError",
+    "MalformedJSON",
     "NotFound",
     "PolicyDenied",
     "QuotaExceeded",
@@ -66,6 +69,14 @@ class InvalidInput(LimitError):
 
     def extras(self) -> dict[str, Any]:
         return {"errors": self.errors} if self.errors else {}
+
+
+class MalformedJSON(InvalidInput):
+    """The body cannot be read as I-JSON, so nothing in it is looked at."""
+
+    status_code = 400
+    title = "Malformed JSON"
+    slug = "malformed-json"
 
 
 class ConfigError(InvalidInput):

@@ -78,10 +78,24 @@ class SessionConfig(_Record):
     default_backend: BackendKind | None = Field(
         default=None, description="Backend used when a request names none."
     )
-    tags: list[str] = Field(default_factory=list, max_length=64)
-    quotas: dict[str, Annotated[float, Strict()]] = Field(default_factory=dict)
-    policies: list[str] = Field(default_factory=list)
-    timeout_s: float | None = Field(default=None, gt=0, le=86_400, strict=True)
+    tags: list[str] = Field(
+        default_factory=list, max_length=64, description="Labels to filter listings by."
+    )
+    quotas: dict[str, Annotated[float, Strict()]] = Field(
+        default_factory=dict,
+        description="Not enforced yet: a new session that names any is refused (422).",
+    )
+    policies: list[str] = Field(
+        default_factory=list,
+        description="Not enforced yet: a new session that names any is refused (422).",
+    )
+    timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=86_400,
+        strict=True,
+        description="Timeout of each execution that names none.",
+    )
 
     @field_validator("tags")
     @classmethod
@@ -93,6 +107,19 @@ class SessionConfig(_Record):
 
     def sha256(self) -> str:
         return sha256_hex(self.document())
+
+    def unenforced(self) -> dict[str, str]:
+        """The settings this config asks for that nothing enforces yet, each with why.
+
+        Stored records may hold them (older versions accepted them); new sessions may not.
+
+        >>> SessionConfig(quotas={"executions": 1}).unenforced()
+        {'quotas': 'quotas are not enforced yet'}
+        >>> SessionConfig(quotas={}, policies=[]).unenforced()
+        {}
+        """
+        asked = {"quotas": bool(self.quotas), "policies": bool(self.policies)}
+        return {name: f"{name} are not enforced yet" for name, given in asked.items() if given}
 
 
 class Session(_Record):

@@ -4,13 +4,17 @@ The agent's function is called directly (not through the Prefect engine, which
 costs milliseconds per call); async agents run on the event loop, sync ones in a
 worker thread so the loop never blocks, except those declared non-blocking (trivial
 functions such as ``echo``, for which the thread hop would cost more than the work).
-The outcome is a final state with either the validated result or the error.
+The outcome is a final state with either the validated result or the error.  While
+an agent runs, :func:`current_instance` names the backend instance its execution was
+routed to, so what it resolves (an IBM target's credentials) can be the instance's own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +22,18 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from limit_graph.core.agents import AgentSpec
+from limit_graph.core.canonical import escape_surrogates, ijson_errors
 from limit_graph.core.errors import BackendError
 from limit_graph.core.models import ErrorInfo, ExecutionState
 
-__all__ = ["Outcome", "cancel_requested", "error_info", "run_agent"]
+__all__ = [
+    "Outcome",
+    "cancel_requested",
+    "current_instance",
+    "error_info",
+    "run_agent",
+    "running_on",
+]
 
 
 @dataclass(frozen=True)
@@ -33,7 +45,7 @@ class Outcome:
 
 def error_info(exc: BaseException) -> ErrorInfo:
     retryable = isinstance(exc, BackendError) and exc.retryable
-    message = str(exc) or type(exc).__name__
+    message = escape_surrogates(str(exc) or type(exc).__name__)  # it is recorded as JSON
     return ErrorInfo(type=type(exc).__name__, message=message[:4096], retryable=retryable)
 
 
@@ -47,6 +59,31 @@ def cancel_requested() -> threading.Event | None:
     this and stops itself; ``None`` outside an agent.
     """
     return _cancel.get()
+
+
+_instance: ContextVar[str | None] = ContextVar("limit_instance", default=None)
+
+
+def current_instance() -> str | None:
+    """The backend instance the execution being run was routed to; ``None`` outside one
+    (the API validating inputs, a script)."""
+    return _instance.get()
+
+
+@contextmanager
+def running_on(instance: str | None) -> Iterator[None]:
+    """Make :func:`current_instance` answer ``instance`` in this context (and in the
+    threads and tasks started from it).
+
+    >>> with running_on("ibm-east"):
+    ...     current_instance()
+    'ibm-east'
+    """
+    token = _instance.set(instance)
+    try:
+        yield
+    finally:
+        _instance.reset(token)
 
 
 async def _call(agent: AgentSpec, inputs: BaseModel) -> Any:
@@ -65,10 +102,23 @@ async def _call(agent: AgentSpec, inputs: BaseModel) -> Any:
         _cancel.reset(token)
 
 
-async def run_agent(agent: AgentSpec, inputs: BaseModel, timeout_s: float | None) -> Outcome:
-    """Run ``agent`` on validated ``inputs``; never raises except on cancellation."""
+def _not_ijson(agent: AgentSpec, problem: dict[str, Any]) -> ErrorInfo:
+    where = ".".join(str(part) for part in problem["loc"])
+    return ErrorInfo(
+        type="InvalidOutput",
+        message=f"agent {agent.name!r} returned a result that is not I-JSON, so it cannot "
+        f"be recorded: {problem['msg']} at {where}",
+    )
+
+
+async def run_agent(
+    agent: AgentSpec, inputs: BaseModel, timeout_s: float | None, *, instance: str | None = None
+) -> Outcome:
+    """Run ``agent`` on validated ``inputs`` for backend ``instance``; never raises except
+    on cancellation."""
     try:
-        raw = await asyncio.wait_for(_call(agent, inputs), timeout=timeout_s)
+        with running_on(instance):  # the task wait_for starts copies this context
+            raw = await asyncio.wait_for(_call(agent, inputs), timeout=timeout_s)
     except TimeoutError:
         return Outcome(
             ExecutionState.TIMED_OUT,
@@ -76,6 +126,10 @@ async def run_agent(agent: AgentSpec, inputs: BaseModel, timeout_s: float | None
         )
     except Exception as exc:
         return Outcome(ExecutionState.FAILED, error=error_info(exc))
+    if problems := ijson_errors(
+        raw.model_dump() if isinstance(raw, BaseModel) else raw, ["result"]
+    ):
+        return Outcome(ExecutionState.FAILED, error=_not_ijson(agent, problems[0]))
     try:
         if isinstance(raw, BaseModel):
             raw = raw.model_dump(mode="json")

@@ -3,8 +3,9 @@
 The environment variables are the ones the platform has always documented:
 ``BIND_ADDRESS``, ``DATABASE_URL``, ``BACKEND_TYPE`` and ``LOG_LEVEL``, plus the
 ``LIMIT_*`` family (``LIMIT_CONFIG``, ``LIMIT_HOME``, ``LIMIT_MODE``,
-``LIMIT_ADMIN_API_KEY``).  The file (``--config`` or ``LIMIT_CONFIG``) has the
-sections ``[server]``, ``[storage]`` and ``[backends]``::
+``LIMIT_ADMIN_API_KEY``, and ``LIMIT_BACKEND_<NAME>_API_KEY`` per backend instance).
+The file (``--config`` or ``LIMIT_CONFIG``) has the sections ``[server]``,
+``[storage]`` and ``[backends]``::
 
     [server]
     bind_address = "127.0.0.1:8080"
@@ -17,11 +18,14 @@ sections ``[server]``, ``[storage]`` and ``[backends]``::
 
     [backends]
     default = "local"
-    [backends.aer]
+    [backends.quantum]
     type = "quantum"
-    workers = 2
+    provider = "ibm"             # aer | fake | ibm: the target family it serves
+    api_key_file = "ibm.key"     # or LIMIT_BACKEND_QUANTUM_API_KEY; api_key = "..." in dev
 
 An unknown key or a bad value is a :class:`ConfigError` naming the key and the file.
+A key that needs care but still works (an API key written in the file, in dev mode) is a
+:class:`ConfigWarning`.
 """
 
 from __future__ import annotations
@@ -35,22 +39,31 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from limit_graph.core.errors import ConfigError
+from limit_graph.core.instances import (
+    PLACEHOLDER_SECRETS,
+    BackendInstance,
+    ConfigWarning,
+    TargetFamily,
+    api_key_variable,
+    resolve_api_keys,
+)
 from limit_graph.core.models import BackendKind
 
 __all__ = [
     "BackendInstance",
     "BackendsSettings",
+    "ConfigWarning",
     "DispatchSettings",
     "PrefectSettings",
     "ServerSettings",
     "Settings",
     "StorageSettings",
+    "TargetFamily",
     "TelemetrySettings",
+    "api_key_variable",
     "load_settings",
     "normalize_database_url",
 ]
-
-PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "admin", "password"})
 
 
 class _Section(BaseModel):
@@ -86,19 +99,6 @@ class StorageSettings(_Section):
     type: Literal["memory", "file", "database"] = "database"
     url: str | None = Field(default=None, description="Database URL (type = database).")
     path: Path | None = Field(default=None, description="Folder for type = file.")
-
-
-class BackendInstance(_Section):
-    """A named instance of a backend kind (federation): its runners, what it serves."""
-
-    type: BackendKind
-    workers: int = Field(default=1, ge=1, le=256, description="Concurrency of each runner.")
-    max_runners: int = Field(default=4, ge=1, le=256, description="Runners started at most.")
-    capabilities: list[str] = Field(
-        default_factory=list, description="Agents it serves; empty means every agent."
-    )
-    url: str | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class BackendsSettings(_Section):
@@ -304,4 +304,13 @@ def load_settings(
         raise ConfigError(f"invalid configuration in {origin}: {lines}", errors) from None
     if settings.storage.type == "database":
         normalize_database_url(settings.database_url)
-    return settings
+    config_dir = Path(settings.source).parent if settings.source else Path()
+    instances = resolve_api_keys(
+        settings.backends.instances,
+        mode=settings.mode,
+        config_dir=config_dir,
+        env=env,
+        origin=origin,
+    )
+    backends = settings.backends.model_copy(update={"instances": instances})
+    return settings.model_copy(update={"backends": backends})

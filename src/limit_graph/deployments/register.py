@@ -11,6 +11,12 @@ Prefect UI.  Which copy of an instance wins:
   made in the UI stick;
 - an instance created in the UI is kept and used as it is.
 
+An instance with an IBM Quantum API key (``provider = "ibm"``) also gets an
+``IBMQuantumCredentials`` block named by
+:func:`~limit_graph.blocks.backends.ibm_credentials_block`, which its runners sign in
+with: the file's key wins, the block's other fields (instance CRN, URLs) edited in the
+UI are kept.  The key is in that block only, never logged.
+
 >>> # asyncio.run(register_platform(settings, "http://127.0.0.1:4200/api",
 >>> #                               platform_url="http://127.0.0.1:8080", runner_key=key))
 """
@@ -33,6 +39,7 @@ from limit_graph.blocks.backends import (
     RunnerCredentials,
     block_document_name,
     block_from_instance,
+    ibm_credentials_block,
     instance_from_block,
 )
 from limit_graph.blocks.ibm import IBMQuantumCredentials, IBMRuntimeTarget
@@ -56,7 +63,7 @@ log = logging.getLogger("limit_graph.deployments")
 DEFAULT_INSTANCES: Mapping[str, BackendInstance] = {
     "local": BackendInstance(type=BackendKind.LOCAL),
     "remote": BackendInstance(type=BackendKind.REMOTE),
-    "aer": BackendInstance(type=BackendKind.QUANTUM, options={"target": "aer"}),
+    "aer": BackendInstance(type=BackendKind.QUANTUM),
 }
 
 
@@ -129,6 +136,28 @@ async def _save_backend_blocks(client: PrefectClient, settings: Settings) -> lis
     return names
 
 
+async def _save_ibm_credentials(client: PrefectClient, settings: Settings) -> list[str]:
+    """An ``IBMQuantumCredentials`` block per instance with an API key; its key is the
+    file's, anything else already in the block stays."""
+    slug = IBMQuantumCredentials.get_block_type_slug()
+    existing = await _block_documents(client, slug)
+    names = []
+    for name, instance in settings.backends.instances.items():
+        if instance.api_key is None:
+            continue
+        document = ibm_credentials_block(name)
+        if document in existing:
+            saved: IBMQuantumCredentials = await IBMQuantumCredentials.aload(
+                document, client=client
+            )
+            block = saved.model_copy(update={"api_key": instance.api_key})
+        else:
+            block = IBMQuantumCredentials(api_key=instance.api_key)
+        await block.asave(document, overwrite=True, client=client)
+        names.append(document)
+    return names
+
+
 async def register_platform(
     settings: Settings, api_url: str, *, platform_url: str, runner_key: str
 ) -> Registration:
@@ -140,6 +169,7 @@ async def register_platform(
         for target_block in (AerTarget, FakeDeviceTarget, IBMQuantumCredentials, IBMRuntimeTarget):
             await target_block.aregister_type_and_schema(client=client)
         blocks = await _save_backend_blocks(client, settings)
+        blocks += await _save_ibm_credentials(client, settings)
         credentials = RunnerCredentials(api_url=platform_url, api_key=SecretStr(runner_key))
         await credentials.asave(RUNNER_CREDENTIALS_BLOCK, overwrite=True, client=client)
         blocks.append(RUNNER_CREDENTIALS_BLOCK)
@@ -152,17 +182,25 @@ async def load_backend_blocks(api_url: str) -> dict[str, BackendInstance]:
     """Every saved :class:`BackendInstanceBlock`, by instance name.
 
     A block that no longer validates (edited by hand into nonsense) is skipped with a
-    warning; an API where the block type is not registered yet has none.
+    warning, and so are fields a block holds that have no effect; an API where the block
+    type is not registered yet has none.
     """
     found: dict[str, BackendInstance] = {}
     async with prefect_api(api_url) as client:
         documents = await _block_documents(client, BackendInstanceBlock.get_block_type_slug())
     for document, data in documents.items():
         try:
-            name, instance = instance_from_block(BackendInstanceBlock.model_validate(data))
+            block = BackendInstanceBlock.model_validate(data)
+            name, instance = instance_from_block(block)
         except ValidationError as exc:
             log.warning("backend instance block %r is invalid, skipped: %s", document, exc)
             continue
+        if block.model_extra:  # saved before those fields were dropped (workers, url, ...)
+            log.warning(
+                "backend instance block %r: %s has no effect and is ignored",
+                document,
+                ", ".join(sorted(block.model_extra)),
+            )
         found[name] = instance
     return found
 

@@ -2,7 +2,9 @@
 
 ``prefect server start`` with its own ``PREFECT_HOME`` (SQLite there unless a
 database URL is given), analytics off, on a chosen port; :meth:`start` returns
-once ``/api/health`` answers.
+once ``/api/health`` answers.  The server's settings name its own address, so the UI
+it serves calls this server's API and no other (``/ui-settings``), and it runs through
+:mod:`limit_graph.deployments.server_entry`, whose SQLite writes wait for the lock.
 
 >>> # with PrefectServer(home=Path(".limit/prefect"), port=4200) as server:
 >>> #     print(server.api_url)
@@ -91,10 +93,20 @@ class PrefectServer:
         self.home.mkdir(parents=True, exist_ok=True)
         env = prefect_env(self.home, database_url=self.database_url)
         env.pop("PREFECT_API_URL", None)
+        # ``--port`` moves the listener only: the UI learns the API's address from these
+        # settings (4200 when unset), so without them it talks to whatever answers there.
+        env.update(
+            {
+                "PREFECT_SERVER_API_HOST": self.host,
+                "PREFECT_SERVER_API_PORT": str(self.port),
+                "PREFECT_SERVER_UI_API_URL": self.api_url,
+                "PREFECT_UI_URL": self.url,
+            }
+        )
         args = [
             sys.executable,
             "-m",
-            "prefect",
+            "limit_graph.deployments.server_entry",
             "server",
             "start",
             "--host",

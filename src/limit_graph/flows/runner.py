@@ -34,8 +34,9 @@ from pydantic import ValidationError
 
 from limit_graph.blocks.backends import runner_endpoint
 from limit_graph.core.agents import AgentRegistry
+from limit_graph.core.errors import LimitError
 from limit_graph.core.models import ErrorInfo, ExecutionState
-from limit_graph.core.running import Outcome, run_agent
+from limit_graph.core.running import Outcome, error_info, run_agent, running_on
 
 __all__ = ["RunnerLoop", "RunnerRefused", "RunnerSummary", "runner"]
 
@@ -306,13 +307,17 @@ class RunnerLoop:
                 error=ErrorInfo(type="UnknownAgent", message=f"this runner has no agent {name!r}"),
             )
         agent = self.registry.get(name)
+        instance = execution.get("instance")
         try:
-            inputs = agent.input_model.model_validate(execution["inputs"])
+            with running_on(instance):  # validating may resolve the instance's target
+                inputs = agent.input_model.model_validate(execution["inputs"])
         except ValidationError as exc:
             return Outcome(
                 ExecutionState.FAILED,
                 error=ErrorInfo(type="InvalidInput", message=str(exc)[:4096]),
             )
+        except LimitError as exc:  # e.g. an IBM target whose sign-in failed
+            return Outcome(ExecutionState.FAILED, error=error_info(exc))
         if self.fault_rate and random.random() < self.fault_rate:
             return Outcome(
                 ExecutionState.FAILED,
@@ -322,7 +327,7 @@ class RunnerLoop:
                     retryable=True,
                 ),
             )
-        return await run_agent(agent, inputs, execution.get("timeout_s"))
+        return await run_agent(agent, inputs, execution.get("timeout_s"), instance=instance)
 
     async def _report_forever(self) -> None:
         while True:

@@ -27,7 +27,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a name for the ledger, a tenant for isolation, and roles."""
+    """Who is calling: a name for the ledger, a tenant for isolation, and roles (what
+    each role may do is :mod:`limit_graph.governance.authorizer`'s to decide)."""
 
     name: str
     tenant: str

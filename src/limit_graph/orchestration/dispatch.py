@@ -28,7 +28,7 @@ from typing import Any
 from limit_graph.core.errors import InvalidInput
 from limit_graph.core.models import BackendKind, ErrorInfo, Execution, ExecutionState, utcnow
 from limit_graph.core.settings import DispatchSettings
-from limit_graph.orchestration.router import Router
+from limit_graph.orchestration.router import Router, target_family
 from limit_graph.orchestration.telemetry import Telemetry
 from limit_graph.storage.base import Storage
 
@@ -112,8 +112,10 @@ class Dispatcher:
         self._sequence = itertools.count()
         self._waiters: dict[uuid.UUID, list[asyncio.Future[Execution]]] = {}
         self._pinned: set[uuid.UUID] = set()
+        self._families: dict[uuid.UUID, str] = {}  # target family each was routed for
         self._runners: dict[str, tuple[str, float]] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self._draining = False
 
     # --- life cycle ---------------------------------------------------------------
 
@@ -126,13 +128,19 @@ class Dispatcher:
                 self._enqueue(execution)
         self._reaper = asyncio.create_task(self._reap_forever(), name="limit-dispatch-reaper")
 
+    def drain(self) -> None:
+        """The server is going down: answer every waiting claim now (with what it has
+        taken), and later ones at once, so no long poll outlives the server's grace."""
+        self._draining = True
+        for queue in self._queues.values():
+            queue.wakeup.set()
+
     async def close(self) -> None:
+        self.drain()
         if self._reaper is not None:
             self._reaper.cancel()
             await asyncio.gather(self._reaper, return_exceptions=True)
             self._reaper = None
-        for queue in self._queues.values():
-            queue.wakeup.set()
 
     # --- submitting ---------------------------------------------------------------
 
@@ -163,10 +171,15 @@ class Dispatcher:
         horizon = time.monotonic() - (within_s or 3 * self.settings.lease_s)
         return sum(1 for pool, seen in self._runners.values() if pool == kind and seen >= horizon)
 
-    def submit(self, execution: Execution, *, pinned: bool = False) -> None:
-        """Queue an execution already written ``queued``."""
+    def submit(
+        self, execution: Execution, *, pinned: bool = False, family: str | None = None
+    ) -> None:
+        """Queue an execution already written ``queued``; ``family``: the target family
+        it was routed for, which a failover keeps."""
         if pinned:
             self._pinned.add(execution.id)
+        if family is not None:
+            self._families[execution.id] = family
         self._enqueue(execution)
 
     def _enqueue(self, execution: Execution) -> None:
@@ -203,6 +216,7 @@ class Dispatcher:
         """After the final record is written: ``on_final`` (e.g. the result cache), then
         whoever waits for it, so a caller that got the answer also finds it cached."""
         self._pinned.discard(execution.id)
+        self._families.pop(execution.id, None)
         if self._on_final is not None:
             try:
                 await self._on_final(execution)
@@ -250,7 +264,7 @@ class Dispatcher:
                 if not queue.pending:
                     queue.wakeup.clear()
             remaining = deadline - time.monotonic()
-            if taken or remaining <= 0:
+            if taken or remaining <= 0 or self._draining:
                 break
             waits = [asyncio.ensure_future(self._queue(n).wakeup.wait()) for n in names]
             try:
@@ -363,9 +377,14 @@ class Dispatcher:
         instance = execution.instance
         if execution.id not in self._pinned:
             info = self.router.get(instance)
+            family = self._families.get(execution.id) or target_family(info.kind, execution.inputs)
             instance = (
                 self.router.failover(
-                    info.kind, execution.agent, execution.session_id, {execution.instance}
+                    info.kind,
+                    execution.agent,
+                    execution.session_id,
+                    {execution.instance},
+                    family=family,
                 )
                 or instance
             )

@@ -12,15 +12,23 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
 
 from limit_graph.core.models import ProvenanceEntry
 from limit_graph.storage.base import Storage, StorageTransaction
 
-__all__ = ["SessionEvents", "event_of"]
+__all__ = ["SessionEvents", "StopSignal", "event_of"]
 
 POLL_INTERVAL_S = 1.0
+
+
+class StopSignal(Protocol):
+    """An event that ends a stream when set (``asyncio.Event`` and ``anyio.Event`` are)."""
+
+    def is_set(self) -> bool: ...
+
+    async def wait(self) -> object: ...
 
 
 def event_of(entry: ProvenanceEntry) -> dict[str, Any]:
@@ -46,6 +54,11 @@ class SessionEvents:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
         self._changed = asyncio.Event()
+        self._draining = asyncio.Event()
+
+    def drain(self) -> None:
+        """End every stream (the server is shutting down); clients resume elsewhere."""
+        self._draining.set()
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[StorageTransaction]:
@@ -60,15 +73,36 @@ class SessionEvents:
         self._changed = asyncio.Event()
 
     async def stream(
-        self, session_id: uuid.UUID, after: int = -1, *, poll_interval_s: float = POLL_INTERVAL_S
+        self,
+        session_id: uuid.UUID,
+        after: int = -1,
+        *,
+        poll_interval_s: float = POLL_INTERVAL_S,
+        stop: StopSignal | None = None,
     ) -> AsyncIterator[ProvenanceEntry]:
-        """The session's entries after index ``after``, then new ones as they land."""
-        while True:
+        """The session's entries after index ``after``, then new ones as they land, until
+        ``stop`` is set (the server shutting down: the stream then ends cleanly)."""
+        while not (self._draining.is_set() or (stop is not None and stop.is_set())):
             waiter = self._changed
             entries = await self.storage.list_entries(session_id=session_id, after=after)
             for entry in entries:
                 yield entry
                 after = entry.index
             if not entries:
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(waiter.wait(), poll_interval_s)
+                await self._wait(waiter, stop, poll_interval_s)
+
+    async def _wait(
+        self, changed: asyncio.Event, stop: StopSignal | None, timeout_s: float
+    ) -> None:
+        """Until a write here, a stop, or ``timeout_s`` (writes of other processes)."""
+        waits: set[asyncio.Future[object]] = {
+            asyncio.ensure_future(changed.wait()),
+            asyncio.ensure_future(self._draining.wait()),
+        }
+        if stop is not None:
+            waits.add(asyncio.ensure_future(stop.wait()))
+        try:
+            await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, NoReturn
 
 from opentelemetry.trace import Span
@@ -45,7 +46,7 @@ from limit_graph.governance.checks import CheckContext, CheckPipeline
 from limit_graph.orchestration.cache import ResultCache, cache_key
 from limit_graph.orchestration.dispatch import Dispatcher
 from limit_graph.orchestration.events import SessionEvents
-from limit_graph.orchestration.router import Router
+from limit_graph.orchestration.router import Router, target_family
 from limit_graph.orchestration.sessions import SessionCache, require_visible, visible_to
 from limit_graph.orchestration.telemetry import Telemetry, tracer
 from limit_graph.storage.base import Storage
@@ -92,6 +93,26 @@ class SessionStatus:
     session: Session
     counts: dict[str, int]
     backends: dict[str, dict[str, int]]
+    updated_at: datetime
+
+
+def _refuse_ineffective(agent: AgentSpec, backend: BackendKind, command: ExecuteCommand) -> None:
+    """A request setting that would change nothing is refused (422), never ignored."""
+    ineffective: dict[str, str] = {}
+    if command.inline and (backend is not BackendKind.LOCAL or command.fan_out):
+        ineffective["inline"] = "only local work that is not fanned out runs inline"
+    if command.allow_cached and not agent.deterministic:
+        ineffective["allow_cached"] = f"agent {agent.name!r} is not deterministic: never cached"
+    elif command.allow_cached and command.fan_out:
+        ineffective["allow_cached"] = "fan-out executions are never answered from the cache"
+    if ineffective:
+        raise InvalidInput(
+            "; ".join(f"{name}: {why}" for name, why in ineffective.items()),
+            [
+                {"loc": ["body", name], "msg": why, "type": "value_error"}
+                for name, why in ineffective.items()
+            ],
+        )
 
 
 class ExecutionService:
@@ -160,8 +181,12 @@ class ExecutionService:
             if key is not None and execution.state is ExecutionState.SUCCEEDED:
                 await self.cache.store(key, execution)
             return execution
-        instance = self.router.route(backend, agent.name, session_id, self.dispatcher.depth)[0]
-        queued = await self._enqueue(principal, session, agent, backend, instance, command)
+        family = target_family(backend, validated)
+        depth = self.dispatcher.depth
+        instance = self.router.route(backend, agent.name, session_id, depth, family=family)[0]
+        queued = await self._enqueue(
+            principal, session, agent, backend, instance, command, family=family
+        )
         if key is not None and queued.state is ExecutionState.QUEUED:
             self._cache_on_success[queued.id] = key
         return await self._await_final(queued, command.wait_s)
@@ -171,7 +196,8 @@ class ExecutionService:
     ) -> FanOutResult:
         """Run the task once on each instance of ``command.fan_out``; no failover between
         them.  The aggregate is the agent's, over the results that succeeded."""
-        agent, _, session, backend = await self._admit(principal, session_id, command)
+        agent, validated, session, backend = await self._admit(principal, session_id, command)
+        family = target_family(backend, validated)
         names = list(dict.fromkeys(command.fan_out))
         for name in names:
             info = self.router.get(name)
@@ -180,9 +206,10 @@ class ExecutionService:
                     f"instance {name!r} is a {info.kind.value} instance, not {backend.value}",
                     [{"loc": ["body", "fan_out"], "msg": "wrong kind", "type": "value_error"}],
                 )
-            if not info.serves(agent.name):
+            if not info.serves(agent.name, family):
                 raise InvalidInput(
-                    f"instance {name!r} does not serve agent {agent.name!r}",
+                    f"instance {name!r} does not serve agent {agent.name!r}"
+                    + (f" on {family} targets" if family else ""),
                     [{"loc": ["body", "fan_out"], "msg": "not served", "type": "value_error"}],
                 )
         queued = [
@@ -215,6 +242,7 @@ class ExecutionService:
                 f"(it runs on {', '.join(b.value for b in agent.backends)})",
                 [{"loc": ["body", "backend"], "msg": "not supported", "type": "value_error"}],
             )
+        _refuse_ineffective(agent, backend, command)
         denial = await self.checks.evaluate(
             CheckContext(principal, session, agent, backend, command.inputs)
         )
@@ -281,6 +309,7 @@ class ExecutionService:
         command: ExecuteCommand,
         *,
         pinned: bool = False,
+        family: str | None = None,
     ) -> Execution:
         key = command.idempotency_key
         if key is not None and pinned:
@@ -302,7 +331,7 @@ class ExecutionService:
         )
         stored = await self._write(queued, "execution.queued", require_active_session=True)
         if stored.id == queued.id:
-            self.dispatcher.submit(stored, pinned=pinned)
+            self.dispatcher.submit(stored, pinned=pinned, family=family)
         return stored
 
     async def _await_final(self, execution: Execution, wait_s: float) -> Execution:
@@ -546,7 +575,11 @@ class ExecutionService:
         for (state, backend), n in (await self.storage.count_executions(session_id)).items():
             counts[state.value] += n
             backends.setdefault(backend, {s.value: 0 for s in ExecutionState})[state.value] += n
-        return SessionStatus(session, counts, backends)
+        # Every change of the session or its executions is a ledger entry; the latest one
+        # is read after the counts, so it is at least as new as any change they include.
+        last = await self.storage.last_entry(session_id)
+        updated_at = max(session.updated_at, last.timestamp) if last else session.updated_at
+        return SessionStatus(session, counts, backends, updated_at)
 
     async def _session(self, principal: Principal, session_id: uuid.UUID) -> Session:
         return require_visible(await self.storage.get_session(session_id), principal, session_id)

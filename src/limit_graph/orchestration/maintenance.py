@@ -13,15 +13,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from limit_graph.core.errors import Conflict, PolicyDenied
+from limit_graph.core.errors import Conflict
 from limit_graph.core.models import ProvenanceEntry, SessionState, utcnow
 from limit_graph.governance.auth import Principal
+from limit_graph.governance.authorizer import AUTHORIZER, Permission
 from limit_graph.orchestration.sessions import SessionService
 from limit_graph.storage.base import SessionFilter, Storage
 from limit_graph.storage.ledger import verify_chain
 
 __all__ = [
-    "MAINTENANCE_ROLES",
     "ArchiveOutcome",
     "LedgerReport",
     "archive_idle_sessions",
@@ -30,15 +30,13 @@ __all__ = [
     "verify_ledger",
 ]
 
-MAINTENANCE_ROLES = frozenset({"admin", "runner"})
 PAGE = 500
 log = logging.getLogger("limit_graph.maintenance")
 
 
 def require_maintainer(principal: Principal) -> None:
     """Maintenance is for the admin and the runners' key; anyone else gets a 403."""
-    if not principal.roles & MAINTENANCE_ROLES:
-        raise PolicyDenied("maintenance needs the admin or runner role", ["rbac-maintenance"])
+    AUTHORIZER.require(principal, Permission.MAINTENANCE_RUN)
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,11 @@ class Platform:
         finally:
             await self.sessions.complete(principal, session.id)
 
+    def drain(self) -> None:
+        """The server has begun to shut down: end the long polls and streams it holds open."""
+        self.executions.dispatcher.drain()
+        self.events.drain()
+
     async def close(self) -> None:
         if self.supervisor is not None:
             await self.supervisor.close()

@@ -3,30 +3,32 @@
 A backend kind (local, remote, quantum) may have several named instances.  The router
 keeps a session's executions on one instance (a consistent hash of the session id, so
 adding or removing an instance moves only the sessions it gains or loses), sends an
-agent only to instances that serve it, moves failing instances to the back until a
-probe shows they work again, and lets work spill off an instance whose queue is much
-deeper than the others'.  It is on the request path: rings are built once per
+agent only to instances that serve it (and quantum work only to instances of its
+target's family, ``aer``, ``fake`` or ``ibm``), moves failing instances to the back
+until a probe shows they work again, and lets work spill off an instance whose queue is
+much deeper than the others'.  It is on the request path: rings are built once per
 candidate set and a route is a hash, a binary search and a few dictionary reads.
 
     router = Router.from_settings(settings.backends)
     first, *failover_order = router.route(BackendKind.REMOTE, "echo", session.id)
+    family = target_family(BackendKind.QUANTUM, {"target": "ibm:ibm_fez"})  # "ibm"
+    router.route(BackendKind.QUANTUM, "quantum.sample", session.id, family=family)
 
 Everything here is synchronous and runs on the event loop, so it takes no locks.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
-from bisect import bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from limit_graph.core.errors import ConfigError, InvalidInput
 from limit_graph.core.models import BackendKind
 from limit_graph.core.settings import BackendInstance, BackendsSettings
+from limit_graph.orchestration.hash_ring import HashRing
 
 __all__ = [
     "DEFAULT_INSTANCE_NAMES",
@@ -35,6 +37,7 @@ __all__ = [
     "InstanceHealth",
     "InstanceInfo",
     "Router",
+    "target_family",
 ]
 
 HealthState = Literal["healthy", "failing", "probing"]
@@ -47,78 +50,24 @@ DEFAULT_INSTANCE_NAMES: dict[BackendKind, str] = {
 """Name of the instance a kind gets when the settings configure none of that kind."""
 
 
-def _position(label: str) -> int:
-    """A point on the ring: the first 8 bytes of SHA-256, the same in every process."""
-    return int.from_bytes(hashlib.sha256(label.encode()).digest()[:8], "big")
+def target_family(kind: BackendKind, inputs: object) -> str | None:
+    """The target family quantum work needs, from its ``target`` input (a mapping or a
+    validated model): ``aer``, ``fake`` or ``ibm``; ``None`` when it names no target, and
+    for other kinds, whose instances have no provider.
 
-
-class HashRing:
-    """Consistent hashing with virtual nodes; a key belongs to the next point clockwise.
-
-    Hand-written: it is about forty lines, and no well-kept library fits (the maintained
-    one on PyPI, uhashring, follows ketama's MD5 layout and would be a dependency for
-    this much code).
-
-    >>> ring = HashRing(["a", "b", "c"])
-    >>> ring.preference("some-key")[0] == ring.lookup("some-key")
+    >>> target_family(BackendKind.QUANTUM, {"target": "fake:manila"})
+    'fake'
+    >>> target_family(BackendKind.REMOTE, {"target": "fake:manila"}) is None
     True
     """
-
-    def __init__(self, nodes: Iterable[str] = (), *, vnodes: int = 640) -> None:
-        if vnodes < 1:
-            raise ValueError("vnodes must be at least 1")
-        self.vnodes = vnodes
-        self._nodes: dict[str, None] = {}
-        self._points: list[tuple[int, str]] = []
-        self._positions: list[int] = []
-        self._preferences: list[tuple[str, ...] | None] = []
-        for node in nodes:
-            self.add(node)
-
-    @property
-    def nodes(self) -> tuple[str, ...]:
-        return tuple(self._nodes)
-
-    def add(self, node: str) -> None:
-        if node in self._nodes:
-            raise ValueError(f"node {node!r} is already on the ring")
-        self._nodes[node] = None
-        self._points += [(_position(f"{node}#{i}"), node) for i in range(self.vnodes)]
-        self._reindex()
-
-    def remove(self, node: str) -> None:
-        if node not in self._nodes:
-            raise ValueError(f"node {node!r} is not on the ring")
-        del self._nodes[node]
-        self._points = [point for point in self._points if point[1] != node]
-        self._reindex()
-
-    def _reindex(self) -> None:
-        self._points.sort()
-        self._positions = [position for position, _ in self._points]
-        self._preferences = [None] * len(self._points)
-
-    def _index(self, key: str) -> int:
-        if not self._points:
-            raise LookupError("the hash ring is empty: add a node before looking up keys")
-        return bisect_right(self._positions, _position(key)) % len(self._points)
-
-    def lookup(self, key: str) -> str:
-        """The node that owns ``key``."""
-        return self._points[self._index(key)][1]
-
-    def preference(self, key: str) -> list[str]:
-        """Every node once, in ring order from ``key``: the owner, then the failover order."""
-        index = self._index(key)
-        cached = self._preferences[index]
-        if cached is None:
-            seen: dict[str, None] = {}
-            for step in range(len(self._points)):
-                seen[self._points[(index + step) % len(self._points)][1]] = None
-                if len(seen) == len(self._nodes):
-                    break
-            cached = self._preferences[index] = tuple(seen)
-        return list(cached)
+    if kind is not BackendKind.QUANTUM:
+        return None
+    target = (
+        inputs.get("target") if isinstance(inputs, Mapping) else getattr(inputs, "target", None)
+    )
+    if not isinstance(target, str):
+        return None
+    return target.partition(":")[0].strip().lower() or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +78,19 @@ class InstanceInfo:
     kind: BackendKind
     capabilities: frozenset[str] = frozenset()
     max_runners: int = 4
-    workers: int = 1
+    provider: str | None = None
 
-    def serves(self, agent: str) -> bool:
-        """No capabilities listed means the instance serves every agent."""
-        return not self.capabilities or agent in self.capabilities
+    def serves(self, agent: str, family: str | None = None) -> bool:
+        """No capabilities listed means the instance serves every agent; no provider,
+        every target family (``family`` is :func:`target_family`'s)."""
+        agent_ok = not self.capabilities or agent in self.capabilities
+        return agent_ok and (family is None or self.provider in (None, family))
+
+    def describe(self) -> str:
+        """What it serves, for error messages: ``ibm-east serves every agent on ibm targets``."""
+        agents = ", ".join(sorted(self.capabilities)) or "every agent"
+        targets = f"{self.provider} targets" if self.provider else "any target"
+        return f"{self.name} serves {agents} on {targets}"
 
 
 @dataclass(slots=True)
@@ -329,10 +286,13 @@ class Router:
         agent: str,
         session_id: uuid.UUID,
         depth: Callable[[str], int] = _no_queue,
+        *,
+        family: str | None = None,
     ) -> list[str]:
-        """Every instance of ``kind`` serving ``agent``, best first; the rest is the
-        failover order.  ``depth(name)`` is an instance's queue depth."""
-        return self._rank(kind, agent, session_id, depth, frozenset())
+        """Every instance of ``kind`` serving ``agent`` (on ``family`` targets, when
+        given), best first; the rest is the failover order.  ``depth(name)`` is an
+        instance's queue depth."""
+        return self._rank(kind, agent, family, session_id, depth, frozenset())
 
     def failover(
         self,
@@ -341,14 +301,16 @@ class Router:
         session_id: uuid.UUID,
         tried: set[str],
         depth: Callable[[str], int] = _no_queue,
+        *,
+        family: str | None = None,
     ) -> str | None:
         """The best instance not in ``tried``, or ``None`` once every one was tried."""
-        ranked = self._rank(kind, agent, session_id, depth, tried)
+        ranked = self._rank(kind, agent, family, session_id, depth, tried)
         return ranked[0] if ranked else None
 
-    def _candidates(self, kind: BackendKind, agent: str) -> tuple[str, ...]:
-        names = tuple(info.name for info in self._by_kind[kind] if info.serves(agent))
-        if not names:
+    def _candidates(self, kind: BackendKind, agent: str, family: str | None) -> tuple[str, ...]:
+        serving = [info for info in self._by_kind[kind] if info.serves(agent)]
+        if not serving:
             served = "; ".join(
                 f"{info.name} serves {', '.join(sorted(info.capabilities))}"
                 for info in self._by_kind[kind]
@@ -356,6 +318,12 @@ class Router:
             raise InvalidInput(
                 f"no {kind.value} instance serves agent {agent!r}"
                 + (f" ({served})" if served else "")
+            )
+        names = tuple(info.name for info in serving if info.serves(agent, family))
+        if not names:
+            served = "; ".join(info.describe() for info in self._by_kind[kind])
+            raise InvalidInput(
+                f"no {kind.value} instance serves {family} targets for agent {agent!r} ({served})"
             )
         return names
 
@@ -369,11 +337,12 @@ class Router:
         self,
         kind: BackendKind,
         agent: str,
+        family: str | None,
         session_id: uuid.UUID,
         depth: Callable[[str], int],
         skip: frozenset[str] | set[str],
     ) -> list[str]:
-        names = self._candidates(kind, agent)
+        names = self._candidates(kind, agent, family)
         order = self._ring(kind, names).preference(str(session_id))
         if skip:
             order = [name for name in order if name not in skip]
@@ -409,4 +378,4 @@ class Router:
 
 def _info(name: str, instance: BackendInstance) -> InstanceInfo:
     capabilities = frozenset(instance.capabilities)
-    return InstanceInfo(name, instance.type, capabilities, instance.max_runners, instance.workers)
+    return InstanceInfo(name, instance.type, capabilities, instance.max_runners, instance.provider)

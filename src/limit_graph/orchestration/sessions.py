@@ -30,7 +30,13 @@ from limit_graph.orchestration.events import SessionEvents
 from limit_graph.storage.base import SessionFilter, Storage, StorageTransaction
 from limit_graph.storage.paging import Page
 
-__all__ = ["SessionCache", "SessionService", "require_visible", "visible_to"]
+__all__ = [
+    "SessionCache",
+    "SessionService",
+    "refuse_unenforced",
+    "require_visible",
+    "visible_to",
+]
 
 CACHE_SIZE = 10_000
 
@@ -89,6 +95,20 @@ class SessionCache:
         return self.remember(found) if found is not None else None
 
 
+def refuse_unenforced(config: SessionConfig, loc: list[str]) -> None:
+    """A config that asks for something nothing enforces yet is refused (422), so that no
+    setting is stored and then silently ignored."""
+    unenforced = config.unenforced()
+    if unenforced:
+        raise InvalidInput(
+            "; ".join(unenforced.values()) + ": leave them empty until they are",
+            [
+                {"loc": [*loc, name], "msg": why, "type": "value_error"}
+                for name, why in unenforced.items()
+            ],
+        )
+
+
 class SessionService:
     def __init__(self, storage: Storage, events: SessionEvents, cache: SessionCache) -> None:
         self.storage = storage
@@ -102,6 +122,7 @@ class SessionService:
 
         >>> # await sessions.create(principal, SessionConfig(tags=["demo"]))
         """
+        refuse_unenforced(config, ["body", "config"])
         if config.default_backend is not None and config.default_backend not in config.backends:
             raise InvalidInput(
                 "default_backend must be one of the session's backends",
@@ -186,6 +207,8 @@ class SessionService:
         config: SessionConfig | None = None,
     ) -> Session:
         """Rename a session; its config never changes (a different one is a Conflict)."""
+        if config is not None:
+            refuse_unenforced(config, ["body", "config"])
         async with self._write(session_id) as tx:
             session = await self._locked(tx, principal, session_id)
             if config is not None and config.sha256() != session.config_sha256:
@@ -275,6 +298,7 @@ class SessionService:
             raise NotFound(f"no session {original.id}")
         if original.state not in (SessionState.ACTIVE, SessionState.COMPLETED):
             raise InvalidInput(f"bundle holds a session in state {original.state.value}")
+        refuse_unenforced(original.config, ["body", "session", "config"])
         async with self._write(original.id) as tx:
             await self._match_ledger(tx, bundle)
             current = await tx.get_session(original.id)

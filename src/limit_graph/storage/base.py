@@ -166,6 +166,9 @@ class Storage(Protocol):
     ) -> list[ProvenanceEntry]:
         """Ledger entries with index > ``after``, in index order."""
 
+    async def last_entry(self, session_id: uuid.UUID) -> ProvenanceEntry | None:
+        """The session's latest ledger entry (its latest change), ``None`` if it has none."""
+
     async def ledger_size(self) -> int: ...
 
     async def get_archive(self, session_id: uuid.UUID) -> dict[str, Any] | None: ...

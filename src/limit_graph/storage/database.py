@@ -319,6 +319,17 @@ class DatabaseStorage:
             rows = (await conn.execute(query)).all()
         return {(ExecutionState(state), backend): n for state, backend, n in rows}
 
+    async def last_entry(self, session_id: uuid.UUID) -> ProvenanceEntry | None:
+        query = (
+            select(t.ledger.c.document)
+            .where(t.ledger.c.session_id == session_id)
+            .order_by(t.ledger.c.idx.desc())
+            .limit(1)
+        )
+        async with self._read() as conn:
+            row = await conn.scalar(query)
+        return ProvenanceEntry.model_validate(row) if row is not None else None
+
     async def list_entries(
         self, *, session_id: uuid.UUID | None = None, after: int = -1, limit: int = 1000
     ) -> list[ProvenanceEntry]:

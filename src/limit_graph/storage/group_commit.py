@@ -5,8 +5,12 @@ records (and their ledger entries) that arrive while one batch commits are writt
 together by the next: one ledger-head lock, one multi-row insert per table, one
 commit.  Each writer still waits for its own record to be committed before it is
 answered, so durability is unchanged; under load the cost per record falls with the
-batch size.  A batch that fails is retried one record at a time, so one bad record
-fails alone.
+batch size.
+
+One bad record fails alone.  A record whose entries cannot be built (a document with
+no canonical JSON form, say) is answered with that error and left out of its batch,
+which commits without it; a batch the database refuses is retried one record at a
+time, so only the record it refuses fails (a data error as :class:`InvalidInput`).
 
 The batch runs on a synchronous engine in one dedicated writer thread: a whole
 transaction is one hop off the event loop, where the async driver would pay a loop
@@ -31,10 +35,11 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import Connection, Dialect, Engine, bindparam, insert, select
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from limit_graph.core.errors import StateDenied
+from limit_graph.core.errors import InvalidInput, StateDenied
 from limit_graph.core.models import Execution, ProvenanceEntry, Session, SessionState
 from limit_graph.storage import schema as t
 from limit_graph.storage.base import execution_draft, session_draft
@@ -154,6 +159,16 @@ class ExecutionWrite:
     )
 
 
+def _chained(head: LedgerHead, drafts: list[EntryDraft]) -> list[ProvenanceEntry]:
+    """The entries of one record, following ``head``; raises before any is kept, so a
+    record whose documents cannot be hashed leaves the batch's chain as it was."""
+    entries: list[ProvenanceEntry] = []
+    for draft in drafts:
+        entries.append(chain_entry(head, draft))
+        head = LedgerHead.after(entries[-1])
+    return entries
+
+
 class GroupCommitter:
     def __init__(self, engine: Engine, write_lock: asyncio.Lock | None = None) -> None:
         self._engine = engine
@@ -193,10 +208,23 @@ class GroupCommitter:
                         await self._commit_batch([write])
                     except Exception as exc:
                         if not write.done.done():
-                            write.done.set_exception(exc)
+                            write.done.set_exception(self._refusal(exc))
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    def _refusal(self, exc: Exception) -> Exception:
+        """What the caller of a record the database refused is told: a data error
+        (SQLSTATE class 22, such as a NUL in a Postgres text column) is the record's
+        own fault, so it is :class:`InvalidInput`; anything else stays as it was."""
+        dbapi = self._engine.dialect.loaded_dbapi
+        cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+        if not isinstance(cause, dbapi.DataError):
+            return exc
+        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
+        refused = InvalidInput(f"the database cannot store this record: {reason}")
+        refused.__cause__ = exc
+        return refused
 
     async def _commit_batch(self, batch: list[ExecutionWrite]) -> None:
         loop = asyncio.get_running_loop()
@@ -238,9 +266,13 @@ class GroupCommitter:
             execution = write.execution
             if write.new_session is not None:
                 session = write.new_session
-                entry = chain_entry(
-                    head, session_draft(session, actor=write.actor, action=write.action)
-                )
+                try:
+                    [entry] = _chained(
+                        head, [session_draft(session, actor=write.actor, action=write.action)]
+                    )
+                except Exception as exc:
+                    results.append(exc)
+                    continue
                 head = LedgerHead.after(entry)
                 entries.append(entry)
                 states[session.id] = session.state.value
@@ -249,7 +281,11 @@ class GroupCommitter:
                 continue
             if execution is None:
                 assert write.draft is not None
-                entry = chain_entry(head, write.draft)
+                try:
+                    [entry] = _chained(head, [write.draft])
+                except Exception as exc:
+                    results.append(exc)
+                    continue
                 head = LedgerHead.after(entry)
                 entries.append(entry)
                 results.append(entry)
@@ -272,18 +308,20 @@ class GroupCommitter:
                 if earlier is not None:
                     results.append(earlier)
                     continue
-            if write.started is not None:
-                first = chain_entry(
-                    head,
-                    execution_draft(write.started, actor=write.actor, action="execution.started"),
-                )
-                head = LedgerHead.after(first)
-                entries.append(first)
-            entry = chain_entry(
-                head, execution_draft(execution, actor=write.actor, action=write.action)
-            )
+            try:
+                drafts = [execution_draft(execution, actor=write.actor, action=write.action)]
+                if write.started is not None:
+                    started = execution_draft(
+                        write.started, actor=write.actor, action="execution.started"
+                    )
+                    drafts.insert(0, started)
+                chained = _chained(head, drafts)
+            except Exception as exc:
+                results.append(exc)
+                continue
+            entry = chained[-1]
             head = LedgerHead.after(entry)
-            entries.append(entry)
+            entries.extend(chained)
             stored = execution.model_copy(update={"provenance_entry": entry.index})
             if is_new:
                 existing.add(stored.id)

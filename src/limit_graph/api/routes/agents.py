@@ -4,24 +4,25 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from limit_graph.api.deps import CurrentPlatform, CurrentPrincipal
+from limit_graph.api.deps import CanReadAgents, CanRunExecutions, CurrentPlatform
+from limit_graph.api.ijson import IJSONRoute
 from limit_graph.api.routes.executions import execution_response
 from limit_graph.api.schemas import AgentExecuteRequest, AgentList, AgentOut
 from limit_graph.core.models import Execution
 from limit_graph.orchestration.executions import ExecuteCommand
 
-router = APIRouter(prefix="/agents", tags=["agents"])
+router = APIRouter(prefix="/agents", tags=["agents"], route_class=IJSONRoute)
 
 
 @router.get("", response_model=AgentList)
-async def list_agents(platform: CurrentPlatform, _: CurrentPrincipal) -> AgentList:
+async def list_agents(platform: CurrentPlatform, _: CanReadAgents) -> AgentList:
     return AgentList(
         items=[AgentOut.model_validate(a.describe()) for a in platform.registry.list()]
     )
 
 
 @router.get("/{agent_id}", response_model=AgentOut)
-async def get_agent(agent_id: str, platform: CurrentPlatform, _: CurrentPrincipal) -> AgentOut:
+async def get_agent(agent_id: str, platform: CurrentPlatform, _: CanReadAgents) -> AgentOut:
     return AgentOut.model_validate(platform.registry.get(agent_id).describe())
 
 
@@ -35,7 +36,7 @@ async def execute_agent(
     body: AgentExecuteRequest,
     response: Response,
     platform: CurrentPlatform,
-    principal: CurrentPrincipal,
+    principal: CanRunExecutions,
 ) -> Execution:
     command = ExecuteCommand(
         agent=agent_id,

@@ -7,22 +7,27 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Header
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from limit_graph.api.deps import CurrentPlatform, CurrentPrincipal
+from limit_graph.api.deps import CanReadSessions, CurrentPlatform
+from limit_graph.api.ijson import IJSONRoute
 from limit_graph.core.errors import InvalidInput
 from limit_graph.orchestration.events import event_of
 
-router = APIRouter(prefix="/sessions/{session_id:uuid}", tags=["executions"])
+router = APIRouter(
+    prefix="/sessions/{session_id:uuid}", tags=["executions"], route_class=IJSONRoute
+)
 
 KEEPALIVE_S = 15
+SHUTDOWN_GRACE_S = 1.0  # for the stream to end itself; within uvicorn's grace (cli/serve.py)
 
 
 def _resume_point(last_event_id: str | None) -> int:
     if last_event_id is None or last_event_id == "":
         return -1
-    if not last_event_id.isdigit():
+    if not (last_event_id.isascii() and last_event_id.isdigit()):
         raise InvalidInput(
             "Last-Event-ID must be an event id this stream sent (a whole number)",
             [{"loc": ["header", "Last-Event-ID"], "msg": "not a number", "type": "value_error"}],
@@ -38,7 +43,7 @@ def _resume_point(last_event_id: str | None) -> int:
 async def session_events(
     session_id: uuid.UUID,
     platform: CurrentPlatform,
-    principal: CurrentPrincipal,
+    principal: CanReadSessions,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)] = None,
 ) -> EventSourceResponse:
     """Every change since ``Last-Event-ID`` (or the start), then live ones.
@@ -49,10 +54,17 @@ async def session_events(
     after = _resume_point(last_event_id)
     await platform.sessions.get(principal, session_id)
 
+    shutdown = anyio.Event()  # set by sse-starlette when it sees the server stopping
+
     async def events() -> AsyncIterator[ServerSentEvent]:
-        async for entry in platform.events.stream(session_id, after):
+        async for entry in platform.events.stream(session_id, after, stop=shutdown):
             yield ServerSentEvent(
                 data=json.dumps(event_of(entry)), id=str(entry.index), event=entry.resource_type
             )
 
-    return EventSourceResponse(events(), ping=KEEPALIVE_S)
+    return EventSourceResponse(
+        events(),
+        ping=KEEPALIVE_S,
+        shutdown_event=shutdown,
+        shutdown_grace_period=SHUTDOWN_GRACE_S,
+    )

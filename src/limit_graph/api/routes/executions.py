@@ -6,12 +6,15 @@ import uuid
 
 from fastapi import APIRouter, Query, Response, status
 
-from limit_graph.api.deps import CurrentPlatform, CurrentPrincipal
+from limit_graph.api.deps import CanReadExecutions, CanRunExecutions, CurrentPlatform
+from limit_graph.api.ijson import IJSONRoute
 from limit_graph.api.schemas import ExecuteRequest, ExecutionPage, FanOutOut, SessionStatusOut
 from limit_graph.core.models import Execution, ExecutionState
 from limit_graph.orchestration.executions import ExecuteCommand
 
-router = APIRouter(prefix="/sessions/{session_id:uuid}", tags=["executions"])
+router = APIRouter(
+    prefix="/sessions/{session_id:uuid}", tags=["executions"], route_class=IJSONRoute
+)
 
 
 def execution_response(response: Response, execution: Execution) -> Execution:
@@ -32,7 +35,7 @@ async def execute(
     body: ExecuteRequest,
     response: Response,
     platform: CurrentPlatform,
-    principal: CurrentPrincipal,
+    principal: CanRunExecutions,
 ) -> Execution | FanOutOut:
     """Run an agent; with ``fan_out``, once on each named instance (a FanOut answer)."""
     command = ExecuteCommand(
@@ -66,7 +69,7 @@ async def execute(
 async def results(
     session_id: uuid.UUID,
     platform: CurrentPlatform,
-    principal: CurrentPrincipal,
+    principal: CanReadExecutions,
     state: ExecutionState | None = None,
     limit: int = Query(default=50, ge=1, le=500),
     cursor: str | None = Query(default=None, max_length=512),
@@ -79,7 +82,7 @@ async def results(
 
 @router.get("/status", response_model=SessionStatusOut)
 async def session_status(
-    session_id: uuid.UUID, platform: CurrentPlatform, principal: CurrentPrincipal
+    session_id: uuid.UUID, platform: CurrentPlatform, principal: CanReadExecutions
 ) -> SessionStatusOut:
     found = await platform.executions.status(principal, session_id)
     return SessionStatusOut(
@@ -87,7 +90,7 @@ async def session_status(
         state=found.session.state.value,
         counts=found.counts,
         backends=found.backends,
-        updated_at=found.session.updated_at,
+        updated_at=found.updated_at,
     )
 
 
@@ -96,7 +99,7 @@ async def get_execution(
     session_id: uuid.UUID,
     execution_id: uuid.UUID,
     platform: CurrentPlatform,
-    principal: CurrentPrincipal,
+    principal: CanReadExecutions,
 ) -> Execution:
     return await platform.executions.get(principal, session_id, execution_id)
 
@@ -106,7 +109,7 @@ async def cancel_execution(
     session_id: uuid.UUID,
     execution_id: uuid.UUID,
     platform: CurrentPlatform,
-    principal: CurrentPrincipal,
+    principal: CanRunExecutions,
 ) -> Execution:
     """Cancel an unfinished execution (409 if it already ended)."""
     return await platform.executions.cancel(principal, session_id, execution_id)

@@ -8,11 +8,12 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from limit_graph.api.deps import CurrentPlatform
+from limit_graph.api.ijson import IJSONRoute
 from limit_graph.api.schemas import HealthOut
 from limit_graph.core.models import BackendKind
 from limit_graph.orchestration.platform import Platform
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=IJSONRoute)
 
 
 def backends_check(platform: Platform) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Maintenance for the scheduled flows: archive idle sessions, verify the ledger, expire
-caches.  Admin or runner key only (403 otherwise); the work is in
+caches.  They need ``maintenance:run``: the admin or the runner key (which the
+scheduled flows carry), 403 otherwise; the work is in
 :mod:`limit_graph.orchestration.maintenance`.
 """
 
@@ -10,12 +11,13 @@ import uuid
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from limit_graph.api.deps import CurrentPlatform, CurrentPrincipal
+from limit_graph.api.deps import CanRunMaintenance, CurrentPlatform
+from limit_graph.api.ijson import IJSONRoute
 from limit_graph.orchestration import maintenance
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/maintenance", tags=["maintenance"])
+router = APIRouter(prefix="/maintenance", tags=["maintenance"], route_class=IJSONRoute)
 
 
 class SkippedSession(BaseModel):
@@ -44,7 +46,7 @@ class ExpireCachesOut(BaseModel):
 @router.post("/archive-idle", response_model=ArchiveIdleOut)
 async def archive_idle(
     platform: CurrentPlatform,
-    principal: CurrentPrincipal,
+    principal: CanRunMaintenance,
     idle_days: float = Query(default=7.0, gt=0, le=36_500),
 ) -> ArchiveIdleOut:
     outcome = await maintenance.archive_idle_sessions(
@@ -57,7 +59,7 @@ async def archive_idle(
 
 
 @router.post("/verify-ledger", response_model=VerifyLedgerOut)
-async def verify_ledger(platform: CurrentPlatform, principal: CurrentPrincipal) -> VerifyLedgerOut:
+async def verify_ledger(platform: CurrentPlatform, principal: CanRunMaintenance) -> VerifyLedgerOut:
     report = await maintenance.verify_ledger(platform.storage, principal)
     return VerifyLedgerOut(
         ok=report.ok, size=report.size, first_bad=report.first_bad, detail=report.detail
@@ -65,5 +67,5 @@ async def verify_ledger(platform: CurrentPlatform, principal: CurrentPrincipal) 
 
 
 @router.post("/expire-caches", response_model=ExpireCachesOut)
-async def expire_caches(platform: CurrentPlatform, principal: CurrentPrincipal) -> ExpireCachesOut:
+async def expire_caches(platform: CurrentPlatform, principal: CanRunMaintenance) -> ExpireCachesOut:
     return ExpireCachesOut(expired=await maintenance.expire_caches(platform.storage, principal))

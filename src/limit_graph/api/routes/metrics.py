@@ -6,8 +6,9 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from limit_graph.api.deps import CurrentPlatform
+from limit_graph.api.ijson import IJSONRoute
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=IJSONRoute)
 
 
 @router.get(

@@ -1,17 +1,21 @@
 """The runners' side of dispatch: claim, heartbeat, report (docs/orchestration.md).
 
-Only the runner key (role ``runner``) and the admin key may call these.  They are
-part of the OpenAPI document, so runners in other languages can be written from it.
+These need ``runners:claim``, which the runner key (role ``runner``) and the admin key
+hold.  The admin may act as a runner on purpose: it is the operator's superset
+credential, and outside dev mode with no runner key configured the runners are handed
+the admin key (``ensure_runner_key``).  The runner key, for its part, may call these and
+``/maintenance`` and nothing else.  The routes are part of the OpenAPI document, so
+runners in other languages can be written from it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
-from limit_graph.api.deps import CurrentPlatform, CurrentPrincipal
+from limit_graph.api.deps import CanClaimWork, CurrentPlatform
+from limit_graph.api.ijson import IJSONRoute
 from limit_graph.api.schemas import (
     ClaimOut,
     ClaimRequest,
@@ -22,21 +26,10 @@ from limit_graph.api.schemas import (
     ReportOut,
     ReportRequest,
 )
-from limit_graph.core.errors import PolicyDenied
 from limit_graph.core.models import ErrorInfo, ExecutionState
-from limit_graph.governance.auth import Principal
 from limit_graph.orchestration.dispatch import RunnerResult
 
-router = APIRouter(prefix="/runners", tags=["runners"])
-
-
-async def require_runner(principal: CurrentPrincipal) -> Principal:
-    if not principal.roles & {"runner", "admin"}:
-        raise PolicyDenied("only runners may claim and report executions", ["role-runner"])
-    return principal
-
-
-RunnerPrincipal = Annotated[Principal, Depends(require_runner)]
+router = APIRouter(prefix="/runners", tags=["runners"], route_class=IJSONRoute)
 
 
 DISCONNECT_CHECK_S = 0.25
@@ -44,7 +37,7 @@ DISCONNECT_CHECK_S = 0.25
 
 @router.post("/claim", response_model=ClaimOut)
 async def claim(
-    body: ClaimRequest, request: Request, platform: CurrentPlatform, _: RunnerPrincipal
+    body: ClaimRequest, request: Request, platform: CurrentPlatform, _: CanClaimWork
 ) -> ClaimOut:
     """Leases on up to ``max`` executions; waits up to ``wait_s`` for the first one.
 
@@ -66,6 +59,7 @@ async def claim(
     if not claiming.done():
         claiming.cancel()
         await asyncio.gather(claiming, return_exceptions=True)
+    if claiming.cancelled():  # by us, or by the dispatcher closing at shutdown
         return ClaimOut(leases=[], cancel=[])
     leases, cancel = claiming.result()
     return ClaimOut(
@@ -84,7 +78,7 @@ async def claim(
 
 @router.post("/heartbeat", response_model=HeartbeatOut)
 async def heartbeat(
-    body: HeartbeatRequest, platform: CurrentPlatform, _: RunnerPrincipal
+    body: HeartbeatRequest, platform: CurrentPlatform, _: CanClaimWork
 ) -> HeartbeatOut:
     """Renew the leases held; the answer names executions to cancel."""
     dispatcher = platform.executions.dispatcher
@@ -93,7 +87,7 @@ async def heartbeat(
 
 
 @router.post("/report", response_model=ReportOut)
-async def report(body: ReportRequest, platform: CurrentPlatform, _: RunnerPrincipal) -> ReportOut:
+async def report(body: ReportRequest, platform: CurrentPlatform, _: CanClaimWork) -> ReportOut:
     """Record results, once each per execution and attempt."""
     results = [
         RunnerResult(
