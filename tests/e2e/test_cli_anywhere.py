@@ -58,3 +58,30 @@ def test_a_record_left_by_a_dead_server_is_ignored(tmp_path: Path) -> None:
     listed = run_limit("session", "list", cwd=tmp_path, env=clean_env(**state))
     assert listed.returncode == 1
     assert "the running limit up" not in listed.stderr
+
+
+def test_the_same_configuration_from_another_folder_uses_the_running_servers_home(
+    tmp_path: Path,
+) -> None:
+    checkout, elsewhere = tmp_path / "checkout", tmp_path / "elsewhere"
+    checkout.mkdir()
+    elsewhere.mkdir()
+    port, other_port = free_port(), free_port()
+    config, other = tmp_path / "limit.toml", tmp_path / "other.toml"
+    config.write_text(f'[server]\nbind_address = "127.0.0.1:{port}"\n')
+    other.write_text(f'[server]\nbind_address = "127.0.0.1:{other_port}"\n')
+    state = {"XDG_STATE_HOME": str(tmp_path / "state")}
+    env = clean_env(LIMIT_CONFIG=str(config), **state)
+    server = launch(checkout, env, f"http://127.0.0.1:{port}")
+    try:
+        listed = run_limit("session", "list", "--json", cwd=elsewhere, env=env)
+        assert listed.returncode == 0, listed.stderr
+        assert json.loads(listed.stdout)["items"] == []
+        # Another configuration names another server: the record says nothing of it.
+        astray = run_limit(
+            "session", "list", cwd=elsewhere, env=clean_env(LIMIT_CONFIG=str(other), **state)
+        )
+        assert astray.returncode == 1
+        assert str(elsewhere / ".limit" / "admin.key") in astray.stderr
+    finally:
+        server.stop()

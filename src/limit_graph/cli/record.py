@@ -2,9 +2,9 @@
 
 ``limit up`` writes its REST address and its state folder (absolute) to
 ``$XDG_STATE_HOME/limit-graph/up.json`` (``~/.local/state`` when unset) as it starts and
-removes the file as it stops.  A CLI that is told nothing (no ``--url``, ``LIMIT_API_URL``,
-``LIMIT_CONFIG``, ``BIND_ADDRESS`` or ``LIMIT_HOME``) reads it, if the process that wrote
-it is still alive, and so calls that server with the admin key of its state folder.
+removes the file as it stops.  The CLI reads it, if the process that wrote it is still
+alive, and calls that server with the admin key of its state folder, unless it is told
+a home (``LIMIT_HOME``, ``home`` in the file) or another server's address.
 """
 
 from __future__ import annotations

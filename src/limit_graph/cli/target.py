@@ -5,9 +5,9 @@ configuration (defaults, the ``LIMIT_CONFIG`` file, then ``BIND_ADDRESS``), http
 that configuration serves TLS.  The admin key is ``--api-key``, else ``LIMIT_API_KEY``,
 else ``admin_api_key`` (``LIMIT_ADMIN_API_KEY``), else ``<home>/admin.key``, where home
 is ``LIMIT_HOME``, the file's ``home`` or ``.limit``; a relative home is taken from the
-current directory, as ``limit up`` takes it.  When nothing names a server, a
-configuration or a home, the running ``limit up`` that recorded itself
-(:mod:`limit_graph.cli.record`) gives the address and the home, from any folder.  A
+current directory, as ``limit up`` takes it.  The running ``limit up`` that recorded
+itself (:mod:`limit_graph.cli.record`) gives the address and the home, from any folder,
+unless a home is named or the address the CLI is told is another server's.  A
 missing key stops the command before any request, naming every place that was looked at.
 
 >>> connect_url(ServerSettings(bind_address="0.0.0.0:9000"))
@@ -32,6 +32,7 @@ from limit_graph.core.settings import ServerSettings, Settings, load_settings
 
 __all__ = ["Configuration", "Target", "connect_url", "open_client"]
 
+DEFAULT_HOME = Settings.model_fields["home"].default
 ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "[::]": "[::1]", "": "127.0.0.1"}
 
 
@@ -61,6 +62,7 @@ class Configuration:
 
     def __init__(self, environ: dict[str, str] | None = None) -> None:
         self._env = dict(os.environ if environ is None else environ)
+        self._told_url: str | None = None
 
     @cached_property
     def settings(self) -> Settings:
@@ -76,11 +78,19 @@ class Configuration:
 
     @cached_property
     def running(self) -> UpRecord | None:
-        """The running ``limit up`` it recorded, used only when nothing names a server,
-        a configuration or a home (``limit_graph.cli.record``)."""
-        if any(self._env.get(v) for v in ("LIMIT_CONFIG", "BIND_ADDRESS", "LIMIT_HOME")):
+        """The running ``limit up`` it recorded (``limit_graph.cli.record``), when nothing
+        names a home and nothing names another server than the one it serves."""
+        if self._env.get("LIMIT_HOME") or self.settings.home != DEFAULT_HOME:
             return None
-        return read_record(self._env)
+        record = read_record(self._env)
+        if record is None:
+            return None
+        told = self._told_url or self._env.get("LIMIT_API_URL")
+        if not told and (self._env.get("LIMIT_CONFIG") or self._env.get("BIND_ADDRESS")):
+            told = connect_url(self.settings.server)
+        if told and told.rstrip("/").lower() != record.url.rstrip("/").lower():
+            return None
+        return record
 
     @property
     def home(self) -> Path:
@@ -92,12 +102,13 @@ class Configuration:
 
     def target(self, url: str | None, key: str | None) -> Target:
         """The server to call and the admin key to call it with; the key first."""
+        self._told_url = url or None
         admin_key = self.admin_key(key)
         if url:
             return Target(url.rstrip("/"), "--url", admin_key)
         if self._env.get("LIMIT_API_URL"):
             return Target(self._env["LIMIT_API_URL"].rstrip("/"), "LIMIT_API_URL", admin_key)
-        if self.running is not None:
+        if self.running is not None and not self._explicit_server:
             origin = f"the running limit up, recorded in {record_path(self._env)}"
             return Target(self.running.url, origin, admin_key, self._trust())
         server = self.settings.server
@@ -130,6 +141,10 @@ class Configuration:
         return self._key_file("runner.key", "dispatch.runner_api_key", ["LIMIT_RUNNER_API_KEY"])
 
     @property
+    def _explicit_server(self) -> bool:
+        return bool(self._env.get("LIMIT_CONFIG") or self._env.get("BIND_ADDRESS"))
+
+    @property
     def _source(self) -> str:
         return self.settings.source or "the defaults (no LIMIT_CONFIG)"
 
@@ -157,7 +172,7 @@ class Configuration:
             return f"the running limit up, recorded in {record_path(self._env)}"
         if self._env.get("LIMIT_HOME"):
             return "LIMIT_HOME"
-        if self.settings.home != Settings.model_fields["home"].default:
+        if self.settings.home != DEFAULT_HOME:
             return f"home in {self.settings.source}"
         return "the default .limit in the current folder; LIMIT_HOME or LIMIT_CONFIG names another"
 
