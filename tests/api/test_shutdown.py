@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,9 @@ def test_a_waiting_claim_and_open_streams_end_cleanly_on_shutdown(
         for thread in threads:
             thread.start()
         streaming.wait(timeout=30)  # both streams have their first event
+        deadline = time.monotonic() + 30
         while platform.executions.dispatcher.live_runners(BackendKind.REMOTE) == 0:
+            assert time.monotonic() < deadline, f"the claim never reached the server: {outcomes}"
             threading.Event().wait(0.05)  # the claim has reached the dispatcher
     for thread in threads:
         thread.join(timeout=30)

@@ -14,6 +14,7 @@ from limit_graph.core.settings import (
     load_settings,
     normalize_database_url,
 )
+from tests.fixtures.configs import DOCUMENTED_CONFIG
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -124,27 +125,9 @@ def test_database_urls_get_async_drivers() -> None:
 
 # --- backend instances: provider and the IBM Quantum API key ---------------------------
 
-DOCUMENTED = """\
-[server]
-bind_address = "0.0.0.0:8080"
-
-[storage]
-type = "database"
-url = "postgresql://user:pass@localhost/limitgraph"
-
-[backends]
-default = "local"
-
-[backends.quantum]
-type = "quantum"
-provider = "ibm"
-api_key = "..."
-"""
-"""The configuration format the platform has always documented, verbatim."""
-
 
 def test_the_documented_config_file_loads_in_dev_mode_with_a_warning(tmp_path: Path) -> None:
-    path = write(tmp_path, DOCUMENTED)
+    path = write(tmp_path, DOCUMENTED_CONFIG)
     with pytest.warns(ConfigWarning) as caught:
         settings = load_settings(path, environ={})
     quantum = settings.backends.instances["quantum"]
@@ -160,7 +143,7 @@ def test_the_documented_config_file_loads_in_dev_mode_with_a_warning(tmp_path: P
 def test_the_documented_config_file_is_refused_in_prod_with_the_same_advice(
     tmp_path: Path,
 ) -> None:
-    path = write(tmp_path, DOCUMENTED)
+    path = write(tmp_path, DOCUMENTED_CONFIG)
     with pytest.raises(ConfigError) as caught:
         load_settings(path, environ={"LIMIT_MODE": "prod"})
     detail = caught.value.detail
@@ -171,7 +154,7 @@ def test_the_documented_config_file_is_refused_in_prod_with_the_same_advice(
 
 
 def test_a_real_key_in_the_file_warns_in_dev_and_names_the_safer_places(tmp_path: Path) -> None:
-    path = write(tmp_path, DOCUMENTED.replace('"..."', '"a1b2c3-real-looking-key"'))
+    path = write(tmp_path, DOCUMENTED_CONFIG.replace('"..."', '"a1b2c3-real-looking-key"'))
     with pytest.warns(ConfigWarning, match="read from the config file") as caught:
         load_settings(path, environ={})
     message = str(caught[0].message)
@@ -184,7 +167,7 @@ def test_the_key_comes_from_the_variable_then_the_key_file_then_the_file(
 ) -> None:
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "ibm.key").write_text("from-the-key-file\n")
-    inline = DOCUMENTED.replace('"..."', '"from-the-config"')
+    inline = DOCUMENTED_CONFIG.replace('"..."', '"from-the-config"')
     both = inline + 'api_key_file = "keys/ibm.key"\n'  # relative to the config file
 
     def key(text: str, environ: dict[str, str]) -> str | None:
@@ -197,10 +180,10 @@ def test_the_key_comes_from_the_variable_then_the_key_file_then_the_file(
     assert key(both, {}) == "from-the-key-file"
     assert key(inline, {}) == "from-the-config"
     prod = {"LIMIT_MODE": "prod", **variable}
-    file_only = DOCUMENTED.replace('api_key = "..."', 'api_key_file = "keys/ibm.key"')
+    file_only = DOCUMENTED_CONFIG.replace('api_key = "..."', 'api_key_file = "keys/ibm.key"')
     assert key(file_only, {"LIMIT_MODE": "prod"}) == "from-the-key-file"
     assert key(file_only, prod) == "from-the-environment"
-    assert key(DOCUMENTED.replace('api_key = "..."\n', ""), prod) == "from-the-environment"
+    assert key(DOCUMENTED_CONFIG.replace('api_key = "..."\n', ""), prod) == "from-the-environment"
     overridden = {str(w.message) for w in recwarn if "is not used" in str(w.message)}
     assert (
         f"backends.quantum.api_key in {tmp_path / 'limit.toml'} is not used: the key from "

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,9 +19,9 @@ import pytest
 
 from limit_graph.cli.serve import prefect_ui_warning
 from tests.fixtures.browser import headless_chromium
+from tests.fixtures.cli import LIMIT
 from tests.fixtures.live import free_port
 
-LIMIT = str(Path(sys.executable).parent / "limit")
 POOLS = {"local", "remote", "quantum"}
 
 

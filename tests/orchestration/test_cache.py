@@ -12,7 +12,7 @@ import pytest
 from limit_graph.core.models import ExecutionState, utcnow
 from limit_graph.orchestration.cache import MEMORY_RESULT_BYTES, NAMESPACE, ResultCache
 from limit_graph.storage.database import DatabaseStorage
-from tests.storage.test_contract import (
+from tests.fixtures.records import (
     commit_execution,
     commit_session,
     make_execution,

@@ -14,8 +14,8 @@ import pytest
 from limit_graph.core.errors import ConfigError, InvalidInput
 from limit_graph.core.models import BackendKind
 from limit_graph.core.settings import BackendInstance, BackendsSettings
+from limit_graph.orchestration.hash_ring import HashRing
 from limit_graph.orchestration.router import (
-    HashRing,
     InstanceHealth,
     InstanceInfo,
     Router,

@@ -25,7 +25,6 @@ from limit_graph.core.models import (
     Execution,
     ExecutionState,
     Session,
-    SessionConfig,
     SessionState,
 )
 from limit_graph.storage.base import SessionFilter, Storage
@@ -34,8 +33,15 @@ from limit_graph.storage.file import FileStorage
 from limit_graph.storage.ledger import GENESIS_HASH, EntryDraft, verify_chain
 from limit_graph.storage.memory import MemoryStorage
 from limit_graph.storage.paging import encode_cursor
+from tests.fixtures.records import (
+    T0,
+    advanced,
+    commit_execution,
+    commit_session,
+    make_execution,
+    make_session,
+)
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ALL = SessionFilter()
 
 DURABLE = [
@@ -48,71 +54,6 @@ BACKENDS = [pytest.param("memory", id="memory"), *DURABLE]
 
 class Boom(Exception):
     """Raised inside a transaction to make it fail."""
-
-
-# --- domain factories ------------------------------------------------------------
-
-
-def make_session(
-    *,
-    tenant: str = "acme",
-    state: SessionState = SessionState.ACTIVE,
-    tags: tuple[str, ...] = (),
-    created_at: datetime = T0,
-    quotas: dict[str, float] | None = None,
-) -> Session:
-    config = SessionConfig(tags=list(tags), quotas=quotas or {"shots": 1000.0})
-    return Session(
-        id=uuid.uuid4(),
-        name="experiment",
-        state=state,
-        config=config,
-        config_sha256=config.sha256(),
-        owner="alice",
-        tenant=tenant,
-        created_at=created_at,
-        updated_at=created_at,
-    )
-
-
-def make_execution(
-    session: Session,
-    *,
-    state: ExecutionState = ExecutionState.SUCCEEDED,
-    backend: BackendKind = BackendKind.LOCAL,
-    key: str | None = None,
-    submitted_at: datetime = T0,
-    inputs: dict[str, Any] | None = None,
-) -> Execution:
-    return Execution(
-        id=uuid.uuid4(),
-        session_id=session.id,
-        agent="echo",
-        agent_version="1.0",
-        backend=backend,
-        instance="local-1",
-        state=state,
-        inputs=inputs if inputs is not None else {"x": 1},
-        result={"y": 2} if state is ExecutionState.SUCCEEDED else None,
-        attempts=1,
-        submitted_at=submitted_at,
-        idempotency_key=key,
-        actor="alice",
-    )
-
-
-def advanced(session: Session, state: SessionState) -> Session:
-    return session.model_copy(update={"state": state, "updated_at": T0 + timedelta(hours=1)})
-
-
-async def commit_session(storage: Storage, session: Session) -> Session:
-    async with storage.transaction() as tx:
-        return await tx.save_session(session, actor="alice", action="session.saved")
-
-
-async def commit_execution(storage: Storage, execution: Execution) -> Execution:
-    async with storage.transaction() as tx:
-        return await tx.save_execution(execution, actor="alice", action="execution.saved")
 
 
 # --- backends --------------------------------------------------------------------
@@ -339,20 +280,19 @@ async def test_a_deleted_sessions_entries_stay_listed_in_pages(storage: Storage)
     assert await storage.list_entries(session_id=uuid.uuid4()) == []
 
 
-async def test_last_entry_is_a_sessions_latest_change(storage: Storage) -> None:
+async def test_last_change_is_the_time_of_a_sessions_latest_entry(storage: Storage) -> None:
     """What ``GET /sessions/{id}/status`` reports as ``updated_at``."""
     kept, other = make_session(), make_session()
-    assert await storage.last_entry(kept.id) is None
+    assert await storage.last_change_at(kept.id) is None
     await storage.write_new_session(kept, actor="alice", action="session.created")
     await storage.write_new_session(other, actor="bob", action="session.created")
     saved = await storage.write_execution(
         make_execution(kept), actor="alice", action="execution.saved"
     )
     await commit_execution(storage, make_execution(other))
-    last = await storage.last_entry(kept.id)
-    assert last is not None
+    last = (await storage.list_entries(session_id=kept.id))[-1]
     assert (last.action, last.index) == ("execution.saved", saved.provenance_entry)
-    assert last == (await storage.list_entries(session_id=kept.id))[-1]
+    assert await storage.last_change_at(kept.id) == last.timestamp
 
 
 async def test_documents_keep_their_exact_json_values(storage: Storage) -> None:

@@ -19,7 +19,7 @@ from limit_graph.core.errors import Conflict
 from limit_graph.core.models import Execution, Session
 from limit_graph.storage.file import JOURNAL, FileStorage
 from limit_graph.storage.ledger import verify_chain
-from tests.storage.test_contract import make_execution, make_session
+from tests.fixtures.records import make_execution, make_session
 
 CRASHED = 17
 

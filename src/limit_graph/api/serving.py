@@ -3,10 +3,10 @@
 uvicorn waits ``timeout_graceful_shutdown`` for open requests and then cancels them,
 logging an error; a runner's claim (a long poll of up to 20 s) would always be cut off
 that way.  :class:`PlatformServer` tells the platform first (:meth:`Platform.drain`),
-so the claims are answered, empty, within the grace period.  Event streams end on
-their own: ``sse-starlette`` sees the shutdown and their generators stop cleanly.
+so the claims are answered, empty, and the event streams end with a complete
+response, within the grace period.
 
->>> # server = PlatformServer(uvicorn.Config(app, port=8080), app)
+>>> # server = PlatformServer(uvicorn.Config(app, port=8080))
 >>> # server.run()
 """
 
@@ -23,14 +23,12 @@ __all__ = ["PlatformServer"]
 
 
 class PlatformServer(uvicorn.Server):
-    """A uvicorn server that drains the app's platform as its shutdown begins."""
-
-    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
-        super().__init__(config)
-        self.app = app
+    """A uvicorn server of a FastAPI app that drains the app's platform as its shutdown
+    begins."""
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        platform = getattr(self.app.state, "platform", None)
+        app = self.config.app
+        platform = getattr(app.state, "platform", None) if isinstance(app, FastAPI) else None
         if isinstance(platform, Platform):
             platform.drain()
         await super().shutdown(sockets)

@@ -27,7 +27,7 @@ from pydantic import Field, SecretStr
 
 from limit_graph.core.errors import ConfigError
 from limit_graph.core.models import BackendKind
-from limit_graph.core.settings import BackendInstance
+from limit_graph.core.settings import BackendInstance, TargetFamily
 
 __all__ = [
     "RUNNER_CREDENTIALS_BLOCK",
@@ -70,7 +70,7 @@ class BackendInstanceBlock(Block):
     capabilities: list[str] = Field(
         default_factory=list, description="Agents it serves; empty means every agent."
     )
-    provider: Literal["aer", "fake", "ibm"] | None = Field(
+    provider: TargetFamily | None = Field(
         default=None,
         description="Quantum only: the target family it serves; empty serves every target.",
     )

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import typer
 
 from limit_graph.cli.options import JsonOption, KeyOption, UrlOption, call
-from limit_graph.cli.output import print_json, print_table, print_text
+from limit_graph.cli.output import print_json, print_listing, print_text
 
 __all__ = ["agents_app"]
 
@@ -36,15 +36,13 @@ def list_agents(
     """List the agents the platform can run (`limit agents show NAME` for one's schemas)."""
     if ctx.invoked_subcommand is not None:
         return
-    document = call(url, api_key, "GET", "/agents")
-    if as_json:
-        print_json(document)
-        return
-    rows = [
-        (a["id"], a["version"], ",".join(a["backends"]), a["description"])
-        for a in document["items"]
-    ]
-    print_table(("id", "version", "backends", "description"), rows, whole=("id",))
+    print_listing(
+        call(url, api_key, "GET", "/agents"),
+        ("id", "version", "backends", "description"),
+        lambda a: (a["id"], a["version"], ",".join(a["backends"]), a["description"]),
+        as_json=as_json,
+        noun="agents",
+    )
 
 
 @agents_app.command("show")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -21,6 +21,7 @@ from rich.table import Table
 
 __all__ = [
     "print_json",
+    "print_listing",
     "print_table",
     "print_text",
     "stdout_is_terminal",
@@ -65,6 +66,25 @@ def print_table(
     for row in rows:
         table.add_row(*row)
     _out.print(table)
+
+
+def print_listing(
+    page: dict[str, Any],
+    columns: Sequence[str],
+    row: Callable[[dict[str, Any]], Sequence[str]],
+    *,
+    as_json: bool,
+    noun: str,
+) -> None:
+    """A listing the server answered (``{"items", "next_cursor"?}``): the document itself
+    with ``--json``, else a table of ``row(item)`` (its first column never wraps) and, on
+    standard error, how to see the next page."""
+    if as_json:
+        print_json(page)
+        return
+    print_table(columns, [row(item) for item in page["items"]], whole=columns[:1])
+    if page.get("next_cursor"):
+        tell(f"more {noun}: --json shows next_cursor {page['next_cursor']}")
 
 
 def print_text(text: str) -> None:

@@ -25,6 +25,7 @@ from limit_graph.api.serving import PlatformServer
 from limit_graph.cli.client import CliError
 from limit_graph.cli.record import remove_record, write_record
 from limit_graph.cli.stack import Shutdown, Stack
+from limit_graph.cli.target import connect_url
 from limit_graph.core.errors import ConfigError
 from limit_graph.core.logs import configure_logging
 from limit_graph.core.settings import ConfigWarning, Settings, load_settings
@@ -51,11 +52,7 @@ def describe_storage(settings: Settings) -> str:
 
 def platform_url(settings: Settings) -> str:
     """The REST API's address as a client on this machine reaches it."""
-    host, port = settings.server.host, settings.server.port
-    if host in ("0.0.0.0", "::", "[::]", ""):
-        host = "127.0.0.1"
-    scheme = "https" if settings.server.ssl_certfile else "http"
-    return f"{scheme}://{host}:{port}"
+    return connect_url(settings.server)
 
 
 def prefect_ui_url(api_url: str) -> str:
@@ -172,10 +169,9 @@ def serve(
             _print_banner(settings, admin)
             # Clients on this machine find this server from any folder (cli/record.py).
             write_record(platform_url(settings), settings.home, settings.server.ssl_certfile)
-            app = create_app(settings)
             server = PlatformServer(
                 uvicorn.Config(
-                    app,
+                    create_app(settings),
                     host=settings.server.host,
                     port=settings.server.port,
                     log_config=None,
@@ -184,8 +180,7 @@ def serve(
                     ssl_certfile=settings.server.ssl_certfile,
                     ssl_keyfile=settings.server.ssl_keyfile,
                     timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-                ),
-                app,
+                )
             )
             server.run()
             if not server.started:

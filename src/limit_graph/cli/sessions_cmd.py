@@ -21,7 +21,7 @@ import typer
 
 from limit_graph.cli.client import CliError
 from limit_graph.cli.options import JsonOption, KeyOption, UrlOption, call
-from limit_graph.cli.output import print_json, print_table, print_text, tell
+from limit_graph.cli.output import print_json, print_listing, print_text, tell
 from limit_graph.cli.target import Configuration, open_client
 
 __all__ = ["session_app"]
@@ -70,17 +70,19 @@ def session_list(
         params["state"] = state
     if tag:
         params["tag"] = tag
-    page = call(url, api_key, "GET", "/sessions", params=params)
-    if as_json:
-        print_json(page)
-        return
-    rows = [
-        (s["id"], s["name"], s["state"], ",".join(s["config"]["tags"]), s["created_at"][:19])
-        for s in page["items"]
-    ]
-    print_table(("id", "name", "state", "tags", "created"), rows, whole=("id",))
-    if page["next_cursor"]:
-        tell(f"more sessions: --json shows next_cursor {page['next_cursor']}")
+    print_listing(
+        call(url, api_key, "GET", "/sessions", params=params),
+        ("id", "name", "state", "tags", "created"),
+        lambda s: (
+            s["id"],
+            s["name"],
+            s["state"],
+            ",".join(s["config"]["tags"]),
+            s["created_at"][:19],
+        ),
+        as_json=as_json,
+        noun="sessions",
+    )
 
 
 @session_app.command("show")
@@ -108,23 +110,19 @@ def session_results(
     params: dict[str, Any] = {"limit": limit}
     if state:
         params["state"] = state
-    page = call(url, api_key, "GET", f"/sessions/{session_id}/results", params=params)
-    if as_json:
-        print_json(page)
-        return
-    rows = [
-        (
+    print_listing(
+        call(url, api_key, "GET", f"/sessions/{session_id}/results", params=params),
+        ("id", "agent", "backend", "state", "result"),
+        lambda e: (
             e["id"],
             e["agent"],
             f"{e['backend']}/{e['instance']}",
             e["state"],
             json.dumps(e["result"] if e["error"] is None else e["error"]),
-        )
-        for e in page["items"]
-    ]
-    print_table(("id", "agent", "backend", "state", "result"), rows, whole=("id",))
-    if page["next_cursor"]:
-        tell(f"more executions: --json shows next_cursor {page['next_cursor']}")
+        ),
+        as_json=as_json,
+        noun="executions",
+    )
 
 
 @session_app.command("complete")

@@ -146,12 +146,7 @@ def resolve_api_keys(
                 f"invalid configuration in {origin}: {where}.api_key: prod mode refuses an "
                 f"API key written in the config file; {advice}"
             )
-        key, source = inline, f"{where}.api_key"
-        if instance.api_key_file is not None:
-            key, source = (
-                _read_key_file(config_dir / instance.api_key_file, origin, where),
-                str(config_dir / instance.api_key_file),
-            )
+        key: str | None
         if env.get(variable):
             key, source = env[variable].strip(), variable
             if instance.provider != "ibm":
@@ -159,6 +154,11 @@ def resolve_api_keys(
                     f"invalid configuration in {origin}: {variable} is set, but {where} "
                     'is not an IBM Quantum instance (provider = "ibm")'
                 )
+        elif instance.api_key_file is not None:  # read only when it is the key's source
+            path = config_dir / instance.api_key_file
+            key, source = _read_key_file(path, origin, where), str(path)
+        else:
+            key, source = inline, f"{where}.api_key"
         if key is None:
             continue
         if key.lower() in PLACEHOLDER_SECRETS:

@@ -111,14 +111,11 @@ def _not_ijson(agent: AgentSpec, problem: dict[str, Any]) -> ErrorInfo:
     )
 
 
-async def run_agent(
-    agent: AgentSpec, inputs: BaseModel, timeout_s: float | None, *, instance: str | None = None
-) -> Outcome:
-    """Run ``agent`` on validated ``inputs`` for backend ``instance``; never raises except
-    on cancellation."""
+async def run_agent(agent: AgentSpec, inputs: BaseModel, timeout_s: float | None) -> Outcome:
+    """Run ``agent`` on validated ``inputs``; never raises except on cancellation.  The
+    agent sees this context's :func:`current_instance` (``wait_for``'s task copies it)."""
     try:
-        with running_on(instance):  # the task wait_for starts copies this context
-            raw = await asyncio.wait_for(_call(agent, inputs), timeout=timeout_s)
+        raw = await asyncio.wait_for(_call(agent, inputs), timeout=timeout_s)
     except TimeoutError:
         return Outcome(
             ExecutionState.TIMED_OUT,
@@ -126,14 +123,12 @@ async def run_agent(
         )
     except Exception as exc:
         return Outcome(ExecutionState.FAILED, error=error_info(exc))
-    if problems := ijson_errors(
-        raw.model_dump() if isinstance(raw, BaseModel) else raw, ["result"]
-    ):
+    # Checked before validation: the JSON dump below would turn NaN into null unseen.
+    plain = raw.model_dump() if isinstance(raw, BaseModel) else raw
+    if problems := ijson_errors(plain, ["result"]):
         return Outcome(ExecutionState.FAILED, error=_not_ijson(agent, problems[0]))
     try:
-        if isinstance(raw, BaseModel):
-            raw = raw.model_dump(mode="json")
-        result = agent.output_model.model_validate(raw).model_dump(mode="json")
+        result = agent.output_model.model_validate(plain).model_dump(mode="json")
     except ValidationError as exc:
         return Outcome(
             ExecutionState.FAILED,

@@ -139,20 +139,21 @@ async def _save_backend_blocks(client: PrefectClient, settings: Settings) -> lis
 async def _save_ibm_credentials(client: PrefectClient, settings: Settings) -> list[str]:
     """An ``IBMQuantumCredentials`` block per instance with an API key; its key is the
     file's, anything else already in the block stays."""
-    slug = IBMQuantumCredentials.get_block_type_slug()
-    existing = await _block_documents(client, slug)
+    keyed = {n: i for n, i in settings.backends.instances.items() if i.api_key is not None}
+    if not keyed:
+        return []
+    existing = await _block_documents(client, IBMQuantumCredentials.get_block_type_slug())
     names = []
-    for name, instance in settings.backends.instances.items():
-        if instance.api_key is None:
-            continue
+    for name, instance in keyed.items():
         document = ibm_credentials_block(name)
-        if document in existing:
-            saved: IBMQuantumCredentials = await IBMQuantumCredentials.aload(
-                document, client=client
+        saved = existing.get(document)
+        block = (
+            IBMQuantumCredentials.model_validate(saved).model_copy(
+                update={"api_key": instance.api_key}
             )
-            block = saved.model_copy(update={"api_key": instance.api_key})
-        else:
-            block = IBMQuantumCredentials(api_key=instance.api_key)
+            if isinstance(saved, dict)
+            else IBMQuantumCredentials(api_key=instance.api_key)
+        )
         await block.asave(document, overwrite=True, client=client)
         names.append(document)
     return names

@@ -33,7 +33,7 @@ from prefect import flow
 from pydantic import ValidationError
 
 from limit_graph.blocks.backends import runner_endpoint
-from limit_graph.core.agents import AgentRegistry
+from limit_graph.core.agents import AgentRegistry, AgentSpec
 from limit_graph.core.errors import LimitError
 from limit_graph.core.models import ErrorInfo, ExecutionState
 from limit_graph.core.running import Outcome, error_info, run_agent, running_on
@@ -306,11 +306,13 @@ class RunnerLoop:
                 ExecutionState.FAILED,
                 error=ErrorInfo(type="UnknownAgent", message=f"this runner has no agent {name!r}"),
             )
-        agent = self.registry.get(name)
-        instance = execution.get("instance")
+        # Validating and running may resolve the instance's own target (its IBM key).
+        with running_on(execution.get("instance")):
+            return await self._run(self.registry.get(name), execution)
+
+    async def _run(self, agent: AgentSpec, execution: dict[str, Any]) -> Outcome:
         try:
-            with running_on(instance):  # validating may resolve the instance's target
-                inputs = agent.input_model.model_validate(execution["inputs"])
+            inputs = agent.input_model.model_validate(execution["inputs"])
         except ValidationError as exc:
             return Outcome(
                 ExecutionState.FAILED,
@@ -327,7 +329,7 @@ class RunnerLoop:
                     retryable=True,
                 ),
             )
-        return await run_agent(agent, inputs, execution.get("timeout_s"), instance=instance)
+        return await run_agent(agent, inputs, execution.get("timeout_s"))
 
     async def _report_forever(self) -> None:
         while True:

@@ -13,22 +13,14 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any
 
 from limit_graph.core.models import ProvenanceEntry
 from limit_graph.storage.base import Storage, StorageTransaction
 
-__all__ = ["SessionEvents", "StopSignal", "event_of"]
+__all__ = ["SessionEvents", "event_of"]
 
 POLL_INTERVAL_S = 1.0
-
-
-class StopSignal(Protocol):
-    """An event that ends a stream when set (``asyncio.Event`` and ``anyio.Event`` are)."""
-
-    def is_set(self) -> bool: ...
-
-    async def wait(self) -> object: ...
 
 
 def event_of(entry: ProvenanceEntry) -> dict[str, Any]:
@@ -78,29 +70,24 @@ class SessionEvents:
         after: int = -1,
         *,
         poll_interval_s: float = POLL_INTERVAL_S,
-        stop: StopSignal | None = None,
     ) -> AsyncIterator[ProvenanceEntry]:
         """The session's entries after index ``after``, then new ones as they land, until
-        ``stop`` is set (the server shutting down: the stream then ends cleanly)."""
-        while not (self._draining.is_set() or (stop is not None and stop.is_set())):
+        :meth:`drain` (the server shutting down: the stream then ends cleanly)."""
+        while not self._draining.is_set():
             waiter = self._changed
             entries = await self.storage.list_entries(session_id=session_id, after=after)
             for entry in entries:
                 yield entry
                 after = entry.index
             if not entries:
-                await self._wait(waiter, stop, poll_interval_s)
+                await self._wait(waiter, poll_interval_s)
 
-    async def _wait(
-        self, changed: asyncio.Event, stop: StopSignal | None, timeout_s: float
-    ) -> None:
-        """Until a write here, a stop, or ``timeout_s`` (writes of other processes)."""
-        waits: set[asyncio.Future[object]] = {
+    async def _wait(self, changed: asyncio.Event, timeout_s: float) -> None:
+        """Until a write here, :meth:`drain`, or ``timeout_s`` (writes of other processes)."""
+        waits = [
             asyncio.ensure_future(changed.wait()),
             asyncio.ensure_future(self._draining.wait()),
-        }
-        if stop is not None:
-            waits.add(asyncio.ensure_future(stop.wait()))
+        ]
         try:
             await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
         finally:

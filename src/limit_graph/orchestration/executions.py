@@ -575,11 +575,10 @@ class ExecutionService:
         for (state, backend), n in (await self.storage.count_executions(session_id)).items():
             counts[state.value] += n
             backends.setdefault(backend, {s.value: 0 for s in ExecutionState})[state.value] += n
-        # Every change of the session or its executions is a ledger entry; the latest one
-        # is read after the counts, so it is at least as new as any change they include.
-        last = await self.storage.last_entry(session_id)
-        updated_at = max(session.updated_at, last.timestamp) if last else session.updated_at
-        return SessionStatus(session, counts, backends, updated_at)
+        # Every change of the session or its executions is a ledger entry; the latest is
+        # read after the counts, so it is at least as new as any change they include.
+        changed = await self.storage.last_change_at(session_id)
+        return SessionStatus(session, counts, backends, changed or session.updated_at)
 
     async def _session(self, principal: Principal, session_id: uuid.UUID) -> Session:
         return require_visible(await self.storage.get_session(session_id), principal, session_id)

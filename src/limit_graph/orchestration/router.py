@@ -32,7 +32,6 @@ from limit_graph.orchestration.hash_ring import HashRing
 
 __all__ = [
     "DEFAULT_INSTANCE_NAMES",
-    "HashRing",
     "HealthState",
     "InstanceHealth",
     "InstanceInfo",
@@ -309,23 +308,22 @@ class Router:
         return ranked[0] if ranked else None
 
     def _candidates(self, kind: BackendKind, agent: str, family: str | None) -> tuple[str, ...]:
-        serving = [info for info in self._by_kind[kind] if info.serves(agent)]
-        if not serving:
+        infos = self._by_kind[kind]
+        names = tuple(info.name for info in infos if info.serves(agent, family))
+        if names:
+            return names
+        if not any(info.serves(agent) for info in infos):
             served = "; ".join(
-                f"{info.name} serves {', '.join(sorted(info.capabilities))}"
-                for info in self._by_kind[kind]
+                f"{info.name} serves {', '.join(sorted(info.capabilities))}" for info in infos
             )
             raise InvalidInput(
                 f"no {kind.value} instance serves agent {agent!r}"
                 + (f" ({served})" if served else "")
             )
-        names = tuple(info.name for info in serving if info.serves(agent, family))
-        if not names:
-            served = "; ".join(info.describe() for info in self._by_kind[kind])
-            raise InvalidInput(
-                f"no {kind.value} instance serves {family} targets for agent {agent!r} ({served})"
-            )
-        return names
+        served = "; ".join(info.describe() for info in infos)
+        raise InvalidInput(
+            f"no {kind.value} instance serves {family} targets for agent {agent!r} ({served})"
+        )
 
     def _ring(self, kind: BackendKind, names: tuple[str, ...]) -> HashRing:
         ring = self._rings.get((kind, names))

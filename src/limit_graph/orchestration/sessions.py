@@ -41,24 +41,30 @@ __all__ = [
 CACHE_SIZE = 10_000
 
 
-def visible_to(session: Session | None, principal: Principal) -> bool:
+def visible_to(
+    session: Session | None, principal: Principal, *, include_deleted: bool = False
+) -> bool:
     """A live session of the caller's tenant (any tenant's for an admin).
 
     Deleted sessions are gone from every read but the listing filtered by
-    ``state=deleted``; their ledger entries stay.
+    ``state=deleted`` and their provenance (``include_deleted``); their ledger entries stay.
     """
     return (
         session is not None
-        and session.state is not SessionState.DELETED
+        and (include_deleted or session.state is not SessionState.DELETED)
         and (principal.is_admin or session.tenant == principal.tenant)
     )
 
 
 def require_visible(
-    session: Session | None, principal: Principal, session_id: uuid.UUID
+    session: Session | None,
+    principal: Principal,
+    session_id: uuid.UUID,
+    *,
+    include_deleted: bool = False,
 ) -> Session:
     """``session`` if the caller may see it; otherwise the same NotFound as for no session."""
-    if session is None or not visible_to(session, principal):
+    if session is None or not visible_to(session, principal, include_deleted=include_deleted):
         raise NotFound(f"no session {session_id}")
     return session
 

@@ -166,8 +166,9 @@ class Storage(Protocol):
     ) -> list[ProvenanceEntry]:
         """Ledger entries with index > ``after``, in index order."""
 
-    async def last_entry(self, session_id: uuid.UUID) -> ProvenanceEntry | None:
-        """The session's latest ledger entry (its latest change), ``None`` if it has none."""
+    async def last_change_at(self, session_id: uuid.UUID) -> datetime | None:
+        """When the session or one of its executions last changed: its latest ledger
+        entry's time; ``None`` if it has none."""
 
     async def ledger_size(self) -> int: ...
 

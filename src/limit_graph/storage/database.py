@@ -319,7 +319,7 @@ class DatabaseStorage:
             rows = (await conn.execute(query)).all()
         return {(ExecutionState(state), backend): n for state, backend, n in rows}
 
-    async def last_entry(self, session_id: uuid.UUID) -> ProvenanceEntry | None:
+    async def last_change_at(self, session_id: uuid.UUID) -> datetime | None:
         query = (
             select(t.ledger.c.document)
             .where(t.ledger.c.session_id == session_id)
@@ -328,7 +328,7 @@ class DatabaseStorage:
         )
         async with self._read() as conn:
             row = await conn.scalar(query)
-        return ProvenanceEntry.model_validate(row) if row is not None else None
+        return datetime.fromisoformat(row["timestamp"]) if row is not None else None
 
     async def list_entries(
         self, *, session_id: uuid.UUID | None = None, after: int = -1, limit: int = 1000

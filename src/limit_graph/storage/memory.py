@@ -222,8 +222,9 @@ class MemoryStorage:
                     break
         return found
 
-    async def last_entry(self, session_id: uuid.UUID) -> ProvenanceEntry | None:
-        return next((e for e in reversed(self._entries) if e.session_id == session_id), None)
+    async def last_change_at(self, session_id: uuid.UUID) -> datetime | None:
+        last = next((e for e in reversed(self._entries) if e.session_id == session_id), None)
+        return last.timestamp if last is not None else None
 
     async def ledger_size(self) -> int:
         return len(self._entries)

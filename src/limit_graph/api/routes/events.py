@@ -21,7 +21,9 @@ router = APIRouter(
 )
 
 KEEPALIVE_S = 15
-SHUTDOWN_GRACE_S = 1.0  # for the stream to end itself; within uvicorn's grace (cli/serve.py)
+# sse-starlette sees a signalled shutdown itself and would cancel the stream at once,
+# leaving the response incomplete; this grace lets Platform.drain end it first.
+SHUTDOWN_GRACE_S = 1.0
 
 
 def _resume_point(last_event_id: str | None) -> int:
@@ -54,10 +56,8 @@ async def session_events(
     after = _resume_point(last_event_id)
     await platform.sessions.get(principal, session_id)
 
-    shutdown = anyio.Event()  # set by sse-starlette when it sees the server stopping
-
     async def events() -> AsyncIterator[ServerSentEvent]:
-        async for entry in platform.events.stream(session_id, after, stop=shutdown):
+        async for entry in platform.events.stream(session_id, after):
             yield ServerSentEvent(
                 data=json.dumps(event_of(entry)), id=str(entry.index), event=entry.resource_type
             )
@@ -65,6 +65,6 @@ async def session_events(
     return EventSourceResponse(
         events(),
         ping=KEEPALIVE_S,
-        shutdown_event=shutdown,
+        shutdown_event=anyio.Event(),  # with it, sse-starlette waits out the grace
         shutdown_grace_period=SHUTDOWN_GRACE_S,
     )
