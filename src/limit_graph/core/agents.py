@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
+from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel
 
 from limit_graph.core.errors import ConfigError, NotFound
@@ -68,10 +69,22 @@ class AgentSpec:
 
 
 class AgentRegistry:
-    """Agents by name; a name is registered once."""
+    """Agents by name and version; several versions of one name coexist.
+
+    A reference is a name, meaning its newest version, or ``name@version``:
+
+    >>> from limit_graph.tasks.general import AGENTS
+    >>> registry = AgentRegistry(AGENTS)
+    >>> registry.find("echo@1.0.0").name
+    'echo'
+    >>> registry.find("echo@9.9.9")
+    Traceback (most recent call last):
+    ...
+    limit_graph.core.errors.NotFound: agent 'echo' has no version '9.9.9' (it has 1.0.0)
+    """
 
     def __init__(self, agents: Iterable[AgentSpec] = ()) -> None:
-        self._agents: dict[str, AgentSpec] = {}
+        self._agents: dict[str, dict[str, AgentSpec]] = {}
         for agent in agents:
             self.register(agent)
 
@@ -88,18 +101,49 @@ class AgentRegistry:
         return registry
 
     def register(self, agent: AgentSpec) -> None:
-        if agent.name in self._agents:
-            raise ConfigError(f"agent {agent.name!r} is registered twice")
-        self._agents[agent.name] = agent
-
-    def get(self, name: str) -> AgentSpec:
         try:
-            return self._agents[name]
+            Version(agent.version)
+        except InvalidVersion:
+            raise ConfigError(
+                f"agent {agent.name!r} has version {agent.version!r}, which is not a version "
+                "number (PEP 440, e.g. 1.2.0)"
+            ) from None
+        versions = self._agents.setdefault(agent.name, {})
+        if agent.version in versions:
+            raise ConfigError(f"agent {agent.name!r} version {agent.version} is registered twice")
+        versions[agent.version] = agent
+
+    def get(self, name: str, version: str | None = None) -> AgentSpec:
+        """The agent ``name`` at ``version``, or its newest version."""
+        versions = self._agents.get(name)
+        if not versions:
+            raise NotFound(f"no agent named {name!r}")
+        if version is None:
+            return versions[max(versions, key=Version)]
+        try:
+            return versions[version]
         except KeyError:
-            raise NotFound(f"no agent named {name!r}") from None
+            known = ", ".join(v.version for v in self.versions(name))
+            raise NotFound(f"agent {name!r} has no version {version!r} (it has {known})") from None
+
+    def find(self, reference: str) -> AgentSpec:
+        """The agent a reference names: ``name`` (newest) or ``name@version``."""
+        name, _, version = reference.partition("@")
+        return self.get(name, version or None)
+
+    def versions(self, name: str) -> list[AgentSpec]:
+        """Every version of ``name``, oldest first."""
+        return sorted(self._agents.get(name, {}).values(), key=lambda a: Version(a.version))
 
     def list(self) -> list[AgentSpec]:
-        return sorted(self._agents.values(), key=lambda a: a.name)
+        """Every agent, each version, by name and then version."""
+        return [agent for name in sorted(self._agents) for agent in self.versions(name)]
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._agents
+    def __contains__(self, reference: object) -> bool:
+        if not isinstance(reference, str):
+            return False
+        try:
+            self.find(reference)
+        except NotFound:
+            return False
+        return True

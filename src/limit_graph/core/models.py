@@ -24,6 +24,11 @@ __all__ = [
     "Session",
     "SessionConfig",
     "SessionState",
+    "StepRun",
+    "StepState",
+    "WorkflowRun",
+    "WorkflowRunState",
+    "WorkflowTag",
     "utcnow",
 ]
 
@@ -144,6 +149,20 @@ class ErrorInfo(_Record):
     retryable: bool = False
 
 
+class WorkflowTag(_Record):
+    """Which workflow run, step and map item an execution ran for, and what fed it."""
+
+    run_id: uuid.UUID
+    step: str
+    index: int | None = Field(default=None, description="The map item, for a mapped step.")
+    attempt: int = Field(default=1, ge=1, description="The step's attempt (retries add one).")
+    upstream: list[uuid.UUID] = Field(
+        default_factory=list,
+        description="The executions whose outputs this one's inputs came from, or which it "
+        "waited for.",
+    )
+
+
 class Execution(_Record):
     id: uuid.UUID
     session_id: uuid.UUID
@@ -169,6 +188,17 @@ class Execution(_Record):
     idempotency_key: str | None = None
     timeout_s: float | None = None
     actor: str
+    workflow: WorkflowTag | None = Field(
+        default=None, description="Set when the execution is a step (or map item) of a workflow."
+    )
+
+    def document(self) -> dict[str, Any]:
+        """As stored and hashed; ``workflow`` only when set, so records written before the
+        field existed hash as they did."""
+        doc = super().document()
+        if doc.get("workflow") is None:
+            doc.pop("workflow", None)
+        return doc
 
 
 class ProvenanceEntry(_Record):
@@ -190,3 +220,73 @@ class ProvenanceEntry(_Record):
     payload_sha256: str
     prev_hash: str
     entry_hash: str
+
+
+class WorkflowRunState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (WorkflowRunState.PENDING, WorkflowRunState.RUNNING)
+
+
+class StepState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (StepState.PENDING, StepState.RUNNING)
+
+
+class StepRun(_Record):
+    """One step of a workflow run, as the run's record holds it."""
+
+    id: str
+    state: StepState = StepState.PENDING
+    execution_ids: list[uuid.UUID] = Field(
+        default_factory=list,
+        description="Every execution the step ran, oldest first (map items in order; "
+        "retries and resumes append).",
+    )
+    attempt: int = Field(default=0, ge=0, description="Attempts started, retries included.")
+    items: int | None = Field(default=None, description="Map items, for a mapped step.")
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: ErrorInfo | None = None
+    reason: str | None = Field(
+        default=None, description="Why a step was skipped or cancelled (e.g. `when` false)."
+    )
+
+
+class WorkflowRun(_Record):
+    """One run of a workflow in a session: its spec, params and the state of each step."""
+
+    id: uuid.UUID
+    session_id: uuid.UUID
+    name: str
+    state: WorkflowRunState
+    params: dict[str, Any]
+    spec: dict[str, Any] = Field(description="The validated spec, as JSON, that this run runs.")
+    spec_sha256: str
+    steps: list[StepRun]
+    actor: str
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: ErrorInfo | None = None
+    resumes: int = Field(default=0, ge=0, description="How many times the run was resumed.")
+
+    def step(self, step_id: str) -> StepRun:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)

@@ -60,6 +60,8 @@ __all__ = [
     "StorageSettings",
     "TargetFamily",
     "TelemetrySettings",
+    "WorkflowsSettings",
+    "AgentsSettings",
     "api_key_variable",
     "load_settings",
     "normalize_database_url",
@@ -153,6 +155,27 @@ class DispatchSettings(_Section):
     idle_exit_s: float = Field(default=60.0, gt=0)
 
 
+class WorkflowsSettings(_Section):
+    """Limits of workflows (DAGs of steps)."""
+
+    max_steps: int = Field(default=10_000, ge=1, description="Steps one workflow may have.")
+    max_parallel: int = Field(
+        default=16, ge=1, le=10_000, description="Steps and map items in flight, by default."
+    )
+    max_map_items: int = Field(
+        default=100_000, ge=1, description="Items one mapped step may fan out to."
+    )
+
+
+class AgentsSettings(_Section):
+    """Where agents come from besides the ``limit_graph.agents`` entry points."""
+
+    paths: list[Path] = Field(
+        default_factory=list,
+        description="Folders whose Python files define agents (``@agent``), loaded at start.",
+    )
+
+
 class Settings(_Section):
     """Everything the platform needs to start; passed down, never read from a global."""
 
@@ -166,6 +189,8 @@ class Settings(_Section):
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
+    workflows: WorkflowsSettings = Field(default_factory=WorkflowsSettings)
+    agents: AgentsSettings = Field(default_factory=AgentsSettings)
     source: str | None = Field(default=None, description="The config file these came from.")
 
     @model_validator(mode="after")

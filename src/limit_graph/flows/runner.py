@@ -300,15 +300,18 @@ class RunnerLoop:
         self._results_ready.set()
 
     async def _outcome(self, execution: dict[str, Any]) -> Outcome:
-        name = execution["agent"]
-        if name not in self.registry:
+        name, version = execution["agent"], execution.get("agent_version")
+        reference = f"{name}@{version}" if version else name
+        if reference not in self.registry:
             return Outcome(
                 ExecutionState.FAILED,
-                error=ErrorInfo(type="UnknownAgent", message=f"this runner has no agent {name!r}"),
+                error=ErrorInfo(
+                    type="UnknownAgent", message=f"this runner has no agent {reference!r}"
+                ),
             )
         # Validating and running may resolve the instance's own target (its IBM key).
         with running_on(execution.get("instance")):
-            return await self._run(self.registry.get(name), execution)
+            return await self._run(self.registry.find(reference), execution)
 
     async def _run(self, agent: AgentSpec, execution: dict[str, Any]) -> Outcome:
         try:

@@ -230,7 +230,7 @@ class ExecutionService:
                 f"no agent named {command.agent!r}",
                 [{"loc": ["body", "agent"], "msg": "unknown agent", "type": "value_error"}],
             )
-        agent = self.registry.get(command.agent)
+        agent = self.registry.find(command.agent)
         validated = self._validate_inputs(agent, command.inputs)
         session = require_visible(await self.sessions.load(session_id), principal, session_id)
         backend = command.backend or session.config.default_backend or self.default_backend

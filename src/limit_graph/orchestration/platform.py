@@ -119,7 +119,7 @@ class Platform:
         """Run an agent in ``session_id``, or in a one-off session completed afterwards."""
         if session_id is not None:
             return await self.executions.execute(principal, session_id, command)
-        self.registry.get(command.agent)
+        self.registry.find(command.agent)
         session = await self.sessions.create(
             principal,
             SessionConfig(tags=["one-off"]),
