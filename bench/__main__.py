@@ -28,6 +28,8 @@ import httpx
 from bench import dispatch as dispatch_bench
 from bench import mirror as mirror_bench
 from bench import quantum as quantum_bench
+from bench import workflow_validation
+from bench import workflows as workflows_bench
 from bench.inprocess import measure_inprocess
 from bench.loadgen import LoadResult, build_request, run_load
 from limit_graph.deployments.server import PrefectServer, free_port
@@ -232,6 +234,17 @@ def main() -> None:
         )
         table, mirror_wrong = asyncio.run(mirror_bench.run(mirror_args))
         say(table)
+        say("")
+        with PrefectServer(workdir / "prefect-workflows", ui=False) as workflow_prefect:
+            ours = workflows_bench.measure_platform(
+                workdir / "workflows", workflow_prefect.api_url, args.repeat
+            )
+            theirs = workflows_bench.measure_prefect(workflow_prefect.api_url, args.repeat)
+        for line in workflows_bench.rows(ours, theirs):
+            say(line)
+    say("")
+    for line in workflow_validation.rows(workflow_validation.measure(1000, 20), 20):
+        say(line)
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
     (results / "latest.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

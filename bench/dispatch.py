@@ -53,7 +53,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 @contextmanager
-def platform_server(workdir: Path) -> Iterator[str]:
+def platform_server(workdir: Path, prefect_api_url: str | None = None) -> Iterator[str]:
+    """``limit up --no-prefect`` in ``workdir``; with ``prefect_api_url``, its mirror on."""
     port = free_port()
     env = {
         **os.environ,
@@ -64,6 +65,8 @@ def platform_server(workdir: Path) -> Iterator[str]:
     }
     env.pop("DATABASE_URL", None)
     env.pop("PREFECT_API_URL", None)
+    if prefect_api_url is not None:
+        env["PREFECT_API_URL"] = prefect_api_url
     workdir.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [LIMIT, "up", "--no-prefect", "--bind", f"127.0.0.1:{port}"],

@@ -24,10 +24,12 @@ ALLOWED: dict[str, set[str]] = {
         "tasks",
         "flows",
         "deployments",
+        "client",
     },
+    "client": {"core"},
     "blocks": {"core"},
     "tasks": {"core", "blocks"},
-    "flows": {"core", "blocks", "tasks"},
+    "flows": {"core", "blocks", "tasks", "client"},
     "deployments": {"core", "blocks", "tasks", "flows"},
 }
 

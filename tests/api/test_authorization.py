@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from limit_graph.core.models import ExecutionState, SessionState
-from tests.api.conftest import Api, assert_problem
+from tests.fixtures.api import Api, assert_problem
 
 RUNNER_ROUTES = ("/runners/", "/maintenance/")
 OPEN_ROUTES = ("/health", "/metrics")
@@ -78,7 +78,13 @@ async def test_the_runner_key_is_refused_everywhere_but_its_own_routes(
     runner = runner_headers(tmp_path)
     session_id = await api.new_session()
     execution_id = await queued_remote_execution(api, session_id)
-    ids = {"session_id": session_id, "execution_id": execution_id, "agent_id": "echo"}
+    ids = {
+        "session_id": session_id,
+        "execution_id": execution_id,
+        "agent_id": "echo",
+        "run_id": str(uuid.uuid4()),  # refused before it is looked up
+        "name": "summary",
+    }
     before = await api.ledger_size()
     paths = (await api.client.get("/openapi.json")).json()["paths"]
     checked = []

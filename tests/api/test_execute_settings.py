@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.api.conftest import Api, assert_problem
+from tests.fixtures.api import Api, assert_problem
 
 
 async def _refused(api: Api, session_id: str, body: dict[str, Any], field: str) -> str:

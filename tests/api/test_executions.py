@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import replace
 from datetime import datetime
@@ -10,7 +9,8 @@ from typing import Any
 
 from limit_graph.core.canonical import sha256_hex
 from limit_graph.core.models import BackendKind
-from tests.api.conftest import Api, assert_problem
+from tests.fixtures.api import Api, assert_problem
+from tests.fixtures.waiting import eventually
 
 EXECUTION_FIELDS = {
     "id",
@@ -71,11 +71,10 @@ async def test_wait_zero_answers_202_and_the_result_arrives(api: Api) -> None:
     assert body["state"] == "running"
     location = response.headers["Location"]
     assert location == f"/sessions/{sid}/executions/{body['id']}"
-    for _ in range(100):
-        current = (await api.client.get(location)).json()
-        if current["state"] != "running":
-            break
-        await asyncio.sleep(0.05)
+    finished = await eventually(
+        lambda: api.client.get(location), lambda got: got.json()["state"] != "running", 10, 0.05
+    )
+    current = finished.json()
     assert current["state"] == "succeeded" and current["result"] == {"slept_s": 0.2}
 
 

@@ -22,7 +22,7 @@ from starlette.types import Message, Receive, Scope, Send
 from limit_graph.api import create_app
 from limit_graph.api.guard import guarded
 from limit_graph.core.settings import Settings, load_settings
-from tests.api.conftest import ADMIN_KEY
+from tests.fixtures.api import ADMIN_KEY
 from tests.fixtures.live import LiveServer, live_server
 
 HEADERS = {"X-API-Key": ADMIN_KEY}

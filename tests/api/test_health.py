@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from prefect.settings import PREFECT_API_URL
-from prefect.testing.utilities import prefect_test_harness
 
 from limit_graph.api import create_app
 from limit_graph.core.settings import load_settings
+from limit_graph.deployments.server import PrefectServer
 from tests.fixtures.live import free_port
 
 
@@ -59,11 +58,11 @@ async def test_health_reports_an_unreachable_prefect_as_degraded(tmp_path: Path)
         assert response.json()["checks"]["prefect"]["status"] == "error"
 
 
-async def test_health_sees_a_running_prefect_server(tmp_path: Path) -> None:
-    with prefect_test_harness():
-        url = PREFECT_API_URL.value()
-        async with health_client(tmp_path, prefect__api_url=url) as client:
-            response = await client.get("/health")
+async def test_health_sees_a_running_prefect_server(
+    tmp_path: Path, prefect_server: PrefectServer
+) -> None:
+    async with health_client(tmp_path, prefect__api_url=prefect_server.api_url) as client:
+        response = await client.get("/health")
     assert response.status_code == 200
     assert response.json()["checks"]["prefect"] == {"status": "ok"}
     assert response.json()["status"] == "ok"

@@ -21,7 +21,7 @@ import limit_graph.api.routes
 from limit_graph.api.ijson import IJSONRoute
 from limit_graph.core.agents import AgentSpec
 from limit_graph.storage.ledger import verify_chain
-from tests.api.conftest import Api, assert_problem
+from tests.fixtures.api import Api, assert_problem
 
 JSON = {"Content-Type": "application/json"}
 

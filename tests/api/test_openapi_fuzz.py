@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from limit_graph.core.settings import load_settings
-from tests.api.conftest import ADMIN_KEY
+from tests.fixtures.api import ADMIN_KEY
 from tests.fixtures.live import LiveServer, live_server
 
 EXAMPLES = os.environ.get("LIMIT_FUZZ_EXAMPLES", "10")

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from limit_graph.storage.ledger import verify_chain
-from tests.api.conftest import Api, assert_problem
+from tests.fixtures.api import Api, assert_problem
 
 ENTRY_FIELDS = {
     "index",

@@ -15,7 +15,7 @@ import httpx
 
 from limit_graph.api import create_app
 from limit_graph.core.settings import load_settings
-from tests.api.conftest import ADMIN_KEY, assert_problem
+from tests.fixtures.api import ADMIN_KEY, assert_problem
 
 IBM_KEY = "ibm-key-that-must-stay-secret-0123"
 BELL = """OPENQASM 3.0;

@@ -13,7 +13,7 @@ from limit_graph.api import create_app
 from limit_graph.core.canonical import sha256_hex
 from limit_graph.core.models import Session, SessionConfig, SessionState, utcnow
 from limit_graph.core.settings import load_settings
-from tests.api.conftest import ADMIN_KEY, Api, assert_problem
+from tests.fixtures.api import ADMIN_KEY, Api, assert_problem
 
 SESSION_FIELDS = {
     "id",

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from limit_graph.cli.watch import parse_sse
 from limit_graph.core.settings import load_settings
-from tests.api.conftest import ADMIN_KEY
+from tests.fixtures.api import ADMIN_KEY
 from tests.fixtures.live import LiveServer, live_server
 
 HEADERS = {"X-API-Key": ADMIN_KEY}
@@ -50,13 +48,21 @@ def new_session(client: httpx.Client) -> str:
 
 
 def read_events(
-    client: httpx.Client, sid: str, count: int, last_id: str | None = None
+    client: httpx.Client,
+    sid: str,
+    count: int,
+    last_id: str | None = None,
+    once_open: Callable[[], object] | None = None,
 ) -> list[dict[str, Any]]:
+    """The first ``count`` events of the session's stream; ``once_open`` is called when
+    the stream has answered, before anything is read from it."""
     headers = {"Last-Event-ID": last_id} if last_id else {}
     found: list[dict[str, Any]] = []
     with client.stream("GET", f"/sessions/{sid}/events", headers=headers) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
+        if once_open is not None:
+            once_open()
         for event in parse_sse(response.iter_lines()):
             found.append({"id": event["id"], "event": event["event"], **json.loads(event["data"])})
             if len(found) == count:
@@ -84,12 +90,10 @@ def test_events_replay_resume_and_arrive_live(client: httpx.Client) -> None:
     resumed = read_events(client, sid, 2, last_id=history[2]["id"])
     assert [e["id"] for e in resumed] == [history[3]["id"], history[4]["id"]]
 
-    def execute_later() -> None:
-        time.sleep(0.3)
-        client.post(f"/sessions/{sid}/execute", json={"agent": "fail"})
+    def execute() -> None:  # on another connection, while the stream is open
+        assert client.post(f"/sessions/{sid}/execute", json={"agent": "fail"}).status_code == 200
 
-    threading.Thread(target=execute_later).start()
-    live = read_events(client, sid, 2, last_id=history[4]["id"])
+    live = read_events(client, sid, 2, last_id=history[4]["id"], once_open=execute)
     assert [e["state"] for e in live] == ["running", "failed"]
 
 

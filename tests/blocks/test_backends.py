@@ -38,6 +38,10 @@ SIM = BackendInstance(
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """A server of this module's own, not the shared one: registration merges with every
+    backend block on the server and these tests check all that it finds, from a server
+    with none; and the instances they save (an IBM one, a remote ``gpu_box``) would be
+    taken up by any platform registered on the same server after them."""
     with PrefectServer(home=tmp_path_factory.mktemp("prefect"), ui=False) as running:
         yield running
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +36,7 @@ from limit_graph.deployments.server import PrefectServer
 from limit_graph.flows.runner import RunnerLoop
 from limit_graph.tasks.quantum.circuits import circuit_source
 from tests.blocks.ibm_responses.server import FakeIBMQuantum
+from tests.fixtures.waiting import wait_until
 
 SHOTS = 200
 JOB_PATH = re.compile(r"/jobs/[^/]+")
@@ -136,9 +136,7 @@ def test_estimate_returns_evs_and_stds_with_the_jobs_record(ibm: FakeIBMQuantum)
 
 def submitted_job(fake: FakeIBMQuantum) -> str:
     """The id of the first job submitted, once it is (within 10 s)."""
-    deadline = time.monotonic() + 10
-    while not (polled := fake.calls("GET", JOB_PATH)) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    polled = wait_until(lambda: fake.calls("GET", JOB_PATH), 10, 0.01, what="a job polled")
     return polled[0].path.split("/")[-1]
 
 
@@ -267,14 +265,8 @@ def test_the_target_block_holds_its_credentials_as_a_nested_block() -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    with PrefectServer(home=tmp_path_factory.mktemp("prefect"), ui=False) as running:
-        yield running
-
-
 async def test_a_runner_signs_in_with_the_key_of_the_instance_its_execution_was_routed_to(
-    ibm: FakeIBMQuantum, prefect: PrefectServer, tmp_path: Path
+    ibm: FakeIBMQuantum, scratch_blocks: PrefectServer, tmp_path: Path
 ) -> None:
     """The whole path: the instance's key in the config (here from its key file),
     ``limit prefect register`` saving it in the instance's credentials block, and the
@@ -287,6 +279,7 @@ async def test_a_runner_signs_in_with_the_key_of_the_instance_its_execution_was_
         '[backends.west]\ntype = "quantum"\nprovider = "ibm"\n'
     )
     settings = load_settings(config, environ={}, home=str(tmp_path / "home"))
+    prefect = scratch_blocks
     async with prefect_api(prefect.api_url) as client:
         await IBMQuantumCredentials.aregister_type_and_schema(client=client)
         # Where IBM is (the local stand-in) was set in the UI; the file brings the key.
@@ -318,7 +311,7 @@ async def test_a_runner_signs_in_with_the_key_of_the_instance_its_execution_was_
 
         routed = await runner._outcome(execution)
         fallback = await runner._outcome({**execution, "instance": "west"})
-        await asyncio.to_thread(EventsWorker.drain_all, 10)  # "loaded" events, before it stops
+        await asyncio.to_thread(EventsWorker.drain_all, 10)  # "loaded" events, sent here
 
     assert routed.state is ExecutionState.SUCCEEDED, routed.error
     [pub] = routed.result["pubs"]

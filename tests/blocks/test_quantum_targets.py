@@ -20,6 +20,7 @@ from limit_graph.core.errors import ConfigError, InvalidInput
 from limit_graph.core.settings import load_settings
 from limit_graph.deployments.register import prefect_api, register_platform
 from limit_graph.deployments.server import PrefectServer
+from tests.fixtures.prefect import unique_name
 
 SHA256 = re.compile(r"sha256:[0-9a-f]{64}$")
 
@@ -167,24 +168,23 @@ def test_estimate_with_a_precision_reports_it_as_the_standard_error() -> None:
 
 
 async def test_registration_adds_the_target_block_types_which_round_trip(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+    tmp_path: Path, scratch_blocks: PrefectServer
 ) -> None:
     settings = load_settings(environ={}, home=str(tmp_path / "home"))
-    with PrefectServer(home=tmp_path_factory.mktemp("prefect"), ui=False) as server:
-        await register_platform(
-            settings, server.api_url, platform_url="http://127.0.0.1:8080", runner_key="k"
-        )
-        async with prefect_api(server.api_url) as client:
-            for block in (AerTarget, FakeDeviceTarget):
-                slug = block.get_block_type_slug()
-                assert (await client.read_block_type_by_slug(slug)).name.startswith("LIMIT ")
-            await AerTarget(method="density_matrix", depolarizing_2q=0.02).asave(
-                "noisy-aer", client=client
-            )
-            await FakeDeviceTarget(device="manila", seed_simulator=4).asave("manila", client=client)
-            aer = await AerTarget.aload("noisy-aer", client=client)
-            fake = await FakeDeviceTarget.aload("manila", client=client)
-        await asyncio.to_thread(EventsWorker.drain_all, 10)  # "loaded" events, before it stops
+    server = scratch_blocks
+    noisy, manila = unique_name("noisy-aer"), unique_name("manila")
+    await register_platform(
+        settings, server.api_url, platform_url="http://127.0.0.1:8080", runner_key="k"
+    )
+    async with prefect_api(server.api_url) as client:
+        for block in (AerTarget, FakeDeviceTarget):
+            slug = block.get_block_type_slug()
+            assert (await client.read_block_type_by_slug(slug)).name.startswith("LIMIT ")
+        await AerTarget(method="density_matrix", depolarizing_2q=0.02).asave(noisy, client=client)
+        await FakeDeviceTarget(device="manila", seed_simulator=4).asave(manila, client=client)
+        aer = await AerTarget.aload(noisy, client=client)
+        fake = await FakeDeviceTarget.aload(manila, client=client)
+    await asyncio.to_thread(EventsWorker.drain_all, 10)  # "loaded" events, sent here
     assert aer.get_target().describe().options["method"] == "density_matrix"
     assert aer.get_target().describe().snapshot_id.startswith("aer-noise:")
     assert fake.get_target().name == "fake:manila" and fake.seed_simulator == 4

@@ -24,6 +24,7 @@ from sqlalchemy import text
 from limit_graph.cli.serve import prefect_ui_warning
 from limit_graph.deployments.server import PrefectServer, free_port, prefect_env
 from limit_graph.deployments.server_entry import ImmediateSqliteConfiguration
+from tests.fixtures.processes import stop
 
 POOLS = ("alpha", "beta", "gamma")
 WORKERS = 6
@@ -116,10 +117,7 @@ def test_workers_heartbeating_every_second_never_find_the_database_locked(
                 _heartbeats(server, seen)
                 time.sleep(0.5)
         finally:
-            for worker in workers:
-                worker.terminate()
-            for worker in workers:
-                worker.wait(30)
+            stop(*workers)
         journal = sqlite3.connect(home / "prefect.db").execute("PRAGMA journal_mode").fetchone()
     log = server.log_path.read_text(encoding="utf-8", errors="replace")
     assert "database is locked" not in log, log[-4000:]
@@ -150,8 +148,7 @@ def test_a_prefect_server_started_by_hand_on_another_port_is_flagged(tmp_path: P
             time.sleep(0.25)
         warning = prefect_ui_warning(api_url)
     finally:
-        server.terminate()
-        server.wait(30)
+        stop(server)
     assert warning is not None
     assert f"calls the API at http://127.0.0.1:4200/api, not {api_url}" in warning
     assert f"PREFECT_SERVER_UI_API_URL={api_url}" in warning

@@ -5,11 +5,8 @@ and both work against a real Prefect server: ``prefect deploy --all`` from the c
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,7 @@ from limit_graph.deployments.apply import (
 from limit_graph.deployments.register import prefect_api
 from limit_graph.deployments.server import PrefectServer, prefect_env
 from tests.fixtures.live import live_server
+from tests.fixtures.processes import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "test-admin-key-0123456789abcdef"
@@ -44,10 +42,11 @@ def _schedule(entry: dict[str, Any]) -> tuple[str, Any]:
     return ("cron", entry["cron"]) if "cron" in entry else ("interval", entry["interval"])
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    with PrefectServer(home=tmp_path_factory.mktemp("prefect"), ui=False) as running:
-        yield running
+@pytest.fixture
+def server(prefect_server: PrefectServer) -> PrefectServer:
+    """The suite's shared server: the tests read back only the deployments and pools named
+    in ``prefect.yaml``, which each test applies itself (applying is idempotent)."""
+    return prefect_server
 
 
 def test_every_deployment_resolves_to_its_flow_with_pool_and_parameters() -> None:
@@ -178,6 +177,5 @@ def test_prefect_deploy_all_and_a_worker_runs_the_flow(
             with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
                 run = run_deployment("limit-maintenance/verify-ledger", timeout=90)
         finally:
-            os.killpg(worker.pid, signal.SIGTERM)
-            worker.wait(30)
+            stop(worker, group=True)
     assert run.state is not None and run.state.is_completed(), run.state

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,40 +20,26 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from limit_graph.core.settings import load_settings
 from limit_graph.deployments.server import PrefectServer
 from tests.fixtures.live import LiveServer, live_server
+from tests.fixtures.processes import stop
+from tests.fixtures.waiting import wait_until
 
 LIMIT = str(Path(sys.executable).parent / "limit")
 ADMIN_KEY = "e2e-admin-key-0123456789abcdef"
 RUNNER_KEY = "e2e-runner-key-0123456789abcdef"
 
 
-@pytest.fixture(scope="module")
-def prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    with PrefectServer(tmp_path_factory.mktemp("prefect"), ui=False) as server:
-        yield server
-
-
 @pytest.fixture
-def platform(tmp_path: Path, prefect: PrefectServer) -> Iterator[LiveServer]:
+def platform(tmp_path: Path, prefect_server: PrefectServer) -> Iterator[LiveServer]:
     settings = load_settings(
         environ={},
         home=str(tmp_path / "home"),
         admin_api_key=ADMIN_KEY,
         dispatch__runner_api_key=RUNNER_KEY,
         storage__url=f"sqlite:///{tmp_path / 'platform.db'}",
-        prefect__api_url=prefect.api_url,
+        prefect__api_url=prefect_server.api_url,
     )
     with live_server(settings) as running:
         yield running
-
-
-def wait_until(check: Any, timeout_s: float = 60, every_s: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every_s)
-    raise AssertionError("timed out waiting")
 
 
 async def read_back(api_url: str, flow_run_id: str) -> tuple[Any, list[Any]]:
@@ -67,7 +52,7 @@ async def read_back(api_url: str, flow_run_id: str) -> tuple[Any, list[Any]]:
 
 
 def test_a_session_and_its_executions_on_every_backend_show_in_prefect(
-    platform: LiveServer, prefect: PrefectServer
+    platform: LiveServer, prefect_server: PrefectServer
 ) -> None:
     runners = [
         subprocess.Popen(
@@ -122,13 +107,10 @@ def test_a_session_and_its_executions_on_every_backend_show_in_prefect(
 
             flow_run_id = wait_until(mirrored)
     finally:
-        for runner in runners:
-            runner.terminate()
-        for runner in runners:
-            runner.wait(30)
+        stop(*runners)
 
     def task_runs_recorded() -> tuple[Any, list[Any]] | None:
-        flow_run, task_runs = asyncio.run(read_back(prefect.api_url, flow_run_id))
+        flow_run, task_runs = asyncio.run(read_back(prefect_server.api_url, flow_run_id))
         return (flow_run, task_runs) if len(task_runs) == len(executions) else None
 
     flow_run, task_runs = wait_until(task_runs_recorded, timeout_s=30, every_s=0.5)

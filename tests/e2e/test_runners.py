@@ -9,7 +9,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 
 from limit_graph.core.settings import load_settings
 from tests.fixtures.live import LiveServer, live_server
+from tests.fixtures.waiting import wait_until
 
 LIMIT = str(Path(sys.executable).parent / "limit")
 ADMIN_KEY = "e2e-admin-key-0123456789abcdef"
@@ -60,13 +60,11 @@ def start_runner(server: LiveServer, *extra: str) -> subprocess.Popen[str]:
 
 
 def wait_for(client: httpx.Client, path: str, states: set[str], timeout_s: float = 30) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def reached() -> Any:
         execution = client.get(path).json()
-        if execution["state"] in states:
-            return execution
-        time.sleep(0.05)
-    raise AssertionError(f"{path} never reached {states}: {execution}")
+        return execution if execution["state"] in states else None
+
+    return wait_until(reached, timeout_s, 0.05, what=f"{path} to reach {states}")
 
 
 def submit_sleep(client: httpx.Client, seconds: float) -> tuple[str, str]:

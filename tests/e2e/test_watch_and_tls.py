@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import ssl
-import subprocess
-import time
 from pathlib import Path
 
 import httpx
 
-from tests.fixtures.cli import LIMIT, Server, start
+from tests.fixtures.cli import clean_env, launch, start
 from tests.fixtures.live import free_port
 from tests.fixtures.tls import self_signed
 
@@ -41,25 +39,14 @@ def test_watch_follows_a_batch_until_the_queue_is_empty(tmp_path: Path) -> None:
 def test_up_serves_tls_with_hsts(tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     port = free_port()
-    process = subprocess.Popen(
-        [LIMIT, "up", "--no-prefect", "--bind", f"127.0.0.1:{port}", "--ssl-certfile", str(cert),
-         "--ssl-keyfile", str(key)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
-    server = Server(f"https://127.0.0.1:{port}", tmp_path, process, {})
+    url = f"https://127.0.0.1:{port}"
     context = ssl.create_default_context(cafile=str(cert))
+    server = launch(
+        tmp_path, clean_env(), url, "--bind", f"127.0.0.1:{port}",
+        "--ssl-certfile", str(cert), "--ssl-keyfile", str(key), verify=context,
+    )  # fmt: skip
     try:
-        for _ in range(300):
-            try:
-                health = httpx.get(server.url + "/health", verify=context, timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None:
-                    raise AssertionError(process.stdout.read() if process.stdout else "") from None
-                time.sleep(0.2)
+        health = httpx.get(server.url + "/health", verify=context, timeout=5)
         assert health.status_code == 200
         assert health.headers["strict-transport-security"].startswith("max-age=")
         try:
@@ -69,4 +56,4 @@ def test_up_serves_tls_with_hsts(tmp_path: Path) -> None:
             pass
     finally:
         printed = server.stop()
-    assert f"REST API: https://127.0.0.1:{port}" in printed
+    assert f"REST API: {url}" in printed

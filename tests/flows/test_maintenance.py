@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,15 +23,10 @@ from limit_graph.flows.maintenance import (
     expire_caches,
     verify_ledger,
 )
-from tests.api import conftest as api_tests
-from tests.api.conftest import ADMIN_KEY, Api, assert_problem
+from limit_graph.orchestration import maintenance
+from tests.fixtures.api import ADMIN_KEY, Api, assert_problem
+from tests.fixtures.clock import FakeUtcClock
 from tests.fixtures.live import live_server
-
-api = api_tests.api  # the REST fixture of tests/api: an app over SQLite, admin and tenant clients
-
-IDLE_S = 1.0
-ONE_SECOND_IN_DAYS = IDLE_S / 86_400
-
 
 SET_ACTOR = "UPDATE limit_ledger SET document = json_set(document, '$.actor', 'x') WHERE idx = ?"
 DROP = "DELETE FROM limit_ledger WHERE idx = ?"
@@ -50,7 +44,9 @@ async def _state(api: Api, session_id: str) -> SessionState:
     return session.state
 
 
-async def test_archive_idle_archives_only_sessions_without_recent_activity(api: Api) -> None:
+async def test_archive_idle_archives_only_sessions_without_recent_activity(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
     idle = await api.new_session(tags=["idle"])
     busy = await api.new_session(tags=["busy"])  # old, but runs an execution later
     done = await api.new_session()
@@ -65,16 +61,17 @@ async def test_archive_idle_archives_only_sessions_without_recent_activity(api: 
         json={"agent": "echo", "inputs": {}, "backend": "remote", "wait_s": 0},
     )
     assert queued.json()["state"] == "queued", queued.text
-    await asyncio.sleep(IDLE_S + 0.6)
+    # The archive runs a day later by its clock: all of the above is a day old, the
+    # execution and the session that follow are not.
+    idle_since = utcnow()
+    monkeypatch.setattr(maintenance, "utcnow", FakeUtcClock(idle_since + timedelta(days=1)))
     executed = await api.client.post(
         f"/sessions/{busy}/execute", json={"agent": "echo", "inputs": {"x": 1}}
     )
     assert executed.status_code == 200, executed.text
     fresh = await api.new_session()
 
-    response = await api.client.post(
-        "/maintenance/archive-idle", params={"idle_days": ONE_SECOND_IN_DAYS}
-    )
+    response = await api.client.post("/maintenance/archive-idle", params={"idle_days": 1})
 
     assert response.status_code == 200, response.text
     assert set(response.json()["archived"]) == {idle, done, foreign}
@@ -156,14 +153,8 @@ async def test_maintenance_is_for_the_admin_and_the_runners_only(
     assert as_runner.status_code == 200, as_runner.text
 
 
-@pytest.fixture(scope="module")
-def prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    with PrefectServer(home=tmp_path_factory.mktemp("prefect"), ui=False) as running:
-        yield running
-
-
 def test_the_flows_call_the_platform_and_fail_on_a_broken_ledger(
-    prefect: PrefectServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    prefect_server: PrefectServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = load_settings(
         environ={},
@@ -171,7 +162,10 @@ def test_the_flows_call_the_platform_and_fail_on_a_broken_ledger(
         admin_api_key=ADMIN_KEY,
         storage__url=f"sqlite:///{tmp_path / 'limit.db'}",
     )
-    with live_server(settings) as platform, temporary_settings({PREFECT_API_URL: prefect.api_url}):
+    with (
+        live_server(settings) as platform,
+        temporary_settings({PREFECT_API_URL: prefect_server.api_url}),
+    ):
         monkeypatch.setenv("LIMIT_API_URL", platform.url)
         monkeypatch.setenv(
             "LIMIT_RUNNER_API_KEY", (tmp_path / "home" / "runner.key").read_text().strip()
@@ -189,4 +183,4 @@ def test_the_flows_call_the_platform_and_fail_on_a_broken_ledger(
         assert state.is_failed()
         with pytest.raises(LedgerVerificationFailed, match="breaks at entry 0"):
             state.result()
-        APILogHandler().flush()  # the runs' logs go to this server, before it stops
+        APILogHandler().flush()  # the runs' logs go to the server before the settings change

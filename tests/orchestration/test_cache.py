@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from limit_graph.core.models import ExecutionState, utcnow
 from limit_graph.orchestration.cache import MEMORY_RESULT_BYTES, NAMESPACE, ResultCache
 from limit_graph.storage.database import DatabaseStorage
+from tests.fixtures.clock import FakeUtcClock
 from tests.fixtures.records import (
     commit_execution,
     commit_session,
@@ -67,10 +67,13 @@ async def test_a_stored_result_is_found_in_memory_then_by_another_process_in_the
 async def test_an_entry_expires_in_memory_as_in_the_store(storage: DatabaseStorage) -> None:
     session = await commit_session(storage, make_session())
     original = await commit_execution(storage, make_execution(session))
-    cache = ResultCache(storage, ttl_s=0.2)
+    # Stored a day ago by the cache's clock, for 0.2 s: expired in the store (which goes
+    # by the real time) at once, and in memory once the cache's clock has moved on.
+    clock = FakeUtcClock(utcnow() - timedelta(days=1))
+    cache = ResultCache(storage, ttl_s=0.2, clock=clock)
     await cache.store("k", original)
-    assert await cache.lookup("k") == original
-    await asyncio.sleep(0.3)
+    assert await cache.lookup("k") == original  # from memory: not expired by its clock
+    clock.advance(0.3)
     assert await cache.lookup("k") is None
     assert await storage.get_value(NAMESPACE, "k") is None
 

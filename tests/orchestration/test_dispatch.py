@@ -7,27 +7,17 @@ over the ASGI transport, or as ``limit runner`` processes where a process must d
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from limit_graph.api import create_app
-from limit_graph.core.settings import load_settings
-from limit_graph.flows.runner import RunnerLoop, report_slices
-from limit_graph.governance.auth import Principal
-from limit_graph.orchestration.platform import Platform
-from tests.api.conftest import assert_problem
-
-ADMIN_KEY = "test-admin-key-0123456789abcdef"
-RUNNER_KEY = "test-runner-key-0123456789abcdef"
-PLAIN_KEY = "test-plain-key-0123456789abcdef0"
+from limit_graph.flows.runner import report_slices
+from tests.fixtures.api import assert_problem
+from tests.fixtures.dispatch import PLAIN_KEY, Stack, running, stack
+from tests.fixtures.waiting import eventually
 
 TWO_REMOTES = {
     "backends": {
@@ -35,64 +25,6 @@ TWO_REMOTES = {
         "bad": {"type": "remote"},
     }
 }
-
-
-@dataclass
-class Stack:
-    client: httpx.AsyncClient
-    platform: Platform
-    transport: httpx.ASGITransport
-
-    def runner(
-        self, pool: str = "remote", instance: str | None = None, **options: Any
-    ) -> RunnerLoop:
-        options.setdefault("idle_exit_s", None)
-        return RunnerLoop(
-            "http://test", RUNNER_KEY, pool, instance, transport=self.transport, **options
-        )
-
-    async def session(self) -> str:
-        response = await self.client.post("/sessions", json={})
-        assert response.status_code == 201, response.text
-        return str(response.json()["id"])
-
-    async def execute(self, session_id: str, **body: Any) -> httpx.Response:
-        return await self.client.post(f"/sessions/{session_id}/execute", json=body)
-
-    async def actions(self, execution_id: str) -> list[str]:
-        entries = await self.platform.storage.list_entries(limit=100_000)
-        return [e.action for e in entries if e.resource_id == execution_id]
-
-
-@asynccontextmanager
-async def stack(tmp_path: Path, **overrides: Any) -> AsyncIterator[Stack]:
-    settings = load_settings(
-        environ={},
-        home=str(tmp_path / "home"),
-        admin_api_key=ADMIN_KEY,
-        dispatch__runner_api_key=RUNNER_KEY,
-        storage__url=f"sqlite:///{tmp_path / 'dispatch.db'}",
-        **overrides,
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        app.state.authenticator.add(PLAIN_KEY, Principal("carol", "default"))
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://test", headers={"X-API-Key": ADMIN_KEY}
-        ) as client:
-            yield Stack(client, app.state.platform, transport)
-
-
-@asynccontextmanager
-async def running(*loops: RunnerLoop) -> AsyncIterator[None]:
-    tasks = [asyncio.create_task(loop.run()) for loop in loops]
-    try:
-        yield
-    finally:
-        for loop in loops:
-            loop.stop()
-        await asyncio.wait_for(asyncio.gather(*tasks), 30)
 
 
 def session_routed_to(stack: Stack, instance: str) -> Callable[[str], bool]:
@@ -230,11 +162,10 @@ async def test_cancel_reaches_the_running_task_on_the_runner(tmp_path: Path) -> 
                 session_id, agent="sleep", inputs={"seconds": 30}, backend="remote", wait_s=0
             )
             execution_id = response.json()["id"]
-            for _ in range(100):
-                got = await s.client.get(f"/sessions/{session_id}/executions/{execution_id}")
-                if got.json()["state"] == "running":
-                    break
-                await asyncio.sleep(0.02)
+            path = f"/sessions/{session_id}/executions/{execution_id}"
+            await eventually(
+                lambda: s.client.get(path), lambda got: got.json()["state"] == "running", 10, 0.02
+            )
             cancelled = await s.client.post(
                 f"/sessions/{session_id}/executions/{execution_id}/cancel"
             )

@@ -1,4 +1,5 @@
-"""The Prefect mirror against a real Prefect server (one per module, restarted once).
+"""The Prefect mirror against a real Prefect server: the suite's shared one, and one of
+its own for the test that restarts it.
 
 The platform runs in this process on memory or SQLite storage and is driven through
 its services; what the mirror made is read back through Prefect's own client.  The
@@ -8,7 +9,6 @@ so task-run assertions poll until the expected runs are there.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -42,9 +42,16 @@ from tests.fixtures.mirror import (
 MIRROR_LOG = "limit_graph.orchestration.mirror"
 
 
-@pytest.fixture(scope="module")
-def prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect]:
-    holder = Prefect(PrefectServer(home=tmp_path_factory.mktemp("prefect"), ui=False).start())
+@pytest.fixture
+def prefect(prefect_server: PrefectServer) -> Prefect:
+    """The suite's shared server: each test reads back only its own sessions' flow runs."""
+    return Prefect(prefect_server)
+
+
+@pytest.fixture
+def restartable(tmp_path: Path) -> Iterator[Prefect]:
+    """A server of the test's own, which it stops and starts again."""
+    holder = Prefect(PrefectServer(home=tmp_path / "prefect", ui=False).start())
     try:
         yield holder
     finally:
@@ -329,9 +336,13 @@ async def test_an_unreachable_prefect_is_logged_once_and_loses_nothing(
 
 
 async def test_the_mirror_catches_up_after_prefect_restarts(
-    tmp_path: Path, prefect: Prefect, client: PrefectClient, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, restartable: Prefect, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with running_platform("sqlite", tmp_path) as platform:
+    prefect = restartable
+    async with (
+        running_platform("sqlite", tmp_path) as platform,
+        PrefectClient(api=prefect.api_url) as client,
+    ):
         mirror = PrefectMirror(
             platform.storage, prefect.api_url, telemetry=platform.telemetry, interval_s=0.2
         )
@@ -355,13 +366,17 @@ async def test_the_mirror_catches_up_after_prefect_restarts(
                 ExecutionState.FAILED,
             }
             await eventually(lambda: backlog(mirror), lambda b: b > 0)
-            await asyncio.sleep(2)  # several retries while Prefect is down
+            for _ in range(3):  # several retries while Prefect is down, besides the loop's
+                assert await mirror.run_once() == 0
             prefect.server = PrefectServer(home=home, port=port, ui=False).start()
             await eventually(lambda: backlog(mirror), lambda b: b == 0, 60)
         assert len([r for r in caplog.records if r.name == MIRROR_LOG]) == 1
 
-        runs = await eventually(lambda: task_runs(client, flow_run_id), lambda r: counted(r) >= 322)
-        await asyncio.sleep(1)
+        marker = await platform.sessions.create(ADMIN, SessionConfig())
+        await execute(platform, marker.id, "echo", {})
+        # the recorder works in order: once the later run is there, the others were handled
+        marked = await eventually(lambda: flow_run_of(mirror, marker.id), bool)
+        await eventually(lambda: task_runs(client, marked), bool, 60)
         runs = await task_runs(client, flow_run_id)
         assert counted(runs) == 322
         singles = [execution_tag(run) for run in runs if "grouped" not in run.tags]

@@ -21,16 +21,9 @@ from limit_graph.orchestration.router import (
     Router,
     target_family,
 )
+from tests.fixtures.clock import FakeClock
 
 REMOTE = BackendKind.REMOTE
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def session_ids(count: int, seed: int = 7) -> list[uuid.UUID]:

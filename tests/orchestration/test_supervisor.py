@@ -13,7 +13,7 @@ from pathlib import Path
 from limit_graph.core.models import BackendKind
 from limit_graph.flows.runner import RunnerLoop
 from limit_graph.orchestration.supervisor import RunnerSupervisor
-from tests.orchestration.test_dispatch import stack
+from tests.fixtures.dispatch import stack
 
 
 async def test_a_pool_with_work_gets_one_runner_which_exits_when_idle(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """The storage contract: one suite, run against every implementation of ``Storage``.
 
-Each test gets a started, empty store of one kind (memory, file, SQLite, Postgres);
-``-k postgres`` selects the Postgres runs.  The durability tests reopen a second
-instance on the same folder or database.
+Each test gets a started, empty store of one kind (memory, file, SQLite, Postgres; the
+fixtures are in ``tests/fixtures/backends.py``); ``-k postgres`` selects the Postgres runs.  The
+durability tests reopen a second instance on the same folder or database.
 """
 
 from __future__ import annotations
@@ -10,10 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,11 +25,9 @@ from limit_graph.core.models import (
     SessionState,
 )
 from limit_graph.storage.base import SessionFilter, Storage
-from limit_graph.storage.database import DatabaseStorage
-from limit_graph.storage.file import FileStorage
 from limit_graph.storage.ledger import GENESIS_HASH, EntryDraft, verify_chain
-from limit_graph.storage.memory import MemoryStorage
 from limit_graph.storage.paging import encode_cursor
+from tests.fixtures.backends import Backend
 from tests.fixtures.records import (
     T0,
     advanced,
@@ -44,59 +39,9 @@ from tests.fixtures.records import (
 
 ALL = SessionFilter()
 
-DURABLE = [
-    pytest.param("file", id="file"),
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-]
-BACKENDS = [pytest.param("memory", id="memory"), *DURABLE]
-
 
 class Boom(Exception):
     """Raised inside a transaction to make it fail."""
-
-
-# --- backends --------------------------------------------------------------------
-
-
-@dataclass
-class Backend:
-    """How to open a store of one kind; every call opens a new instance on the same data."""
-
-    kind: str
-    open: Callable[[], Storage]
-
-
-def _backend(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    if kind == "memory":
-        return Backend(kind, MemoryStorage)
-    if kind == "file":
-        return Backend(kind, lambda: FileStorage(tmp_path / "store"))
-    if kind == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
-        return Backend(kind, lambda: DatabaseStorage(url))
-    url = request.getfixturevalue("postgres_url")
-    return Backend(kind, lambda: DatabaseStorage(url))
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return _backend(request.param, request, tmp_path)
-
-
-@pytest.fixture(params=DURABLE)
-def durable_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return _backend(request.param, request, tmp_path)
-
-
-@pytest.fixture
-async def storage(backend: Backend) -> AsyncIterator[Storage]:
-    store = backend.open()
-    await store.start()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 # --- transactions ----------------------------------------------------------------

@@ -26,7 +26,7 @@ from limit_graph.tasks.quantum.maxcut import (
     solve_exact,
     solve_qaoa,
 )
-from tests.orchestration.test_dispatch import Stack, running, stack
+from tests.fixtures.dispatch import Stack, running, stack
 
 Edge = tuple[int, int, float]
 

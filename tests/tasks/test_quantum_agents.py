@@ -27,8 +27,8 @@ from limit_graph.tasks.quantum.agents import (
     sample,
 )
 from limit_graph.tasks.quantum.circuits import circuit_source
-from tests.api.conftest import assert_problem
-from tests.orchestration.test_dispatch import running, stack
+from tests.fixtures.api import assert_problem
+from tests.fixtures.dispatch import running, stack
 
 
 def ghz(n: int, *, measured: bool = True) -> QuantumCircuit:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -32,6 +33,7 @@ from limit_graph.api.routes import (
     reserved,
     runners,
     sessions,
+    workflows,
 )
 from limit_graph.api.schemas import ERROR_RESPONSES
 from limit_graph.core.settings import Settings
@@ -108,11 +110,13 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
             runners,
             maintenance,
             provenance,
+            workflows,
             reserved,
         )
     ]
     for router in routers:
         app.include_router(router)
+    _add_component_schemas(app, executions.execute_body_schemas())
     install_docs(app)
     app.state.route_methods = [
         (route.path_regex, route.methods)
@@ -123,3 +127,19 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
     configure_tracing(settings.telemetry.otlp_endpoint)
     FastAPIInstrumentor.instrument_app(app, excluded_urls="/health,/metrics")
     return app
+
+
+def _add_component_schemas(app: FastAPI, schemas: dict[str, Any]) -> None:
+    """Put schemas that routes refer to by hand (``openapi_extra``) in the document."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            components = document.setdefault("components", {}).setdefault("schemas", {})
+            for name, schema in schemas.items():
+                components.setdefault(name, schema)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -150,6 +150,9 @@ class ArchiveSummary(BaseModel):
 class AgentOut(BaseModel):
     id: str
     version: str
+    latest: bool = Field(
+        default=True, description="Whether this is the newest version, which a bare name means."
+    )
     description: str
     backends: list[BackendKind]
     deterministic: bool

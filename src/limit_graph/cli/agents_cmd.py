@@ -2,15 +2,18 @@
 
 Examples::
 
-    limit agents
-    limit agents show quantum.sample
+    limit agents                          # every version of every agent
+    limit agents show quantum.sample      # its newest version
+    limit agents show greet@1.0.0         # that version
     limit agents show echo --json | jq .input_schema
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections import Counter
+from collections.abc import Sequence
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
@@ -33,13 +36,23 @@ def list_agents(
     url: UrlOption = None,
     api_key: KeyOption = None,
 ) -> None:
-    """List the agents the platform can run (`limit agents show NAME` for one's schemas)."""
+    """List the agents the platform can run, each version of each (`limit agents show
+    NAME[@VERSION]` for one's schemas)."""
     if ctx.invoked_subcommand is not None:
         return
+    page = call(url, api_key, "GET", "/agents")
+    several = Counter(a["id"] for a in page["items"])
     print_listing(
-        call(url, api_key, "GET", "/agents"),
+        page,
         ("id", "version", "backends", "description"),
-        lambda a: (a["id"], a["version"], ",".join(a["backends"]), a["description"]),
+        lambda a: (
+            a["id"],
+            f"{a['version']} (newest)"
+            if several[a["id"]] > 1 and a.get("latest")
+            else a["version"],
+            ",".join(a["backends"]),
+            a["description"],
+        ),
         as_json=as_json,
         noun="agents",
     )
@@ -47,18 +60,27 @@ def list_agents(
 
 @agents_app.command("show")
 def show_agent(
-    name: str, as_json: JsonOption = False, url: UrlOption = None, api_key: KeyOption = None
+    name: Annotated[str, typer.Argument(metavar="NAME[@VERSION]")],
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
 ) -> None:
-    """Print agent NAME: version, backends, and its input and output JSON Schemas."""
-    agent = call(url, api_key, "GET", f"/agents/{quote(name, safe='')}")
+    """Print agent NAME (its newest version, or VERSION): backends, input and output
+    JSON Schemas."""
+    agent_id, version = name.partition("@")[::2]
+    params = {"version": version} if version else None
+    agent = call(url, api_key, "GET", f"/agents/{quote(agent_id, safe='')}", params=params)
     if as_json:
         print_json(agent)
         return
-    print_text(describe_agent(agent))
+    listing = call(url, api_key, "GET", "/agents")["items"]
+    versions = [a["version"] for a in listing if a["id"] == agent["id"]]
+    print_text(describe_agent(agent, versions))
 
 
-def describe_agent(agent: dict[str, Any]) -> str:
-    """The agent as a person reads it: a header, then each schema as indented JSON.
+def describe_agent(agent: dict[str, Any], versions: Sequence[str] = ()) -> str:
+    """The agent as a person reads it: a header (with the ``versions`` there are, when
+    several), then each schema as indented JSON.
 
     >>> print(describe_agent({"id": "echo", "version": "1", "description": "Echo.",
     ...     "backends": ["local"], "deterministic": True,
@@ -73,10 +95,16 @@ def describe_agent(agent: dict[str, Any]) -> str:
     <BLANKLINE>
     output schema:
     {}
+    >>> print(describe_agent({"id": "greet", "version": "1.0.0", "description": "Hi.",
+    ...     "backends": ["local"], "input_schema": {}, "output_schema": {}},
+    ...     ["1.0.0", "2.0.0"]).splitlines()[0])
+    greet 1.0.0 (backends: local; versions: 1.0.0, 2.0.0)
     """
     traits = [f"backends: {', '.join(agent['backends'])}"]
     if agent.get("deterministic"):
         traits.append("deterministic")
+    if len(versions) > 1:
+        traits.append(f"versions: {', '.join(versions)}")
     return "\n".join(
         [
             f"{agent['id']} {agent['version']} ({'; '.join(traits)})",

@@ -1,6 +1,13 @@
-"""A small HTTP client for the CLI: one server, one key, problems turned into errors.
+"""The CLI's client: the SDK (:mod:`limit_graph.client`) for one server and key, its
+errors turned into one-line :class:`CliError` messages.
 
 Which server and which key is :mod:`limit_graph.cli.target`'s business.
+
+>>> from limit_graph.client import error_for
+>>> print(describe(error_for(422, {"title": "Invalid input", "detail": "1 field failed",
+...     "errors": [{"loc": ["body", "inputs", "seconds"], "msg": "not a number"}]})))
+Invalid input (422): 1 field failed
+  body.inputs.seconds: not a number
 """
 
 from __future__ import annotations
@@ -10,9 +17,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import httpx
+from limit_graph.client import (
+    AsyncLimitClient,
+    LimitAPIError,
+    LimitClient,
+    LimitClientError,
+    LimitConnectionError,
+)
 
-__all__ = ["ApiClient", "CliError"]
+__all__ = ["ApiClient", "CliError", "describe"]
+
+TIMEOUT_S = 330.0
+"""Longer than the longest wait a request may ask the server for (300 s)."""
 
 
 class CliError(Exception):
@@ -21,6 +37,23 @@ class CliError(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def describe(error: LimitAPIError) -> str:
+    """A problem the server answered, as the CLI prints it: title, status and detail,
+    then each listed error (step and field for a workflow, else its location)."""
+    if not error.problem:
+        return f"HTTP {error.status}: {error.detail}"
+    text = f"{error.title} ({error.status}): {error.detail}"
+    for item in error.errors[:10]:
+        if "field" in item or "step" in item:
+            where = "  ".join(str(item.get(k) or "-") for k in ("step", "field"))
+        else:
+            where = ".".join(str(p) for p in item.get("loc", []))
+        text += f"\n  {where}: {item.get('msg')}"
+    if error.policy_ids:
+        text += f"\n  denied by: {', '.join(error.policy_ids)}"
+    return text
 
 
 class ApiClient:
@@ -37,53 +70,37 @@ class ApiClient:
     ) -> None:
         self.url = url.rstrip("/")
         self.origin = origin
-        self._http = httpx.Client(
-            base_url=self.url, headers={"X-API-Key": api_key}, timeout=330.0, verify=verify
-        )
+        self._key = api_key
+        self._verify = verify
+        self.sdk = LimitClient(self.url, api_key, timeout=TIMEOUT_S, verify=verify)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise CliError(self._unreachable(exc)) from None
-        if response.status_code >= 400:
-            raise CliError(self._describe(response))
-        if response.status_code == 204 or not response.content:
-            return None
-        return response.json()
+        """One request's JSON answer (``None`` when empty), problems as :class:`CliError`."""
+        with self.errors():
+            return self.sdk.request(method, path, **kwargs)
 
     @contextmanager
-    def stream(self, method: str, path: str) -> Iterator[httpx.Response]:
-        """A streamed response (no read timeout), raising :class:`CliError` on problems."""
+    def errors(self) -> Iterator[LimitClient]:
+        """The SDK client, with what it raises in the block turned into :class:`CliError`."""
         try:
-            with self._http.stream(method, path, timeout=httpx.Timeout(10.0, read=None)) as rsp:
-                if rsp.status_code >= 400:
-                    rsp.read()
-                    raise CliError(self._describe(rsp))
-                yield rsp
-        except httpx.TransportError as exc:
-            raise CliError(self._unreachable(exc)) from None
+            yield self.sdk
+        except LimitAPIError as exc:
+            raise CliError(describe(exc)) from None
+        except LimitConnectionError as exc:
+            raise CliError(self.unreachable(exc.reason)) from None
+        except LimitClientError as exc:
+            raise CliError(f"{self.url}: {exc}") from None
 
-    def _unreachable(self, exc: httpx.TransportError) -> str:
+    def async_sdk(self) -> AsyncLimitClient:
+        """An async SDK client for the same server and key (the caller closes it)."""
+        return AsyncLimitClient(self.url, self._key, timeout=TIMEOUT_S, verify=self._verify)
+
+    def unreachable(self, reason: str) -> str:
         return (
-            f"cannot reach LIMIT-Graph at {self.url} (address from {self.origin}): {exc}; "
+            f"cannot reach LIMIT-Graph at {self.url} (address from {self.origin}): {reason}; "
             "is `limit up` running with this configuration? (--url or LIMIT_API_URL "
             "names another server)"
         )
 
-    @staticmethod
-    def _describe(response: httpx.Response) -> str:
-        try:
-            problem = response.json()
-        except ValueError:
-            return f"HTTP {response.status_code}: {response.text[:500]}"
-        text = f"{problem.get('title', 'error')} ({response.status_code}): {problem.get('detail')}"
-        for error in problem.get("errors", [])[:10]:
-            where = ".".join(str(p) for p in error.get("loc", []))
-            text += f"\n  {where}: {error.get('msg')}"
-        if problem.get("policy_ids"):
-            text += f"\n  denied by: {', '.join(problem['policy_ids'])}"
-        return text
-
     def close(self) -> None:
-        self._http.close()
+        self.sdk.close()

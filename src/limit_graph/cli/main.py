@@ -10,6 +10,8 @@ Examples::
     limit exec <session-id> echo --inputs '{"hello": "world"}'
     limit session archive <session-id>
     limit agents show echo
+    limit run bell-sweep.yaml --param shots=500 --watch
+    limit workflow validate bell-sweep.yaml
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from limit_graph.cli.options import KeyOption, UrlOption, call
 from limit_graph.cli.output import print_json
 from limit_graph.cli.prefect_cmd import prefect_app
 from limit_graph.cli.prefect_cmd import worker as worker_command
+from limit_graph.cli.run_cmd import run as run_command
 from limit_graph.cli.runner_cmd import runner as runner_command
 from limit_graph.cli.sessions_cmd import session_app
 from limit_graph.cli.target import open_client
+from limit_graph.cli.workflow_cmd import workflow_app
 
 __all__ = ["app", "main"]
 
@@ -39,6 +43,7 @@ app = typer.Typer(help="LIMIT-Graph: governed workflows for hybrid quantum-class
 app.add_typer(session_app, name="session")
 app.add_typer(agents_app, name="agents")
 app.add_typer(prefect_app, name="prefect")
+app.add_typer(workflow_app, name="workflow")
 err = Console(stderr=True)
 
 
@@ -109,26 +114,49 @@ def exec_agent(
 
 
 app.command("runner")(runner_command)
+app.command("run")(run_command)
 app.command("worker")(worker_command)
 
 
 @app.command("watch")
 def watch(
-    session_id: str,
+    session_id: Annotated[str | None, typer.Argument(help="The session to watch.")] = None,
+    session: Annotated[
+        str | None, typer.Option("--session", help="The session (instead of SESSION_ID).")
+    ] = None,
+    workflow: Annotated[
+        str | None,
+        typer.Option(
+            "--workflow", help="Watch this workflow run's steps (exit 1 unless it succeeds)."
+        ),
+    ] = None,
     follow: Annotated[
         bool, typer.Option("--follow", help="Keep watching after the queue empties.")
     ] = False,
     url: UrlOption = None,
     api_key: KeyOption = None,
 ) -> None:
-    """Show a session's executions by state, live, until none is queued or running."""
-    from limit_graph.cli.watch import watch_session
+    """Show a session's executions live until none runs; with --workflow, a run's steps."""
+    from limit_graph.cli.inputs import require_uuid
+    from limit_graph.cli.watch import watch_session, watch_workflow
 
+    if session_id and session and session_id != session:
+        raise CliError("name the session once: SESSION_ID or --session")
+    target = session_id or session
+    if target is None:
+        raise CliError("which session? limit watch SESSION_ID [--workflow RUN_ID]")
+    if workflow is not None and follow:
+        raise CliError("--follow watches a session; a workflow run is watched until it ends")
     client = open_client(url, api_key)
     try:
-        watch_session(client, session_id, follow=follow, console=Console())
+        if workflow is None:
+            watch_session(client, target, follow=follow, console=Console())
+            return
+        run = watch_workflow(client, require_uuid(target, "session"), workflow, Console())
     finally:
         client.close()
+    if run.state != "succeeded":
+        raise typer.Exit(1)
 
 
 @app.command("bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

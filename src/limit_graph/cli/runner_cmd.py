@@ -4,6 +4,8 @@ The same loop as the ``limit-runner`` flow (``flows/runner.py``), for a machine 
 is not a Prefect worker, for drills and for tests.  The key comes from ``--api-key``,
 ``LIMIT_RUNNER_API_KEY`` (or ``dispatch.runner_api_key`` of the configuration) or
 ``runner.key`` in the configuration's home (``LIMIT_HOME``, ``.limit`` by default).
+Agents come from the entry points and the configuration's ``[agents] paths``
+(``LIMIT_CONFIG``, or ``LIMIT_AGENT_PATHS``), as the platform's own.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import typer
 
 from limit_graph.cli.client import CliError
 from limit_graph.cli.target import Configuration
+from limit_graph.core.errors import ConfigError
 from limit_graph.core.logs import configure_logging
 
 __all__ = ["runner"]
@@ -45,18 +48,23 @@ def runner(
 
     if pool not in ("local", "remote", "quantum"):
         raise CliError(f"unknown pool {pool!r}: use local, remote or quantum")
-    key = Configuration().runner_key(api_key)
+    configuration = Configuration()
+    key = configuration.runner_key(api_key)
     url = api_url or os.environ.get("LIMIT_API_URL") or "http://127.0.0.1:8080"
     configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper(), json_format=True)
-    loop = RunnerLoop(
-        url,
-        key,
-        pool,
-        instance,
-        concurrency=concurrency,
-        idle_exit_s=idle_exit_s,
-        fault_rate=fault_rate,
-    )
+    try:
+        loop = RunnerLoop(
+            url,
+            key,
+            pool,
+            instance,
+            concurrency=concurrency,
+            idle_exit_s=idle_exit_s,
+            fault_rate=fault_rate,
+            agent_paths=configuration.settings.agents.paths,
+        )
+    except ConfigError as exc:  # an agent file that does not load
+        raise CliError(str(exc)) from None
     try:
         summary = asyncio.run(loop.run())
     except (ConnectionError, RunnerRefused) as exc:

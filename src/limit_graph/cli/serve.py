@@ -26,6 +26,7 @@ from limit_graph.cli.client import CliError
 from limit_graph.cli.record import remove_record, write_record
 from limit_graph.cli.stack import Shutdown, Stack
 from limit_graph.cli.target import connect_url
+from limit_graph.core.agents import AgentRegistry
 from limit_graph.core.errors import ConfigError
 from limit_graph.core.logs import configure_logging
 from limit_graph.core.settings import ConfigWarning, Settings, load_settings
@@ -156,6 +157,10 @@ def serve(
         logger.handlers.clear()
         logger.propagate = True
     print(f"LIMIT-Graph {settings.mode} mode, {describe_storage(settings)}", flush=True)
+    try:  # a broken agent file stops here, said in a line, before anything has started
+        AgentRegistry.discover(settings.agents.paths)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
     try:
         with Stack(settings.home) as stack:
             if start_server:
@@ -208,6 +213,7 @@ def _with_prefect(
         from limit_graph.deployments.apply import WORK_POOLS
 
         env = {"LIMIT_API_URL": platform_url(settings), "LIMIT_RUNNER_API_KEY": runner_key}
+        env["LIMIT_AGENT_PATHS"] = os.pathsep.join(str(p) for p in settings.agents.paths)
         stack.start_workers(api_url, WORK_POOLS, env)
         logs = settings.home / "prefect" / "worker-<pool>.log"
         print(f"Prefect workers: {', '.join(WORK_POOLS)} (logs: {logs})")

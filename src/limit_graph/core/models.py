@@ -278,6 +278,11 @@ class WorkflowRun(_Record):
     spec: dict[str, Any] = Field(description="The validated spec, as JSON, that this run runs.")
     spec_sha256: str
     steps: list[StepRun]
+    agents: dict[str, str] = Field(
+        default_factory=dict,
+        description="Step id → the agent version this run uses (`name@version`), fixed when "
+        "the run was made.",
+    )
     actor: str
     created_at: datetime
     started_at: datetime | None = None

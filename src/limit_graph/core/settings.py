@@ -5,7 +5,7 @@ The environment variables are the ones the platform has always documented:
 ``LIMIT_*`` family (``LIMIT_CONFIG``, ``LIMIT_HOME``, ``LIMIT_MODE``,
 ``LIMIT_ADMIN_API_KEY``, and ``LIMIT_BACKEND_<NAME>_API_KEY`` per backend instance).
 The file (``--config`` or ``LIMIT_CONFIG``) has the sections ``[server]``,
-``[storage]`` and ``[backends]``::
+``[storage]``, ``[backends]`` and ``[agents]`` (and more, each a model below)::
 
     [server]
     bind_address = "127.0.0.1:8080"
@@ -22,6 +22,12 @@ The file (``--config`` or ``LIMIT_CONFIG``) has the sections ``[server]``,
     type = "quantum"
     provider = "ibm"             # aer | fake | ibm: the target family it serves
     api_key_file = "ibm.key"     # or LIMIT_BACKEND_QUANTUM_API_KEY; api_key = "..." in dev
+
+    [agents]
+    paths = ["agents"]           # folders of @agent files; or LIMIT_AGENT_PATHS (os.pathsep)
+
+Relative paths in the file (``api_key_file``, ``[agents] paths``) are relative to the
+file's folder; those of variables and overrides, to the working directory.
 
 An unknown key or a bad value is a :class:`ConfigError` naming the key and the file.
 A key that needs care but still works (an API key written in the file, in dev mode) is a
@@ -259,6 +265,7 @@ _ENV_PATHS: dict[str, tuple[str, ...]] = {
     "LIMIT_PREFECT_WORKERS": ("prefect", "workers"),
     "LIMIT_STORAGE": ("storage", "type"),
     "LIMIT_CORS_ORIGINS": ("server", "cors_origins"),
+    "LIMIT_AGENT_PATHS": ("agents", "paths"),
     "PREFECT_API_URL": ("prefect", "api_url"),
 }
 
@@ -301,6 +308,7 @@ def load_settings(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
         tree["source"] = str(file)
+        _anchor_agent_paths(tree, file.parent)
     for var, key_path in _ENV_PATHS.items():
         if env.get(var):
             value: Any = env[var]
@@ -308,6 +316,8 @@ def load_settings(
                 value = value.upper()
             elif var == "LIMIT_CORS_ORIGINS":
                 value = [origin.strip() for origin in value.split(",") if origin.strip()]
+            elif var == "LIMIT_AGENT_PATHS":
+                value = [part for part in value.split(os.pathsep) if part.strip()]
             _set_path(tree, key_path, value)
     if env.get("DATABASE_URL"):
         _set_path(tree, ("storage", "type"), "database")
@@ -338,4 +348,17 @@ def load_settings(
         origin=origin,
     )
     backends = settings.backends.model_copy(update={"instances": instances})
-    return settings.model_copy(update={"backends": backends})
+    folders = [folder.expanduser().absolute() for folder in settings.agents.paths]
+    agents = settings.agents.model_copy(update={"paths": folders})
+    return settings.model_copy(update={"backends": backends, "agents": agents})
+
+
+def _anchor_agent_paths(tree: dict[str, Any], config_dir: Path) -> None:
+    """Make the file's relative ``[agents] paths`` relative to its folder, not the
+    working directory (anything but a list of strings is left to validation)."""
+    section = tree.get("agents")
+    paths = section.get("paths") if isinstance(section, dict) else None
+    if isinstance(section, dict) and isinstance(paths, list):
+        section["paths"] = [
+            str(config_dir / Path(p).expanduser()) if isinstance(p, str) else p for p in paths
+        ]

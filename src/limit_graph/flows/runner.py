@@ -23,9 +23,10 @@ import random
 import signal
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -37,6 +38,7 @@ from limit_graph.core.agents import AgentRegistry, AgentSpec
 from limit_graph.core.errors import LimitError
 from limit_graph.core.models import ErrorInfo, ExecutionState
 from limit_graph.core.running import Outcome, error_info, run_agent, running_on
+from limit_graph.core.settings import load_settings
 
 __all__ = ["RunnerLoop", "RunnerRefused", "RunnerSummary", "runner"]
 
@@ -129,6 +131,7 @@ class RunnerLoop:
         concurrency: int = 16,
         idle_exit_s: float | None = 60.0,
         registry: AgentRegistry | None = None,
+        agent_paths: Sequence[Path] = (),
         fault_rate: float = 0.0,
         runner_id: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -139,7 +142,7 @@ class RunnerLoop:
         self.instance = instance
         self.concurrency = max(1, concurrency)
         self.idle_exit_s = idle_exit_s
-        self.registry = registry or AgentRegistry.from_entry_points()
+        self.registry = registry or AgentRegistry.discover(agent_paths)
         self.fault_rate = fault_rate
         self.runner_id = runner_id or f"{pool}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.summary = RunnerSummary(self.runner_id, pool, instance)
@@ -390,6 +393,15 @@ async def runner(
 ) -> dict[str, Any]:
     """Serve one pool until idle for ``idle_exit_s`` or told to stop (SIGTERM drains)."""
     url, key = await runner_endpoint(api_url)
-    loop = RunnerLoop(url, key, pool, instance, concurrency=concurrency, idle_exit_s=idle_exit_s)
+    folders = load_settings().agents.paths  # LIMIT_CONFIG's [agents] paths, LIMIT_AGENT_PATHS
+    loop = RunnerLoop(
+        url,
+        key,
+        pool,
+        instance,
+        concurrency=concurrency,
+        idle_exit_s=idle_exit_s,
+        agent_paths=folders,
+    )
     summary = await loop.run()
     return summary.as_dict()

@@ -1,8 +1,11 @@
-"""Archive bundles: a session, its executions and its ledger entries, verifiable offline.
+"""Archive bundles: a session, its executions, its workflow runs and its ledger entries,
+verifiable offline.
 
 ``bundle_sha256`` is the SHA-256 of the canonical JSON of the bundle without that
 field.  :func:`verify_bundle` re-checks every hash and ties each record to the ledger
 entry that wrote it, so any edit to the bundle is found and the first bad part named.
+Bundles made before workflows existed have no ``workflow_runs``: they read as having
+none, and verify as they did.
 """
 
 from __future__ import annotations
@@ -10,12 +13,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from limit_graph.core.canonical import sha256_hex
 from limit_graph.core.errors import InvalidInput
-from limit_graph.core.models import Execution, ProvenanceEntry, Session, utcnow
-from limit_graph.storage.base import execution_draft, session_draft
+from limit_graph.core.models import Execution, ProvenanceEntry, Session, WorkflowRun, utcnow
+from limit_graph.storage.base import execution_draft, session_draft, workflow_run_draft
 from limit_graph.storage.ledger import verify_chain
 
 __all__ = ["BUNDLE_FORMAT", "ArchiveBundle", "build_bundle", "parse_bundle", "verify_bundle"]
@@ -30,18 +33,24 @@ class ArchiveBundle(BaseModel):
     archived_at: datetime
     session: Session
     executions: list[Execution]
+    workflow_runs: list[WorkflowRun] = Field(default_factory=list)
     entries: list[ProvenanceEntry]
     bundle_sha256: str
 
 
 def build_bundle(
-    session: Session, executions: list[Execution], entries: list[ProvenanceEntry]
+    session: Session,
+    executions: list[Execution],
+    entries: list[ProvenanceEntry],
+    workflow_runs: list[WorkflowRun] | None = None,
 ) -> dict[str, Any]:
+    """The bundle of a session as it is now: its records and every entry of its ledger."""
     body: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "archived_at": utcnow().isoformat().replace("+00:00", "Z"),
         "session": session.document(),
         "executions": [e.document() for e in executions],
+        "workflow_runs": [r.document() for r in workflow_runs or []],
         "entries": [e.document() for e in entries],
     }
     return {**body, "bundle_sha256": sha256_hex(body)}
@@ -96,3 +105,28 @@ def verify_bundle(bundle: ArchiveBundle) -> None:
             raise _reject(
                 f"execution {execution.id} does not match its ledger entry {recorded.index}"
             )
+    _verify_workflow_runs(bundle)
+
+
+def _verify_workflow_runs(bundle: ArchiveBundle) -> None:
+    """Each run matches the last entry recorded for it, and every run the entries record
+    is in the bundle (a run cannot be left out unnoticed)."""
+    last_entries: dict[str, ProvenanceEntry] = {}
+    for entry in bundle.entries:
+        if entry.resource_type == "workflow_run":
+            last_entries[entry.resource_id] = entry
+    carried = {str(run.id) for run in bundle.workflow_runs}
+    if len(carried) != len(bundle.workflow_runs):
+        raise _reject("a workflow run is in the bundle twice")
+    for run in bundle.workflow_runs:
+        if run.session_id != bundle.session.id:
+            raise _reject(f"workflow run {run.id} belongs to another session")
+        recorded = last_entries.get(str(run.id))
+        if recorded is None:
+            raise _reject(f"workflow run {run.id} has no ledger entry in the bundle")
+        payload = workflow_run_draft(run, actor=recorded.actor, action=recorded.action).payload
+        if sha256_hex(payload) != recorded.payload_sha256:
+            raise _reject(f"workflow run {run.id} does not match its ledger entry {recorded.index}")
+    missing = sorted(set(last_entries) - carried)
+    if missing:
+        raise _reject(f"workflow run {missing[0]} is in the ledger entries but not in the bundle")

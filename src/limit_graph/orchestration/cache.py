@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -59,11 +60,17 @@ def cache_key(agent: AgentSpec, inputs: dict[str, Any], backend: BackendKind) ->
 
 class ResultCache:
     def __init__(
-        self, storage: Storage, *, ttl_s: float = 86_400.0, memory_entries: int = MEMORY_ENTRIES
+        self,
+        storage: Storage,
+        *,
+        ttl_s: float = 86_400.0,
+        memory_entries: int = MEMORY_ENTRIES,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.storage = storage
         self.ttl_s = ttl_s
         self.memory_entries = memory_entries
+        self._clock = clock  # "now" for expiries set and checked here; the store keeps its own
         self._memory: OrderedDict[str, tuple[Execution, datetime]] = OrderedDict()
 
     async def lookup(self, key: str) -> Execution | None:
@@ -71,7 +78,7 @@ class ResultCache:
         kept = self._memory.get(key)
         if kept is not None:
             original, expires_at = kept
-            if expires_at > utcnow():
+            if expires_at > self._clock():
                 self._memory.move_to_end(key)
                 return original
             del self._memory[key]
@@ -86,7 +93,7 @@ class ResultCache:
         return stored
 
     async def store(self, key: str, execution: Execution) -> None:
-        expires_at = utcnow() + timedelta(seconds=self.ttl_s)
+        expires_at = self._clock() + timedelta(seconds=self.ttl_s)
         await self.storage.put_value(
             NAMESPACE,
             key,

@@ -37,6 +37,7 @@ from limit_graph.core.models import (
     Execution,
     ExecutionState,
     Session,
+    WorkflowTag,
     utcnow,
 )
 from limit_graph.core.running import Outcome, run_agent
@@ -59,7 +60,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 300.0
 CANCELLED = ErrorInfo(type="Cancelled", message="cancelled before it finished")
+INTERRUPTED = ErrorInfo(
+    type="Interrupted", message="the platform stopped while it ran", retryable=True
+)
 LOCAL_INSTANCE = "local"
+WAIT_SLICE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,11 @@ class ExecuteCommand:
     """Local work only: ``False`` sends it to the ``local`` pool's runners."""
     allow_cached: bool = False
     fan_out: tuple[str, ...] = ()
+    workflow: WorkflowTag | None = None
+    """Set by the workflow engine: the run, step and map item this execution is for."""
+    new_key: bool = False
+    """The caller made ``idempotency_key`` just now (a workflow step's first try): no
+    earlier execution can have it, so it is not looked up (the write still checks)."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +158,7 @@ class ExecutionService:
         )
         self._running: dict[uuid.UUID, asyncio.Task[Execution]] = {}
         self._cache_on_success: dict[uuid.UUID, str] = {}
+        self._closing = False
 
     def _validate_inputs(self, agent: AgentSpec, inputs: dict[str, Any]) -> BaseModel:
         try:
@@ -167,7 +178,7 @@ class ExecutionService:
         >>> # done = await executions.execute(p, sid, ExecuteCommand("echo", {"x": 1}))
         """
         agent, validated, session, backend = await self._admit(principal, session_id, command)
-        if command.idempotency_key is not None:
+        if command.idempotency_key is not None and not command.new_key:
             earlier = await self.storage.find_execution_by_key(session_id, command.idempotency_key)
             if earlier is not None:
                 return earlier
@@ -225,12 +236,13 @@ class ExecutionService:
         self, principal: Principal, session_id: uuid.UUID, command: ExecuteCommand
     ) -> tuple[AgentSpec, BaseModel, Session, BackendKind]:
         """Validate the request and run the pre-task checks; a denial is recorded."""
-        if command.agent not in self.registry:
+        try:
+            agent = self.registry.find(command.agent)
+        except NotFound as exc:  # its detail names the versions a known name has
             raise InvalidInput(
-                f"no agent named {command.agent!r}",
+                exc.detail,
                 [{"loc": ["body", "agent"], "msg": "unknown agent", "type": "value_error"}],
-            )
-        agent = self.registry.find(command.agent)
+            ) from None
         validated = self._validate_inputs(agent, command.inputs)
         session = require_visible(await self.sessions.load(session_id), principal, session_id)
         backend = command.backend or session.config.default_backend or self.default_backend
@@ -292,6 +304,7 @@ class ExecutionService:
             idempotency_key=command.idempotency_key,
             timeout_s=command.timeout_s or session.config.timeout_s,
             actor=principal.name,
+            workflow=command.workflow,
         )
         stored = await self._write(hit, "execution.cache_hit", require_active_session=True)
         if stored.id == hit.id:
@@ -328,11 +341,26 @@ class ExecutionService:
             idempotency_key=key,
             timeout_s=command.timeout_s or session.config.timeout_s or DEFAULT_TIMEOUT_S,
             actor=principal.name,
+            workflow=command.workflow,
         )
         stored = await self._write(queued, "execution.queued", require_active_session=True)
         if stored.id == queued.id:
             self.dispatcher.submit(stored, pinned=pinned, family=family)
         return stored
+
+    async def wait_final(self, execution: Execution) -> Execution:
+        """The execution's final record, however long it takes (its own timeout bounds
+        it): work running in this process is awaited, dispatched work is waited for."""
+        while not execution.state.is_final:
+            task = self._running.get(execution.id)
+            if task is not None:
+                return await asyncio.shield(task)
+            final = await self.dispatcher.wait_final(execution.id, WAIT_SLICE_S)
+            if final is not None:
+                return final
+            stored = await self.storage.get_execution(execution.id)
+            execution = stored or execution
+        return execution
 
     async def _await_final(self, execution: Execution, wait_s: float) -> Execution:
         if execution.state.is_final or wait_s <= 0:
@@ -371,18 +399,47 @@ class ExecutionService:
             idempotency_key=command.idempotency_key,
             timeout_s=command.timeout_s or session.config.timeout_s,
             actor=principal.name,
+            workflow=command.workflow,
         )
         if not agent.is_async and not agent.blocking:
             return await self._run_at_once(agent, validated, new)
         execution = await self._write(new, "execution.started", require_active_session=True)
         if execution.id != new.id:
             return execution  # the same idempotency key won a race
+        task = self._start_inline(agent, validated, execution)
+        done, _ = await asyncio.wait({task}, timeout=command.wait_s)
+        return task.result() if done else execution
+
+    def _start_inline(
+        self, agent: AgentSpec, validated: BaseModel, execution: Execution
+    ) -> asyncio.Task[Execution]:
         self.telemetry.running.labels(execution.backend.value).inc()
         task = asyncio.create_task(self._run(agent, validated, execution))
         self._running[execution.id] = task
         task.add_done_callback(lambda _: self._running.pop(execution.id, None))
-        done, _ = await asyncio.wait({task}, timeout=command.wait_s)
-        return task.result() if done else execution
+        return task
+
+    async def carry_on(self, execution: Execution) -> Execution:
+        """Local work a stopped process left unfinished (recorded ``running`` or
+        ``queued``, run by nobody now): run it again here as its next attempt, in the
+        same record.  A final execution is returned as it is."""
+        current = await self.storage.get_execution(execution.id) or execution
+        if current.state.is_final or current.id in self._running:
+            return current
+        agent = self.registry.get(current.agent, current.agent_version)
+        validated = self._validate_inputs(agent, current.inputs)
+        restarted = current.model_copy(
+            update={
+                "state": ExecutionState.RUNNING,
+                "instance": LOCAL_INSTANCE,
+                "attempts": current.attempts + 1,
+                "started_at": utcnow(),
+                "error": None,
+            }
+        )
+        stored = await self._write(restarted, "execution.started")
+        self._start_inline(agent, validated, stored)
+        return stored
 
     async def _run_at_once(
         self, agent: AgentSpec, inputs: BaseModel, started: Execution
@@ -470,7 +527,12 @@ class ExecutionService:
             try:
                 outcome = await run_agent(agent, inputs, execution.timeout_s or DEFAULT_TIMEOUT_S)
             except asyncio.CancelledError:
-                outcome = Outcome(ExecutionState.CANCELLED, error=CANCELLED)
+                if self._closing and execution.workflow is not None:
+                    return execution  # left running: the workflow carries it on at next start
+                if self._closing:
+                    outcome = Outcome(ExecutionState.FAILED, error=INTERRUPTED)
+                else:
+                    outcome = Outcome(ExecutionState.CANCELLED, error=CANCELLED)
             span.set_attribute("limit.state", outcome.state.value)
             finishing = asyncio.ensure_future(self._finish(execution, outcome))
             try:
@@ -587,8 +649,10 @@ class ExecutionService:
         await self.dispatcher.start()
 
     async def close(self) -> None:
-        """Cancel work still running here; each is recorded ``cancelled``.  Queued and
+        """Stop work still running here; each is recorded ``failed`` with the retryable
+        error ``Interrupted`` (the platform stopped, nobody cancelled it).  Queued and
         leased work stays queued in the store, for the next start."""
+        self._closing = True
         await self.dispatcher.close()
         tasks = list(self._running.values())
         for task in tasks:

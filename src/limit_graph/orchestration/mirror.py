@@ -1,17 +1,21 @@
-"""The Prefect mirror: sessions as flow runs, executions as task runs, from the ledger.
+"""The Prefect mirror: sessions and workflow runs as flow runs, executions as task runs.
 
 The request path never waits on Prefect (DESIGN.md, "Principles"): the mirror follows
 the provenance ledger in a background task, from a cursor kept in the store, and makes
 
-- each session a flow run of flow ``limit-session``, named ``session-<8 hex>``, tagged
-  ``session:<uuid>`` and ``tenant:<name>``, created with the session id as idempotency
-  key (a replay finds the same run); Running while active, Completed when completed
-  or archived, Cancelled when deleted;
+- each session a flow run of flow ``limit-session``, Running while active, Completed
+  when completed or archived, Cancelled when deleted, with a table of its executions
+  and a markdown summary as artifacts once it completes (``mirror_sessions``);
 - each finished execution a task run under it, tagged ``agent:``, ``backend:``,
   ``instance:`` and ``execution:``, with the execution's own start and end and its
-  final state (Completed, Cached, Failed, TimedOut (a Failed state), Cancelled);
-- on completion or archive, a table artifact of the executions (first 1,000) and a
-  markdown summary (counts, ledger size and last entry hash, link to the results).
+  final state (Completed, Cached, Failed, TimedOut (a Failed state), Cancelled)
+  (``mirror_views``);
+- each workflow run a flow run of flow ``limit-workflow``, a child of its session's
+  (nested under it in the UI), Pending, Running, then Completed, Failed or Cancelled,
+  with the run's artifacts once it ends (``mirror_workflow_views``,
+  ``mirror_workflows``); each execution of one of its steps (each map item, each
+  retry) a task run of that flow run, never grouped, whose ``task_inputs`` name the
+  task runs of its upstream executions, so Prefect's run graph draws the DAG.
 
 How task runs get into Prefect, measured on this machine (2 cores; a Prefect 3.9.1
 server on SQLite, default settings; one flow run holding the task runs):
@@ -36,7 +40,8 @@ Above ``task_runs_per_s`` the mirror groups a read's finished executions per (se
 agent, backend, instance, final state) into one task run named e.g. ``echo ×240
 succeeded``, tagged ``grouped``, ``count:240`` and ``results:/sessions/<id>/results``,
 spanning the group's earliest start to latest end: the Prefect UI accounts for every
-execution, the platform's store holds each one.
+execution, the platform's store holds each one.  Workflow steps are never grouped (the
+DAG needs every node); they count against the same budget, which paces the reads.
 
 Durability and idempotency: the cursor (namespace ``mirror``, key ``cursor``,
 ``{"index": n}``: the last entry fully mirrored) advances only after Prefect accepted
@@ -46,9 +51,10 @@ sending anything for a read the mirror records where that read ends and whether 
 is grouped (``chunk_end``, ``grouped``), so a restart re-reads exactly those entries
 and groups them as before, whatever the budget is now, and so sends the same ids.
 Everything it sends is keyed by what it shows: task runs and their events by uuid5
-ids, a flow run by its session's idempotency key; a flow-run state sent again is
-skipped when the run is already in it, and an artifact, which Prefect would keep as
-one more version, is looked up by key and description before it is published again.
+ids, a flow run by the idempotency key of its session or workflow run (the task run
+standing for a workflow run in its session's flow run by a uuid5 id); a flow-run
+state sent again is skipped when the run is already in it, and an artifact, which
+Prefect would keep as one more version, is looked up before it is published again.
 While Prefect is down the mirror keeps its cursor, logs once, retries with a capped
 backoff and then catches up.
 
@@ -61,94 +67,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-import httpx
-
-from limit_graph.core.models import ProvenanceEntry, utcnow
-from limit_graph.orchestration.mirror_views import (
-    TABLE_ROWS,
-    FinishedExecution,
-    MirroredTaskRun,
-    execution_rows,
-    summary_markdown,
+from limit_graph.core.models import utcnow
+from limit_graph.orchestration.mirror_plan import Chunk, Read, task_runs
+from limit_graph.orchestration.mirror_prefect import PrefectApi, Unavailable
+from limit_graph.orchestration.mirror_sessions import FLOW_NAME, FLOW_RUNS, SessionRuns
+from limit_graph.orchestration.mirror_views import TABLE_ROWS, MirroredTaskRun
+from limit_graph.orchestration.mirror_workflow_views import (
+    WORKFLOW_FINAL_ACTIONS,
+    WORKFLOW_FLOW_NAME,
+    WORKFLOW_STATE_ACTIONS,
 )
+from limit_graph.orchestration.mirror_workflows import WorkflowRuns
 from limit_graph.orchestration.telemetry import Telemetry
 from limit_graph.storage.base import Storage
 
-__all__ = ["FLOW_NAME", "PrefectMirror", "TABLE_ROWS"]
+__all__ = [
+    "CURSOR_KEY",
+    "FLOW_NAME",
+    "FLOW_RUNS",
+    "NAMESPACE",
+    "TABLE_ROWS",
+    "WORKFLOW_FLOW_NAME",
+    "PrefectMirror",
+]
 
 log = logging.getLogger(__name__)
 
-FLOW_NAME = "limit-session"
 NAMESPACE = "mirror"
 CURSOR_KEY = "cursor"
-FLOW_RUNS = "mirror-flow-runs"
-"""Bookkeeping namespace: session id → its flow run id, for the API's sessions."""
 EVENTS_PER_REQUEST = 1000
 MAX_BACKOFF_S = 5.0
 CLOSE_TIMEOUT_S = 5.0
-FLOW_RUNS_REMEMBERED = 100_000
-BUSY_RETRIES = 4
-BUSY_CODES = frozenset({408, 429, 502, 503})
-
-SESSION_ACTIONS = frozenset(
-    {
-        "session.created",
-        "session.restored",
-        "session.completed",
-        "session.archived",
-        "session.deleted",
-    }
-)
-
-# session state -> Prefect state type and name of its flow run
-FLOW_STATES: dict[str, tuple[str, str]] = {
-    "active": ("RUNNING", "Running"),
-    "completed": ("COMPLETED", "Completed"),
-    "archived": ("COMPLETED", "Archived"),
-    "deleted": ("CANCELLED", "Cancelled"),
-}
-
-
-class _Unavailable(Exception):
-    """Prefect did not take a request (down, busy, or refused it); retried later."""
-
-
-Step = Callable[[bool], Awaitable[None]]
-"""One request of a read; its argument says whether Prefect may have seen it before."""
-
-
-@dataclass
-class _Chunk:
-    """One read of the ledger and the requests that show it in Prefect, done in order.
-
-    ``done`` counts the steps Prefect accepted, so a retry after an outage resumes
-    where it stopped; that step itself may have reached Prefect (its answer was lost),
-    which ``tried`` tells it.  ``replayed``: read again after a crash, so any step may
-    have.  ``grouped``: whether executions go as grouped task runs (``None`` until
-    planned, unless the interrupted read it repeats recorded it).
-    """
-
-    entries: list[ProvenanceEntry]
-    replayed: bool
-    grouped: bool | None
-    task_runs: int = 0
-    steps: list[Step] = field(default_factory=list)
-    done: int = 0
-    tried: int = -1
-
-    @property
-    def end(self) -> int:
-        return self.entries[-1].index
 
 
 class PrefectMirror:
@@ -170,23 +124,21 @@ class PrefectMirror:
         interval_s: float = 0.5,
     ) -> None:
         self.storage = storage
-        self.api_url = api_url.rstrip("/")
+        self.api = PrefectApi(api_url)
+        self.api_url = self.api.api_url
+        self.sessions = SessionRuns(self.api, storage)
+        self.workflows = WorkflowRuns(self.api, storage, self.sessions)
         self.telemetry = telemetry
         self.task_runs_per_s = task_runs_per_s
         self.batch = batch
         self.interval_s = interval_s
-        self._http = httpx.AsyncClient(
-            base_url=self.api_url + "/", timeout=httpx.Timeout(30.0, connect=5.0)
-        )
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._cursor: int | None = None
         self._pending_end: int | None = None
         self._pending_grouped: bool | None = None
-        self._chunk: _Chunk | None = None
-        self._flow_id: str | None = None
-        self._flow_runs: OrderedDict[uuid.UUID, uuid.UUID] = OrderedDict()
+        self._chunk: Chunk | None = None
         self._oldest: datetime | None = None
         self._backlog = 0
         self._sent = 0
@@ -211,15 +163,19 @@ class PrefectMirror:
 
     def flow_run_id(self, session_id: uuid.UUID) -> uuid.UUID | None:
         """The session's flow run, if this mirror has made or found it lately."""
-        return self._flow_runs.get(session_id)
+        return self.sessions.known.get(session_id)
 
     async def lookup_flow_run(self, session_id: uuid.UUID) -> uuid.UUID | None:
         """The session's flow run, from memory or the store (never asks Prefect)."""
-        known = self._flow_runs.get(session_id)
-        if known is not None:
-            return known
-        stored = await self.storage.get_value(FLOW_RUNS, str(session_id))
-        return uuid.UUID(stored["id"]) if stored is not None else None
+        return await self.sessions.lookup(session_id)
+
+    def workflow_flow_run_id(self, run_id: uuid.UUID) -> uuid.UUID | None:
+        """The workflow run's flow run, if this mirror has made or found it lately."""
+        return self.workflows.known.get(run_id)
+
+    async def lookup_workflow_flow_run(self, run_id: uuid.UUID) -> uuid.UUID | None:
+        """The workflow run's flow run, from memory or the store (never asks Prefect)."""
+        return await self.workflows.lookup(run_id)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -243,7 +199,7 @@ class PrefectMirror:
                 await asyncio.wait_for(self.run_once(), CLOSE_TIMEOUT_S)
             except Exception:
                 log.warning("the Prefect mirror stopped before it caught up", exc_info=True)
-        await self._http.aclose()
+        await self.api.aclose()
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -308,7 +264,7 @@ class PrefectMirror:
                         chunk.tried = chunk.done
                         await chunk.steps[chunk.done](again)
                         chunk.done += 1
-                except _Unavailable as exc:
+                except Unavailable as exc:
                     self._failed(str(exc))
                 else:
                     await self.storage.put_value(NAMESPACE, CURSOR_KEY, {"index": chunk.end})
@@ -320,7 +276,7 @@ class PrefectMirror:
             await self._measure(self._cursor)
             return consumed
 
-    async def _read(self, cursor: int) -> _Chunk | None:
+    async def _read(self, cursor: int) -> Chunk | None:
         """The next entries and their plan; a read cut short by a crash is re-read whole
         and grouped as it was."""
         replayed = self._pending_end is not None
@@ -328,7 +284,7 @@ class PrefectMirror:
         entries = await self.storage.list_entries(after=cursor, limit=limit)
         if not entries:
             return None
-        chunk = self._plan(_Chunk(entries, replayed, self._pending_grouped))
+        chunk = self._plan(Chunk(entries, replayed, self._pending_grouped))
         if chunk.steps and not replayed:
             intent = {"index": cursor, "chunk_end": chunk.end, "grouped": chunk.grouped}
             await self.storage.put_value(NAMESPACE, CURSOR_KEY, intent)
@@ -345,186 +301,48 @@ class PrefectMirror:
         else:
             self._oldest = None
 
-    def _plan(self, chunk: _Chunk) -> _Chunk:
-        """Flow runs first, then task runs (grouped when over budget), then session states."""
-        finals: list[FinishedExecution] = []
-        sessions: list[ProvenanceEntry] = []
-        for entry in chunk.entries:
-            if entry.session_id is None:
-                continue
-            if entry.resource_type == "session" and entry.action in SESSION_ACTIONS:
-                sessions.append(entry)
-            elif entry.resource_type == "execution" and (final := FinishedExecution.parse(entry)):
-                finals.append(final)
+    def _plan(self, chunk: Chunk) -> Chunk:
+        """Flow runs first (sessions', then workflow runs'), then task runs (executions
+        grouped when over budget, workflow steps never), then workflow-run states and
+        artifacts, then session states and artifacts."""
+        read = Read.of(chunk.entries)
         if chunk.grouped is None:
-            chunk.grouped = len(finals) > max(1.0, self.task_runs_per_s * self.interval_s)
-        runs = self._task_runs(finals, chunk)
+            chunk.grouped = len(read.finals) > max(1.0, self.task_runs_per_s * self.interval_s)
+        runs = task_runs(read, chunk)
         chunk.task_runs = len(runs)
-        for entry in sessions:
+        for entry in read.sessions:
             if entry.action in ("session.created", "session.restored"):
-                chunk.steps.append(functools.partial(self._find_flow_run, entry))
+                chunk.steps.append(functools.partial(self.sessions.find, entry))
+        for run in read.first_of_each_run():
+            chunk.steps.append(functools.partial(self.workflows.find, run))
         for start in range(0, len(runs), EVENTS_PER_REQUEST):
             batch = runs[start : start + EVENTS_PER_REQUEST]
             chunk.steps.append(functools.partial(self._send, batch))
-        for entry in sessions:
+        for run in read.workflows:
+            if run.action in WORKFLOW_STATE_ACTIONS:
+                chunk.steps.append(functools.partial(self.workflows.set_state, run))
+            if run.action in WORKFLOW_FINAL_ACTIONS:
+                chunk.steps.append(functools.partial(self.workflows.publish, run))
+        for entry in read.sessions:
             if entry.action != "session.created":
-                chunk.steps.append(functools.partial(self._set_state, entry))
+                chunk.steps.append(functools.partial(self.sessions.set_state, entry))
             if entry.action in ("session.completed", "session.archived"):
                 for kind in ("table", "markdown"):
-                    chunk.steps.append(functools.partial(self._publish, entry, kind))
+                    chunk.steps.append(functools.partial(self.sessions.publish, entry, kind))
         return chunk
-
-    @staticmethod
-    def _task_runs(finals: list[FinishedExecution], chunk: _Chunk) -> list[MirroredTaskRun]:
-        if not chunk.grouped:
-            return [MirroredTaskRun.single(f) for f in finals]
-        groups: dict[tuple[uuid.UUID, str, str, str, str], list[FinishedExecution]] = {}
-        for final in finals:
-            groups.setdefault(final.group, []).append(final)
-        read = (chunk.entries[0].index, chunk.end)
-        return [MirroredTaskRun.group_of(group, read) for group in groups.values()]
 
     # --- Prefect requests -------------------------------------------------------------------
 
-    async def _call(self, method: str, path: str, body: Any) -> httpx.Response:
-        """One request; a busy server (SQLite locked: 503) is retried briefly."""
-        for attempt in range(BUSY_RETRIES + 1):
-            try:
-                response = await self._http.request(method, path, json=body)
-            except httpx.TransportError as exc:
-                raise _Unavailable(f"{type(exc).__name__} from {self.api_url}") from exc
-            if response.status_code in BUSY_CODES and attempt < BUSY_RETRIES:
-                await asyncio.sleep(0.1 * 2**attempt)
-                continue
-            if response.is_error:
-                raise _Unavailable(
-                    f"{method} {path}: HTTP {response.status_code} {response.text[:300]}"
-                )
-            return response
-        raise AssertionError("unreachable")
-
-    async def _flow(self) -> str:
-        if self._flow_id is None:
-            response = await self._call("POST", "flows/", {"name": FLOW_NAME})
-            self._flow_id = str(response.json()["id"])
-        return self._flow_id
-
-    async def _flow_run(
-        self, session_id: uuid.UUID, session: dict[str, Any] | None = None
-    ) -> uuid.UUID:
-        """The session's flow run: remembered, or created (or found: idempotency key)."""
-        known = self._flow_runs.get(session_id)
-        if known is not None:
-            self._flow_runs.move_to_end(session_id)
-            return known
-        if session is None:
-            stored = await self.storage.get_session(session_id)
-            session = stored.document() if stored is not None else {}
-        state_type, state_name = FLOW_STATES[session.get("state", "active")]
-        tags = [f"session:{session_id}"]
-        if "tenant" in session:
-            tags.append(f"tenant:{session['tenant']}")
-        body = {
-            "flow_id": await self._flow(),
-            "name": f"session-{session_id.hex[:8]}",
-            "tags": tags,
-            "idempotency_key": str(session_id),
-            "state": {"type": state_type, "name": state_name},
-        }
-        response = await self._call("POST", "flow_runs/", body)
-        flow_run_id = uuid.UUID(response.json()["id"])
-        if self._flow_runs.get(session_id) != flow_run_id:
-            await self.storage.put_value(FLOW_RUNS, str(session_id), {"id": str(flow_run_id)})
-        self._flow_runs[session_id] = flow_run_id
-        if len(self._flow_runs) > FLOW_RUNS_REMEMBERED:
-            self._flow_runs.popitem(last=False)
-        return flow_run_id
-
-    async def _find_flow_run(self, entry: ProvenanceEntry, _again: bool) -> None:
-        assert entry.session_id is not None
-        await self._flow_run(entry.session_id, entry.payload)
-
     async def _send(self, runs: list[MirroredTaskRun], _again: bool) -> None:
         """Task-run events; sent again, their ids find what the first send made."""
-        events = [run.event(await self._flow_run(run.session_id)) for run in runs]
-        await self._call("POST", "events", events)
+        events = []
+        for run in runs:
+            if run.workflow_run_id is not None:
+                flow_run_id = await self.workflows.flow_run(run.workflow_run_id, run.session_id)
+            else:
+                flow_run_id = await self.sessions.flow_run(run.session_id)
+            events.append(run.event(flow_run_id))
+        await self.api.call("POST", "events", events)
         grouped = sum(run.grouped for run in runs)
         self.telemetry.mirror_task_runs.labels("grouped").inc(grouped)
         self.telemetry.mirror_task_runs.labels("single").inc(len(runs) - grouped)
-
-    async def _set_state(self, entry: ProvenanceEntry, again: bool) -> None:
-        assert entry.session_id is not None
-        state_type, state_name = FLOW_STATES[entry.payload["state"]]
-        body = {"state": {"type": state_type, "name": state_name}, "force": True}
-        for _ in range(2):
-            flow_run_id = await self._flow_run(entry.session_id, entry.payload)
-            if again and await self._in_state(flow_run_id, state_type, state_name):
-                return  # the first try made it: no second, identical transition
-            try:
-                await self._call("POST", f"flow_runs/{flow_run_id}/set_state", body)
-                return
-            except _Unavailable:
-                if await self._exists(f"flow_runs/{flow_run_id}"):
-                    raise
-                self._flow_runs.pop(entry.session_id, None)  # deleted in Prefect: make anew
-        raise _Unavailable(f"the flow run of session {entry.session_id} keeps disappearing")
-
-    async def _in_state(self, flow_run_id: uuid.UUID, state_type: str, state_name: str) -> bool:
-        try:
-            response = await self._http.get(f"flow_runs/{flow_run_id}")
-        except httpx.TransportError:
-            return False
-        if not response.is_success:
-            return False
-        state = response.json().get("state") or {}
-        return (state.get("type"), state.get("name")) == (state_type, state_name)
-
-    async def _exists(self, path: str) -> bool:
-        try:
-            response = await self._http.get(path)
-        except httpx.TransportError:
-            return True
-        return response.status_code != 404
-
-    async def _publish(self, entry: ProvenanceEntry, kind: str, again: bool) -> None:
-        """A table or markdown artifact on the flow run of a session that completed; sent
-        ``again``, only if the first one did not make it."""
-        assert entry.session_id is not None
-        session_id = entry.session_id
-        flow_run_id = await self._flow_run(session_id, entry.payload)
-        counts = await self.storage.count_executions(session_id)
-        total = sum(counts.values())
-        shown = min(total, TABLE_ROWS)
-        results = f"/sessions/{session_id}/results"
-        description = (
-            f"Session {entry.payload.get('name', session_id)} {entry.payload['state']} "
-            f"at ledger entry {entry.index}"
-        )
-        if kind == "table":
-            page = await self.storage.list_executions(
-                session_id, state=None, limit=TABLE_ROWS, cursor=None
-            )
-            data: str = json.dumps(execution_rows(page.items))
-            description += f"; the first {shown:,} of {total:,} executions, all at {results}"
-        else:
-            data = summary_markdown(entry, counts, shown)
-        key = f"limit-session-{session_id}-{'executions' if kind == 'table' else 'summary'}"
-        if again and await self._published(key, flow_run_id, description):
-            return
-        body = {
-            "key": key,
-            "type": kind,
-            "data": data,
-            "description": description,
-            "flow_run_id": str(flow_run_id),
-        }
-        await self._call("POST", "artifacts/", body)
-
-    async def _published(self, key: str, flow_run_id: uuid.UUID, description: str) -> bool:
-        """Whether this artifact made it before (a key keeps every version it is given)."""
-        found = await self._call(
-            "POST",
-            "artifacts/filter",
-            {"artifacts": {"key": {"any_": [key]}, "flow_run_id": {"any_": [str(flow_run_id)]}}},
-        )
-        return any(a.get("description") == description for a in found.json())

@@ -11,6 +11,16 @@ event id, so sending the same run again changes nothing.  :func:`executions_show
 a task run back as the platform state and number of executions it stands for.  A
 completed session gets a table of its executions (the first :data:`TABLE_ROWS`) and a
 markdown summary.
+
+An execution that is a step (or map item) of a workflow run (its ``workflow`` tag) is
+never grouped: :meth:`MirroredTaskRun.step` files it under the workflow run's flow run,
+named after the step, with the id :func:`step_task_run_id` (a uuid5 of the execution id
+alone, so a downstream step, which knows only its upstream execution ids, can name
+their task runs) and ``task_inputs`` ``{"upstream": [{"input_type": "task_run", "id":
+...}, ...]}``.  The recorder builds the task run from the event's ``payload.task_run``
+(``TaskRun.model_validate``), ``task_inputs`` included, and the server's run graph
+(``GET /api/flow_runs/{id}/graph-v2``) draws an edge for every task-run id in a task
+run's ``task_inputs``: Prefect draws the DAG.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from limit_graph.core.models import Execution, ExecutionState, ProvenanceEntry
+from limit_graph.core.models import Execution, ExecutionState, ProvenanceEntry, WorkflowTag
 
 __all__ = [
     "FINAL_ACTIONS",
@@ -31,6 +41,7 @@ __all__ = [
     "MirroredTaskRun",
     "execution_rows",
     "executions_shown",
+    "step_task_run_id",
     "summary_markdown",
     "where_tags",
 ]
@@ -79,6 +90,7 @@ class FinishedExecution:
     start: datetime
     end: datetime
     error: str | None
+    workflow: WorkflowTag | None = None
 
     @classmethod
     def parse(cls, entry: ProvenanceEntry) -> FinishedExecution | None:
@@ -99,6 +111,7 @@ class FinishedExecution:
             start=datetime.fromisoformat(doc["started_at"]) if doc.get("started_at") else end,
             end=end,
             error=f"{error['type']}: {error['message']}"[:2000] if error else None,
+            workflow=WorkflowTag.model_validate(doc["workflow"]) if doc.get("workflow") else None,
         )
 
     @property
@@ -123,6 +136,8 @@ class MirroredTaskRun:
     end: datetime
     run_count: int
     grouped: bool
+    workflow_run_id: uuid.UUID | None = None
+    task_inputs: dict[str, list[dict[str, str]]] | None = None
 
     @classmethod
     def single(cls, final: FinishedExecution) -> MirroredTaskRun:
@@ -178,9 +193,60 @@ class MirroredTaskRun:
             grouped=True,
         )
 
+    @classmethod
+    def step(cls, final: FinishedExecution) -> MirroredTaskRun:
+        """A workflow step's execution, under its run's flow run, its upstream as inputs."""
+        tag = final.workflow
+        assert tag is not None
+        name = tag.step if tag.index is None else f"{tag.step}[{tag.index}]"
+        if tag.attempt > 1:
+            name += f" (attempt {tag.attempt})"
+        return cls(
+            id=step_task_run_id(final.execution_id),
+            session_id=final.session_id,
+            name=name,
+            task_key=f"limit.{tag.step}",
+            dynamic_key=str(final.execution_id),
+            version=final.version,
+            tags=[
+                *where_tags(final),
+                f"execution:{final.execution_id}",
+                f"workflow-run:{tag.run_id}",
+                f"step:{tag.step}",
+            ],
+            label=final.label,
+            message=final.error,
+            start=final.start,
+            end=final.end,
+            run_count=final.attempts,
+            grouped=False,
+            workflow_run_id=tag.run_id,
+            task_inputs={
+                "upstream": [
+                    {"input_type": "task_run", "id": str(step_task_run_id(upstream))}
+                    for upstream in tag.upstream
+                ]
+            },
+        )
+
     def event(self, flow_run_id: uuid.UUID) -> dict[str, Any]:
         """The ``prefect.task-run.*`` event the server's task-run recorder turns into this run."""
         state_type, state_name = TASK_STATES[self.label]
+        task_run: dict[str, Any] = {
+            "name": self.name,
+            "task_key": self.task_key,
+            "dynamic_key": self.dynamic_key,
+            "task_version": self.version,
+            "tags": self.tags,
+            "run_count": self.run_count,
+            "flow_run_run_count": 1,
+            "expected_start_time": self.start.isoformat(),
+            "start_time": self.start.isoformat(),
+            "end_time": self.end.isoformat(),
+            "total_run_time": (self.end - self.start).total_seconds(),
+        }
+        if self.task_inputs is not None:
+            task_run["task_inputs"] = self.task_inputs
         return {
             "id": str(uuid.uuid5(_IDS, f"event:{self.id}")),
             "occurred": self.end.isoformat(),
@@ -208,21 +274,20 @@ class MirroredTaskRun:
                     "state_details": {},
                     "data": None,
                 },
-                "task_run": {
-                    "name": self.name,
-                    "task_key": self.task_key,
-                    "dynamic_key": self.dynamic_key,
-                    "task_version": self.version,
-                    "tags": self.tags,
-                    "run_count": self.run_count,
-                    "flow_run_run_count": 1,
-                    "expected_start_time": self.start.isoformat(),
-                    "start_time": self.start.isoformat(),
-                    "end_time": self.end.isoformat(),
-                    "total_run_time": (self.end - self.start).total_seconds(),
-                },
+                "task_run": task_run,
             },
         }
+
+
+def step_task_run_id(execution_id: uuid.UUID) -> uuid.UUID:
+    """The task run of a workflow step's execution: computable from the execution id alone.
+
+    >>> step_task_run_id(uuid.UUID(int=1)) == step_task_run_id(uuid.UUID(int=1))
+    True
+    >>> step_task_run_id(uuid.UUID(int=1)) == step_task_run_id(uuid.UUID(int=2))
+    False
+    """
+    return uuid.uuid5(_IDS, f"step:{execution_id}")
 
 
 def executions_shown(state_name: str | None, tags: Sequence[str]) -> tuple[str, int]:

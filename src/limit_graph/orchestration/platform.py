@@ -18,6 +18,7 @@ from limit_graph.orchestration.router import Router
 from limit_graph.orchestration.sessions import SessionCache, SessionService
 from limit_graph.orchestration.supervisor import RunnerSupervisor, prefect_runner_starter
 from limit_graph.orchestration.telemetry import Telemetry
+from limit_graph.orchestration.workflows import WorkflowService
 from limit_graph.storage.base import Storage
 from limit_graph.storage.factory import open_storage
 
@@ -38,6 +39,7 @@ class Platform:
     checks: CheckPipeline
     sessions: SessionService
     executions: ExecutionService
+    workflows: WorkflowService
     events: SessionEvents
     telemetry: Telemetry
     database_probe: Probe
@@ -54,29 +56,39 @@ class Platform:
         registry: AgentRegistry | None = None,
         telemetry: Telemetry | None = None,
     ) -> Platform:
+        agents = registry or AgentRegistry.discover(settings.agents.paths)  # first: nothing to undo
         store = storage or open_storage(settings)
         await store.start()
-        agents = registry or AgentRegistry.from_entry_points()
         checks = default_checks()
         events = SessionEvents(store)
         cache = SessionCache(store)
         telemetry = telemetry or Telemetry()
+        executions = ExecutionService(
+            store,
+            agents,
+            checks,
+            events,
+            cache,
+            telemetry=telemetry,
+            default_backend=settings.backends.default,
+            router=Router.from_settings(settings.backends),
+            dispatch=settings.dispatch,
+        )
         platform = cls(
             settings=settings,
             storage=store,
             registry=agents,
             checks=checks,
             sessions=SessionService(store, events, cache),
-            executions=ExecutionService(
+            executions=executions,
+            workflows=WorkflowService(
                 store,
                 agents,
-                checks,
-                events,
+                executions,
                 cache,
-                telemetry=telemetry,
+                settings.workflows,
+                notify=events.notify,
                 default_backend=settings.backends.default,
-                router=Router.from_settings(settings.backends),
-                dispatch=settings.dispatch,
             ),
             events=events,
             telemetry=telemetry,
@@ -84,6 +96,7 @@ class Platform:
             prefect_probe=Probe(prefect_ping(url)) if (url := settings.prefect.api_url) else None,
         )
         await platform.executions.start()
+        await platform.workflows.start()
         if settings.prefect.api_url:
             platform.supervisor = RunnerSupervisor(
                 platform.executions.dispatcher,
@@ -138,6 +151,7 @@ class Platform:
     async def close(self) -> None:
         if self.supervisor is not None:
             await self.supervisor.close()
+        await self.workflows.close()
         await self.executions.close()
         if self.mirror is not None:
             await self.mirror.close()

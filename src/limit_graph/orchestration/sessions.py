@@ -252,8 +252,15 @@ class SessionService:
                     f"session {session_id} has {len(unfinished)} unfinished executions; "
                     "wait for them or cancel them first"
                 )
+            runs = await tx.session_workflow_runs(session_id)
+            running = [r for r in runs if not r.state.is_final]
+            if running:
+                raise Conflict(
+                    f"session {session_id} has {len(running)} unfinished workflow runs; "
+                    "wait for them or cancel them first"
+                )
             entries = await tx.session_entries(session_id)
-            bundle = build_bundle(session, executions, entries)
+            bundle = build_bundle(session, executions, entries, runs)
             await tx.save_archive(session_id, bundle)
             await self._transition(tx, principal, session, SessionState.ARCHIVED)
         return {
@@ -318,6 +325,8 @@ class SessionService:
                 raise Conflict(f"session {original.id} exists with another config")
             if any(not e.state.is_final for e in bundle.executions):
                 raise InvalidInput("archive bundle holds unfinished executions")
+            if any(not r.state.is_final for r in bundle.workflow_runs):
+                raise InvalidInput("archive bundle holds unfinished workflow runs")
             restored = original.model_copy(
                 update={"updated_at": utcnow(), "restored_from": bundle.bundle_sha256}
             )
@@ -328,5 +337,10 @@ class SessionService:
                 if await tx.get_execution(execution.id) is None:
                     await tx.save_execution(
                         execution, actor=principal.name, action="execution.restored"
+                    )
+            for run in bundle.workflow_runs:
+                if await tx.get_workflow_run(run.id) is None:
+                    await tx.save_workflow_run(
+                        run, actor=principal.name, action="workflow.restored"
                     )
             return restored

@@ -3,6 +3,11 @@
 Writes happen inside :meth:`Storage.transaction`; every ``save_*`` also appends a
 provenance entry in the same transaction, so a record and its entry land together
 or not at all.  Reads outside a transaction see committed data only.
+
+Records and their entries: a session's entry has ``resource_type`` ``"session"``, an
+execution's ``"execution"`` and a workflow run's ``"workflow_run"``; each payload is the
+record's document (an execution's without its own entry index), so the last entry of a
+record verifies the record as stored.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from limit_graph.core.models import (
     ProvenanceEntry,
     Session,
     SessionState,
+    WorkflowRun,
 )
 from limit_graph.storage.ledger import EntryDraft
 from limit_graph.storage.paging import Page
@@ -31,8 +37,11 @@ __all__ = [
     "Storage",
     "StorageTransaction",
     "execution_draft",
+    "inactive_session",
     "session_draft",
+    "workflow_run_draft",
     "write_execution_in",
+    "write_workflow_run_in",
 ]
 
 
@@ -69,6 +78,28 @@ def execution_draft(execution: Execution, *, actor: str, action: str) -> EntryDr
     )
 
 
+def workflow_run_draft(run: WorkflowRun, *, actor: str, action: str) -> EntryDraft:
+    """The entry for a workflow run: its whole document, filed under its session."""
+    return EntryDraft(
+        actor=actor,
+        action=action,
+        resource_type="workflow_run",
+        resource_id=str(run.id),
+        session_id=run.session_id,
+        payload=run.document(),
+    )
+
+
+def inactive_session(session_id: uuid.UUID) -> StateDenied:
+    """The refusal of a write that needs an active session."""
+    return StateDenied(f"session {session_id} is not active", ["session-active"])
+
+
+def _require_active(session: Session | None, session_id: uuid.UUID) -> None:
+    if session is None or session.state is not SessionState.ACTIVE:
+        raise inactive_session(session_id)
+
+
 async def write_execution_in(
     tx: StorageTransaction,
     execution: Execution,
@@ -80,9 +111,7 @@ async def write_execution_in(
 ) -> Execution:
     """:meth:`Storage.write_execution` on one transaction, for backends without batching."""
     if require_active_session:
-        session = await tx.get_session(execution.session_id)
-        if session is None or session.state is not SessionState.ACTIVE:
-            raise StateDenied(f"session {execution.session_id} is not active", ["session-active"])
+        _require_active(await tx.get_session(execution.session_id), execution.session_id)
     if execution.idempotency_key is not None and await tx.get_execution(execution.id) is None:
         earlier = await tx.find_execution_by_key(execution.session_id, execution.idempotency_key)
         if earlier is not None:
@@ -90,6 +119,20 @@ async def write_execution_in(
     if started is not None:
         await tx.save_execution(started, actor=actor, action="execution.started")
     return await tx.save_execution(execution, actor=actor, action=action)
+
+
+async def write_workflow_run_in(
+    tx: StorageTransaction,
+    run: WorkflowRun,
+    *,
+    actor: str,
+    action: str,
+    require_active_session: bool,
+) -> WorkflowRun:
+    """:meth:`Storage.write_workflow_run` on one transaction, for backends without batching."""
+    if require_active_session:
+        _require_active(await tx.get_session(run.session_id), run.session_id)
+    return await tx.save_workflow_run(run, actor=actor, action=action)
 
 
 class StorageTransaction(Protocol):
@@ -115,13 +158,24 @@ class StorageTransaction(Protocol):
         self, execution: Execution, *, actor: str, action: str
     ) -> Execution: ...
 
+    async def get_workflow_run(self, run_id: uuid.UUID) -> WorkflowRun | None:
+        """The run as this transaction sees it; on Postgres its row stays locked until the
+        transaction ends (as :meth:`get_execution`'s does)."""
+
+    async def session_workflow_runs(self, session_id: uuid.UUID) -> list[WorkflowRun]:
+        """The session's workflow runs in (created_at, id) order."""
+
+    async def save_workflow_run(self, run: WorkflowRun, *, actor: str, action: str) -> WorkflowRun:
+        """Insert or replace the run and append its entry (:func:`workflow_run_draft`)."""
+
     async def save_archive(self, session_id: uuid.UUID, bundle: dict[str, Any]) -> None: ...
 
     async def append_entry(self, draft: EntryDraft) -> ProvenanceEntry: ...
 
 
 class Storage(Protocol):
-    """Durable records of sessions, executions, archives and the provenance ledger."""
+    """Durable records of sessions, executions, workflow runs, archives and the
+    provenance ledger."""
 
     kind: str
 
@@ -204,6 +258,36 @@ class Storage(Protocol):
     async def list_unfinished_executions(self, backends: Sequence[BackendKind]) -> list[Execution]:
         """Executions on those backends still ``queued`` or ``running``, oldest first
         (what a restarted dispatcher puts back in its queues)."""
+
+    async def get_workflow_run(self, run_id: uuid.UUID) -> WorkflowRun | None: ...
+
+    async def list_workflow_runs(
+        self, session_id: uuid.UUID, *, limit: int, cursor: str | None
+    ) -> Page[WorkflowRun]:
+        """The session's workflow runs in (created_at, id) order, a keyset page at a time."""
+
+    async def list_unfinished_workflow_runs(self) -> list[WorkflowRun]:
+        """Runs still ``pending`` or ``running``, in every session, oldest first (what a
+        restarted workflow engine carries on)."""
+
+    async def list_workflow_executions(self, run_id: uuid.UUID) -> list[Execution]:
+        """The executions tagged with this run (``execution.workflow.run_id``), in
+        (submitted_at, id) order."""
+
+    async def write_workflow_run(
+        self,
+        run: WorkflowRun,
+        *,
+        actor: str,
+        action: str,
+        require_active_session: bool = False,
+    ) -> WorkflowRun:
+        """Save the run and its entry in a transaction of its own (which the backend may
+        share with concurrent writes: group commit).
+
+        With ``require_active_session`` the write is refused (:class:`StateDenied`) unless
+        the session is active when it commits; then nothing is written.
+        """
 
     async def get_value(self, namespace: str, key: str) -> dict[str, Any] | None:
         """A small document of the platform's own bookkeeping (cursors, cache entries);

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from limit_graph.core.errors import Conflict
-from limit_graph.core.models import Execution, ProvenanceEntry, Session
+from limit_graph.core.models import Execution, ProvenanceEntry, Session, WorkflowRun
 from limit_graph.storage.memory import MemoryStorage, StagedWrites
 
 __all__ = ["FileStorage"]
 
 JOURNAL = "journal.json"
 TMP_SUFFIX = ".tmp"
+RECORD_FOLDERS = ("sessions", "executions", "workflow_runs", "archives", "ledger")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -80,7 +81,7 @@ class FileStorage(MemoryStorage):
             )
 
     def _open(self) -> None:
-        for name in ("sessions", "executions", "archives", "ledger", "kv"):
+        for name in (*RECORD_FOLDERS, "kv"):
             self._folder(name).mkdir(parents=True, exist_ok=True)
         lock = open(self.root / ".lock", "wb")  # noqa: SIM115 - held for the store's life
         try:
@@ -109,7 +110,7 @@ class FileStorage(MemoryStorage):
             tmp_path = self.root / tmp
             if tmp_path.exists():
                 os.replace(tmp_path, self.root / final)
-        for name in ("sessions", "executions", "archives", "ledger"):
+        for name in RECORD_FOLDERS:
             _fsync_dir(self._folder(name))
 
     def _load(self) -> None:
@@ -123,6 +124,9 @@ class FileStorage(MemoryStorage):
         ]
         for execution in sorted(executions, key=lambda e: (e.submitted_at, e.id)):
             staged.executions[execution.id] = execution
+        for path in self._folder("workflow_runs").glob("*.json"):
+            run = WorkflowRun.model_validate_json(path.read_bytes())
+            staged.workflow_runs[run.id] = run
         for path in self._folder("archives").glob("*.json"):
             staged.archives[uuid.UUID(path.stem)] = json.loads(path.read_bytes())
         for path in sorted(self._folder("ledger").glob("*.json")):
@@ -179,6 +183,8 @@ class FileStorage(MemoryStorage):
             files.append((f"sessions/{session.id}.json", session.model_dump_json().encode()))
         for execution in staged.executions.values():
             files.append((f"executions/{execution.id}.json", execution.model_dump_json().encode()))
+        for run in staged.workflow_runs.values():
+            files.append((f"workflow_runs/{run.id}.json", run.model_dump_json().encode()))
         for session_id, bundle in staged.archives.items():
             files.append((f"archives/{session_id}.json", json.dumps(bundle).encode()))
         for entry in staged.entries:

@@ -1,7 +1,8 @@
 """Group commit for execution records: many writers, one transaction per batch.
 
 A commit costs a few database round trips whatever it holds, so the execution
-records (and their ledger entries) that arrive while one batch commits are written
+records, workflow runs, new sessions and bare entries (each record with its ledger
+entries) that arrive while one batch commits are written
 together by the next: one ledger-head lock, one multi-row insert per table, one
 commit.  Each writer still waits for its own record to be committed before it is
 answered, so durability is unchanged; under load the cost per record falls with the
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -40,9 +42,20 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from limit_graph.core.errors import InvalidInput, StateDenied
-from limit_graph.core.models import Execution, ProvenanceEntry, Session, SessionState
+from limit_graph.core.models import (
+    Execution,
+    ProvenanceEntry,
+    Session,
+    SessionState,
+    WorkflowRun,
+)
 from limit_graph.storage import schema as t
-from limit_graph.storage.base import execution_draft, session_draft
+from limit_graph.storage.base import (
+    execution_draft,
+    inactive_session,
+    session_draft,
+    workflow_run_draft,
+)
 from limit_graph.storage.ledger import EntryDraft, LedgerHead, chain_entry
 
 __all__ = ["ExecutionWrite", "GroupCommitter"]
@@ -137,15 +150,19 @@ class _Statements:
         self.insert_entries = _Prepared(insert(t.ledger), dialect)
         self.insert_executions = _Prepared(insert(t.executions), dialect)
         self.update_executions = _Prepared(
-            t.UPDATE_EXECUTIONS, dialect, ["state", "backend", "document"]
+            t.UPDATE_EXECUTIONS, dialect, ["state", "backend", "document", "workflow_run_id"]
         )
         self.executions_found = _Lookup(t.executions.c.id, [], dialect)
+        self.insert_runs = _Prepared(insert(t.workflow_runs), dialect)
+        self.update_runs = _Prepared(t.UPDATE_WORKFLOW_RUNS, dialect, ["state", "document"])
+        self.runs_found = _Lookup(t.workflow_runs.c.id, [], dialect)
         self.session_states = _Lookup(t.sessions.c.id, [t.sessions.c.state], dialect)
 
 
 @dataclass
 class ExecutionWrite:
-    """One record to write: an execution, a new session, or a bare ledger entry."""
+    """One record to write: an execution, a workflow run, a new session, or a bare
+    ledger entry."""
 
     execution: Execution | None
     draft: EntryDraft | None = None
@@ -154,9 +171,18 @@ class ExecutionWrite:
     action: str = ""
     require_active_session: bool = False
     started: Execution | None = None
+    workflow_run: WorkflowRun | None = None
     done: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+
+    @property
+    def gated_session(self) -> uuid.UUID | None:
+        """The session that must be active when this write commits, if any."""
+        if not self.require_active_session:
+            return None
+        record = self.execution or self.workflow_run
+        return record.session_id if record is not None else None
 
 
 def _chained(head: LedgerHead, drafts: list[EntryDraft]) -> list[ProvenanceEntry]:
@@ -167,6 +193,93 @@ def _chained(head: LedgerHead, drafts: list[EntryDraft]) -> list[ProvenanceEntry
         entries.append(chain_entry(head, draft))
         head = LedgerHead.after(entries[-1])
     return entries
+
+
+class _Unhashable(Exception):
+    """A record whose entries cannot be built; it fails alone with ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+@dataclass
+class _Batch:
+    """What one batch writes, gathered record by record before any statement runs."""
+
+    head: LedgerHead
+    existing: set[uuid.UUID]
+    existing_runs: set[uuid.UUID]
+    session_states: dict[uuid.UUID, str]
+    entries: list[ProvenanceEntry] = field(default_factory=list)
+    keyed: dict[tuple[uuid.UUID, str], Execution] = field(default_factory=dict)
+    new_sessions: list[Session] = field(default_factory=list)
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    run_inserts: list[dict[str, Any]] = field(default_factory=list)
+    run_updates: list[dict[str, Any]] = field(default_factory=list)
+
+    def append(self, drafts: Callable[[], list[EntryDraft]]) -> ProvenanceEntry:
+        """Chain one record's entries (``drafts()``) onto the batch; the last one's
+        returned.  A record whose documents cannot be built or hashed raises
+        :class:`_Unhashable` and leaves the batch as it was."""
+        try:
+            chained = _chained(self.head, drafts())
+        except Exception as exc:
+            raise _Unhashable(exc) from exc
+        self.entries.extend(chained)
+        self.head = LedgerHead.after(chained[-1])
+        return chained[-1]
+
+    def refused(self, write: ExecutionWrite) -> StateDenied | None:
+        session_id = write.gated_session
+        if session_id is not None and self.session_states.get(session_id) != SessionState.ACTIVE:
+            return inactive_session(session_id)
+        return None
+
+    def add_session(self, session: Session, write: ExecutionWrite) -> Session:
+        self.append(lambda: [session_draft(session, actor=write.actor, action=write.action)])
+        self.session_states[session.id] = session.state.value
+        self.new_sessions.append(session)
+        return session
+
+    def add_workflow_run(self, run: WorkflowRun, write: ExecutionWrite) -> WorkflowRun:
+        self.append(lambda: [workflow_run_draft(run, actor=write.actor, action=write.action)])
+        if run.id in self.existing_runs:
+            self.run_updates.append(t.workflow_run_changes(run))
+        else:
+            self.existing_runs.add(run.id)
+            self.run_inserts.append(t.workflow_run_row(run))
+        return run
+
+    def add_execution(self, conn: Connection, execution: Execution, write: ExecutionWrite) -> Any:
+        is_new = execution.id not in self.existing
+        key = execution.idempotency_key
+        if is_new and key is not None:
+            earlier = self.keyed.get((execution.session_id, key))
+            if earlier is None:
+                document = conn.scalar(t.execution_by_key(execution.session_id, key))
+                earlier = Execution.model_validate(document) if document is not None else None
+            if earlier is not None:
+                return earlier
+
+        def drafts() -> list[EntryDraft]:
+            final = execution_draft(execution, actor=write.actor, action=write.action)
+            if write.started is None:
+                return [final]
+            started = execution_draft(write.started, actor=write.actor, action="execution.started")
+            return [started, final]
+
+        entry = self.append(drafts)
+        stored = execution.model_copy(update={"provenance_entry": entry.index})
+        if is_new:
+            self.existing.add(stored.id)
+            self.inserts.append(t.execution_row(stored))
+            if key is not None:
+                self.keyed[(stored.session_id, key)] = stored
+        else:
+            self.updates.append(t.execution_changes(stored))
+        return stored
 
 
 class GroupCommitter:
@@ -245,102 +358,55 @@ class GroupCommitter:
     def _write(self, conn: Connection, batch: list[ExecutionWrite]) -> list[Any]:
         sql = self._statements
         [(size, last_hash)] = sql.lock_head.rows(conn, {})
-        head = LedgerHead(size, last_hash)
-        ids = list(dict.fromkeys(w.execution.id for w in batch if w.execution is not None))
-        existing = set(sql.executions_found.find(conn, ids)) if ids else set()
-        gated = list(
-            dict.fromkeys(
-                e.session_id for w in batch if w.require_active_session and (e := w.execution)
-            )
+        executions = list(dict.fromkeys(w.execution.id for w in batch if w.execution))
+        runs = list(dict.fromkeys(w.workflow_run.id for w in batch if w.workflow_run))
+        gated = list(dict.fromkeys(s for w in batch if (s := w.gated_session) is not None))
+        found = set(sql.executions_found.find(conn, executions)) if executions else set()
+        found_runs = set(sql.runs_found.find(conn, runs)) if runs else set()
+        states = (
+            {key: row[0] for key, row in sql.session_states.find(conn, gated).items()}
+            if gated
+            else {}
         )
-        states: dict[uuid.UUID, str] = {}
-        if gated:
-            states = {key: row[0] for key, row in sql.session_states.find(conn, gated).items()}
-        keyed: dict[tuple[uuid.UUID, str], Execution] = {}
-        new_sessions: list[Session] = []
+        work = _Batch(LedgerHead(size, last_hash), found, found_runs, states)
         results: list[Any] = []
-        entries: list[ProvenanceEntry] = []
-        inserts: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
         for write in batch:
-            execution = write.execution
-            if write.new_session is not None:
-                session = write.new_session
-                try:
-                    [entry] = _chained(
-                        head, [session_draft(session, actor=write.actor, action=write.action)]
-                    )
-                except Exception as exc:
-                    results.append(exc)
-                    continue
-                head = LedgerHead.after(entry)
-                entries.append(entry)
-                states[session.id] = session.state.value
-                new_sessions.append(session)
-                results.append(session)
-                continue
-            if execution is None:
-                assert write.draft is not None
-                try:
-                    [entry] = _chained(head, [write.draft])
-                except Exception as exc:
-                    results.append(exc)
-                    continue
-                head = LedgerHead.after(entry)
-                entries.append(entry)
-                results.append(entry)
-                continue
-            is_new = execution.id not in existing
-            if (
-                write.require_active_session
-                and states.get(execution.session_id) != SessionState.ACTIVE
-            ):
-                results.append(
-                    StateDenied(f"session {execution.session_id} is not active", ["session-active"])
-                )
-                continue
-            key = execution.idempotency_key
-            if is_new and key is not None:
-                earlier = keyed.get((execution.session_id, key))
-                if earlier is None:
-                    document = conn.scalar(t.execution_by_key(execution.session_id, key))
-                    earlier = Execution.model_validate(document) if document is not None else None
-                if earlier is not None:
-                    results.append(earlier)
-                    continue
             try:
-                drafts = [execution_draft(execution, actor=write.actor, action=write.action)]
-                if write.started is not None:
-                    started = execution_draft(
-                        write.started, actor=write.actor, action="execution.started"
-                    )
-                    drafts.insert(0, started)
-                chained = _chained(head, drafts)
-            except Exception as exc:
-                results.append(exc)
-                continue
-            entry = chained[-1]
-            head = LedgerHead.after(entry)
-            entries.extend(chained)
-            stored = execution.model_copy(update={"provenance_entry": entry.index})
-            if is_new:
-                existing.add(stored.id)
-                inserts.append(t.execution_row(stored))
-                if key is not None:
-                    keyed[(stored.session_id, key)] = stored
-            else:
-                updates.append(t.execution_changes(stored))
-            results.append(stored)
-        if new_sessions:
-            conn.execute(insert(t.sessions), [t.session_row(n) for n in new_sessions])
-            tags = [row for n in new_sessions for row in t.tag_rows(n)]
+                results.append(self._add(conn, work, write))
+            except _Unhashable as unhashable:
+                results.append(unhashable.error)
+        if work.new_sessions:
+            conn.execute(insert(t.sessions), [t.session_row(n) for n in work.new_sessions])
+            tags = [row for n in work.new_sessions for row in t.tag_rows(n)]
             if tags:
                 conn.execute(insert(t.session_tags), tags)
-        if entries:
-            sql.insert_entries.execute(conn, [t.ledger_row(e) for e in entries])
-            sql.move_head.execute(conn, [t.head_values(head)])
-        if inserts:
-            sql.insert_executions.execute(conn, inserts)
-        if updates:
-            sql.update_executions.execute(conn, updates)
+        if work.entries:
+            sql.insert_entries.execute(conn, [t.ledger_row(e) for e in work.entries])
+            sql.move_head.execute(conn, [t.head_values(work.head)])
+        for statement, rows in (
+            (sql.insert_executions, work.inserts),
+            (sql.update_executions, work.updates),
+            (sql.insert_runs, work.run_inserts),
+            (sql.update_runs, work.run_updates),
+        ):
+            if rows:
+                statement.execute(conn, rows)
         return results
+
+    @staticmethod
+    def _add(conn: Connection, work: _Batch, write: ExecutionWrite) -> Any:
+        """Add one write to the batch and return its answer; a refusal is returned, and
+        :class:`_Unhashable` raised before the write changed the batch."""
+        if write.new_session is not None:
+            return work.add_session(write.new_session, write)
+        if write.execution is None and write.workflow_run is None:
+            draft = write.draft
+            assert draft is not None
+            return work.append(lambda: [draft])
+        refused = work.refused(write)
+        if refused is not None:
+            return refused
+        if write.workflow_run is not None:
+            return work.add_workflow_run(write.workflow_run, write)
+        assert write.execution is not None
+        return work.add_execution(conn, write.execution, write)

@@ -22,13 +22,16 @@ from limit_graph.core.models import (
     ExecutionState,
     ProvenanceEntry,
     Session,
+    WorkflowRun,
     utcnow,
 )
 from limit_graph.storage.base import (
     SessionFilter,
     execution_draft,
     session_draft,
+    workflow_run_draft,
     write_execution_in,
+    write_workflow_run_in,
 )
 from limit_graph.storage.ledger import EntryDraft, LedgerHead, chain_entry
 from limit_graph.storage.paging import Page, SortKey, decode_cursor, encode_cursor
@@ -44,11 +47,14 @@ class StagedWrites:
 
     sessions: dict[uuid.UUID, Session] = field(default_factory=dict)
     executions: dict[uuid.UUID, Execution] = field(default_factory=dict)
+    workflow_runs: dict[uuid.UUID, WorkflowRun] = field(default_factory=dict)
     archives: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
     entries: list[ProvenanceEntry] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.sessions or self.executions or self.archives or self.entries)
+        return bool(
+            self.sessions or self.executions or self.workflow_runs or self.archives or self.entries
+        )
 
 
 class _MemoryTransaction:
@@ -107,6 +113,21 @@ class _MemoryTransaction:
         self.staged.executions[stored.id] = stored
         return stored
 
+    async def get_workflow_run(self, run_id: uuid.UUID) -> WorkflowRun | None:
+        return self.staged.workflow_runs.get(run_id) or self._store._workflow_runs.get(run_id)
+
+    async def session_workflow_runs(self, session_id: uuid.UUID) -> list[WorkflowRun]:
+        runs = {r.id: r for r in self._store._workflow_runs.values() if r.session_id == session_id}
+        runs.update(
+            (r.id, r) for r in self.staged.workflow_runs.values() if r.session_id == session_id
+        )
+        return sorted(runs.values(), key=_run_key)
+
+    async def save_workflow_run(self, run: WorkflowRun, *, actor: str, action: str) -> WorkflowRun:
+        await self.append_entry(workflow_run_draft(run, actor=actor, action=action))
+        self.staged.workflow_runs[run.id] = run
+        return run
+
     async def save_archive(self, session_id: uuid.UUID, bundle: dict[str, Any]) -> None:
         self.staged.archives[session_id] = copy.deepcopy(bundle)
 
@@ -122,6 +143,8 @@ class MemoryStorage:
         self._executions: dict[uuid.UUID, Execution] = {}
         self._by_session: dict[uuid.UUID, list[uuid.UUID]] = {}
         self._by_key: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
+        self._workflow_runs: dict[uuid.UUID, WorkflowRun] = {}
+        self._by_run: dict[uuid.UUID, set[uuid.UUID]] = {}
         self._archives: dict[uuid.UUID, dict[str, Any]] = {}
         self._entries: list[ProvenanceEntry] = []
         self._values: dict[tuple[str, str], tuple[dict[str, Any], datetime | None]] = {}
@@ -154,11 +177,17 @@ class MemoryStorage:
         for session in staged.sessions.values():
             self._sessions[session.id] = session
         for execution in staged.executions.values():
-            if execution.id not in self._executions:
+            earlier = self._executions.get(execution.id)
+            if earlier is None:
                 self._by_session.setdefault(execution.session_id, []).append(execution.id)
+            elif earlier.workflow is not None:
+                self._by_run[earlier.workflow.run_id].discard(execution.id)
+            if execution.workflow is not None:
+                self._by_run.setdefault(execution.workflow.run_id, set()).add(execution.id)
             if execution.idempotency_key is not None:
                 self._by_key[(execution.session_id, execution.idempotency_key)] = execution.id
             self._executions[execution.id] = execution
+        self._workflow_runs.update(staged.workflow_runs)
         self._archives.update(staged.archives)
         self._entries.extend(staged.entries)
 
@@ -269,6 +298,40 @@ class MemoryStorage:
         ]
         return sorted(found, key=lambda e: (e.submitted_at, e.id))
 
+    async def get_workflow_run(self, run_id: uuid.UUID) -> WorkflowRun | None:
+        return self._workflow_runs.get(run_id)
+
+    async def list_workflow_runs(
+        self, session_id: uuid.UUID, *, limit: int, cursor: str | None
+    ) -> Page[WorkflowRun]:
+        matches = (r for r in self._workflow_runs.values() if r.session_id == session_id)
+        return _page(matches, _run_key, limit, cursor)
+
+    async def list_unfinished_workflow_runs(self) -> list[WorkflowRun]:
+        found = [r for r in self._workflow_runs.values() if not r.state.is_final]
+        return sorted(found, key=_run_key)
+
+    async def list_workflow_executions(self, run_id: uuid.UUID) -> list[Execution]:
+        found = (self._executions[i] for i in self._by_run.get(run_id, ()))
+        return sorted(found, key=lambda e: (e.submitted_at, e.id))
+
+    async def write_workflow_run(
+        self,
+        run: WorkflowRun,
+        *,
+        actor: str,
+        action: str,
+        require_active_session: bool = False,
+    ) -> WorkflowRun:
+        async with self.transaction() as tx:
+            return await write_workflow_run_in(
+                tx,
+                run,
+                actor=actor,
+                action=action,
+                require_active_session=require_active_session,
+            )
+
     async def get_value(self, namespace: str, key: str) -> dict[str, Any] | None:
         found = self._values.get((namespace, key))
         if found is None or (found[1] is not None and found[1] <= utcnow()):
@@ -307,6 +370,10 @@ class MemoryStorage:
 
     async def _forget_values(self, gone: list[tuple[str, str]]) -> None:
         """Remove deleted bookkeeping documents from durable storage; memory has none."""
+
+
+def _run_key(run: WorkflowRun) -> SortKey:
+    return run.created_at, run.id
 
 
 def _page(items: Iterable[T], key: Any, limit: int, cursor: str | None) -> Page[T]:

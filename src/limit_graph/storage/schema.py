@@ -29,13 +29,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import Select
 
-from limit_graph.core.models import Execution, ProvenanceEntry, Session
+from limit_graph.core.models import Execution, ProvenanceEntry, Session, WorkflowRun
 from limit_graph.storage.ledger import LedgerHead
 
 __all__ = [
     "LOCK_LEDGER_HEAD",
     "MOVE_LEDGER_HEAD",
     "UPDATE_EXECUTIONS",
+    "UPDATE_WORKFLOW_RUNS",
     "execution_by_key",
     "execution_changes",
     "execution_row",
@@ -46,6 +47,9 @@ __all__ = [
     "session_row",
     "tag_rows",
     "to_micros",
+    "workflow_run_changes",
+    "workflow_run_row",
+    "workflow_runs",
 ]
 
 metadata = MetaData()
@@ -86,8 +90,25 @@ executions = Table(
     Column("submitted_us", BigInteger, nullable=False),
     Column("idempotency_key", String(256), nullable=True),
     Column("document", Document, nullable=False),
+    # The workflow run the execution is a step of (``document.workflow.run_id``); no
+    # foreign key, so that an execution may be written before its run's first record.
+    Column("workflow_run_id", Uuid, nullable=True),
     UniqueConstraint("session_id", "idempotency_key", name="uq_limit_executions_idempotency"),
     Index("ix_limit_executions_order", "session_id", "submitted_us", "id"),
+    Index("ix_limit_executions_unfinished", "state", "backend"),
+    Index("ix_limit_executions_workflow_run", "workflow_run_id", "submitted_us", "id"),
+)
+
+workflow_runs = Table(
+    "limit_workflow_runs",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("session_id", Uuid, ForeignKey("limit_sessions.id"), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("document", Document, nullable=False),
+    Index("ix_limit_workflow_runs_order", "session_id", "created_us", "id"),
+    Index("ix_limit_workflow_runs_state", "state"),
 )
 
 ledger = Table(
@@ -142,6 +163,9 @@ LOCK_LEDGER_HEAD = (
 UPDATE_EXECUTIONS = update(executions).where(executions.c.id == bindparam("b_id"))
 """Executemany form: each parameter set has ``b_id`` and the columns to set."""
 
+UPDATE_WORKFLOW_RUNS = update(workflow_runs).where(workflow_runs.c.id == bindparam("b_id"))
+"""Executemany form, as :data:`UPDATE_EXECUTIONS`: ``b_id`` and the columns to set."""
+
 
 MOVE_LEDGER_HEAD = (
     update(ledger_head)
@@ -195,6 +219,7 @@ def execution_row(execution: Execution) -> dict[str, Any]:
         "submitted_us": to_micros(execution.submitted_at),
         "idempotency_key": execution.idempotency_key,
         "document": execution.document(),
+        "workflow_run_id": _run_id_of(execution),
     }
 
 
@@ -205,4 +230,25 @@ def execution_changes(execution: Execution) -> dict[str, Any]:
         "state": execution.state.value,
         "backend": execution.backend.value,
         "document": execution.document(),
+        "workflow_run_id": _run_id_of(execution),
     }
+
+
+def _run_id_of(execution: Execution) -> uuid.UUID | None:
+    return execution.workflow.run_id if execution.workflow is not None else None
+
+
+def workflow_run_row(run: WorkflowRun) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "session_id": run.session_id,
+        "state": run.state.value,
+        "created_us": to_micros(run.created_at),
+        "document": run.document(),
+    }
+
+
+def workflow_run_changes(run: WorkflowRun) -> dict[str, Any]:
+    """The parameters of :data:`UPDATE_WORKFLOW_RUNS` for ``run`` (its session and
+    creation time never change)."""
+    return {"b_id": run.id, "state": run.state.value, "document": run.document()}

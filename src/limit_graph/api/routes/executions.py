@@ -1,16 +1,26 @@
-"""Executions within a session: execute, results, status, one execution."""
+"""Executions within a session: execute (an agent or a workflow), results, status."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Body, Query, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from limit_graph.api.deps import CanReadExecutions, CanRunExecutions, CurrentPlatform
 from limit_graph.api.ijson import IJSONRoute
 from limit_graph.api.schemas import ExecuteRequest, ExecutionPage, FanOutOut, SessionStatusOut
-from limit_graph.core.models import Execution, ExecutionState
+from limit_graph.api.workflow_schemas import WorkflowExecuteRequest
+from limit_graph.core.models import Execution, ExecutionState, WorkflowRun
 from limit_graph.orchestration.executions import ExecuteCommand
+
+M = TypeVar("M", bound=BaseModel)
+
+EXECUTE_BODIES = (ExecuteRequest, WorkflowExecuteRequest)
+"""The two bodies of ``/execute``, told apart by a ``workflow`` key; their schemas are
+added to the OpenAPI document's components (``api/app.py``)."""
 
 router = APIRouter(
     prefix="/sessions/{session_id:uuid}", tags=["executions"], route_class=IJSONRoute
@@ -25,19 +35,67 @@ def execution_response(response: Response, execution: Execution) -> Execution:
     return execution
 
 
+def _parse(model: type[M], body: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in errors], body=body
+        ) from None
+
+
+def workflow_response(response: Response, run: WorkflowRun) -> WorkflowRun:
+    """200 with a finished run; 202 and a ``Location`` while it still runs."""
+    if not run.state.is_final:
+        response.status_code = status.HTTP_202_ACCEPTED
+        response.headers["Location"] = f"/sessions/{run.session_id}/workflows/{run.id}"
+    return run
+
+
+_EXECUTE_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": f"#/components/schemas/{m.__name__}"} for m in EXECUTE_BODIES
+                    ]
+                }
+            }
+        },
+    }
+}
+
+
 @router.post(
     "/execute",
-    response_model=Execution | FanOutOut,
-    responses={202: {"model": Execution | FanOutOut, "description": "Accepted; still running"}},
+    response_model=Execution | FanOutOut | WorkflowRun,
+    responses={
+        202: {
+            "model": Execution | FanOutOut | WorkflowRun,
+            "description": "Accepted; still running",
+        }
+    },
+    openapi_extra=_EXECUTE_DOC,
 )
 async def execute(
     session_id: uuid.UUID,
-    body: ExecuteRequest,
     response: Response,
     platform: CurrentPlatform,
     principal: CanRunExecutions,
-) -> Execution | FanOutOut:
-    """Run an agent; with ``fan_out``, once on each named instance (a FanOut answer)."""
+    raw: dict[str, Any] = Body(),
+) -> Execution | FanOutOut | WorkflowRun:
+    """Run an agent (with ``fan_out``: once on each named instance, a FanOut answer), or
+    with ``workflow``, a workflow run (a WorkflowRun answer)."""
+    if "workflow" in raw:
+        run_body = _parse(WorkflowExecuteRequest, raw)
+        run = await platform.workflows.run(
+            principal, session_id, run_body.workflow, run_body.params, wait_s=run_body.wait_s
+        )
+        return workflow_response(response, run)
+    body = _parse(ExecuteRequest, raw)
     command = ExecuteCommand(
         agent=body.agent,
         inputs=body.inputs,
@@ -63,6 +121,13 @@ async def execute(
         return FanOutOut(state=summary, executions=fanned.executions, aggregate=fanned.aggregate)
     execution = await platform.executions.execute(principal, session_id, command)
     return execution_response(response, execution)
+
+
+def execute_body_schemas() -> dict[str, Any]:
+    """Component schemas of the two ``/execute`` bodies (and what they refer to)."""
+    adapter: TypeAdapter[Any] = TypeAdapter(ExecuteRequest | WorkflowExecuteRequest)
+    schema = adapter.json_schema(ref_template="#/components/schemas/{model}")
+    return dict(schema.get("$defs", {}))
 
 
 @router.get("/results", response_model=ExecutionPage)

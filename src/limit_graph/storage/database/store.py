@@ -1,10 +1,9 @@
 """Database storage on SQLAlchemy 2 (async): SQLite and Postgres through the same code.
 
 Migrations (Alembic, ``storage/migrations``) run on start, under an advisory lock on
-Postgres so that several API replicas may start at once.  Every write transaction
-locks the rows it reads and then the ledger head, so ledger appends are serialised
-and a record's entry always links to the entry before it.  SQLite transactions that
-write begin ``IMMEDIATE`` (no lock upgrades, no "database is locked" half-way through).
+Postgres so that several API replicas may start at once.  Interactive transactions
+(:class:`~limit_graph.storage.database.transaction.DatabaseTransaction`) serve the
+services' multi-record writes; single-record writes go through the group-commit writer.
 """
 
 from __future__ import annotations
@@ -18,16 +17,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import (
     ColumnElement,
-    Connection,
     Engine,
     Select,
     create_engine,
     delete,
-    event,
     func,
     insert,
     or_,
@@ -35,7 +30,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from limit_graph.core.errors import ConfigError
@@ -45,117 +40,27 @@ from limit_graph.core.models import (
     ExecutionState,
     ProvenanceEntry,
     Session,
+    WorkflowRun,
+    WorkflowRunState,
     utcnow,
 )
 from limit_graph.storage import schema as t
-from limit_graph.storage.base import SessionFilter, execution_draft, session_draft
+from limit_graph.storage.base import SessionFilter
+from limit_graph.storage.database.engine import (
+    MIGRATION_LOCK_ID,
+    READ_ONLY,
+    configure_sqlite,
+    run_migrations,
+    sync_driver,
+)
+from limit_graph.storage.database.transaction import DatabaseTransaction
 from limit_graph.storage.group_commit import ExecutionWrite, GroupCommitter
-from limit_graph.storage.ledger import EntryDraft, LedgerHead, chain_entry
+from limit_graph.storage.ledger import EntryDraft
 from limit_graph.storage.paging import Page, SortKey, decode_cursor, encode_cursor
 
 __all__ = ["DatabaseStorage"]
 
-MIGRATIONS = Path(__file__).parent / "migrations"
-MIGRATION_LOCK_ID = 0x4C494D4954  # "LIMIT"
-READ_ONLY = "limit_read_only"
 T = TypeVar("T")
-
-
-def _run_migrations(connection: Connection) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["connection"] = connection
-    command.upgrade(config, "head")
-
-
-class _DatabaseTransaction:
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
-        self._head: LedgerHead | None = None
-
-    async def get_session(self, session_id: uuid.UUID) -> Session | None:
-        row = await self._conn.scalar(
-            select(t.sessions.c.document).where(t.sessions.c.id == session_id).with_for_update()
-        )
-        return Session.model_validate(row) if row is not None else None
-
-    async def get_execution(self, execution_id: uuid.UUID) -> Execution | None:
-        row = await self._conn.scalar(
-            select(t.executions.c.document)
-            .where(t.executions.c.id == execution_id)
-            .with_for_update()
-        )
-        return Execution.model_validate(row) if row is not None else None
-
-    async def find_execution_by_key(
-        self, session_id: uuid.UUID, idempotency_key: str
-    ) -> Execution | None:
-        row = await self._conn.scalar(t.execution_by_key(session_id, idempotency_key))
-        return Execution.model_validate(row) if row is not None else None
-
-    async def session_executions(self, session_id: uuid.UUID) -> list[Execution]:
-        rows = await self._conn.scalars(
-            select(t.executions.c.document)
-            .where(t.executions.c.session_id == session_id)
-            .order_by(t.executions.c.submitted_us, t.executions.c.id)
-        )
-        return [Execution.model_validate(r) for r in rows]
-
-    async def session_entries(self, session_id: uuid.UUID) -> list[ProvenanceEntry]:
-        rows = await self._conn.scalars(
-            select(t.ledger.c.document)
-            .where(t.ledger.c.session_id == session_id)
-            .order_by(t.ledger.c.idx)
-        )
-        return [ProvenanceEntry.model_validate(r) for r in rows]
-
-    async def get_entry(self, index: int) -> ProvenanceEntry | None:
-        row = await self._conn.scalar(select(t.ledger.c.document).where(t.ledger.c.idx == index))
-        return ProvenanceEntry.model_validate(row) if row is not None else None
-
-    async def append_entry(self, draft: EntryDraft) -> ProvenanceEntry:
-        if self._head is None:
-            size, last_hash = (await self._conn.execute(t.LOCK_LEDGER_HEAD)).one()
-            self._head = LedgerHead(size, last_hash)
-        entry = chain_entry(self._head, draft)
-        await self._conn.execute(insert(t.ledger).values(**t.ledger_row(entry)))
-        self._head = LedgerHead.after(entry)
-        await self._conn.execute(t.MOVE_LEDGER_HEAD, t.head_values(self._head))
-        return entry
-
-    async def save_session(self, session: Session, *, actor: str, action: str) -> Session:
-        exists = await self._conn.scalar(
-            select(func.count()).select_from(t.sessions).where(t.sessions.c.id == session.id)
-        )
-        row = t.session_row(session)
-        if exists:
-            await self._conn.execute(
-                update(t.sessions).where(t.sessions.c.id == session.id).values(**row)
-            )
-        else:
-            await self._conn.execute(insert(t.sessions).values(**row))
-            tags = t.tag_rows(session)
-            if tags:
-                await self._conn.execute(insert(t.session_tags), tags)
-        await self.append_entry(session_draft(session, actor=actor, action=action))
-        return session
-
-    async def save_execution(self, execution: Execution, *, actor: str, action: str) -> Execution:
-        entry = await self.append_entry(execution_draft(execution, actor=actor, action=action))
-        stored = execution.model_copy(update={"provenance_entry": entry.index})
-        changed = await self._conn.execute(t.UPDATE_EXECUTIONS, t.execution_changes(stored))
-        if changed.rowcount == 0:
-            await self._conn.execute(insert(t.executions).values(**t.execution_row(stored)))
-        return stored
-
-    async def save_archive(self, session_id: uuid.UUID, bundle: dict[str, Any]) -> None:
-        changed = await self._conn.execute(
-            update(t.archives).where(t.archives.c.session_id == session_id).values(document=bundle)
-        )
-        if changed.rowcount == 0:
-            await self._conn.execute(
-                insert(t.archives).values(session_id=session_id, document=bundle)
-            )
 
 
 class DatabaseStorage:
@@ -193,16 +98,16 @@ class DatabaseStorage:
         if not self.is_sqlite:
             options.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
         engine = create_async_engine(self.url, **options)
-        writer = create_engine(self.url.set(drivername=_sync_driver(self.url)), **options)
+        writer = create_engine(self.url.set(drivername=sync_driver(self.url)), **options)
         if self.is_sqlite:
-            _configure_sqlite(engine.sync_engine)
-            _configure_sqlite(writer)
+            configure_sqlite(engine.sync_engine)
+            configure_sqlite(writer)
         self._engine = engine
         self._writer = writer
         async with engine.begin() as conn:
             if not self.is_sqlite:
                 await conn.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})"))
-            await conn.run_sync(_run_migrations)
+            await conn.run_sync(run_migrations)
         self._committer = GroupCommitter(writer, self._write_lock)
         self._committer.start()
 
@@ -222,9 +127,9 @@ class DatabaseStorage:
             await conn.execute(text("SELECT 1"))
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_DatabaseTransaction]:
+    async def transaction(self) -> AsyncIterator[DatabaseTransaction]:
         async with self._write_lock or contextlib.nullcontext(), self.engine.begin() as conn:
-            yield _DatabaseTransaction(conn)
+            yield DatabaseTransaction(conn)
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
@@ -362,9 +267,7 @@ class DatabaseStorage:
         require_active_session: bool = False,
         started: Execution | None = None,
     ) -> Execution:
-        if self._committer is None:
-            raise RuntimeError("storage not started")
-        stored: Execution = await self._committer.submit(
+        stored: Execution = await self._submit(
             ExecutionWrite(
                 execution,
                 actor=actor,
@@ -375,16 +278,18 @@ class DatabaseStorage:
         )
         return stored
 
-    async def write_entry(self, draft: EntryDraft) -> ProvenanceEntry:
+    async def _submit(self, write: ExecutionWrite) -> Any:
+        """Hand one record to the group-commit writer; its answer once committed."""
         if self._committer is None:
             raise RuntimeError("storage not started")
-        entry: ProvenanceEntry = await self._committer.submit(ExecutionWrite(None, draft))
+        return await self._committer.submit(write)
+
+    async def write_entry(self, draft: EntryDraft) -> ProvenanceEntry:
+        entry: ProvenanceEntry = await self._submit(ExecutionWrite(None, draft))
         return entry
 
     async def write_new_session(self, session: Session, *, actor: str, action: str) -> Session:
-        if self._committer is None:
-            raise RuntimeError("storage not started")
-        stored: Session = await self._committer.submit(
+        stored: Session = await self._submit(
             ExecutionWrite(None, new_session=session, actor=actor, action=action)
         )
         return stored
@@ -401,6 +306,53 @@ class DatabaseStorage:
         )
         async with self._read() as conn:
             return [Execution.model_validate(d) for d in await conn.scalars(query)]
+
+    async def get_workflow_run(self, run_id: uuid.UUID) -> WorkflowRun | None:
+        async with self._read() as conn:
+            row = await conn.scalar(
+                select(t.workflow_runs.c.document).where(t.workflow_runs.c.id == run_id)
+            )
+        return WorkflowRun.model_validate(row) if row is not None else None
+
+    async def list_workflow_runs(
+        self, session_id: uuid.UUID, *, limit: int, cursor: str | None
+    ) -> Page[WorkflowRun]:
+        c = t.workflow_runs.c
+        query = select(c.document).where(c.session_id == session_id)
+        items = await self._keyset_page(query, c.created_us, c.id, limit=limit, cursor=cursor)
+        return _page([WorkflowRun.model_validate(r) for r in items], limit, _run_key)
+
+    async def list_unfinished_workflow_runs(self) -> list[WorkflowRun]:
+        c = t.workflow_runs.c
+        unfinished = [WorkflowRunState.PENDING.value, WorkflowRunState.RUNNING.value]
+        query = select(c.document).where(c.state.in_(unfinished)).order_by(c.created_us, c.id)
+        async with self._read() as conn:
+            return [WorkflowRun.model_validate(d) for d in await conn.scalars(query)]
+
+    async def list_workflow_executions(self, run_id: uuid.UUID) -> list[Execution]:
+        c = t.executions.c
+        query = select(c.document).where(c.workflow_run_id == run_id).order_by(c.submitted_us, c.id)
+        async with self._read() as conn:
+            return [Execution.model_validate(d) for d in await conn.scalars(query)]
+
+    async def write_workflow_run(
+        self,
+        run: WorkflowRun,
+        *,
+        actor: str,
+        action: str,
+        require_active_session: bool = False,
+    ) -> WorkflowRun:
+        written: WorkflowRun = await self._submit(
+            ExecutionWrite(
+                None,
+                workflow_run=run,
+                actor=actor,
+                action=action,
+                require_active_session=require_active_session,
+            )
+        )
+        return written
 
     async def get_value(self, namespace: str, key: str) -> dict[str, Any] | None:
         c = t.kv.c
@@ -424,7 +376,7 @@ class DatabaseStorage:
         c = t.kv.c
         expires_us = t.to_micros(expires_at) if expires_at is not None else None
         async with self.transaction() as tx:
-            conn = tx._conn
+            conn = tx.conn
             changed = await conn.execute(
                 update(t.kv)
                 .where(c.namespace == namespace, c.key == key)
@@ -443,7 +395,7 @@ class DatabaseStorage:
         if namespace is not None:
             statement = statement.where(c.namespace == namespace)
         async with self.transaction() as tx:
-            result = await tx._conn.execute(statement)
+            result = await tx.conn.execute(statement)
         return int(result.rowcount or 0)
 
 
@@ -455,35 +407,12 @@ def _execution_key(execution: Execution) -> SortKey:
     return execution.submitted_at, execution.id
 
 
+def _run_key(run: WorkflowRun) -> SortKey:
+    return run.created_at, run.id
+
+
 def _page(items: list[T], limit: int, key: Callable[[T], SortKey]) -> Page[T]:
     """The first ``limit`` items, and a cursor when a further one was fetched."""
     more = len(items) > limit
     chosen = items[:limit]
     return Page(chosen, encode_cursor(key(chosen[-1])) if more else None)
-
-
-def _sync_driver(url: URL) -> str:
-    """The synchronous driver for the group-commit writer: pysqlite, or psycopg itself."""
-    return "sqlite+pysqlite" if url.get_backend_name() == "sqlite" else url.drivername
-
-
-def _configure_sqlite(engine: Engine) -> None:
-    """WAL, a busy timeout, foreign keys; writers begin IMMEDIATE, readers deferred."""
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        for pragma in (
-            "journal_mode=WAL",
-            "busy_timeout=30000",
-            "foreign_keys=ON",
-            "synchronous=FULL",
-        ):
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        read_only = conn.get_execution_options().get(READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

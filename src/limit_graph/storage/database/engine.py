@@ -1,0 +1,65 @@
+"""Engines of the database backend: how they connect, and the migrations run on start.
+
+SQLite connections use WAL, a busy timeout and foreign keys; transactions that write
+begin ``IMMEDIATE`` (no lock upgrades, no "database is locked" half-way through), and
+reads marked :data:`READ_ONLY` begin deferred.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy.engine import URL
+
+__all__ = [
+    "MIGRATIONS",
+    "MIGRATION_LOCK_ID",
+    "READ_ONLY",
+    "configure_sqlite",
+    "run_migrations",
+    "sync_driver",
+]
+
+MIGRATIONS = Path(__file__).parent.parent / "migrations"
+MIGRATION_LOCK_ID = 0x4C494D4954  # "LIMIT"
+READ_ONLY = "limit_read_only"
+"""Execution option of a connection that only reads."""
+
+
+def run_migrations(connection: Connection, revision: str = "head") -> None:
+    """Upgrade the schema on ``connection`` to ``revision`` (Alembic)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+def sync_driver(url: URL) -> str:
+    """The synchronous driver for the group-commit writer: pysqlite, or psycopg itself."""
+    return "sqlite+pysqlite" if url.get_backend_name() == "sqlite" else url.drivername
+
+
+def configure_sqlite(engine: Engine) -> None:
+    """WAL, a busy timeout, foreign keys; writers begin IMMEDIATE, readers deferred."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "busy_timeout=30000",
+            "foreign_keys=ON",
+            "synchronous=FULL",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

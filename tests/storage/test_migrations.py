@@ -1,0 +1,139 @@
+"""Schema migrations on a database that holds data: a store made at an older revision
+upgrades on start, keeps every record and its chain, and then stores what is new.
+
+The older database is made as that release made it: Alembic up to the revision, then
+rows written with the columns the revision had.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, insert, inspect, select
+from sqlalchemy.engine import make_url
+
+from limit_graph.core.models import ExecutionState
+from limit_graph.storage import schema as t
+from limit_graph.storage.base import execution_draft, session_draft
+from limit_graph.storage.database import DatabaseStorage
+from limit_graph.storage.database.engine import MIGRATIONS, run_migrations, sync_driver
+from limit_graph.storage.ledger import GENESIS_HASH, LedgerHead, chain_entry, verify_chain
+from limit_graph.storage.paging import Page
+from tests.fixtures.records import make_execution, make_session
+from tests.fixtures.workflow_records import make_workflow_run, step_execution
+
+DATABASES = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(params=DATABASES)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    postgres: str = request.getfixturevalue("postgres_url")
+    return postgres
+
+
+@pytest.fixture
+def engine(url: str) -> Iterator[Engine]:
+    """A synchronous engine on the same database, as Alembic runs."""
+    parsed = make_url(url)
+    sync = create_engine(parsed.set(drivername=sync_driver(parsed)))
+    try:
+        yield sync
+    finally:
+        sync.dispose()
+
+
+def _migrate(engine: Engine, revision: str) -> None:
+    with engine.begin() as conn:
+        run_migrations(conn, revision)
+
+
+def _downgrade(engine: Engine, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+
+
+def _execution_columns(engine: Engine) -> set[str]:
+    return {c["name"] for c in inspect(engine).get_columns("limit_executions")}
+
+
+async def test_a_database_made_at_0002_upgrades_with_its_data(engine: Engine, url: str) -> None:
+    _migrate(engine, "0002")
+    assert "workflow_run_id" not in _execution_columns(engine)
+    session = make_session(tags=("old",))
+    execution = make_execution(session, key="k")
+    first = chain_entry(
+        LedgerHead(0, GENESIS_HASH), session_draft(session, actor="alice", action="created")
+    )
+    second = chain_entry(
+        LedgerHead.after(first), execution_draft(execution, actor="alice", action="saved")
+    )
+    execution = execution.model_copy(update={"provenance_entry": second.index})
+    old_row = {k: v for k, v in t.execution_row(execution).items() if k != "workflow_run_id"}
+    with engine.begin() as conn:
+        conn.execute(insert(t.sessions), [t.session_row(session)])
+        conn.execute(insert(t.session_tags), t.tag_rows(session))
+        conn.execute(insert(t.executions), [old_row])
+        conn.execute(insert(t.ledger), [t.ledger_row(first), t.ledger_row(second)])
+        conn.execute(t.MOVE_LEDGER_HEAD, t.head_values(LedgerHead.after(second)))
+
+    store = DatabaseStorage(url)
+    await store.start()
+    try:
+        assert "workflow_run_id" in _execution_columns(engine)
+        with engine.connect() as conn:
+            assert conn.scalar(select(t.executions.c.workflow_run_id)) is None
+        assert await store.get_session(session.id) == session
+        assert await store.get_execution(execution.id) == execution
+        assert await store.find_execution_by_key(session.id, "k") == execution
+        assert await store.list_entries() == [first, second]
+
+        run = make_workflow_run(session)
+        await store.write_workflow_run(run, actor="alice", action="workflow.created")
+        step = await store.write_execution(
+            step_execution(session, run, "load"), actor="engine", action="execution.saved"
+        )
+        later = execution.model_copy(update={"state": ExecutionState.CANCELLED})
+        later = await store.write_execution(later, actor="alice", action="execution.cancelled")
+        assert await store.list_workflow_executions(run.id) == [step]
+        page = await store.list_workflow_runs(session.id, limit=5, cursor=None)
+        assert page == Page([run], None)
+        assert await store.get_execution(execution.id) == later
+        entries = await store.list_entries()
+        assert len(entries) == 5 and verify_chain(entries) is None
+    finally:
+        await store.close()
+
+
+async def test_0003_downgrades_keeping_the_older_records(engine: Engine, url: str) -> None:
+    store = DatabaseStorage(url)
+    await store.start()
+    try:
+        session = make_session()
+        await store.write_new_session(session, actor="alice", action="session.created")
+        run = make_workflow_run(session)
+        await store.write_workflow_run(run, actor="alice", action="workflow.created")
+        step = await store.write_execution(
+            step_execution(session, run, "load"), actor="alice", action="execution.saved"
+        )
+    finally:
+        await store.close()
+
+    _downgrade(engine, "0002")
+    assert "workflow_run_id" not in _execution_columns(engine)
+    assert "limit_workflow_runs" not in inspect(engine).get_table_names()
+    with engine.connect() as conn:
+        assert conn.scalar(select(t.executions.c.id)) == step.id
+    _migrate(engine, "head")
+    assert "workflow_run_id" in _execution_columns(engine)
