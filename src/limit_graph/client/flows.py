@@ -15,7 +15,7 @@ This module imports Prefect; ``import limit_graph.client`` alone does not.
 >>> # def nightly(shots: int = 500) -> float:
 >>> #     with limit_session(name="nightly") as session:
 >>> #         prepared = run_agent(session, "echo", {"angles": [0.0, 1.571]})
->>> #         run = run_workflow(session, "bell-sweep.yaml", {"shots": shots})
+>>> #         run = run_workflow(session, Path("bell-sweep.yaml"), {"shots": shots})
 >>> #         return session.step_outputs(run, "compare")["max_difference"]
 """
 
