@@ -1,5 +1,6 @@
-"""prefect.yaml and the deployments applied from Python describe the same deployments,
-and both work against a real Prefect server: ``prefect deploy --all`` from the checkout,
+"""prefect.yaml and the deployments applied from Python describe the same deployments
+(runners, maintenance, the example workflows with inactive schedules), and both work
+against a real Prefect server: ``prefect deploy --all`` from the checkout,
 ``apply_deployments`` from the package, and a process worker runs what they deploy.
 """
 
@@ -18,8 +19,10 @@ from prefect.flows import load_flow_from_entrypoint
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from limit_graph.core.settings import load_settings
+from limit_graph.core.workflows.loading import load_workflow
 from limit_graph.deployments.apply import (
     DEPLOYMENTS,
+    EXAMPLE_DEPLOYMENTS,
     WORK_POOLS,
     apply_deployments,
     ensure_work_pools,
@@ -42,6 +45,14 @@ def _schedule(entry: dict[str, Any]) -> tuple[str, Any]:
     return ("cron", entry["cron"]) if "cron" in entry else ("interval", entry["interval"])
 
 
+def _parameters(deployment: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """The parameters, a workflow file as the absolute path the pull step makes of it."""
+    parameters = dict(deployment.get("parameters", {}))
+    if "workflow_file" in parameters:
+        parameters["workflow_file"] = str(ROOT / parameters["workflow_file"])
+    return tuple(sorted(parameters.items()))
+
+
 @pytest.fixture
 def server(prefect_server: PrefectServer) -> PrefectServer:
     """The suite's shared server: the tests read back only the deployments and pools named
@@ -51,7 +62,7 @@ def server(prefect_server: PrefectServer) -> PrefectServer:
 
 def test_every_deployment_resolves_to_its_flow_with_pool_and_parameters() -> None:
     deployments = _config()["deployments"]
-    assert len(deployments) == 6
+    assert len(deployments) == 9
     for deployment in deployments:
         path, function = deployment["entrypoint"].split(":")
         flow = load_flow_from_entrypoint(f"{ROOT / path}:{function}")
@@ -71,6 +82,27 @@ def test_every_deployment_resolves_to_its_flow_with_pool_and_parameters() -> Non
     assert [_schedule(s) for s in maintenance["archive-idle-sessions"]["schedules"]] == [
         ("cron", "0 3 * * *")
     ]
+    assert all(s.get("active", True) for d in maintenance.values() for s in d["schedules"])
+
+
+def test_the_examples_are_deployed_with_inactive_schedules() -> None:
+    """Each example workflow of examples/ once, named after its workflow, its schedule
+    off; the file it names is there (relative to the checkout the pull step enters)."""
+    examples = {
+        d["name"]: d
+        for d in _config()["deployments"]
+        if d["flow_name"] == "limit-scheduled-workflow"
+    }
+    files = sorted(p.name for p in (ROOT / "examples").glob("*.yaml"))
+    assert sorted(Path(d["parameters"]["workflow_file"]).name for d in examples.values()) == files
+    for name, deployment in examples.items():
+        path = ROOT / deployment["parameters"]["workflow_file"]
+        assert name == f"example-{load_workflow(path.read_text())['name']}"
+        assert deployment["work_pool"]["name"] == "local"
+        [schedule] = deployment["schedules"]
+        assert "cron" in schedule and schedule["active"] is False
+    assert {spec.name for spec in EXAMPLE_DEPLOYMENTS} == set(examples)
+    assert all(not spec.active and spec.cron for spec in EXAMPLE_DEPLOYMENTS)
 
 
 def test_prefect_yaml_and_the_python_deployments_agree() -> None:
@@ -79,8 +111,11 @@ def test_prefect_yaml_and_the_python_deployments_agree() -> None:
             f"{d['flow_name']}/{d['name']}",
             d["work_pool"]["name"],
             d["entrypoint"].replace("src/", "").replace(".py:", ".").replace("/", "."),
-            tuple(sorted(d.get("parameters", {}).items())),
-            tuple(_schedule(s) for s in d.get("schedules", [])),
+            _parameters(d),
+            tuple(
+                (*_schedule(s), s.get("timezone", "UTC"), s.get("active", True))
+                for s in d.get("schedules", [])
+            ),
         )
         for d in _config()["deployments"]
     }
@@ -90,9 +125,9 @@ def test_prefect_yaml_and_the_python_deployments_agree() -> None:
             spec.pool,
             spec.entrypoint,
             tuple(sorted(spec.parameters.items())),
-            (("cron", spec.cron),)
+            (("cron", spec.cron, spec.timezone, spec.active),)
             if spec.cron
-            else (("interval", spec.interval_s),)
+            else (("interval", spec.interval_s, spec.timezone, spec.active),)
             if spec.interval_s
             else (),
         )
@@ -122,7 +157,9 @@ async def test_python_apply_uses_module_paths_and_is_idempotent(server: PrefectS
         assert deployment.entrypoint == spec.entrypoint
         assert not deployment.pull_steps
         assert deployment.work_pool_name == spec.pool
-        assert len(deployment.schedules) == (1 if spec.cron or spec.interval_s else 0)
+        assert [s.active for s in deployment.schedules] == (
+            [spec.active] if spec.cron or spec.interval_s else []
+        )
 
 
 def test_prefect_deploy_all_and_a_worker_runs_the_flow(
@@ -150,6 +187,13 @@ def test_prefect_deploy_all_and_a_worker_runs_the_flow(
         {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}
     ]
     assert [s.schedule.interval.total_seconds() for s in deployment.schedules] == [3600]
+    with (
+        temporary_settings(updates={PREFECT_API_URL: server.api_url}),
+        get_client(sync_client=True) as client,
+    ):
+        example = client.read_deployment_by_name("limit-scheduled-workflow/example-bell-sweep")
+    assert example.parameters == {"workflow_file": "examples/bell_sweep.yaml"}
+    assert [(s.schedule.cron, s.active) for s in example.schedules] == [("0 6 * * *", False)]
 
     settings = load_settings(
         environ={},

@@ -98,8 +98,13 @@ def test_prefect_lists_the_pools_deployments_blocks_and_online_workers(stack: St
         "limit-maintenance/archive-idle-sessions",
         "limit-maintenance/verify-ledger",
         "limit-maintenance/expire-caches",
+        "limit-scheduled-workflow/example-bell-sweep",
+        "limit-scheduled-workflow/example-qaoa-maxcut",
+        "limit-scheduled-workflow/example-classical-pipeline",
     }
     assert deployments["limit-maintenance/verify-ledger"]["schedules"]
+    example = deployments["limit-scheduled-workflow/example-bell-sweep"]
+    assert [s["active"] for s in example["schedules"]] == [False]
 
     blocks = stack.prefect_post("/block_documents/filter", {"include_secrets": False})
     assert {"limit-runner", "local", "remote", "aer"} <= {b["name"] for b in blocks}

@@ -27,6 +27,7 @@ from rich.markup import escape
 
 from limit_graph.cli.agents_cmd import agents_app
 from limit_graph.cli.client import CliError
+from limit_graph.cli.deploy_cmd import deploy as deploy_command
 from limit_graph.cli.options import KeyOption, UrlOption, call
 from limit_graph.cli.output import print_json
 from limit_graph.cli.prefect_cmd import prefect_app
@@ -116,6 +117,7 @@ def exec_agent(
 app.command("runner")(runner_command)
 app.command("run")(run_command)
 app.command("worker")(worker_command)
+workflow_app.command("deploy")(deploy_command)
 
 
 @app.command("watch")

@@ -80,8 +80,10 @@ class WorkflowSchedule:
         try:
             return CronSchedule(cron=self.cron, timezone=self.timezone)
         except ValidationError as exc:
-            problems = "; ".join(str(e["msg"]) for e in exc.errors())
-            raise _refused("cron", f"not a schedule: {self.describe()}: {problems}") from None
+            [first, *_] = exc.errors()  # the cron string is checked first, then the zone
+            where = "cron" if first["loc"] else "timezone"
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise _refused(where, f"{self.describe()} is not a schedule: {message}") from None
 
     def describe(self) -> str:
         return f"{self.cron} ({self.timezone})"
@@ -221,9 +223,7 @@ async def deploy_workflow(
         deployment_id = await runner.aapply()
     except BaseException:
         if previous is None:
-            await client.delete_block_document(
-                (await client.read_block_document_by_name(deployment.key_block, "secret")).id
-            )
+            await Secret.adelete(deployment.key_block, client=client)
         else:
             await previous.asave(deployment.key_block, overwrite=True, client=client)
         raise
