@@ -18,26 +18,7 @@ from limit_graph.client import (
 )
 from limit_graph.core.models import StepState, WorkflowRun, WorkflowRunState
 from tests.client.conftest import write
-
-DIAMOND = """\
-name: diamond
-params:
-  n: {type: integer, default: 3}
-steps:
-  - id: a
-    agent: echo
-    inputs: {x: "${params.n}"}
-  - id: b
-    agent: echo
-    inputs: {y: "${steps.a.outputs.x}"}
-  - id: c
-    agent: echo
-    depends_on: [a]
-    inputs: {z: 1}
-  - id: d
-    agent: echo
-    inputs: {b: "${steps.b.outputs}", c: "${steps.c.outputs}"}
-"""
+from tests.fixtures.workflows import DIAMOND_YAML as DIAMOND
 
 BROKEN = """\
 name: broken

@@ -16,25 +16,8 @@ from limit_graph.cli.client import ApiClient
 from limit_graph.cli.watch import watch_workflow
 from limit_graph.core.models import WorkflowRunState
 from tests.fixtures.cli import Server, start
+from tests.fixtures.workflows import DIAMOND_YAML as DIAMOND
 
-DIAMOND = """\
-name: diamond
-params:
-  n: {type: integer, default: 3}
-steps:
-  - id: a
-    agent: echo
-    inputs: {x: "${params.n}"}
-  - id: b
-    agent: echo
-    inputs: {y: "${steps.a.outputs.x}"}
-  - id: c
-    agent: echo
-    depends_on: [a]
-  - id: d
-    agent: echo
-    inputs: {b: "${steps.b.outputs}", c: "${steps.c.outputs}"}
-"""
 BROKEN = """\
 name: broken
 steps:

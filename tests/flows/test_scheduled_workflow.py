@@ -37,26 +37,9 @@ from limit_graph.flows.workflow import (
 )
 from tests.fixtures.live import LiveServer, live_server
 from tests.fixtures.prefect import unique_name
+from tests.fixtures.workflows import DIAMOND_YAML as DIAMOND
 
 ADMIN_KEY = "test-admin-key-scheduled-0123456789"
-DIAMOND = """\
-name: diamond
-params:
-  n: {type: integer, default: 3}
-steps:
-  - id: a
-    agent: echo
-    inputs: {x: "${params.n}"}
-  - id: b
-    agent: echo
-    inputs: {y: "${steps.a.outputs.x}"}
-  - id: c
-    agent: echo
-    depends_on: [a]
-  - id: d
-    agent: echo
-    inputs: {b: "${steps.b.outputs}", c: "${steps.c.outputs}"}
-"""
 FAILING = {
     "name": "failing",
     "steps": [

@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 from limit_graph.core.models import ProvenanceEntry
 from limit_graph.orchestration.mirror_prefect import PrefectState
+from limit_graph.orchestration.workflows.artifacts import ARTIFACTS
 
 __all__ = [
     "ARTIFACTS",
@@ -46,9 +47,6 @@ __all__ = [
 ]
 
 WORKFLOW_FLOW_NAME = "limit-workflow"
-ARTIFACTS = "workflow-artifacts"
-"""Bookkeeping namespace the workflow engine writes a run's artifacts to (before its
-final entry): ``<run id>`` → ``{"names": [...]}``, ``<run id>/<name>`` → the artifact."""
 PARAMS_SHOWN_BYTES = 65_536
 """Params larger than this (as JSON) are not copied into the flow run's parameters."""
 

@@ -312,10 +312,10 @@ class RunDriver:
                     )
                 items = over
         except LimitError as exc:
-            await self._fail(step_id, ErrorInfo(type=type(exc).__name__, message=exc.detail))
+            self._fail(step_id, ErrorInfo(type=type(exc).__name__, message=exc.detail))
             return
         except _StepFailed as failed:
-            await self._fail(step_id, failed.error)
+            self._fail(step_id, failed.error)
             return
         self._update_step(
             step_id,
@@ -339,25 +339,25 @@ class RunDriver:
                 self.produced[step_id] = [e.id for e in finished]
         except _StepFailed as failed:
             if not self._cancelling:
-                await self._fail(step_id, failed.error)
+                self._fail(step_id, failed.error)
                 return
-            await self._cancelled(step_id)
+            self._cancelled(step_id)
             return
         except asyncio.CancelledError:
             if not self._cancelling:
                 raise
-            await self._cancelled(step_id)
+            self._cancelled(step_id)
             return
         self._update_step(step_id, state=StepState.SUCCEEDED, finished_at=utcnow())
         self._changed()
 
-    async def _cancelled(self, step_id: str) -> None:
+    def _cancelled(self, step_id: str) -> None:
         self._update_step(
             step_id, state=StepState.CANCELLED, finished_at=utcnow(), reason="the run was cancelled"
         )
         self._changed()
 
-    async def _fail(self, step_id: str, error: ErrorInfo) -> None:
+    def _fail(self, step_id: str, error: ErrorInfo) -> None:
         self._update_step(step_id, state=StepState.FAILED, finished_at=utcnow(), error=error)
         self._changed()
 

@@ -22,6 +22,7 @@ from limit_graph.core.errors import Conflict, InvalidInput, NotFound
 from limit_graph.core.models import (
     BackendKind,
     ErrorInfo,
+    Execution,
     ExecutionState,
     Session,
     StepRun,
@@ -325,7 +326,8 @@ class WorkflowService:
             resumed, actor=principal.name, action="workflow.resumed", require_active_session=True
         )
         self._context.notify()
-        outputs, produced = await self._results_of(resumed, keep=set(graph.steps) - again)
+        executions = await self.storage.list_workflow_executions(resumed.id)
+        outputs, produced = self._results_of(executions, keep=set(graph.steps) - again)
         driver = self._drive(resumed, workflow, principal, outputs=outputs, produced=produced)
         return await self._waited(driver, wait_s)
 
@@ -337,12 +339,13 @@ class WorkflowService:
         ]
         return self.check(spec, session=session)
 
-    async def _results_of(
-        self, run: WorkflowRun, *, keep: set[str]
+    @staticmethod
+    def _results_of(
+        executions: list[Execution], *, keep: set[str]
     ) -> tuple[dict[str, Any], dict[str, list[uuid.UUID]]]:
         """The outputs of the ``keep`` steps, from their latest succeeded executions."""
         latest: dict[str, dict[int | None, Any]] = {}
-        for execution in await self.storage.list_workflow_executions(run.id):
+        for execution in executions:
             tag = execution.workflow
             if tag is None or tag.step not in keep:
                 continue
@@ -377,18 +380,24 @@ class WorkflowService:
                 await self._abandon(run, f"the workflow no longer validates: {exc}")
                 continue
             executions = await self.storage.list_workflow_executions(run.id)
-            steps = []
-            for step in run.steps:
-                ids = [
-                    e.id
-                    for e in executions
-                    if e.workflow is not None and e.workflow.step == step.id
-                ]
-                state = StepState.PENDING if step.state is StepState.RUNNING else step.state
-                steps.append(step.model_copy(update={"state": state, "execution_ids": ids}))
+            ids: dict[str, list[uuid.UUID]] = {}
+            for execution in executions:
+                if execution.workflow is not None:
+                    ids.setdefault(execution.workflow.step, []).append(execution.id)
+            steps = [
+                step.model_copy(
+                    update={
+                        "state": StepState.PENDING
+                        if step.state is StepState.RUNNING
+                        else step.state,
+                        "execution_ids": ids.get(step.id, []),
+                    }
+                )
+                for step in run.steps
+            ]
             carried = run.model_copy(update={"steps": steps})
             done = {s.id for s in steps if s.state is StepState.SUCCEEDED}
-            outputs, produced = await self._results_of(carried, keep=done)
+            outputs, produced = self._results_of(executions, keep=done)
             log.info("carrying on workflow run %s (%s)", run.id, run.name)
             self._drive(
                 carried,
