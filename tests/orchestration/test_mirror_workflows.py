@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,12 @@ async def drain(mirror: PrefectMirror, storage: Storage) -> None:
             return
         assert await mirror.run_once() > 0, "Prefect refused what the mirror sent"
     raise AssertionError("the mirror did not reach the end of the ledger")
+
+
+def recorded(count: int) -> Callable[[list[Any]], bool]:
+    """``count`` task runs, each with its state: the recorder writes a task run before
+    its state, so a read in between finds a run without one."""
+    return lambda runs: len(runs) == count and all(run.state is not None for run in runs)
 
 
 def state_of(run: Any) -> tuple[str, str | None]:
@@ -118,7 +124,7 @@ async def test_a_diamond_run_is_a_child_flow_run_whose_task_runs_draw_the_dag(
         assert (node["kind"], node["label"]) == ("flow-run", f"limit-workflow / {flow_run.name}")
 
         # the steps: task runs of the workflow's flow run, their inputs the DAG's edges
-        runs = await eventually(lambda: step_task_runs(client, flow_run_id), lambda r: len(r) == 4)
+        runs = await eventually(lambda: step_task_runs(client, flow_run_id), recorded(4))
         by_name = {task_run.name: task_run for task_run in runs}
         for name, execution in zip("abcd", (a, b, c, d), strict=True):
             task_run = by_name[name]
@@ -187,7 +193,7 @@ async def test_map_items_and_retries_are_task_runs_of_their_own_even_over_budget
 
         flow_run_id = mirror.workflow_flow_run_id(run.id)
         assert flow_run_id is not None
-        runs = await eventually(lambda: step_task_runs(client, flow_run_id), lambda r: len(r) == 8)
+        runs = await eventually(lambda: step_task_runs(client, flow_run_id), recorded(8))
         by_name = {task_run.name: task_run for task_run in runs}
         item_names = ["sample[0]", "sample[1]", "sample[2] (attempt 2)", "sample[3]", "sample[4]"]
         assert sorted(by_name) == sorted(["prepare", "sample[2]", "report", *item_names])
@@ -203,7 +209,7 @@ async def test_map_items_and_retries_are_task_runs_of_their_own_even_over_budget
 
         session_runs = await eventually(
             lambda: step_task_runs(client, mirror.flow_run_id(ledger.session.id)),  # type: ignore[arg-type]
-            lambda r: len(r) == 2,
+            recorded(2),
         )
         assert sorted(task_run.name for task_run in session_runs) == [
             "echo ×6 succeeded",
@@ -239,7 +245,7 @@ async def test_a_failed_run_is_failed_with_its_error(
             "FAILED",
             message,
         )
-        runs = await eventually(lambda: step_task_runs(client, flow_run_id), lambda r: len(r) == 2)
+        runs = await eventually(lambda: step_task_runs(client, flow_run_id), recorded(2))
         assert {task_run.name: state_of(task_run) for task_run in runs} == {
             "a": ("COMPLETED", None),
             "b": ("FAILED", "AgentError: division by zero"),
@@ -390,7 +396,7 @@ async def test_a_resumed_run_runs_again_then_completes_in_the_same_flow_run(
             "# pipeline, version 1",
             "# pipeline, version 2",
         ]
-        runs = await eventually(lambda: step_task_runs(client, flow_run_id), lambda r: len(r) == 3)
+        runs = await eventually(lambda: step_task_runs(client, flow_run_id), recorded(3))
         assert sorted((r.name, state_of(r)[0]) for r in runs) == [
             ("a", "COMPLETED"),
             ("b", "FAILED"),
@@ -468,7 +474,7 @@ async def test_a_workflow_whose_session_has_no_flow_run_yet_makes_that_first(
         assert flow_run.parent_task_run_id is not None
         parent = await client.read_task_run(flow_run.parent_task_run_id)
         assert parent.flow_run_id == session_flow_run
-        await eventually(lambda: step_task_runs(client, flow_run_id), lambda r: len(r) == 1)
+        await eventually(lambda: step_task_runs(client, flow_run_id), recorded(1))
 
 
 async def test_a_restarted_mirror_files_later_steps_under_the_same_flow_run(
@@ -493,7 +499,7 @@ async def test_a_restarted_mirror_files_later_steps_under_the_same_flow_run(
         await again.close()
         flow_run_id = again.workflow_flow_run_id(run.id)
         assert flow_run_id is not None and flow_run_id == first.workflow_flow_run_id(run.id)
-        runs = await eventually(lambda: step_task_runs(client, flow_run_id), lambda r: len(r) == 2)
+        runs = await eventually(lambda: step_task_runs(client, flow_run_id), recorded(2))
         assert edges_of(runs) == {("a", "b")}
         workflow_flow = (await client.read_flow_run(flow_run_id)).flow_id
         same_name = await client.read_flow_runs(
