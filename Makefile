@@ -29,8 +29,9 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
+# One worker per core; a test file stays on one worker (its module fixtures start once).
 test: lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses auto --dist loadfile
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format src tests bench

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.objects import TaskRun
 
 from limit_graph.core.models import ExecutionState, SessionConfig
 from limit_graph.core.settings import load_settings
@@ -64,6 +65,11 @@ async def client(prefect: Prefect) -> AsyncIterator[PrefectClient]:
         yield client
 
 
+def settled(count: int) -> Callable[[list[TaskRun]], bool]:
+    """``count`` task runs, each with its state: the recorder writes a run before its state."""
+    return lambda runs: len(runs) == count and all(run.state is not None for run in runs)
+
+
 # --- one execution, one task run ------------------------------------------------------
 
 
@@ -88,7 +94,7 @@ async def test_sessions_are_flow_runs_and_executions_task_runs(
         assert set(flow_run.tags) == {f"session:{session.id}", "tenant:acme"}
         assert flow_run.state is not None and flow_run.state.type.value == "RUNNING"
 
-        runs = await eventually(lambda: task_runs(client, flow_run_id), lambda r: len(r) == 6)
+        runs = await eventually(lambda: task_runs(client, flow_run_id), settled(6))
         by_execution = {execution_tag(run): run for run in runs}
         expected = {
             ExecutionState.SUCCEEDED: ("COMPLETED", "Completed"),
@@ -151,9 +157,7 @@ async def test_over_budget_executions_are_grouped_and_all_counted(
         lone = await execute(platform, second.id, "sleep", {"seconds": 5}, timeout_s=0.05)
         assert await mirror.run_once() == await platform.storage.ledger_size()
 
-        runs = await eventually(
-            lambda: task_runs(client, mirror.flow_run_id(first.id)), lambda r: len(r) == 2
-        )
+        runs = await eventually(lambda: task_runs(client, mirror.flow_run_id(first.id)), settled(2))
         assert {(run.name, counted([run])) for run in runs} == {
             ("echo ×40 succeeded", 40),
             ("fail ×3 failed", 3),
@@ -172,7 +176,7 @@ async def test_over_budget_executions_are_grouped_and_all_counted(
         assert echo.end_time == max(e.finished_at for e in executions if e.finished_at)
 
         runs = await eventually(
-            lambda: task_runs(client, mirror.flow_run_id(second.id)), lambda r: len(r) == 2
+            lambda: task_runs(client, mirror.flow_run_id(second.id)), settled(2)
         )
         assert counted(runs) == 26
         single = next(run for run in runs if "grouped" not in run.tags)
@@ -209,7 +213,7 @@ async def test_a_replay_after_a_crash_changes_nothing(
         await first.close()
         flow_run_id = first.flow_run_id(session.id)
         assert flow_run_id is not None
-        before = await eventually(lambda: task_runs(client, flow_run_id), lambda r: len(r) == 2)
+        before = await eventually(lambda: task_runs(client, flow_run_id), settled(2))
 
         end = await platform.storage.ledger_size() - 1
         await platform.storage.put_value("mirror", "cursor", {"index": -1, "chunk_end": end})
