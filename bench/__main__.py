@@ -25,10 +25,11 @@ from pathlib import Path
 
 import httpx
 
+from bench import auth_overhead, workflow_validation
+from bench import authorization as authorization_bench
 from bench import dispatch as dispatch_bench
 from bench import mirror as mirror_bench
 from bench import quantum as quantum_bench
-from bench import workflow_validation
 from bench import workflows as workflows_bench
 from bench.inprocess import measure_inprocess
 from bench.loadgen import LoadResult, build_request, run_load
@@ -244,6 +245,14 @@ def main() -> None:
             say(line)
     say("")
     for line in workflow_validation.rows(workflow_validation.measure(1000, 20), 20):
+        say(line)
+    say("")
+    decisions = [authorization_bench.measure() for _ in range(3)]
+    for line in authorization_bench.rows(authorization_bench.median_of(decisions), 3):
+        say(line)
+    say("")
+    overhead = asyncio.run(auth_overhead.measure(workdir / "auth-overhead", args.inprocess_calls))
+    for line in auth_overhead.rows(overhead):
         say(line)
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)

@@ -49,7 +49,12 @@ NAMESPACE = "limit-graph"
 HEALTH_PATH = "/health"
 API_PORT = 8080
 POOLS = ("local", "remote", "quantum")
-SECRET_VARS = ("LIMIT_ADMIN_API_KEY", "LIMIT_RUNNER_API_KEY", "POSTGRES_PASSWORD")
+SECRET_VARS = (
+    "LIMIT_ADMIN_API_KEY",
+    "LIMIT_RUNNER_API_KEY",
+    "LIMIT_AUTH_SECRET",
+    "POSTGRES_PASSWORD",
+)
 A_REAL_KEY = "k" * 32
 INSTALL_HINT = "run `make test`, which installs the dev dependencies (pyproject's `dev` extra)"
 
@@ -494,6 +499,7 @@ def test_compose_refuses_to_start_without_each_secret(services: dict[str, dict[s
         "POSTGRES_PASSWORD": "pw",
         "LIMIT_ADMIN_API_KEY": A_REAL_KEY,
         "LIMIT_RUNNER_API_KEY": A_REAL_KEY + "-runner",
+        "LIMIT_AUTH_SECRET": A_REAL_KEY + "-secret",
     }
     for missing in SECRET_VARS:
         env = {k: v for k, v in full.items() if k != missing}
@@ -507,6 +513,7 @@ def test_compose_api_environment_loads_as_settings(services: dict[str, dict[str,
         "POSTGRES_PASSWORD": "pw",
         "LIMIT_ADMIN_API_KEY": A_REAL_KEY,
         "LIMIT_RUNNER_API_KEY": A_REAL_KEY + "-runner",
+        "LIMIT_AUTH_SECRET": A_REAL_KEY + "-secret",
     }
     env = {k: interpolate(v, outer) for k, v in environment(services["api"]).items()}
     assert env["LIMIT_MODE"] == "prod"
@@ -777,12 +784,17 @@ def test_k8s_secret_template_holds_placeholders_the_app_rejects(
     secret = objects[("Secret", "limit-graph-secrets")]
     assert "data" not in secret, "a template: stringData with placeholders"
     values = secret["stringData"]
-    assert set(values) == {"LIMIT_ADMIN_API_KEY", "LIMIT_RUNNER_API_KEY", "DATABASE_URL"}
+    assert set(values) == {
+        "LIMIT_ADMIN_API_KEY",
+        "LIMIT_RUNNER_API_KEY",
+        "LIMIT_AUTH_SECRET",
+        "DATABASE_URL",
+    }
     assert all("changeme" in v for v in values.values()), "placeholders the docs say to replace"
     readme = README.read_text(encoding="utf-8")
     assert "changeme" in readme and all(key in readme for key in values)
     # Forgetting to replace the key fails closed: prod mode refuses the placeholder.
-    for key in ("LIMIT_ADMIN_API_KEY", "LIMIT_RUNNER_API_KEY"):
+    for key in ("LIMIT_ADMIN_API_KEY", "LIMIT_RUNNER_API_KEY", "LIMIT_AUTH_SECRET"):
         with pytest.raises(ConfigError, match="placeholder"):
             load_settings(environ={"LIMIT_MODE": "prod", key: values[key]})
 

@@ -143,9 +143,10 @@ async def test_maintenance_is_for_the_admin_and_the_runners_only(
     idle = await api.new_session()
     size = await api.ledger_size()
     body = assert_problem(await api.other.post(f"/maintenance/{path}"), 403)
-    assert "admin or runner role" in str(body["detail"])
+    assert "bob may not maintenance.run" in str(body["detail"])
+    assert body["policy_ids"] == ["default-deny"]
     assert_problem(await api.client.post(f"/maintenance/{path}", headers={"X-API-Key": ""}), 401)
-    assert await api.ledger_size() == size
+    assert await api.actions_since(size) == ["access.denied"]
     assert await _state(api, idle) is SessionState.ACTIVE
 
     runner_key = (tmp_path / "home" / "runner.key").read_text().strip()

@@ -244,7 +244,7 @@ def test_the_key_must_come_from_its_secret_block_and_may_not_be_the_runner_key(
     finally:
         asyncio.run(Secret.adelete(name))
     assert refused.is_failed()
-    with pytest.raises(PermissionDeniedError, match="runner key may only"):
+    with pytest.raises(PermissionDeniedError, match="runner may not workflow.validate"):
         refused.result()
     assert {s.id for s in _sessions(rest)} == before
 

@@ -16,7 +16,7 @@ import pytest
 
 from limit_graph.flows.runner import report_slices
 from tests.fixtures.api import assert_problem
-from tests.fixtures.dispatch import PLAIN_KEY, Stack, running, stack
+from tests.fixtures.dispatch import Stack, running, stack
 from tests.fixtures.waiting import eventually
 
 TWO_REMOTES = {
@@ -257,8 +257,8 @@ async def test_the_runner_protocol_records_a_result_once_per_attempt(tmp_path: P
 async def test_runner_routes_refuse_other_callers_and_bad_bodies(tmp_path: Path) -> None:
     async with stack(tmp_path) as s:
         body = {"runner_id": "r1", "pool": "remote", "wait_s": 0}
-        plain = await s.client.post("/runners/claim", json=body, headers={"X-API-Key": PLAIN_KEY})
-        assert assert_problem(plain, 403)["policy_ids"] == ["role-runner"]
+        plain = await s.client.post("/runners/claim", json=body, headers=s.plain.headers)
+        assert assert_problem(plain, 403)["policy_ids"] == ["default-deny"]
         bad_pool = await s.client.post("/runners/claim", json={**body, "pool": "gpu"})
         assert_problem(bad_pool, 422)
         unknown_instance = await s.client.post("/runners/claim", json={**body, "instance": "x"})

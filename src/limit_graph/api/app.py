@@ -24,11 +24,15 @@ from limit_graph.api.observability import RequestObserver
 from limit_graph.api.problems import install_problem_handlers
 from limit_graph.api.routes import (
     agents,
+    auth,
     events,
     executions,
+    grants,
     health,
+    identity,
     maintenance,
     metrics,
+    policies,
     provenance,
     reserved,
     runners,
@@ -37,19 +41,11 @@ from limit_graph.api.routes import (
 )
 from limit_graph.api.schemas import ERROR_RESPONSES
 from limit_graph.core.settings import Settings
-from limit_graph.governance.auth import (
-    ApiKeyAuthenticator,
-    Principal,
-    ensure_admin_key,
-    ensure_runner_key,
-)
 from limit_graph.orchestration.platform import Platform
 from limit_graph.orchestration.telemetry import Telemetry, configure_tracing
 
-__all__ = ["ADMIN", "RUNNER", "create_app"]
+__all__ = ["create_app"]
 
-ADMIN = Principal(name="admin", tenant="default", roles=frozenset({"admin"}))
-RUNNER = Principal(name="runner", tenant="default", roles=frozenset({"runner"}))
 log = logging.getLogger("limit_graph.api")
 
 
@@ -58,13 +54,6 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        admin = ensure_admin_key(settings)
-        authenticator = ApiKeyAuthenticator()
-        authenticator.add(admin.key, ADMIN)
-        if (runner_key := ensure_runner_key(settings)) is not None:
-            authenticator.add(runner_key.key, RUNNER)
-        app.state.authenticator = authenticator
-        app.state.admin_key = admin
         started = platform or await Platform.start(settings, telemetry=telemetry)
         app.state.platform = started
         try:
@@ -111,6 +100,10 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
             maintenance,
             provenance,
             workflows,
+            auth,
+            identity,
+            grants,
+            policies,
             reserved,
         )
     ]

@@ -1,34 +1,55 @@
-"""Dependencies of the routes: the platform, the authenticated caller, and what it may do.
+"""Dependencies of the routes: the platform, the authenticated caller, and the decision.
 
-Each route names the permission it needs through one of the ``Can…`` types below; the
-decision is the governance authorizer's (:mod:`limit_graph.governance.authorizer`).
-They depend on :func:`get_principal`, so the OpenAPI document shows each route's security.
+Every route that needs credentials names its action through one dependency,
+:class:`Authorize` (``Can…`` below): it authenticates the caller, finds the resource
+the action is on -- the platform, the caller's tenant, or the session of the path,
+which must be visible to the caller (another tenant's is a 404, like none) -- and asks
+the governance authorizer, which records and raises a denial (403 with ``policy_ids``).
+This runs before the body is looked at, so authorization comes before validation.
+Routes whose resource is named in the body (a principal of a given tenant, a runner's
+pool) have their services ask the same authorizer about it.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from limit_graph.core.errors import AuthenticationRequired
-from limit_graph.governance.auth import ApiKeyAuthenticator, Principal
-from limit_graph.governance.authorizer import AUTHORIZER, Permission
+from limit_graph.core.errors import AuthenticationRequired, NotFound
+from limit_graph.governance.auth import Principal
+from limit_graph.governance.policy.schema import ACTIONS, Action
 from limit_graph.orchestration.platform import Platform
+from limit_graph.orchestration.sessions import require_visible
 
 __all__ = [
     "Authorize",
+    "CanArchiveSessions",
     "CanClaimWork",
+    "CanCompleteSessions",
+    "CanCreateSessions",
+    "CanCreateTenants",
+    "CanDeleteSessions",
+    "CanExecuteInSessions",
+    "CanGrantSessions",
+    "CanListSessions",
+    "CanManageKeys",
+    "CanManagePrincipals",
     "CanReadAgents",
-    "CanReadExecutions",
-    "CanReadGovernance",
-    "CanReadProvenance",
+    "CanReadAudit",
+    "CanReadPolicies",
+    "CanReadPrincipals",
     "CanReadSessions",
-    "CanRunExecutions",
+    "CanReadSessionsIncludingDeleted",
+    "CanReadTenants",
+    "CanRestoreSessions",
+    "CanRotateSigningKeys",
     "CanRunMaintenance",
-    "CanWriteGovernance",
-    "CanWriteSessions",
+    "CanUpdateSessions",
+    "CanValidateWorkflows",
+    "CanWritePolicies",
     "CurrentPlatform",
     "CurrentPrincipal",
 ]
@@ -48,11 +69,14 @@ async def get_principal(
     api_key: Annotated[str | None, Security(_api_key)],
 ) -> Principal:
     """Every credential sent must be valid; sending two that disagree is refused."""
-    authenticator: ApiKeyAuthenticator = request.app.state.authenticator
+    platform: Platform = request.app.state.platform
+    authenticator = platform.authenticator
     sent = [c for c in (bearer.credentials if bearer else None, api_key) if c is not None]
     if "authorization" in request.headers and bearer is None:
-        raise AuthenticationRequired("the Authorization header must be 'Bearer <key>'")
-    principals = [authenticator.authenticate(c) for c in sent] or [authenticator.authenticate(None)]
+        raise AuthenticationRequired("the Authorization header must be 'Bearer <credential>'")
+    if not sent:
+        return await authenticator.authenticate(None)
+    principals = [await authenticator.authenticate(c) for c in sent]
     if any(p != principals[0] for p in principals[1:]):
         raise AuthenticationRequired("Authorization and X-API-Key name different callers")
     return principals[0]
@@ -63,23 +87,73 @@ CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
 class Authorize:
-    """The dependency of a route that needs ``permission``: the caller, or a 403."""
+    """The dependency of a route doing ``action``: the caller, once allowed.
 
-    def __init__(self, permission: Permission) -> None:
-        self.permission = permission
+    The resource is the one the schema gives the action: the platform, the caller's
+    tenant, or the session named by the path's ``session_id``.
+    """
 
-    async def __call__(self, principal: CurrentPrincipal) -> Principal:
-        AUTHORIZER.require(principal, self.permission)
+    def __init__(self, action: Action, *, include_deleted: bool = False) -> None:
+        self.action = action
+        self.on = ACTIONS[action]
+        self.include_deleted = include_deleted
+
+    async def __call__(
+        self, request: Request, principal: CurrentPrincipal, platform: CurrentPlatform
+    ) -> Principal:
+        authorizer = platform.authorizer
+        if self.on == "Platform":
+            await authorizer.on_platform(principal, self.action)
+        elif self.on == "Tenant":
+            await authorizer.on_tenant(principal, self.action)
+        elif self.on == "Session":
+            session_id = _path_session(request)
+            session = require_visible(
+                await platform.sessions.cache.load(session_id),
+                principal,
+                session_id,
+                include_deleted=self.include_deleted,
+            )
+            await authorizer.on_session(principal, self.action, session)
+        else:  # Pool and Agent resources are named in bodies: their services ask
+            raise TypeError(f"{self.action} is not decided by a route dependency")
         return principal
 
 
-CanReadSessions = Annotated[Principal, Depends(Authorize(Permission.SESSIONS_READ))]
-CanWriteSessions = Annotated[Principal, Depends(Authorize(Permission.SESSIONS_WRITE))]
-CanReadExecutions = Annotated[Principal, Depends(Authorize(Permission.EXECUTIONS_READ))]
-CanRunExecutions = Annotated[Principal, Depends(Authorize(Permission.EXECUTIONS_RUN))]
-CanReadAgents = Annotated[Principal, Depends(Authorize(Permission.AGENTS_READ))]
-CanReadProvenance = Annotated[Principal, Depends(Authorize(Permission.PROVENANCE_READ))]
-CanReadGovernance = Annotated[Principal, Depends(Authorize(Permission.GOVERNANCE_READ))]
-CanWriteGovernance = Annotated[Principal, Depends(Authorize(Permission.GOVERNANCE_WRITE))]
-CanClaimWork = Annotated[Principal, Depends(Authorize(Permission.RUNNERS_CLAIM))]
-CanRunMaintenance = Annotated[Principal, Depends(Authorize(Permission.MAINTENANCE_RUN))]
+def _path_session(request: Request) -> uuid.UUID:
+    raw = request.path_params.get("session_id")
+    if isinstance(raw, uuid.UUID):
+        return raw
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        raise NotFound(f"no session {raw}") from None
+
+
+CanCreateTenants = Annotated[Principal, Depends(Authorize(Action.TENANT_CREATE))]
+CanReadTenants = Annotated[Principal, Depends(Authorize(Action.TENANT_READ))]
+CanRotateSigningKeys = Annotated[Principal, Depends(Authorize(Action.SIGNING_KEY_ROTATE))]
+CanReadAgents = Annotated[Principal, Depends(Authorize(Action.AGENT_READ))]
+CanRunMaintenance = Annotated[Principal, Depends(Authorize(Action.MAINTENANCE_RUN))]
+CanCreateSessions = Annotated[Principal, Depends(Authorize(Action.SESSION_CREATE))]
+CanListSessions = Annotated[Principal, Depends(Authorize(Action.SESSION_LIST))]
+CanRestoreSessions = Annotated[Principal, Depends(Authorize(Action.SESSION_RESTORE))]
+CanReadPrincipals = Annotated[Principal, Depends(Authorize(Action.PRINCIPAL_READ))]
+CanManagePrincipals = Annotated[Principal, Depends(Authorize(Action.PRINCIPAL_MANAGE))]
+CanManageKeys = Annotated[Principal, Depends(Authorize(Action.KEY_MANAGE))]
+CanReadPolicies = Annotated[Principal, Depends(Authorize(Action.POLICY_READ))]
+CanWritePolicies = Annotated[Principal, Depends(Authorize(Action.POLICY_WRITE))]
+CanReadAudit = Annotated[Principal, Depends(Authorize(Action.AUDIT_READ))]
+CanValidateWorkflows = Annotated[Principal, Depends(Authorize(Action.WORKFLOW_VALIDATE))]
+CanReadSessions = Annotated[Principal, Depends(Authorize(Action.SESSION_READ))]
+CanReadSessionsIncludingDeleted = Annotated[
+    Principal, Depends(Authorize(Action.SESSION_READ, include_deleted=True))
+]
+CanUpdateSessions = Annotated[Principal, Depends(Authorize(Action.SESSION_UPDATE))]
+CanCompleteSessions = Annotated[Principal, Depends(Authorize(Action.SESSION_COMPLETE))]
+CanArchiveSessions = Annotated[Principal, Depends(Authorize(Action.SESSION_ARCHIVE))]
+CanDeleteSessions = Annotated[Principal, Depends(Authorize(Action.SESSION_DELETE))]
+CanGrantSessions = Annotated[Principal, Depends(Authorize(Action.SESSION_GRANT))]
+CanExecuteInSessions = Annotated[Principal, Depends(Authorize(Action.SESSION_EXECUTE))]
+CanClaimWork = CurrentPrincipal
+"""Runner routes: the pool is in the body, so the dispatcher's caller asks about it."""

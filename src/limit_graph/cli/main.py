@@ -28,8 +28,10 @@ from rich.markup import escape
 from limit_graph.cli.agents_cmd import agents_app
 from limit_graph.cli.client import CliError
 from limit_graph.cli.deploy_cmd import deploy as deploy_command
+from limit_graph.cli.identity_cmd import keys_app, principal_app, tenant_app
 from limit_graph.cli.options import KeyOption, UrlOption, call
 from limit_graph.cli.output import print_json
+from limit_graph.cli.policy_cmd import policy_app
 from limit_graph.cli.prefect_cmd import prefect_app
 from limit_graph.cli.prefect_cmd import worker as worker_command
 from limit_graph.cli.run_cmd import run as run_command
@@ -45,6 +47,10 @@ app.add_typer(session_app, name="session")
 app.add_typer(agents_app, name="agents")
 app.add_typer(prefect_app, name="prefect")
 app.add_typer(workflow_app, name="workflow")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(principal_app, name="principal")
+app.add_typer(keys_app, name="keys")
+app.add_typer(policy_app, name="policy")
 err = Console(stderr=True)
 
 

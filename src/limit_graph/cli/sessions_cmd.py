@@ -7,6 +7,9 @@ Examples::
     limit session results <session-id> --json
     limit session archive <session-id>        # bundle saved under LIMIT_HOME/archives/
     limit session restore .limit/archives/<session-id>.json
+    limit session grant <session-id> --group reviewers --permission read
+    limit session grants <session-id>
+    limit session revoke-grant <session-id> <grant-id>
 """
 
 from __future__ import annotations
@@ -20,13 +23,17 @@ from typing import Annotated, Any
 import typer
 
 from limit_graph.cli.client import CliError
+from limit_graph.cli.inputs import require_uuid
 from limit_graph.cli.options import JsonOption, KeyOption, UrlOption, call
 from limit_graph.cli.output import print_json, print_listing, print_text, tell
 from limit_graph.cli.target import Configuration, open_client
+from limit_graph.core.identity import GrantPermission
 
 __all__ = ["session_app"]
 
-session_app = typer.Typer(help="Create, inspect, finish, archive and restore sessions.")
+session_app = typer.Typer(
+    help="Create, inspect, finish, archive and restore sessions; grant others access."
+)
 
 
 @session_app.command("create")
@@ -189,3 +196,66 @@ def session_restore(bundle: Path, url: UrlOption = None, api_key: KeyOption = No
     except (OSError, json.JSONDecodeError) as exc:
         raise CliError(f"cannot read bundle {bundle}: {exc}") from None
     print_json(call(url, api_key, "POST", "/sessions/restore", json=document))
+
+
+@session_app.command("grant")
+def session_grant(
+    session_id: str,
+    permission: Annotated[
+        GrantPermission,
+        typer.Option("--permission", help="read, execute (implies read) or admin (all)."),
+    ],
+    principal: Annotated[
+        str | None, typer.Option("--principal", help="Grant this principal (its id).")
+    ] = None,
+    group: Annotated[
+        str | None, typer.Option("--group", help="Grant every member of this group.")
+    ] = None,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Let a principal or a group of the session's tenant read, execute in or administer
+    the session; print the grant."""
+    sid = require_uuid(session_id, "session")
+    if (principal is None) == (group is None):
+        raise CliError("grant to one: --principal ID or --group NAME")
+    body: dict[str, Any] = {"permission": permission.value}
+    if principal is not None:
+        body["principal_id"] = require_uuid(principal, "principal")
+    else:
+        body["group"] = group
+    print_json(call(url, api_key, "POST", f"/sessions/{sid}/grants", json=body))
+
+
+@session_app.command("grants")
+def session_grants(
+    session_id: str,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """List who was granted what on a session (its owner holds admin without a grant)."""
+    sid = require_uuid(session_id, "session")
+    print_listing(
+        call(url, api_key, "GET", f"/sessions/{sid}/grants"),
+        ("id", "permission", "to", "granted by", "created"),
+        lambda g: (
+            g["id"],
+            g["permission"],
+            f"principal {g['principal_id']}" if g["principal_id"] else f"group {g['group']}",
+            g["created_by"],
+            g["created_at"][:19],
+        ),
+        as_json=as_json,
+        noun="grants",
+    )
+
+
+@session_app.command("revoke-grant")
+def session_revoke_grant(
+    session_id: str, grant_id: str, url: UrlOption = None, api_key: KeyOption = None
+) -> None:
+    """Take a grant back; what it allowed is refused from the next request."""
+    sid, gid = require_uuid(session_id, "session"), require_uuid(grant_id, "grant")
+    call(url, api_key, "DELETE", f"/sessions/{sid}/grants/{gid}")
+    print_text(f"revoked grant {gid} on session {sid}")

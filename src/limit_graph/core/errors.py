@@ -6,8 +6,10 @@
     ├── InvalidInput              422  bad request content (``errors`` lists each field)
     │   ├── MalformedJSON         400  a body that is not I-JSON (RFC 7493): syntax, UTF-8,
     │   │                              duplicate keys, NaN, lone surrogates (``errors``)
-    │   └── ConfigError                a configuration file or variable is wrong (start-up)
-    ├── AuthenticationRequired    401  no or unknown credentials
+    │   ├── ConfigError                a configuration file or variable is wrong (start-up)
+    │   └── TokenRequestError     400  a malformed OAuth2 token request (``error``, RFC 6749)
+    ├── AuthenticationRequired    401  no, unknown or invalid credentials (``error`` on the
+    │                                  token endpoint: ``invalid_client``)
     ├── NotFound                  404  unknown id (session, execution, agent, archive)
     ├── Conflict                  409  the request contradicts current state
     ├── PolicyDenied              403  a governance check said no (``policy_ids``)
@@ -39,6 +41,7 @@ __all__ = [
     "QuotaExceeded",
     "RateLimited",
     "StateDenied",
+    "TokenRequestError",
 ]
 
 
@@ -84,10 +87,33 @@ class ConfigError(InvalidInput):
     slug = "invalid-config"
 
 
+class TokenRequestError(InvalidInput):
+    """A token request RFC 6749 (§5.2) calls ``invalid_request`` or
+    ``unsupported_grant_type``; ``error`` carries that code for OAuth2 clients."""
+
+    status_code = 400
+    title = "Invalid token request"
+    slug = "invalid-token-request"
+
+    def __init__(self, detail: str, error: str = "invalid_request") -> None:
+        super().__init__(detail)
+        self.error = error
+
+    def extras(self) -> dict[str, Any]:
+        return {"error": self.error}
+
+
 class AuthenticationRequired(LimitError):
     status_code = 401
     title = "Authentication required"
     slug = "unauthenticated"
+
+    def __init__(self, detail: str, *, oauth_error: str | None = None) -> None:
+        super().__init__(detail)
+        self.oauth_error = oauth_error
+
+    def extras(self) -> dict[str, Any]:
+        return {"error": self.oauth_error} if self.oauth_error else {}
 
 
 class NotFound(LimitError):

@@ -66,3 +66,7 @@ def configure_logging(level: str, *, json_format: bool = True) -> None:
     quieter = max(logging.WARNING, logging.getLevelName(level))
     for noisy in ("alembic", "httpx", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(quieter)
+    # Database drivers log each statement with its parameters (key digests and sealed
+    # signing keys among them) at DEBUG or INFO: they never go below WARNING.
+    for driver in ("aiosqlite", "psycopg", "sqlalchemy.engine"):
+        logging.getLogger(driver).setLevel(quieter)

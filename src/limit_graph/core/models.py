@@ -17,6 +17,7 @@ from limit_graph.core.canonical import sha256_hex
 
 __all__ = [
     "BackendKind",
+    "CheckResult",
     "ErrorInfo",
     "Execution",
     "ExecutionState",
@@ -141,12 +142,35 @@ class Session(_Record):
     restored_from: str | None = Field(
         default=None, description="SHA-256 of the archive bundle this session was restored from."
     )
+    owner_id: uuid.UUID | None = Field(
+        default=None,
+        description="The owner's principal id (unset for sessions made before "
+        "principals existed, whose owner is known by name).",
+    )
+
+    def document(self) -> dict[str, Any]:
+        """As stored and hashed; ``owner_id`` only when set, so records written before the
+        field existed hash as they did."""
+        doc = super().document()
+        if doc.get("owner_id") is None:
+            doc.pop("owner_id", None)
+        return doc
 
 
 class ErrorInfo(_Record):
     type: str
     message: str
     retryable: bool = False
+
+
+class CheckResult(_Record):
+    """One pre-task check's verdict on an execution, kept with it (and so in its ledger
+    entry): which check, whether it passed, the policies that decided."""
+
+    check: str
+    passed: bool
+    policy_ids: list[str] = Field(default_factory=list)
+    detail: str | None = None
 
 
 class WorkflowTag(_Record):
@@ -191,13 +215,19 @@ class Execution(_Record):
     workflow: WorkflowTag | None = Field(
         default=None, description="Set when the execution is a step (or map item) of a workflow."
     )
+    checks: list[CheckResult] = Field(
+        default_factory=list,
+        description="The pre-task checks that admitted it and the policies that decided.",
+    )
 
     def document(self) -> dict[str, Any]:
-        """As stored and hashed; ``workflow`` only when set, so records written before the
-        field existed hash as they did."""
+        """As stored and hashed; ``workflow`` and ``checks`` only when set, so records
+        written before the fields existed hash as they did."""
         doc = super().document()
         if doc.get("workflow") is None:
             doc.pop("workflow", None)
+        if not doc.get("checks"):
+            doc.pop("checks", None)
         return doc
 
 

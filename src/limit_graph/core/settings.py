@@ -3,9 +3,11 @@
 The environment variables are the ones the platform has always documented:
 ``BIND_ADDRESS``, ``DATABASE_URL``, ``BACKEND_TYPE`` and ``LOG_LEVEL``, plus the
 ``LIMIT_*`` family (``LIMIT_CONFIG``, ``LIMIT_HOME``, ``LIMIT_MODE``,
-``LIMIT_ADMIN_API_KEY``, and ``LIMIT_BACKEND_<NAME>_API_KEY`` per backend instance).
+``LIMIT_ADMIN_API_KEY``, ``LIMIT_AUTH_SECRET``, and ``LIMIT_BACKEND_<NAME>_API_KEY`` per
+backend instance).  A secret's variable may instead name a file holding it, for secrets
+mounted as files: ``LIMIT_AUTH_SECRET_FILE``.
 The file (``--config`` or ``LIMIT_CONFIG``) has the sections ``[server]``,
-``[storage]``, ``[backends]`` and ``[agents]`` (and more, each a model below)::
+``[storage]``, ``[backends]``, ``[agents]`` and ``[auth]`` (and more, each a model below)::
 
     [server]
     bind_address = "127.0.0.1:8080"
@@ -26,6 +28,13 @@ The file (``--config`` or ``LIMIT_CONFIG``) has the sections ``[server]``,
     [agents]
     paths = ["agents"]           # folders of @agent files; or LIMIT_AGENT_PATHS (os.pathsep)
 
+    [auth]
+    token_ttl_s = 900            # the platform's own JWTs; the secret: LIMIT_AUTH_SECRET(_FILE)
+    [auth.oidc]                  # optional: accept tokens of an external OIDC issuer
+    issuer = "https://login.example.org/realms/lab"
+    audience = "limit-graph"
+    claims = { tenant = "org", roles = "roles" }
+
 Relative paths in the file (``api_key_file``, ``[agents] paths``) are relative to the
 file's folder; those of variables and overrides, to the working directory.
 
@@ -44,6 +53,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from limit_graph.core.auth_settings import AuthSettings, OidcClaims, OidcSettings
 from limit_graph.core.errors import ConfigError
 from limit_graph.core.instances import (
     PLACEHOLDER_SECRETS,
@@ -56,11 +66,14 @@ from limit_graph.core.instances import (
 from limit_graph.core.models import BackendKind
 
 __all__ = [
+    "AuthSettings",
     "BackendInstance",
     "BackendsSettings",
     "ConfigWarning",
     "DispatchSettings",
     "PrefectSettings",
+    "OidcClaims",
+    "OidcSettings",
     "ServerSettings",
     "Settings",
     "StorageSettings",
@@ -82,6 +95,12 @@ class ServerSettings(_Section):
     bind_address: str = Field(default="127.0.0.1:8080", pattern=r"^[^\s:]+:\d{1,5}$")
     workers: int = Field(default=1, ge=1, le=64)
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    max_streams_per_principal: int = Field(
+        default=16,
+        ge=1,
+        le=10_000,
+        description="Event streams one principal may hold open on each API process.",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS; empty turns CORS off."
     )
@@ -197,6 +216,7 @@ class Settings(_Section):
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
     workflows: WorkflowsSettings = Field(default_factory=WorkflowsSettings)
     agents: AgentsSettings = Field(default_factory=AgentsSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     source: str | None = Field(default=None, description="The config file these came from.")
 
     @model_validator(mode="after")
@@ -205,6 +225,7 @@ class Settings(_Section):
             for name, secret in (
                 ("admin_api_key", self.admin_api_key),
                 ("dispatch.runner_api_key", self.dispatch.runner_api_key),
+                ("auth.secret", self.auth.secret),
             ):
                 key = secret.get_secret_value() if secret else None
                 if key is not None and (key.lower() in PLACEHOLDER_SECRETS or len(key) < 24):
@@ -231,6 +252,10 @@ class Settings(_Section):
     @property
     def runner_key_path(self) -> Path:
         return self.home / "runner.key"
+
+    @property
+    def auth_secret_path(self) -> Path:
+        return self.home / "auth.secret"
 
 
 def normalize_database_url(url: str) -> str:
@@ -262,12 +287,34 @@ _ENV_PATHS: dict[str, tuple[str, ...]] = {
     "LIMIT_MODE": ("mode",),
     "LIMIT_ADMIN_API_KEY": ("admin_api_key",),
     "LIMIT_RUNNER_API_KEY": ("dispatch", "runner_api_key"),
+    "LIMIT_AUTH_SECRET": ("auth", "secret"),
     "LIMIT_PREFECT_WORKERS": ("prefect", "workers"),
     "LIMIT_STORAGE": ("storage", "type"),
     "LIMIT_CORS_ORIGINS": ("server", "cors_origins"),
     "LIMIT_AGENT_PATHS": ("agents", "paths"),
     "PREFECT_API_URL": ("prefect", "api_url"),
 }
+
+_FILE_VARIABLES = frozenset({"LIMIT_AUTH_SECRET"})
+"""Variables whose value may come from the file ``<VARIABLE>_FILE`` names instead."""
+
+
+def _from_file_variable(env: Mapping[str, str], var: str) -> str | None:
+    """The value in the file ``<var>_FILE`` names (relative to the working directory)."""
+    named = env.get(f"{var}_FILE")
+    if not named:
+        return None
+    if env.get(var):
+        raise ConfigError(f"set {var} or {var}_FILE, not both")
+    try:
+        value = Path(named).expanduser().read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"{var}_FILE names {named}, which cannot be read: {exc.strerror}"
+        ) from None
+    if not value:
+        raise ConfigError(f"{var}_FILE names {named}, which is empty")
+    return value
 
 
 def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
@@ -310,7 +357,9 @@ def load_settings(
         tree["source"] = str(file)
         _anchor_agent_paths(tree, file.parent)
     for var, key_path in _ENV_PATHS.items():
-        if env.get(var):
+        if var in _FILE_VARIABLES and (held := _from_file_variable(env, var)) is not None:
+            _set_path(tree, key_path, held)
+        elif env.get(var):
             value: Any = env[var]
             if var == "LOG_LEVEL":
                 value = value.upper()

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from limit_graph.core.errors import AuthenticationRequired, ConfigError
+from limit_graph.core.errors import AuthenticationRequired
 from limit_graph.core.settings import Settings
+from limit_graph.governance.secrets import ensure_secret_file
 
 __all__ = [
     "AdminKey",
@@ -27,12 +28,27 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a name for the ledger, a tenant for isolation, and roles (what
-    each role may do is :mod:`limit_graph.governance.authorizer`'s to decide)."""
+    """Who is calling, as authenticated: a name for the ledger, a tenant for isolation,
+    roles and groups for the policies (what they allow is the policy engine's to decide).
+
+    ``id`` is the principal record's (``None`` for a key of the settings that no record
+    holds); ``scopes`` narrow what an API key may do (empty: whatever its principal may);
+    ``pools`` are a runner's work pools (``None``: every pool); ``via`` says how the
+    caller signed in (``key``, ``token``, ``oidc``, ``internal``).
+    """
 
     name: str
     tenant: str
     roles: frozenset[str] = field(default_factory=frozenset)
+    id: uuid.UUID | None = None
+    kind: str = "user"
+    groups: frozenset[str] = field(default_factory=frozenset)
+    platform_admin: bool = False
+    pools: frozenset[str] | None = None
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    via: str = "key"
+    credential_id: str | None = field(default=None, compare=False)
+    """The key id or token ``jti`` it signed in with, for logs and the ledger."""
 
     @property
     def is_admin(self) -> bool:
@@ -66,21 +82,16 @@ def ensure_runner_key(settings: Settings) -> AdminKey | None:
 def _ensure_key(
     given: str | None, path: Path, settings: Settings, what: str, variable: str
 ) -> AdminKey:
-    if given is not None:
-        return AdminKey(given, False, None)
-    if path.exists():
-        key = path.read_text(encoding="utf-8").strip()
-        if not key:
-            raise ConfigError(f"{what} key file {path} is empty; delete it to make a new key")
-        return AdminKey(key, False, path)
-    if settings.mode != "dev":
-        raise ConfigError(f"no {what} API key: set {variable} (outside dev mode none is generated)")
-    key = ("lgk_" if what == "admin" else "lgr_") + secrets.token_urlsafe(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(key + "\n")
-    return AdminKey(key, True, path)
+    prefix = "lgk_" if what == "admin" else "lgr_"
+    found = ensure_secret_file(
+        given,
+        path,
+        mode=settings.mode,
+        what=f"{what} API key",
+        variable=variable,
+        make=lambda: prefix + secrets.token_urlsafe(32),
+    )
+    return AdminKey(*found)
 
 
 def _digest(key: str) -> bytes:

@@ -1,23 +1,28 @@
 """Pre-task checks: every execution passes this pipeline before it starts.
 
 A check looks at what is about to run and either allows it (returns ``None``) or
-denies it with a :class:`~limit_graph.core.errors.PolicyDenied` naming itself.
-Later policies (access, quotas, rates, data quality) are more checks in the list;
-the orchestrator does not change when they are added.
+denies it with a :class:`~limit_graph.core.errors.PolicyDenied` naming the policies.
+A check whose verdict must be on record adds it to ``ctx.results``: it is stored with
+the execution it admits, and so in that execution's ledger entry.  The first check is
+``access`` (the policy engine's ``agent.execute``: principal x agent x backend x
+target x inputs); later policies (quotas, rates, data quality) are more checks in the
+list, and the orchestrator does not change when they are added.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from limit_graph.core.agents import AgentSpec
 from limit_graph.core.errors import PolicyDenied, StateDenied
-from limit_graph.core.models import BackendKind, Session, SessionState
+from limit_graph.core.models import BackendKind, CheckResult, Session, SessionState
 from limit_graph.governance.auth import Principal
+from limit_graph.governance.authorizer import Authorizer
 
 __all__ = [
+    "AccessAllowed",
     "BackendAllowed",
     "CheckContext",
     "CheckPipeline",
@@ -34,6 +39,10 @@ class CheckContext:
     agent: AgentSpec
     backend: BackendKind
     inputs: dict[str, Any]
+    target: str | None = None
+    """The target the inputs name, as written (checked before the inputs are validated)."""
+    results: list[CheckResult] = field(default_factory=list)
+    """Verdicts kept with the execution (and in its ledger entry)."""
 
 
 class PreTaskCheck(Protocol):
@@ -41,6 +50,37 @@ class PreTaskCheck(Protocol):
 
     async def check(self, ctx: CheckContext) -> PolicyDenied | None:
         """``None`` to allow, or the denial to raise."""
+
+
+class AccessAllowed:
+    """The policy engine's ``agent.execute``: may this principal run this agent on this
+    backend and target, in this session?  An allow, with the policies that made it, is
+    kept with the execution."""
+
+    id = "access"
+
+    def __init__(self, authorizer: Authorizer) -> None:
+        self.authorizer = authorizer
+
+    async def check(self, ctx: CheckContext) -> PolicyDenied | None:
+        _, decision = await self.authorizer.agent_access(
+            ctx.principal,
+            ctx.agent.name,
+            ctx.session,
+            backend=ctx.backend.value,
+            target=ctx.target,
+        )
+        if decision.allowed:
+            ctx.results.append(
+                CheckResult(check=self.id, passed=True, policy_ids=[*decision.policy_ids])
+            )
+            return None
+        where = f" on target {ctx.target!r}" if ctx.target else ""
+        return PolicyDenied(
+            f"{ctx.principal.name} may not run agent {ctx.agent.name!r} on the "
+            f"{ctx.backend.value} backend{where} (policy {', '.join(decision.policy_ids)})",
+            list(decision.policy_ids),
+        )
 
 
 class SessionActive:
@@ -91,5 +131,6 @@ class CheckPipeline:
         return None
 
 
-def default_checks() -> CheckPipeline:
-    return CheckPipeline([SessionActive(), BackendAllowed()])
+def default_checks(authorizer: Authorizer) -> CheckPipeline:
+    """Access first, then the session's state and the backends it allows."""
+    return CheckPipeline([AccessAllowed(authorizer), SessionActive(), BackendAllowed()])

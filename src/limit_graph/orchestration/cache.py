@@ -38,11 +38,14 @@ MEMORY_RESULT_BYTES = 64 * 1024
 """Larger results are read from the store on each hit."""
 
 
-def cache_key(agent: AgentSpec, inputs: dict[str, Any], backend: BackendKind) -> str:
-    """The key of an agent's result for these inputs on this target.
+def cache_key(
+    agent: AgentSpec, inputs: dict[str, Any], backend: BackendKind, *, tenant: str
+) -> str:
+    """The key of an agent's result for these inputs on this target, in one tenant: a
+    result is never served to another tenant.
 
     >>> from limit_graph.tasks.general import AGENTS
-    >>> len(cache_key(AGENTS[0], {"x": 1}, BackendKind.LOCAL))
+    >>> len(cache_key(AGENTS[0], {"x": 1}, BackendKind.LOCAL, tenant="acme"))
     64
     """
     target = inputs.get("target") if isinstance(inputs.get("target"), str) else None
@@ -54,6 +57,7 @@ def cache_key(agent: AgentSpec, inputs: dict[str, Any], backend: BackendKind) ->
             "inputs": asked,
             "backend": backend.value,
             "target": target,
+            "tenant": tenant,
         }
     )
 

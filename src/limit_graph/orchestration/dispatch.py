@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -166,6 +166,11 @@ class Dispatcher:
             self.router.get(lease.execution.instance).kind for lease in self._leases.values()
         )
         return kinds
+
+    def lease_pools(self, execution_ids: Iterable[uuid.UUID]) -> set[str]:
+        """The pools of the executions among ``execution_ids`` that are leased now."""
+        leased = (self._leases.get(execution_id) for execution_id in execution_ids)
+        return {self.router.get(lease.execution.instance).kind.value for lease in leased if lease}
 
     def live_runners(self, kind: BackendKind, within_s: float | None = None) -> int:
         horizon = time.monotonic() - (within_s or 3 * self.settings.lease_s)

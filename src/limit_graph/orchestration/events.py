@@ -5,22 +5,30 @@ the event log: an event's id is the entry's index, a client resumes after the la
 id it saw, and nothing is lost across restarts.  Writers call :meth:`notify` after
 each commit so that streams in this process wake at once; streams also re-read on a
 short interval, which covers writes made by other processes.
+
+Open streams are counted per holder (the API passes one per principal): a holder at
+its limit is refused another (:meth:`SessionEvents.open_stream`, 429 ``open-streams``)
+until one of its streams ends.  The count is per process, like the streams themselves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from limit_graph.core.errors import RateLimited
 from limit_graph.core.models import ProvenanceEntry
 from limit_graph.storage.base import Storage, StorageTransaction
 
-__all__ = ["SessionEvents", "event_of"]
+__all__ = ["OPEN_STREAMS_POLICY", "SessionEvents", "StreamSlot", "event_of"]
 
 POLL_INTERVAL_S = 1.0
+OPEN_STREAMS_POLICY = "open-streams"
+"""The id a refusal names when a holder already has its limit of streams open."""
 
 
 def event_of(entry: ProvenanceEntry) -> dict[str, Any]:
@@ -42,11 +50,48 @@ def event_of(entry: ProvenanceEntry) -> dict[str, Any]:
     return event
 
 
+class StreamSlot:
+    """One open stream of a holder; :meth:`release` gives the slot back, once however
+    often it is called (a stream may end by its generator closing or by its response
+    finishing, whichever comes first)."""
+
+    def __init__(self, counts: Counter[str], holder: str) -> None:
+        self._counts = counts
+        self.holder = holder
+        self._released = False
+
+    def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        self._counts[self.holder] -= 1
+        if self._counts[self.holder] <= 0:
+            del self._counts[self.holder]
+
+
 class SessionEvents:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
         self._changed = asyncio.Event()
         self._draining = asyncio.Event()
+        self._open: Counter[str] = Counter()
+
+    def open_stream(self, holder: str, *, limit: int, retry_after_s: float) -> StreamSlot:
+        """A slot for one more stream of ``holder``, or :class:`RateLimited` when it
+        already holds ``limit``; the caller releases the slot when the stream ends."""
+        if self._open[holder] >= limit:
+            raise RateLimited(
+                f"at most {limit} event streams may be open at once per principal; "
+                "close one (or let one end) before opening another",
+                [OPEN_STREAMS_POLICY],
+                retry_after_s,
+            )
+        self._open[holder] += 1
+        return StreamSlot(self._open, holder)
+
+    def open_streams(self, holder: str) -> int:
+        """How many streams ``holder`` holds open now."""
+        return self._open.get(holder, 0)
 
     def drain(self) -> None:
         """End every stream (the server is shutting down); clients resume elsewhere."""

@@ -1,89 +1,46 @@
-"""The execution service: check, record, run and finish one agent execution.
+"""The execution service: the one facade routes and workflows call to run work.
 
-Local work runs inline in this process: it is recorded ``running`` (with its ledger
-entry) before the agent starts and ``succeeded | failed | timed_out | cancelled``
-when it ends, each in its own transaction (a trivial agent's two records in one).
-Remote and quantum work, and local work asked not to run inline, is recorded
-``queued`` on the instance the router picks and handed to the dispatcher, whose
-runners claim it.  Either way the caller waits up to ``wait_s`` for the end; past
-that the work goes on and the caller gets the unfinished record.
+It asks admission whether a command may run (:mod:`.admission`), answers from the
+result cache when asked to and able to, runs local work inline (:mod:`.inline`), and
+records the rest ``queued`` on the instance the router picks for the dispatcher, whose
+runners claim it.  Either way the caller waits up to ``wait_s`` for the end; past that
+the work goes on and the caller gets the unfinished record.  The platform builds every
+collaborator and hands it in (:class:`~limit_graph.orchestration.platform.Platform`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any
 
-from opentelemetry.trace import Span
-from pydantic import BaseModel, ValidationError
-
-from limit_graph.core.agents import AgentRegistry, AgentSpec
-from limit_graph.core.errors import (
-    Conflict,
-    InvalidInput,
-    NotFound,
-    PolicyDenied,
-)
-from limit_graph.core.logs import log_context
+from limit_graph.core.agents import AgentSpec
+from limit_graph.core.errors import Conflict, InvalidInput, NotFound
 from limit_graph.core.models import (
     BackendKind,
-    ErrorInfo,
     Execution,
     ExecutionState,
     Session,
-    WorkflowTag,
     utcnow,
 )
-from limit_graph.core.running import Outcome, run_agent
-from limit_graph.core.settings import BackendsSettings, DispatchSettings
 from limit_graph.governance.auth import Principal
-from limit_graph.governance.checks import CheckContext, CheckPipeline
+from limit_graph.orchestration.admission import Admission, Admitted
 from limit_graph.orchestration.cache import ResultCache, cache_key
+from limit_graph.orchestration.commands import ExecuteCommand
 from limit_graph.orchestration.dispatch import Dispatcher
 from limit_graph.orchestration.events import SessionEvents
+from limit_graph.orchestration.inline import CANCELLED, DEFAULT_TIMEOUT_S, InlineRunner
+from limit_graph.orchestration.recording import ExecutionRecorder
 from limit_graph.orchestration.router import Router, target_family
-from limit_graph.orchestration.sessions import SessionCache, require_visible, visible_to
-from limit_graph.orchestration.telemetry import Telemetry, tracer
+from limit_graph.orchestration.sessions import require_visible, visible_to
 from limit_graph.storage.base import Storage
-from limit_graph.storage.ledger import EntryDraft
 from limit_graph.storage.paging import Page
 
 __all__ = ["ExecuteCommand", "ExecutionService", "FanOutResult", "SessionStatus"]
 
-log = logging.getLogger(__name__)
-
-DEFAULT_TIMEOUT_S = 300.0
-CANCELLED = ErrorInfo(type="Cancelled", message="cancelled before it finished")
-INTERRUPTED = ErrorInfo(
-    type="Interrupted", message="the platform stopped while it ran", retryable=True
-)
-LOCAL_INSTANCE = "local"
 WAIT_SLICE_S = 30.0
-
-
-@dataclass(frozen=True)
-class ExecuteCommand:
-    agent: str
-    inputs: dict[str, Any]
-    backend: BackendKind | None = None
-    timeout_s: float | None = None
-    idempotency_key: str | None = None
-    wait_s: float = 30.0
-    inline: bool | None = None
-    """Local work only: ``False`` sends it to the ``local`` pool's runners."""
-    allow_cached: bool = False
-    fan_out: tuple[str, ...] = ()
-    workflow: WorkflowTag | None = None
-    """Set by the workflow engine: the run, step and map item this execution is for."""
-    new_key: bool = False
-    """The caller made ``idempotency_key`` just now (a workflow step's first try): no
-    earlier execution can have it, so it is not looked up (the write still checks)."""
 
 
 @dataclass(frozen=True)
@@ -106,69 +63,29 @@ class SessionStatus:
     updated_at: datetime
 
 
-def _refuse_ineffective(agent: AgentSpec, backend: BackendKind, command: ExecuteCommand) -> None:
-    """A request setting that would change nothing is refused (422), never ignored."""
-    ineffective: dict[str, str] = {}
-    if command.inline and (backend is not BackendKind.LOCAL or command.fan_out):
-        ineffective["inline"] = "only local work that is not fanned out runs inline"
-    if command.allow_cached and not agent.deterministic:
-        ineffective["allow_cached"] = f"agent {agent.name!r} is not deterministic: never cached"
-    elif command.allow_cached and command.fan_out:
-        ineffective["allow_cached"] = "fan-out executions are never answered from the cache"
-    if ineffective:
-        raise InvalidInput(
-            "; ".join(f"{name}: {why}" for name, why in ineffective.items()),
-            [
-                {"loc": ["body", name], "msg": why, "type": "value_error"}
-                for name, why in ineffective.items()
-            ],
-        )
-
-
 class ExecutionService:
+    """Runs, cancels and reads executions; each collaborator is the platform's."""
+
     def __init__(
         self,
         storage: Storage,
-        registry: AgentRegistry,
-        checks: CheckPipeline,
         events: SessionEvents,
-        sessions: SessionCache,
-        *,
-        telemetry: Telemetry | None = None,
-        default_backend: BackendKind = BackendKind.LOCAL,
-        router: Router | None = None,
-        dispatch: DispatchSettings | None = None,
+        admission: Admission,
+        inline: InlineRunner,
+        dispatcher: Dispatcher,
+        router: Router,
+        cache: ResultCache,
+        recorder: ExecutionRecorder,
     ) -> None:
         self.storage = storage
-        self.registry = registry
-        self.checks = checks
         self.events = events
-        self.sessions = sessions
-        self.telemetry = telemetry or Telemetry()
-        self.default_backend = default_backend
-        self.router = router or Router.from_settings(BackendsSettings())
-        self.cache = ResultCache(storage)
-        self.dispatcher = Dispatcher(
-            storage,
-            self.router,
-            self._write,
-            dispatch or DispatchSettings(),
-            telemetry=self.telemetry,
-            on_final=self._dispatched_final,
-        )
-        self._running: dict[uuid.UUID, asyncio.Task[Execution]] = {}
+        self.admission = admission
+        self.inline = inline
+        self.dispatcher = dispatcher
+        self.router = router
+        self.cache = cache
+        self.recorder = recorder
         self._cache_on_success: dict[uuid.UUID, str] = {}
-        self._closing = False
-
-    def _validate_inputs(self, agent: AgentSpec, inputs: dict[str, Any]) -> BaseModel:
-        try:
-            return agent.input_model.model_validate(inputs)
-        except ValidationError as exc:
-            errors = [
-                {"loc": ["body", "inputs", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-                for e in exc.errors(include_url=False, include_input=False)
-            ]
-            raise InvalidInput(f"inputs do not match agent {agent.name!r}", errors) from None
 
     async def execute(
         self, principal: Principal, session_id: uuid.UUID, command: ExecuteCommand
@@ -177,27 +94,29 @@ class ExecutionService:
 
         >>> # done = await executions.execute(p, sid, ExecuteCommand("echo", {"x": 1}))
         """
-        agent, validated, session, backend = await self._admit(principal, session_id, command)
+        admitted = await self.admission.admit(principal, session_id, command)
+        agent, session, backend = admitted.agent, admitted.session, admitted.backend
         if command.idempotency_key is not None and not command.new_key:
             earlier = await self.storage.find_execution_by_key(session_id, command.idempotency_key)
             if earlier is not None:
                 return earlier
-        key = cache_key(agent, command.inputs, backend) if self._cacheable(agent, command) else None
-        if key is not None:
-            hit = await self._from_cache(key, principal, session, agent, backend, command)
+        key = None
+        if self._cacheable(agent, command):
+            key = cache_key(agent, command.inputs, backend, tenant=session.tenant)
+            hit = await self._from_cache(key, principal, admitted, command)
             if hit is not None:
                 return hit
         if backend is BackendKind.LOCAL and self._inline(agent, command):
-            execution = await self._execute_inline(principal, session, agent, validated, command)
+            execution = await self.inline.run(
+                principal, session, agent, admitted.validated, command, admitted.checks
+            )
             if key is not None and execution.state is ExecutionState.SUCCEEDED:
                 await self.cache.store(key, execution)
             return execution
-        family = target_family(backend, validated)
+        family = target_family(backend, admitted.validated)
         depth = self.dispatcher.depth
         instance = self.router.route(backend, agent.name, session_id, depth, family=family)[0]
-        queued = await self._enqueue(
-            principal, session, agent, backend, instance, command, family=family
-        )
+        queued = await self._enqueue(principal, admitted, instance, command, family=family)
         if key is not None and queued.state is ExecutionState.QUEUED:
             self._cache_on_success[queued.id] = key
         return await self._await_final(queued, command.wait_s)
@@ -207,8 +126,9 @@ class ExecutionService:
     ) -> FanOutResult:
         """Run the task once on each instance of ``command.fan_out``; no failover between
         them.  The aggregate is the agent's, over the results that succeeded."""
-        agent, validated, session, backend = await self._admit(principal, session_id, command)
-        family = target_family(backend, validated)
+        admitted = await self.admission.admit(principal, session_id, command)
+        agent, backend = admitted.agent, admitted.backend
+        family = target_family(backend, admitted.validated)
         names = list(dict.fromkeys(command.fan_out))
         for name in names:
             info = self.router.get(name)
@@ -224,43 +144,12 @@ class ExecutionService:
                     [{"loc": ["body", "fan_out"], "msg": "not served", "type": "value_error"}],
                 )
         queued = [
-            await self._enqueue(principal, session, agent, backend, name, command, pinned=True)
-            for name in names
+            await self._enqueue(principal, admitted, name, command, pinned=True) for name in names
         ]
         finished = await asyncio.gather(*(self._await_final(e, command.wait_s) for e in queued))
         results = {e.instance: e.result for e in finished if e.state is ExecutionState.SUCCEEDED}
         aggregate = agent.aggregate(results) if agent.aggregate and results else None
         return FanOutResult(list(finished), aggregate)
-
-    async def _admit(
-        self, principal: Principal, session_id: uuid.UUID, command: ExecuteCommand
-    ) -> tuple[AgentSpec, BaseModel, Session, BackendKind]:
-        """Validate the request and run the pre-task checks; a denial is recorded."""
-        try:
-            agent = self.registry.find(command.agent)
-        except NotFound as exc:  # its detail names the versions a known name has
-            raise InvalidInput(
-                exc.detail,
-                [{"loc": ["body", "agent"], "msg": "unknown agent", "type": "value_error"}],
-            ) from None
-        validated = self._validate_inputs(agent, command.inputs)
-        session = require_visible(await self.sessions.load(session_id), principal, session_id)
-        backend = command.backend or session.config.default_backend or self.default_backend
-        if command.fan_out and command.backend is None:
-            backend = self.router.get(command.fan_out[0]).kind
-        if backend not in agent.backends:
-            raise InvalidInput(
-                f"agent {agent.name!r} does not run on the {backend.value!r} backend "
-                f"(it runs on {', '.join(b.value for b in agent.backends)})",
-                [{"loc": ["body", "backend"], "msg": "not supported", "type": "value_error"}],
-            )
-        _refuse_ineffective(agent, backend, command)
-        denial = await self.checks.evaluate(
-            CheckContext(principal, session, agent, backend, command.inputs)
-        )
-        if denial is not None:
-            await self._deny(principal, session_id, agent, backend, denial)
-        return agent, validated, session, backend
 
     @staticmethod
     def _cacheable(agent: AgentSpec, command: ExecuteCommand) -> bool:
@@ -273,14 +162,9 @@ class ExecutionService:
         return command.inline if command.inline is not None else agent.inline
 
     async def _from_cache(
-        self,
-        key: str,
-        principal: Principal,
-        session: Session,
-        agent: AgentSpec,
-        backend: BackendKind,
-        command: ExecuteCommand,
+        self, key: str, principal: Principal, admitted: Admitted, command: ExecuteCommand
     ) -> Execution | None:
+        session, agent, backend = admitted.session, admitted.agent, admitted.backend
         original = await self.cache.lookup(key)
         if original is None:
             return None
@@ -305,25 +189,25 @@ class ExecutionService:
             timeout_s=command.timeout_s or session.config.timeout_s,
             actor=principal.name,
             workflow=command.workflow,
+            checks=list(admitted.checks),
         )
-        stored = await self._write(hit, "execution.cache_hit", require_active_session=True)
+        stored = await self.recorder.write(hit, "execution.cache_hit", require_active_session=True)
         if stored.id == hit.id:
-            self.telemetry.cache_hits.inc()
-            self._record(stored, was_running=False)
+            self.recorder.telemetry.cache_hits.inc()
+            self.recorder.finished(stored, was_running=False)
         return stored
 
     async def _enqueue(
         self,
         principal: Principal,
-        session: Session,
-        agent: AgentSpec,
-        backend: BackendKind,
+        admitted: Admitted,
         instance: str,
         command: ExecuteCommand,
         *,
         pinned: bool = False,
         family: str | None = None,
     ) -> Execution:
+        session, agent, backend = admitted.session, admitted.agent, admitted.backend
         key = command.idempotency_key
         if key is not None and pinned:
             key = f"{key}@{instance}"
@@ -342,8 +226,9 @@ class ExecutionService:
             timeout_s=command.timeout_s or session.config.timeout_s or DEFAULT_TIMEOUT_S,
             actor=principal.name,
             workflow=command.workflow,
+            checks=list(admitted.checks),
         )
-        stored = await self._write(queued, "execution.queued", require_active_session=True)
+        stored = await self.recorder.write(queued, "execution.queued", require_active_session=True)
         if stored.id == queued.id:
             self.dispatcher.submit(stored, pinned=pinned, family=family)
         return stored
@@ -352,7 +237,7 @@ class ExecutionService:
         """The execution's final record, however long it takes (its own timeout bounds
         it): work running in this process is awaited, dispatched work is waited for."""
         while not execution.state.is_final:
-            task = self._running.get(execution.id)
+            task = self.inline.task(execution.id)
             if task is not None:
                 return await asyncio.shield(task)
             final = await self.dispatcher.wait_final(execution.id, WAIT_SLICE_S)
@@ -368,205 +253,17 @@ class ExecutionService:
         final = await self.dispatcher.wait_final(execution.id, wait_s)
         return final or await self.storage.get_execution(execution.id) or execution
 
-    async def _dispatched_final(self, execution: Execution) -> None:
-        self._record(execution, was_running=False)
+    async def dispatched_final(self, execution: Execution) -> None:
+        """The dispatcher's word that work it held ended: count it, cache its result."""
+        self.recorder.finished(execution, was_running=False)
         key = self._cache_on_success.pop(execution.id, None)
         if key is not None and execution.state is ExecutionState.SUCCEEDED:
             await self.cache.store(key, execution)
 
-    async def _execute_inline(
-        self,
-        principal: Principal,
-        session: Session,
-        agent: AgentSpec,
-        validated: BaseModel,
-        command: ExecuteCommand,
-    ) -> Execution:
-        session_id = session.id
-        now = utcnow()
-        new = Execution(
-            id=uuid.uuid4(),
-            session_id=session_id,
-            agent=agent.name,
-            agent_version=agent.version,
-            backend=BackendKind.LOCAL,
-            instance=LOCAL_INSTANCE,
-            state=ExecutionState.RUNNING,
-            inputs=command.inputs,
-            attempts=1,
-            submitted_at=now,
-            started_at=now,
-            idempotency_key=command.idempotency_key,
-            timeout_s=command.timeout_s or session.config.timeout_s,
-            actor=principal.name,
-            workflow=command.workflow,
-        )
-        if not agent.is_async and not agent.blocking:
-            return await self._run_at_once(agent, validated, new)
-        execution = await self._write(new, "execution.started", require_active_session=True)
-        if execution.id != new.id:
-            return execution  # the same idempotency key won a race
-        task = self._start_inline(agent, validated, execution)
-        done, _ = await asyncio.wait({task}, timeout=command.wait_s)
-        return task.result() if done else execution
-
-    def _start_inline(
-        self, agent: AgentSpec, validated: BaseModel, execution: Execution
-    ) -> asyncio.Task[Execution]:
-        self.telemetry.running.labels(execution.backend.value).inc()
-        task = asyncio.create_task(self._run(agent, validated, execution))
-        self._running[execution.id] = task
-        task.add_done_callback(lambda _: self._running.pop(execution.id, None))
-        return task
-
     async def carry_on(self, execution: Execution) -> Execution:
-        """Local work a stopped process left unfinished (recorded ``running`` or
-        ``queued``, run by nobody now): run it again here as its next attempt, in the
-        same record.  A final execution is returned as it is."""
-        current = await self.storage.get_execution(execution.id) or execution
-        if current.state.is_final or current.id in self._running:
-            return current
-        agent = self.registry.get(current.agent, current.agent_version)
-        validated = self._validate_inputs(agent, current.inputs)
-        restarted = current.model_copy(
-            update={
-                "state": ExecutionState.RUNNING,
-                "instance": LOCAL_INSTANCE,
-                "attempts": current.attempts + 1,
-                "started_at": utcnow(),
-                "error": None,
-            }
-        )
-        stored = await self._write(restarted, "execution.started")
-        self._start_inline(agent, validated, stored)
-        return stored
-
-    async def _run_at_once(
-        self, agent: AgentSpec, inputs: BaseModel, started: Execution
-    ) -> Execution:
-        """A trivial agent runs before anything is written; its start and end are then
-        recorded in one write, which costs half of recording them apart."""
-        with self._observed(agent, started) as span:
-            outcome = await run_agent(agent, inputs, None)
-            span.set_attribute("limit.state", outcome.state.value)
-            final = self._finished(started, outcome)
-            stored = await self._write(
-                final,
-                f"execution.{outcome.state.value}",
-                require_active_session=True,
-                started=started,
-            )
-        if stored.id == final.id:
-            self._record(stored, was_running=False)
-        return stored
-
-    async def _write(
-        self,
-        execution: Execution,
-        action: str,
-        *,
-        require_active_session: bool = False,
-        started: Execution | None = None,
-    ) -> Execution:
-        stored = await self.storage.write_execution(
-            execution,
-            actor=execution.actor,
-            action=action,
-            require_active_session=require_active_session,
-            started=started,
-        )
-        self.events.notify()
-        return stored
-
-    async def _deny(
-        self,
-        principal: Principal,
-        session_id: uuid.UUID,
-        agent: AgentSpec,
-        backend: BackendKind,
-        denial: PolicyDenied,
-    ) -> NoReturn:
-        """Record the denial in the ledger, count it, and raise it."""
-        await self.storage.write_entry(
-            EntryDraft(
-                actor=principal.name,
-                action="execution.denied",
-                resource_type="execution",
-                resource_id=agent.name,
-                session_id=session_id,
-                payload={
-                    "agent": agent.name,
-                    "backend": backend.value,
-                    "policy_ids": denial.policy_ids,
-                    "reason": denial.detail,
-                },
-            )
-        )
-        self.events.notify()
-        for policy_id in denial.policy_ids:
-            self.telemetry.denials.labels(policy_id).inc()
-        raise denial
-
-    @contextmanager
-    def _observed(self, agent: AgentSpec, execution: Execution) -> Iterator[Span]:
-        """Log context and a trace span (a child of the request's) around one execution."""
-        attributes = {
-            "limit.session_id": str(execution.session_id),
-            "limit.execution_id": str(execution.id),
-            "limit.agent": agent.name,
-            "limit.backend": execution.backend.value,
-        }
-        with (
-            log_context(session_id=str(execution.session_id), execution_id=str(execution.id)),
-            tracer.start_as_current_span(f"execute {agent.name}", attributes=attributes) as span,
-        ):
-            yield span
-
-    async def _run(self, agent: AgentSpec, inputs: BaseModel, execution: Execution) -> Execution:
-        with self._observed(agent, execution) as span:
-            try:
-                outcome = await run_agent(agent, inputs, execution.timeout_s or DEFAULT_TIMEOUT_S)
-            except asyncio.CancelledError:
-                if self._closing and execution.workflow is not None:
-                    return execution  # left running: the workflow carries it on at next start
-                if self._closing:
-                    outcome = Outcome(ExecutionState.FAILED, error=INTERRUPTED)
-                else:
-                    outcome = Outcome(ExecutionState.CANCELLED, error=CANCELLED)
-            span.set_attribute("limit.state", outcome.state.value)
-            finishing = asyncio.ensure_future(self._finish(execution, outcome))
-            try:
-                finished = await asyncio.shield(finishing)
-            except asyncio.CancelledError:
-                finished = await finishing  # cancelled while recording: record all the same
-        self._record(finished)
-        if outcome.state is not ExecutionState.SUCCEEDED:
-            log.info("execution %s ended %s", execution.id, outcome.state.value)
-        return finished
-
-    def _record(self, execution: Execution, *, was_running: bool = True) -> None:
-        backend = execution.backend.value
-        if was_running:
-            self.telemetry.running.labels(backend).dec()
-        self.telemetry.executions.labels(execution.agent, backend, execution.state.value).inc()
-        if execution.started_at and execution.finished_at:
-            seconds = (execution.finished_at - execution.started_at).total_seconds()
-            self.telemetry.execution_seconds.labels(execution.agent, backend).observe(seconds)
-
-    @staticmethod
-    def _finished(execution: Execution, outcome: Outcome) -> Execution:
-        return execution.model_copy(
-            update={
-                "state": outcome.state,
-                "result": outcome.result,
-                "error": outcome.error,
-                "finished_at": utcnow(),
-            }
-        )
-
-    async def _finish(self, execution: Execution, outcome: Outcome) -> Execution:
-        final = self._finished(execution, outcome)
-        return await self._write(final, f"execution.{outcome.state.value}")
+        """Run again here local work a stopped process left unfinished (see
+        :meth:`InlineRunner.carry_on`)."""
+        return await self.inline.carry_on(execution)
 
     async def cancel(
         self, principal: Principal, session_id: uuid.UUID, execution_id: uuid.UUID
@@ -579,10 +276,7 @@ class ExecutionService:
         execution = await self.get(principal, session_id, execution_id)
         if execution.state.is_final:
             raise Conflict(f"execution {execution_id} already {execution.state.value}")
-        task = self._running.get(execution_id)
-        if task is not None:
-            task.cancel()
-            await asyncio.wait({task})
+        if await self.inline.cancel(execution_id):
             return await self.get(principal, session_id, execution_id)
         dispatched = await self.dispatcher.cancel(execution_id, principal.name)
         if dispatched is not None:
@@ -652,9 +346,5 @@ class ExecutionService:
         """Stop work still running here; each is recorded ``failed`` with the retryable
         error ``Interrupted`` (the platform stopped, nobody cancelled it).  Queued and
         leased work stays queued in the store, for the next start."""
-        self._closing = True
         await self.dispatcher.close()
-        tasks = list(self._running.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.inline.close()

@@ -3,7 +3,8 @@ verify the whole ledger, drop expired cache documents.
 
 The flows run in Prefect workers and reach these over REST (``/maintenance``); the
 work itself happens here, next to the store, so a flow never needs database access.
-Only the admin and the runners (whose key the flows carry) may call them.
+Who may call them (``maintenance.run``: the platform admin and the runners, whose key
+the flows carry) is decided by the route, through the governance authorizer.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from datetime import datetime, timedelta
 from limit_graph.core.errors import Conflict
 from limit_graph.core.models import ProvenanceEntry, SessionState, utcnow
 from limit_graph.governance.auth import Principal
-from limit_graph.governance.authorizer import AUTHORIZER, Permission
 from limit_graph.orchestration.sessions import SessionService
 from limit_graph.storage.base import SessionFilter, Storage
 from limit_graph.storage.ledger import verify_chain
@@ -26,17 +26,11 @@ __all__ = [
     "LedgerReport",
     "archive_idle_sessions",
     "expire_caches",
-    "require_maintainer",
     "verify_ledger",
 ]
 
 PAGE = 500
 log = logging.getLogger("limit_graph.maintenance")
-
-
-def require_maintainer(principal: Principal) -> None:
-    """Maintenance is for the admin and the runners' key; anyone else gets a 403."""
-    AUTHORIZER.require(principal, Permission.MAINTENANCE_RUN)
 
 
 @dataclass(frozen=True)
@@ -78,27 +72,27 @@ async def archive_idle_sessions(
     so a session that only runs executions is not idle.  A session with executions
     still queued or running is skipped, as ``POST /sessions/{id}/archive`` would refuse it.
     """
-    require_maintainer(principal)
     cutoff = (now or utcnow()) - timedelta(days=idle_days)
-    # The caller's name goes into the ledger; sessions of every tenant are in scope.
-    acting = Principal(principal.name, principal.tenant, principal.roles | {"admin"})
     archived: list[uuid.UUID] = []
     skipped: dict[uuid.UUID, str] = {}
     for state in (SessionState.ACTIVE, SessionState.COMPLETED):
-        candidates: list[uuid.UUID] = []
+        candidates: list[tuple[uuid.UUID, str]] = []
         cursor: str | None = None
         while True:
             page = await storage.list_sessions(
                 SessionFilter(state=state), limit=PAGE, cursor=cursor
             )
-            candidates += [s.id for s in page.items if s.updated_at <= cutoff]
+            candidates += [(s.id, s.tenant) for s in page.items if s.updated_at <= cutoff]
             if page.next_cursor is None:
                 break
             cursor = page.next_cursor
-        for session_id in candidates:
+        for session_id, tenant in candidates:
             last = await _last_activity(storage, session_id)
             if last is not None and last > cutoff:
                 continue
+            # Sessions of every tenant are in scope: the maintainer acts within each
+            # session's tenant, under its own name in the ledger.
+            acting = Principal(principal.name, tenant, principal.roles, via="internal")
             try:
                 await sessions.archive(acting, session_id)
             except Conflict as exc:
@@ -123,13 +117,12 @@ def _first_bad(previous: ProvenanceEntry | None, entries: list[ProvenanceEntry])
     raise ValueError("the entries verify")
 
 
-async def verify_ledger(storage: Storage, principal: Principal) -> LedgerReport:
+async def verify_ledger(storage: Storage) -> LedgerReport:
     """Check every entry's hashes and links from the genesis hash to the recorded head.
 
     Pages are checked with :func:`verify_chain`; only a page that fails is walked entry
     by entry to name the first bad one.
     """
-    require_maintainer(principal)
     size = await storage.ledger_size()
     previous: ProvenanceEntry | None = None
     expected = 0
@@ -146,9 +139,8 @@ async def verify_ledger(storage: Storage, principal: Principal) -> LedgerReport:
     return LedgerReport(True, size, None, None)
 
 
-async def expire_caches(storage: Storage, principal: Principal, now: datetime | None = None) -> int:
+async def expire_caches(storage: Storage, now: datetime | None = None) -> int:
     """Delete expired bookkeeping documents of every namespace; how many went."""
-    require_maintainer(principal)
     expired = await storage.delete_expired(namespace=None, now=now or utcnow())
     log.info("expired %d cached documents", expired)
     return expired

@@ -1,4 +1,9 @@
-"""The platform's services, wired once from :class:`Settings` and shared by API and CLI."""
+"""The platform: the one composition root.
+
+:meth:`Platform.start` builds every service from :class:`Settings` and hands each its
+collaborators (storage, identity, the authorizer, the router, the dispatcher, the
+result cache, the recorder); no service builds its own.  API and CLI both use it.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +11,50 @@ import uuid
 from dataclasses import dataclass, field
 
 from limit_graph.core.agents import AgentRegistry
-from limit_graph.core.models import Execution, Session, SessionConfig
+from limit_graph.core.identity import PrincipalKind, PrincipalRecord, Role
+from limit_graph.core.models import Execution, Session, SessionConfig, utcnow
 from limit_graph.core.settings import Settings
-from limit_graph.governance.auth import Principal
+from limit_graph.governance.auth import (
+    Principal,
+    ensure_admin_key,
+    ensure_runner_key,
+)
+from limit_graph.governance.authn import Authenticator, principal_of
+from limit_graph.governance.authorizer import Authorizer
 from limit_graph.governance.checks import CheckPipeline, default_checks
+from limit_graph.governance.oidc import OidcVerifier
+from limit_graph.governance.policy import Action, CedarEngine
+from limit_graph.governance.secrets import ServerSecret
+from limit_graph.governance.tokens import TokenService
+from limit_graph.governance.watch import IdentityWatch
+from limit_graph.orchestration.admission import Admission
+from limit_graph.orchestration.cache import ResultCache
+from limit_graph.orchestration.dispatch import Dispatcher
 from limit_graph.orchestration.events import SessionEvents
 from limit_graph.orchestration.executions import ExecuteCommand, ExecutionService
 from limit_graph.orchestration.health import Probe, prefect_ping
+from limit_graph.orchestration.identity import IdentityService
+from limit_graph.orchestration.inline import InlineRunner
 from limit_graph.orchestration.mirror import PrefectMirror
+from limit_graph.orchestration.policies import PolicyService
+from limit_graph.orchestration.recording import ExecutionRecorder
 from limit_graph.orchestration.router import Router
-from limit_graph.orchestration.sessions import SessionCache, SessionService
+from limit_graph.orchestration.sessions import SessionCache, SessionService, require_visible
 from limit_graph.orchestration.supervisor import RunnerSupervisor, prefect_runner_starter
 from limit_graph.orchestration.telemetry import Telemetry
 from limit_graph.orchestration.workflows import WorkflowService
 from limit_graph.storage.base import Storage
 from limit_graph.storage.factory import open_storage
 
-__all__ = ["Platform"]
+__all__ = ["PLATFORM_TENANT", "Platform"]
+
+PLATFORM_TENANT = "default"
+"""The platform's own tenant: the platform admin's and the runners'."""
 
 
 @dataclass
 class Platform:
-    """Storage, agents, checks and the services over them.
+    """Storage, identity, agents, checks and the services over them.
 
     >>> # platform = await Platform.start(load_settings())
     >>> # ...; await platform.close()
@@ -36,14 +63,25 @@ class Platform:
     settings: Settings
     storage: Storage
     registry: AgentRegistry
+    secret: ServerSecret
+    watch: IdentityWatch
+    authorizer: Authorizer
+    authenticator: Authenticator
+    tokens: TokenService
     checks: CheckPipeline
+    dispatcher: Dispatcher
     sessions: SessionService
     executions: ExecutionService
     workflows: WorkflowService
+    identity: IdentityService
+    policies: PolicyService
     events: SessionEvents
     telemetry: Telemetry
     database_probe: Probe
     prefect_probe: Probe | None
+    admin: Principal
+    runner: Principal
+    oidc: OidcVerifier | None = field(default=None)
     supervisor: RunnerSupervisor | None = field(default=None)
     mirror: PrefectMirror | None = field(default=None)
 
@@ -57,28 +95,75 @@ class Platform:
         telemetry: Telemetry | None = None,
     ) -> Platform:
         agents = registry or AgentRegistry.discover(settings.agents.paths)  # first: nothing to undo
+        secret = ServerSecret.from_settings(settings)
+        admin_key = ensure_admin_key(settings)
+        runner_key = ensure_runner_key(settings)
         store = storage or open_storage(settings)
         await store.start()
-        checks = default_checks()
+        identity = store.identity
+        telemetry = telemetry or Telemetry()
         events = SessionEvents(store)
         cache = SessionCache(store)
-        telemetry = telemetry or Telemetry()
+        watch = IdentityWatch(identity)
+        authorizer = Authorizer(CedarEngine(), identity, store.write_entry)
+        await authorizer.start()
+        tokens = TokenService(identity, secret, settings.auth)
+        await tokens.start()
+        oidc = OidcVerifier(settings.auth.oidc) if settings.auth.oidc is not None else None
+        authenticator = Authenticator(identity, secret, tokens, oidc, issuer=settings.auth.issuer)
+        identity_service = IdentityService(identity, authorizer, secret, watch, cache)
+        admin, runner = await _bootstrap(identity_service)
+        authenticator.add_static(admin_key.key, admin)
+        authenticator.add_static((runner_key or admin_key).key, runner if runner_key else admin)
+        watch.subscribe(authenticator.forget)
+        watch.subscribe(authorizer.identity_changed)
+        checks = default_checks(authorizer)
+        router = Router.from_settings(settings.backends)
+        recorder = ExecutionRecorder(store, events, telemetry)
+        results = ResultCache(store)
+        finals: list[ExecutionService] = []
+
+        async def on_final(execution: Execution) -> None:
+            await finals[0].dispatched_final(execution)
+
+        dispatcher = Dispatcher(
+            store,
+            router,
+            recorder.write_state,
+            settings.dispatch,
+            telemetry=telemetry,
+            on_final=on_final,
+        )
+        admission = Admission(
+            agents,
+            cache,
+            checks,
+            router,
+            recorder,
+            default_backend=settings.backends.default,
+        )
         executions = ExecutionService(
             store,
-            agents,
-            checks,
             events,
-            cache,
-            telemetry=telemetry,
-            default_backend=settings.backends.default,
-            router=Router.from_settings(settings.backends),
-            dispatch=settings.dispatch,
+            admission,
+            InlineRunner(agents, recorder),
+            dispatcher,
+            router,
+            results,
+            recorder,
         )
+        finals.append(executions)
         platform = cls(
             settings=settings,
             storage=store,
             registry=agents,
+            secret=secret,
+            watch=watch,
+            authorizer=authorizer,
+            authenticator=authenticator,
+            tokens=tokens,
             checks=checks,
+            dispatcher=dispatcher,
             sessions=SessionService(store, events, cache),
             executions=executions,
             workflows=WorkflowService(
@@ -90,16 +175,23 @@ class Platform:
                 notify=events.notify,
                 default_backend=settings.backends.default,
             ),
+            identity=identity_service,
+            policies=PolicyService(identity, authorizer, watch),
             events=events,
             telemetry=telemetry,
             database_probe=Probe(store.ping),
             prefect_probe=Probe(prefect_ping(url)) if (url := settings.prefect.api_url) else None,
+            admin=admin,
+            runner=runner,
+            oidc=oidc,
         )
+        await watch.start()
+        authenticator.start()
         await platform.executions.start()
         await platform.workflows.start()
         if settings.prefect.api_url:
             platform.supervisor = RunnerSupervisor(
-                platform.executions.dispatcher,
+                dispatcher,
                 prefect_runner_starter(settings.prefect.api_url),
                 idle_exit_s=settings.dispatch.idle_exit_s,
             )
@@ -129,9 +221,15 @@ class Platform:
     async def execute_agent(
         self, principal: Principal, session_id: uuid.UUID | None, command: ExecuteCommand
     ) -> Execution:
-        """Run an agent in ``session_id``, or in a one-off session completed afterwards."""
+        """Run an agent in ``session_id`` (``session.execute`` on it), or in a one-off
+        session completed afterwards (``session.create``)."""
         if session_id is not None:
+            session = require_visible(
+                await self.sessions.cache.load(session_id), principal, session_id
+            )
+            await self.authorizer.on_session(principal, Action.SESSION_EXECUTE, session)
             return await self.executions.execute(principal, session_id, command)
+        await self.authorizer.on_tenant(principal, Action.SESSION_CREATE)
         self.registry.find(command.agent)
         session = await self.sessions.create(
             principal,
@@ -145,7 +243,7 @@ class Platform:
 
     def drain(self) -> None:
         """The server has begun to shut down: end the long polls and streams it holds open."""
-        self.executions.dispatcher.drain()
+        self.dispatcher.drain()
         self.events.drain()
 
     async def close(self) -> None:
@@ -155,4 +253,37 @@ class Platform:
         await self.executions.close()
         if self.mirror is not None:
             await self.mirror.close()
+        await self.watch.close()
+        await self.authenticator.close()
+        if self.oidc is not None:
+            await self.oidc.aclose()
         await self.storage.close()
+
+
+async def _bootstrap(identity: IdentityService) -> tuple[Principal, Principal]:
+    """The platform's tenant, its admin and its runners' service account, made on first
+    start; the keys of the settings sign in as them."""
+    await identity.ensure_tenant(PLATFORM_TENANT)
+    now = utcnow()
+    admin = await identity.ensure_principal(
+        PrincipalRecord(
+            id=uuid.uuid4(),
+            name="admin",
+            tenant=PLATFORM_TENANT,
+            kind=PrincipalKind.USER,
+            roles=[Role.ADMIN],
+            platform_admin=True,
+            created_at=now,
+        )
+    )
+    runner = await identity.ensure_principal(
+        PrincipalRecord(
+            id=uuid.uuid4(),
+            name="runner",
+            tenant=PLATFORM_TENANT,
+            kind=PrincipalKind.SERVICE,
+            roles=[Role.RUNNER],
+            created_at=now,
+        )
+    )
+    return principal_of(admin, via="key"), principal_of(runner, via="key")

@@ -1,7 +1,9 @@
 """The session service: create, read, list, complete, delete, archive and restore.
 
-Sessions are tenant-isolated: a caller sees the sessions of its own tenant (an
-admin sees all), and an unknown or foreign id is the same :class:`NotFound`.
+Sessions are tenant-isolated: a caller sees the sessions of its own tenant only
+(nobody crosses tenants, the platform admin included), and an unknown or foreign id is
+the same :class:`NotFound`.  What a caller may do with a visible session is the
+governance authorizer's to decide, before these are called.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ CACHE_SIZE = 10_000
 def visible_to(
     session: Session | None, principal: Principal, *, include_deleted: bool = False
 ) -> bool:
-    """A live session of the caller's tenant (any tenant's for an admin).
+    """A live session of the caller's tenant.
 
     Deleted sessions are gone from every read but the listing filtered by
     ``state=deleted`` and their provenance (``include_deleted``); their ledger entries stay.
@@ -52,7 +54,7 @@ def visible_to(
     return (
         session is not None
         and (include_deleted or session.state is not SessionState.DELETED)
-        and (principal.is_admin or session.tenant == principal.tenant)
+        and session.tenant == principal.tenant
     )
 
 
@@ -149,6 +151,7 @@ class SessionService:
             config=config,
             config_sha256=config.sha256(),
             owner=principal.name,
+            owner_id=principal.id,
             tenant=principal.tenant,
             created_at=now,
             updated_at=now,
@@ -171,7 +174,7 @@ class SessionService:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[Session]:
-        tenant = None if principal.is_admin else principal.tenant
+        tenant = principal.tenant
         hidden = SessionState.DELETED if state is None else None
         return await self.storage.list_sessions(
             SessionFilter(tenant=tenant, state=state, tag=tag, exclude_state=hidden),
@@ -307,7 +310,7 @@ class SessionService:
         bundle = parse_bundle(document)
         verify_bundle(bundle)
         original = bundle.session
-        if not (principal.is_admin or original.tenant == principal.tenant):
+        if original.tenant != principal.tenant:
             raise NotFound(f"no session {original.id}")
         if original.state not in (SessionState.ACTIVE, SessionState.COMPLETED):
             raise InvalidInput(f"bundle holds a session in state {original.state.value}")

@@ -29,6 +29,7 @@ from limit_graph.core.models import (
     SessionState,
     WorkflowRun,
 )
+from limit_graph.storage.identity import IdentityStore
 from limit_graph.storage.ledger import EntryDraft
 from limit_graph.storage.paging import Page
 
@@ -178,6 +179,10 @@ class Storage(Protocol):
     provenance ledger."""
 
     kind: str
+
+    @property
+    def identity(self) -> IdentityStore:
+        """Tenants, principals, keys, signing keys, policies and grants, in this store."""
 
     async def start(self) -> None:
         """Open connections, create or migrate the schema, recover interrupted writes."""

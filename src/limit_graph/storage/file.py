@@ -22,13 +22,21 @@ from typing import IO, Any
 
 from limit_graph.core.errors import Conflict
 from limit_graph.core.models import Execution, ProvenanceEntry, Session, WorkflowRun
+from limit_graph.storage.file_identity import IDENTITY_FOLDERS, identity_files, load_identity
 from limit_graph.storage.memory import MemoryStorage, StagedWrites
 
 __all__ = ["FileStorage"]
 
 JOURNAL = "journal.json"
 TMP_SUFFIX = ".tmp"
-RECORD_FOLDERS = ("sessions", "executions", "workflow_runs", "archives", "ledger")
+RECORD_FOLDERS = (
+    "sessions",
+    "executions",
+    "workflow_runs",
+    "archives",
+    "ledger",
+    *IDENTITY_FOLDERS,
+)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -131,6 +139,7 @@ class FileStorage(MemoryStorage):
             staged.archives[uuid.UUID(path.stem)] = json.loads(path.read_bytes())
         for path in sorted(self._folder("ledger").glob("*.json")):
             staged.entries.append(ProvenanceEntry.model_validate_json(path.read_bytes()))
+        staged.identity = load_identity(self.root)
         self._apply(staged)
         for path in self._folder("kv").glob("*.json"):
             item = json.loads(path.read_bytes())
@@ -189,6 +198,7 @@ class FileStorage(MemoryStorage):
             files.append((f"archives/{session_id}.json", json.dumps(bundle).encode()))
         for entry in staged.entries:
             files.append((f"ledger/{entry.index:012d}.json", entry.model_dump_json().encode()))
+        files += identity_files(staged.identity)
         return files
 
     def _commit_files(self, staged: StagedWrites) -> None:

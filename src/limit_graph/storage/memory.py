@@ -34,6 +34,7 @@ from limit_graph.storage.base import (
     write_workflow_run_in,
 )
 from limit_graph.storage.ledger import EntryDraft, LedgerHead, chain_entry
+from limit_graph.storage.memory_identity import IdentityState, IdentityWrites, MemoryIdentityStore
 from limit_graph.storage.paging import Page, SortKey, decode_cursor, encode_cursor
 
 __all__ = ["MemoryStorage", "StagedWrites"]
@@ -50,10 +51,16 @@ class StagedWrites:
     workflow_runs: dict[uuid.UUID, WorkflowRun] = field(default_factory=dict)
     archives: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
     entries: list[ProvenanceEntry] = field(default_factory=list)
+    identity: IdentityWrites = field(default_factory=IdentityWrites)
 
     def __bool__(self) -> bool:
         return bool(
-            self.sessions or self.executions or self.workflow_runs or self.archives or self.entries
+            self.sessions
+            or self.executions
+            or self.workflow_runs
+            or self.archives
+            or self.entries
+            or self.identity
         )
 
 
@@ -61,6 +68,11 @@ class _MemoryTransaction:
     def __init__(self, store: MemoryStorage) -> None:
         self._store = store
         self.staged = StagedWrites()
+
+    @property
+    def identity(self) -> IdentityWrites:
+        """Where :class:`MemoryIdentityStore` stages its writes."""
+        return self.staged.identity
 
     async def get_session(self, session_id: uuid.UUID) -> Session | None:
         return self.staged.sessions.get(session_id) or self._store._sessions.get(session_id)
@@ -148,6 +160,12 @@ class MemoryStorage:
         self._archives: dict[uuid.UUID, dict[str, Any]] = {}
         self._entries: list[ProvenanceEntry] = []
         self._values: dict[tuple[str, str], tuple[dict[str, Any], datetime | None]] = {}
+        self._identity_state = IdentityState()
+        self._identity = MemoryIdentityStore(self._identity_state, self.transaction)
+
+    @property
+    def identity(self) -> MemoryIdentityStore:
+        return self._identity
 
     async def start(self) -> None:
         return None
@@ -190,6 +208,7 @@ class MemoryStorage:
         self._workflow_runs.update(staged.workflow_runs)
         self._archives.update(staged.archives)
         self._entries.extend(staged.entries)
+        self._identity_state.apply(staged.identity)
 
     async def get_session(self, session_id: uuid.UUID) -> Session | None:
         return self._sessions.get(session_id)

@@ -1,4 +1,9 @@
-"""``GET /sessions/{id}/events``: Server-Sent Events of session and execution changes."""
+"""``GET /sessions/{id}/events``: Server-Sent Events of session and execution changes.
+
+A stream holds a connection and a task for as long as its client keeps it open, so
+each principal may hold at most ``[server] max_streams_per_principal`` of them open on
+a process at once; one more is a 429 problem (policy ``open-streams``) until one ends.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,12 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, Header
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.background import BackgroundTask
 
 from limit_graph.api.deps import CanReadSessions, CurrentPlatform
 from limit_graph.api.ijson import IJSONRoute
 from limit_graph.core.errors import InvalidInput
+from limit_graph.governance.auth import Principal
 from limit_graph.orchestration.events import event_of
 
 router = APIRouter(
@@ -37,6 +44,15 @@ def _resume_point(last_event_id: str | None) -> int:
     return int(last_event_id)
 
 
+def stream_holder(principal: Principal) -> str:
+    """Whose streams count together: one principal (by record id, else by name).
+
+    >>> stream_holder(Principal("alice", "acme"))
+    'acme/alice'
+    """
+    return f"{principal.tenant}/{principal.id or principal.name}"
+
+
 @router.get(
     "/events",
     response_class=EventSourceResponse,
@@ -55,16 +71,31 @@ async def session_events(
     """
     after = _resume_point(last_event_id)
     await platform.sessions.get(principal, session_id)
+    # A client gone without a word is noticed when a keep-alive fails to send: by then
+    # its slot is free again, so that is when a refused client should try again.
+    slot = platform.events.open_stream(
+        stream_holder(principal),
+        limit=platform.settings.server.max_streams_per_principal,
+        retry_after_s=KEEPALIVE_S,
+    )
 
     async def events() -> AsyncIterator[ServerSentEvent]:
-        async for entry in platform.events.stream(session_id, after):
-            yield ServerSentEvent(
-                data=json.dumps(event_of(entry)), id=str(entry.index), event=entry.resource_type
-            )
+        try:
+            async for entry in platform.events.stream(session_id, after):
+                yield ServerSentEvent(
+                    data=json.dumps(event_of(entry)),
+                    id=str(entry.index),
+                    event=entry.resource_type,
+                )
+        finally:
+            slot.release()
 
     return EventSourceResponse(
         events(),
         ping=KEEPALIVE_S,
         shutdown_event=anyio.Event(),  # with it, sse-starlette waits out the grace
         shutdown_grace_period=SHUTDOWN_GRACE_S,
+        # A stream whose generator never started (HEAD, or a client gone at once) ends
+        # here instead of in the generator's finally.
+        background=BackgroundTask(slot.release),
     )

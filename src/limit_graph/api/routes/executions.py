@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from limit_graph.api.deps import CanReadExecutions, CanRunExecutions, CurrentPlatform
+from limit_graph.api.deps import CanExecuteInSessions, CanReadSessions, CurrentPlatform
 from limit_graph.api.ijson import IJSONRoute
 from limit_graph.api.schemas import ExecuteRequest, ExecutionPage, FanOutOut, SessionStatusOut
 from limit_graph.api.workflow_schemas import WorkflowExecuteRequest
@@ -84,7 +84,7 @@ async def execute(
     session_id: uuid.UUID,
     response: Response,
     platform: CurrentPlatform,
-    principal: CanRunExecutions,
+    principal: CanExecuteInSessions,
     raw: dict[str, Any] = Body(),
 ) -> Execution | FanOutOut | WorkflowRun:
     """Run an agent (with ``fan_out``: once on each named instance, a FanOut answer), or
@@ -134,7 +134,7 @@ def execute_body_schemas() -> dict[str, Any]:
 async def results(
     session_id: uuid.UUID,
     platform: CurrentPlatform,
-    principal: CanReadExecutions,
+    principal: CanReadSessions,
     state: ExecutionState | None = None,
     limit: int = Query(default=50, ge=1, le=500),
     cursor: str | None = Query(default=None, max_length=512),
@@ -147,7 +147,7 @@ async def results(
 
 @router.get("/status", response_model=SessionStatusOut)
 async def session_status(
-    session_id: uuid.UUID, platform: CurrentPlatform, principal: CanReadExecutions
+    session_id: uuid.UUID, platform: CurrentPlatform, principal: CanReadSessions
 ) -> SessionStatusOut:
     found = await platform.executions.status(principal, session_id)
     return SessionStatusOut(
@@ -164,7 +164,7 @@ async def get_execution(
     session_id: uuid.UUID,
     execution_id: uuid.UUID,
     platform: CurrentPlatform,
-    principal: CanReadExecutions,
+    principal: CanReadSessions,
 ) -> Execution:
     return await platform.executions.get(principal, session_id, execution_id)
 
@@ -174,7 +174,7 @@ async def cancel_execution(
     session_id: uuid.UUID,
     execution_id: uuid.UUID,
     platform: CurrentPlatform,
-    principal: CanRunExecutions,
+    principal: CanExecuteInSessions,
 ) -> Execution:
     """Cancel an unfinished execution (409 if it already ended)."""
     return await platform.executions.cancel(principal, session_id, execution_id)

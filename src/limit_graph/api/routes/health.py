@@ -18,8 +18,8 @@ router = APIRouter(tags=["health"], route_class=IJSONRoute)
 
 def backends_check(platform: Platform) -> dict[str, Any]:
     """Each backend instance: its health, queue depth and live runners (by pool)."""
-    dispatcher = platform.executions.dispatcher
-    router_ = platform.executions.router
+    dispatcher = platform.dispatcher
+    router_ = dispatcher.router
     health = router_.health.snapshot()
     report: dict[str, Any] = {}
     for kind in BackendKind:

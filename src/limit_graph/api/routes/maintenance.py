@@ -1,5 +1,5 @@
 """Maintenance for the scheduled flows: archive idle sessions, verify the ledger, expire
-caches.  They need ``maintenance:run``: the admin or the runner key (which the
+caches.  They need ``maintenance.run``: the platform admin or a runner (whose key the
 scheduled flows carry), 403 otherwise; the work is in
 :mod:`limit_graph.orchestration.maintenance`.
 """
@@ -59,13 +59,13 @@ async def archive_idle(
 
 
 @router.post("/verify-ledger", response_model=VerifyLedgerOut)
-async def verify_ledger(platform: CurrentPlatform, principal: CanRunMaintenance) -> VerifyLedgerOut:
-    report = await maintenance.verify_ledger(platform.storage, principal)
+async def verify_ledger(platform: CurrentPlatform, _: CanRunMaintenance) -> VerifyLedgerOut:
+    report = await maintenance.verify_ledger(platform.storage)
     return VerifyLedgerOut(
         ok=report.ok, size=report.size, first_bad=report.first_bad, detail=report.detail
     )
 
 
 @router.post("/expire-caches", response_model=ExpireCachesOut)
-async def expire_caches(platform: CurrentPlatform, principal: CanRunMaintenance) -> ExpireCachesOut:
-    return ExpireCachesOut(expired=await maintenance.expire_caches(platform.storage, principal))
+async def expire_caches(platform: CurrentPlatform, _: CanRunMaintenance) -> ExpireCachesOut:
+    return ExpireCachesOut(expired=await maintenance.expire_caches(platform.storage))

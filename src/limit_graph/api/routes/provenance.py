@@ -10,7 +10,7 @@ import uuid
 
 from fastapi import APIRouter, Query
 
-from limit_graph.api.deps import CanReadProvenance, CurrentPlatform
+from limit_graph.api.deps import CanReadSessionsIncludingDeleted, CurrentPlatform
 from limit_graph.api.ijson import IJSONRoute
 from limit_graph.api.schemas import ProvenanceEntryOut, ProvenancePage
 from limit_graph.orchestration.provenance import session_provenance
@@ -26,7 +26,7 @@ router = APIRouter(
 async def provenance(
     session_id: uuid.UUID,
     platform: CurrentPlatform,
-    principal: CanReadProvenance,
+    principal: CanReadSessionsIncludingDeleted,
     limit: int = Query(default=50, ge=1, le=500),
     cursor: str | None = Query(default=None, max_length=512),
 ) -> ProvenancePage:

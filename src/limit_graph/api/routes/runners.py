@@ -1,9 +1,9 @@
 """The runners' side of dispatch: claim, heartbeat, report (docs/orchestration.md).
 
-These need ``runners:claim``, which the runner key (role ``runner``) and the admin key
-hold.  The admin may act as a runner on purpose: it is the operator's superset
-credential, and outside dev mode with no runner key configured the runners are handed
-the admin key (``ensure_runner_key``).  The runner key, for its part, may call these and
+Each asks the governance authorizer for ``runner.claim`` on the work pool concerned:
+runners' service accounts hold it for their pools (the runner key's for every pool);
+outside dev mode with no runner key configured the runners are handed the platform
+admin's key, which signs in as the runners' account.  A runner may call these and
 ``/maintenance`` and nothing else.  The routes are part of the OpenAPI document, so
 runners in other languages can be written from it.
 """
@@ -26,7 +26,7 @@ from limit_graph.api.schemas import (
     ReportOut,
     ReportRequest,
 )
-from limit_graph.core.models import ErrorInfo, ExecutionState
+from limit_graph.core.models import BackendKind, ErrorInfo, ExecutionState
 from limit_graph.orchestration.dispatch import RunnerResult
 
 router = APIRouter(prefix="/runners", tags=["runners"], route_class=IJSONRoute)
@@ -37,15 +37,16 @@ DISCONNECT_CHECK_S = 0.25
 
 @router.post("/claim", response_model=ClaimOut)
 async def claim(
-    body: ClaimRequest, request: Request, platform: CurrentPlatform, _: CanClaimWork
+    body: ClaimRequest, request: Request, platform: CurrentPlatform, principal: CanClaimWork
 ) -> ClaimOut:
     """Leases on up to ``max`` executions; waits up to ``wait_s`` for the first one.
 
     A runner that goes away while its claim waits (killed, say) must not be handed
     work: the wait is abandoned as soon as its connection closes.
     """
+    await platform.authorizer.on_pool(principal, body.pool)
     claiming = asyncio.ensure_future(
-        platform.executions.dispatcher.claim(
+        platform.dispatcher.claim(
             body.runner_id, body.pool, body.instance, max_items=body.max, wait_s=body.wait_s
         )
     )
@@ -78,17 +79,24 @@ async def claim(
 
 @router.post("/heartbeat", response_model=HeartbeatOut)
 async def heartbeat(
-    body: HeartbeatRequest, platform: CurrentPlatform, _: CanClaimWork
+    body: HeartbeatRequest, platform: CurrentPlatform, principal: CanClaimWork
 ) -> HeartbeatOut:
     """Renew the leases held; the answer names executions to cancel."""
-    dispatcher = platform.executions.dispatcher
+    await platform.authorizer.on_pool(principal, body.pool)
+    dispatcher = platform.dispatcher
     cancel = dispatcher.heartbeat(body.runner_id, body.pool, body.instance, body.executions)
     return HeartbeatOut(cancel=cancel, lease_s=dispatcher.settings.lease_s)
 
 
 @router.post("/report", response_model=ReportOut)
-async def report(body: ReportRequest, platform: CurrentPlatform, _: CanClaimWork) -> ReportOut:
-    """Record results, once each per execution and attempt."""
+async def report(
+    body: ReportRequest, platform: CurrentPlatform, principal: CanClaimWork
+) -> ReportOut:
+    """Record results, once each per execution and attempt (of pools the caller holds)."""
+    leased = platform.dispatcher.lease_pools(i.execution_id for i in body.results)
+    await platform.authorizer.on_any_pool(principal, [kind.value for kind in BackendKind])
+    for pool in sorted(leased):
+        await platform.authorizer.on_pool(principal, pool)
     results = [
         RunnerResult(
             execution_id=item.execution_id,
@@ -101,7 +109,7 @@ async def report(body: ReportRequest, platform: CurrentPlatform, _: CanClaimWork
         )
         for item in body.results
     ]
-    outcome = await platform.executions.dispatcher.report(body.runner_id, results)
+    outcome = await platform.dispatcher.report(body.runner_id, results)
     return ReportOut(
         accepted=outcome.accepted,
         duplicates=outcome.duplicates,

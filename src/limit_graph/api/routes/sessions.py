@@ -7,7 +7,17 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Query, Response, status
 
-from limit_graph.api.deps import CanReadSessions, CanWriteSessions, CurrentPlatform
+from limit_graph.api.deps import (
+    CanArchiveSessions,
+    CanCompleteSessions,
+    CanCreateSessions,
+    CanDeleteSessions,
+    CanListSessions,
+    CanReadSessions,
+    CanRestoreSessions,
+    CanUpdateSessions,
+    CurrentPlatform,
+)
 from limit_graph.api.ijson import IJSONRoute
 from limit_graph.api.schemas import ArchiveSummary, SessionCreate, SessionPage, SessionUpdate
 from limit_graph.core.models import Session, SessionState
@@ -17,7 +27,7 @@ router = APIRouter(prefix="/sessions", tags=["sessions"], route_class=IJSONRoute
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=Session)
 async def create_session(
-    body: SessionCreate, platform: CurrentPlatform, principal: CanWriteSessions
+    body: SessionCreate, platform: CurrentPlatform, principal: CanCreateSessions
 ) -> Session:
     return await platform.sessions.create(principal, body.config, body.name)
 
@@ -25,7 +35,7 @@ async def create_session(
 @router.get("", response_model=SessionPage)
 async def list_sessions(
     platform: CurrentPlatform,
-    principal: CanReadSessions,
+    principal: CanListSessions,
     state: SessionState | None = None,
     tag: str | None = Query(default=None, max_length=128),
     limit: int = Query(default=50, ge=1, le=500),
@@ -39,7 +49,7 @@ async def list_sessions(
 @router.post("/restore", status_code=status.HTTP_201_CREATED, response_model=Session)
 async def restore_session(
     platform: CurrentPlatform,
-    principal: CanWriteSessions,
+    principal: CanRestoreSessions,
     bundle: dict[str, Any] = Body(description="An archive bundle from GET /sessions/{id}/archive"),
 ) -> Session:
     return await platform.sessions.restore(principal, bundle)
@@ -57,14 +67,14 @@ async def update_session(
     session_id: uuid.UUID,
     body: SessionUpdate,
     platform: CurrentPlatform,
-    principal: CanWriteSessions,
+    principal: CanUpdateSessions,
 ) -> Session:
     return await platform.sessions.update(principal, session_id, name=body.name, config=body.config)
 
 
 @router.delete("/{session_id:uuid}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_session(
-    session_id: uuid.UUID, platform: CurrentPlatform, principal: CanWriteSessions
+    session_id: uuid.UUID, platform: CurrentPlatform, principal: CanDeleteSessions
 ) -> Response:
     await platform.sessions.delete(principal, session_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -72,14 +82,14 @@ async def delete_session(
 
 @router.post("/{session_id:uuid}/complete", response_model=Session)
 async def complete_session(
-    session_id: uuid.UUID, platform: CurrentPlatform, principal: CanWriteSessions
+    session_id: uuid.UUID, platform: CurrentPlatform, principal: CanCompleteSessions
 ) -> Session:
     return await platform.with_flow_run(await platform.sessions.complete(principal, session_id))
 
 
 @router.post("/{session_id:uuid}/archive", response_model=ArchiveSummary)
 async def archive_session(
-    session_id: uuid.UUID, platform: CurrentPlatform, principal: CanWriteSessions
+    session_id: uuid.UUID, platform: CurrentPlatform, principal: CanArchiveSessions
 ) -> dict[str, Any]:
     return await platform.sessions.archive(principal, session_id)
 

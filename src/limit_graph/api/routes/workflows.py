@@ -11,7 +11,12 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Response
 
-from limit_graph.api.deps import CanReadAgents, CanReadExecutions, CanRunExecutions, CurrentPlatform
+from limit_graph.api.deps import (
+    CanExecuteInSessions,
+    CanReadSessions,
+    CanValidateWorkflows,
+    CurrentPlatform,
+)
 from limit_graph.api.ijson import IJSONRoute
 from limit_graph.api.routes.executions import workflow_response
 from limit_graph.api.workflow_schemas import (
@@ -31,14 +36,14 @@ RUNS = "/sessions/{session_id:uuid}/workflows"
 
 
 @router.get("/workflows/schema", response_model=dict[str, Any])
-async def workflow_schema(_: CanReadAgents) -> dict[str, Any]:
+async def workflow_schema(_: CanValidateWorkflows) -> dict[str, Any]:
     """The JSON Schema of a workflow spec (YAML or JSON documents follow it)."""
     return WorkflowSpec.model_json_schema(by_alias=True)
 
 
 @router.post("/workflows/validate", response_model=WorkflowValidation)
 async def validate_workflow(
-    body: WorkflowValidateRequest, platform: CurrentPlatform, principal: CanReadAgents
+    body: WorkflowValidateRequest, platform: CurrentPlatform, principal: CanValidateWorkflows
 ) -> WorkflowValidation:
     """Every problem of a workflow in one 422 answer, or its DAG; nothing runs."""
     valid = await platform.workflows.validate(
@@ -59,7 +64,7 @@ async def validate_workflow(
 async def list_runs(
     session_id: uuid.UUID,
     platform: CurrentPlatform,
-    principal: CanReadExecutions,
+    principal: CanReadSessions,
     limit: int = Query(default=50, ge=1, le=500),
     cursor: str | None = Query(default=None, max_length=512),
 ) -> WorkflowRunPage:
@@ -72,7 +77,7 @@ async def get_run(
     session_id: uuid.UUID,
     run_id: uuid.UUID,
     platform: CurrentPlatform,
-    principal: CanReadExecutions,
+    principal: CanReadSessions,
     wait_s: float = Query(default=0.0, ge=0, le=60, description="Wait this long for the end."),
 ) -> WorkflowRun:
     if wait_s > 0:
@@ -85,7 +90,7 @@ async def cancel_run(
     session_id: uuid.UUID,
     run_id: uuid.UUID,
     platform: CurrentPlatform,
-    principal: CanRunExecutions,
+    principal: CanExecuteInSessions,
 ) -> WorkflowRun:
     """Stop the running steps (on runners too) and skip the rest; 409 once it ended."""
     return await platform.workflows.cancel(principal, session_id, run_id)
@@ -101,7 +106,7 @@ async def resume_run(
     run_id: uuid.UUID,
     response: Response,
     platform: CurrentPlatform,
-    principal: CanRunExecutions,
+    principal: CanExecuteInSessions,
     body: WorkflowResumeRequest | None = None,
 ) -> WorkflowRun:
     """Run the failed, cancelled and skipped steps and their downstream again; with
@@ -118,7 +123,7 @@ async def list_artifacts(
     session_id: uuid.UUID,
     run_id: uuid.UUID,
     platform: CurrentPlatform,
-    principal: CanReadExecutions,
+    principal: CanReadSessions,
 ) -> ArtifactList:
     found = await platform.workflows.artifacts(principal, session_id, run_id)
     base = f"/sessions/{session_id}/workflows/{run_id}/artifacts"
@@ -151,7 +156,7 @@ async def get_artifact(
     run_id: uuid.UUID,
     name: str,
     platform: CurrentPlatform,
-    principal: CanReadExecutions,
+    principal: CanReadSessions,
 ) -> Response:
     artifact = await platform.workflows.artifact(principal, session_id, run_id, name)
     return Response(content=artifact.content(), media_type=artifact.media_type)

@@ -53,6 +53,7 @@ from limit_graph.storage.database.engine import (
     run_migrations,
     sync_driver,
 )
+from limit_graph.storage.database.identity import DatabaseIdentityStore
 from limit_graph.storage.database.transaction import DatabaseTransaction
 from limit_graph.storage.group_commit import ExecutionWrite, GroupCommitter
 from limit_graph.storage.ledger import EntryDraft
@@ -79,6 +80,13 @@ class DatabaseStorage:
         # cheaper than SQLite's busy handler, which sleeps and polls.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._echo = echo
+        self._identity = DatabaseIdentityStore(
+            self.transaction, self._read, is_sqlite=self.is_sqlite
+        )
+
+    @property
+    def identity(self) -> DatabaseIdentityStore:
+        return self._identity
 
     @property
     def engine(self) -> AsyncEngine:

@@ -1,0 +1,213 @@
+"""Migration 0004 (identity): a database made at 0003 upgrades with its data, gains the
+identity tables and their constraints exactly as ``storage/schema.py`` describes them,
+and downgrades to 0003 again keeping the older records.
+
+As in ``test_migrations.py``, the older database is made as that release made it:
+Alembic up to the revision, then rows written with the columns the revision had.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, insert, inspect, select, update
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+
+from limit_graph.core.identity import PrincipalKind, PrincipalRecord, Role, Tenant
+from limit_graph.storage import schema as t
+from limit_graph.storage.base import session_draft
+from limit_graph.storage.database import DatabaseStorage
+from limit_graph.storage.database import identity_rows as rows
+from limit_graph.storage.database.engine import MIGRATIONS, run_migrations, sync_driver
+from limit_graph.storage.ledger import (
+    GENESIS_HASH,
+    EntryDraft,
+    LedgerHead,
+    chain_entry,
+    verify_chain,
+)
+from tests.fixtures.records import T0, make_session
+
+IDENTITY_TABLES = {
+    "limit_tenants",
+    "limit_principals",
+    "limit_api_keys",
+    "limit_signing_keys",
+    "limit_policies",
+    "limit_grants",
+    "limit_identity_epoch",
+}
+DATABASES = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(params=DATABASES)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    postgres: str = request.getfixturevalue("postgres_url")
+    return postgres
+
+
+@pytest.fixture
+def engine(url: str) -> Iterator[Engine]:
+    """A synchronous engine on the same database, as Alembic runs."""
+    parsed = make_url(url)
+    sync = create_engine(parsed.set(drivername=sync_driver(parsed)))
+    try:
+        yield sync
+    finally:
+        sync.dispose()
+
+
+def _migrate(engine: Engine, revision: str) -> None:
+    with engine.begin() as conn:
+        run_migrations(conn, revision)
+
+
+def _downgrade(engine: Engine, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+
+
+def _tables(engine: Engine) -> set[str]:
+    return set(inspect(engine).get_table_names())
+
+
+def _entry(action: str) -> EntryDraft:
+    return EntryDraft("admin", action, "identity", "-", None, {"action": action})
+
+
+def _principal(name: str, *, client_id: str | None = None) -> PrincipalRecord:
+    return PrincipalRecord(
+        id=uuid.uuid4(),
+        name=name,
+        tenant="acme",
+        kind=PrincipalKind.SERVICE if client_id else PrincipalKind.USER,
+        roles=[Role.VIEWER],
+        client_id=client_id,
+        created_at=T0,
+    )
+
+
+async def test_a_database_made_at_0003_upgrades_to_identity_with_its_data(
+    engine: Engine, url: str
+) -> None:
+    _migrate(engine, "0003")
+    assert not IDENTITY_TABLES & _tables(engine)
+    session = make_session()
+    first = chain_entry(
+        LedgerHead(0, GENESIS_HASH), session_draft(session, actor="alice", action="created")
+    )
+    with engine.begin() as conn:
+        conn.execute(insert(t.sessions), [t.session_row(session)])
+        conn.execute(insert(t.ledger), [t.ledger_row(first)])
+        conn.execute(t.MOVE_LEDGER_HEAD, t.head_values(LedgerHead.after(first)))
+
+    store = DatabaseStorage(url)
+    await store.start()
+    try:
+        assert _tables(engine) >= IDENTITY_TABLES
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"version_table": "limit_alembic_version"}
+            )
+            assert compare_metadata(context, t.metadata) == []
+        assert await store.get_session(session.id) == session
+        assert await store.identity.identity_epoch() == 0
+        assert await store.identity.list_tenants() == []
+
+        tenant = Tenant(id=uuid.uuid4(), name="acme", created_at=T0)
+        await store.identity.create_tenant(tenant, entry=_entry("tenant.created"))
+        alice = await store.identity.create_principal(
+            _principal("alice"), entry=_entry("principal.created")
+        )
+        assert await store.identity.find_tenant("acme") == tenant
+        assert await store.identity.find_principal("acme", "alice") == alice
+        assert await store.identity.identity_epoch() == 2
+        entries = await store.list_entries()
+        assert entries[0] == first
+        assert [e.action for e in entries[1:]] == ["tenant.created", "principal.created"]
+        assert verify_chain(entries) is None
+    finally:
+        await store.close()
+
+
+def test_the_migrated_constraints_refuse_what_the_store_calls_a_conflict(
+    engine: Engine,
+) -> None:
+    """Rows written past the store, as a racing process might: the database refuses them."""
+    _migrate(engine, "head")
+    alice = _principal("alice", client_id="c-1")
+    with engine.begin() as conn:
+        conn.execute(
+            insert(t.tenants),
+            [rows.tenant_row(Tenant(id=uuid.uuid4(), name="acme", created_at=T0))],
+        )
+        conn.execute(insert(t.principals), [rows.principal_row(alice)])
+
+    refused = [
+        (t.tenants, rows.tenant_row(Tenant(id=uuid.uuid4(), name="acme", created_at=T0))),
+        (t.principals, rows.principal_row(_principal("alice"))),
+        (t.principals, rows.principal_row(_principal("bob", client_id="c-1"))),
+    ]
+    for table, row in refused:
+        with pytest.raises(sa_exc.IntegrityError), engine.begin() as conn:
+            conn.execute(insert(table), [row])
+
+    # Once alice is deleted her name is free; her client id is not.
+    with engine.begin() as conn:
+        conn.execute(update(t.principals).where(t.principals.c.id == alice.id).values(deleted_us=1))
+        conn.execute(insert(t.principals), [rows.principal_row(_principal("alice"))])
+        assert conn.scalar(select(t.identity_epoch.c.epoch)) == 0
+    with pytest.raises(sa_exc.IntegrityError), engine.begin() as conn:
+        conn.execute(
+            insert(t.principals), [rows.principal_row(_principal("carol", client_id="c-1"))]
+        )
+
+
+async def test_0004_downgrades_to_0003_keeping_the_older_records(engine: Engine, url: str) -> None:
+    store = DatabaseStorage(url)
+    await store.start()
+    try:
+        session = make_session()
+        await store.write_new_session(session, actor="alice", action="session.created")
+        await store.identity.create_tenant(
+            Tenant(id=uuid.uuid4(), name="acme", created_at=T0), entry=_entry("tenant.created")
+        )
+    finally:
+        await store.close()
+
+    _downgrade(engine, "0003")
+    assert not IDENTITY_TABLES & _tables(engine)
+    with engine.connect() as conn:
+        assert conn.scalar(select(t.sessions.c.id)) == session.id
+        assert conn.scalar(select(t.ledger_head.c.size)) == 2
+
+    reopened = DatabaseStorage(url)
+    await reopened.start()
+    try:
+        assert _tables(engine) >= IDENTITY_TABLES
+        assert await reopened.get_session(session.id) == session
+        assert await reopened.identity.list_tenants() == []
+        assert await reopened.identity.identity_epoch() == 0
+        await reopened.identity.create_tenant(
+            Tenant(id=uuid.uuid4(), name="acme", created_at=T0), entry=_entry("tenant.created")
+        )
+        assert await reopened.identity.identity_epoch() == 1
+        assert verify_chain(await reopened.list_entries()) is None
+    finally:
+        await reopened.close()
