@@ -29,9 +29,10 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-# One worker per core; a test file stays on one worker (its module fixtures start once).
+# One worker per core; a test file stays on one worker (its module fixtures start once);
+# files go out in collection order, where the longest tests come first (tests/conftest.py).
 test: lint typecheck
-	$(BIN)/pytest --numprocesses auto --dist loadfile
+	$(BIN)/pytest --numprocesses auto --dist loadfile --no-loadscope-reorder
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format src tests bench

@@ -231,3 +231,18 @@ async def test_running_an_agent_by_its_own_route_is_decided_like_in_a_session(ap
     assert_problem(viewer, 403)
     other = await api.other.post("/agents/echo/execute", json=into)
     assert_problem(other, 404)
+
+
+async def test_runner_accounts_are_the_platform_admins_and_name_real_pools(api: Api) -> None:
+    body = {"name": "qpu", "tenant": "default", "kind": "service", "roles": ["runner"]}
+    made = await api.client.post("/principals", json={**body, "pools": ["quantum"]})
+    assert made.status_code == 201 and made.json()["pools"] == ["quantum"], made.text
+    unknown = await api.client.post("/principals", json={**body, "name": "x", "pools": ["gpu"]})
+    assert "unknown pools ['gpu']" in str(assert_problem(unknown, 422)["detail"])
+    key = await _key(api, made.json()["id"])
+    claim = {"runner_id": "r", "wait_s": 0}
+    ok = await api.client.post("/runners/claim", json={**claim, "pool": "quantum"}, headers=key)
+    assert ok.status_code == 200, ok.text
+    other = await api.client.post("/runners/claim", json={**claim, "pool": "remote"}, headers=key)
+    assert assert_problem(other, 403)["policy_ids"] == ["default-deny"]
+    assert_problem(await api.client.get("/sessions", headers=key), 403)

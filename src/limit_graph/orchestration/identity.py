@@ -26,7 +26,7 @@ from limit_graph.core.identity import (
     Tenant,
     check_name,
 )
-from limit_graph.core.models import utcnow
+from limit_graph.core.models import BackendKind, utcnow
 from limit_graph.governance.auth import Principal
 from limit_graph.governance.authn import API_KEY_PURPOSE, make_api_key
 from limit_graph.governance.authorizer import Authorizer
@@ -181,6 +181,13 @@ class IdentityService:
             raise InvalidInput(
                 "pools are for runners",
                 [{"loc": ["body", "pools"], "msg": "only with role runner", "type": "value_error"}],
+            )
+        unknown = sorted(set(pools or ()) - {kind.value for kind in BackendKind})
+        if unknown:
+            raise InvalidInput(
+                f"unknown pools {unknown}: the pools are "
+                + ", ".join(kind.value for kind in BackendKind),
+                [{"loc": ["body", "pools"], "msg": "unknown pool", "type": "value_error"}],
             )
         credentials = new_client_credentials(self.secret) if kind is PrincipalKind.SERVICE else None
         record = PrincipalRecord(
