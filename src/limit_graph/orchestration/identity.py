@@ -1,4 +1,4 @@
-"""Identity administration: tenants, principals, API keys and session grants.
+"""Identity administration: tenants, principals and API keys (grants: :mod:`.grants`).
 
 Each operation asks the governance authorizer first and writes through the identity
 store with its ledger entry; then this process drops what it cached at once (other
@@ -18,8 +18,6 @@ from typing import Any
 from limit_graph.core.errors import Conflict, InvalidInput, NotFound
 from limit_graph.core.identity import (
     ApiKeyRecord,
-    Grant,
-    GrantPermission,
     PrincipalKind,
     PrincipalRecord,
     Role,
@@ -34,12 +32,19 @@ from limit_graph.governance.policy.schema import ACTIONS, Action
 from limit_graph.governance.secrets import ServerSecret
 from limit_graph.governance.tokens import new_client_credentials
 from limit_graph.governance.watch import IdentityWatch
-from limit_graph.orchestration.sessions import SessionCache, require_visible
+from limit_graph.orchestration.sessions import SessionCache
 from limit_graph.storage.identity import IdentityStore
 from limit_graph.storage.ledger import EntryDraft
 from limit_graph.storage.paging import Page
 
-__all__ = ["IdentityService", "NewKey", "NewPrincipal", "check_scopes"]
+__all__ = [
+    "IdentityService",
+    "NewKey",
+    "NewPrincipal",
+    "check_scopes",
+    "checked_name",
+    "entry_of",
+]
 
 _PREFIXES = {name.split(".", 1)[0] for name in ACTIONS}
 
@@ -82,7 +87,7 @@ class NewKey:
     """The whole key: shown this once, kept only as a digest."""
 
 
-def _entry(actor: Principal, action: str, what: str, ident: str, **payload: Any) -> EntryDraft:
+def entry_of(actor: Principal, action: str, what: str, ident: str, **payload: Any) -> EntryDraft:
     return EntryDraft(
         actor=actor.name,
         action=action,
@@ -112,10 +117,12 @@ class IdentityService:
 
     async def create_tenant(self, caller: Principal, name: str) -> Tenant:
         await self.authorizer.on_platform(caller, Action.TENANT_CREATE)
-        tenant = Tenant(id=uuid.uuid4(), name=_name(name, "tenant", "name"), created_at=utcnow())
+        tenant = Tenant(
+            id=uuid.uuid4(), name=checked_name(name, "tenant", "name"), created_at=utcnow()
+        )
         created = await self.identity.create_tenant(
             tenant,
-            entry=_entry(
+            entry=entry_of(
                 caller, "tenant.created", "tenant", str(tenant.id), tenant=tenant.name, name=name
             ),
         )
@@ -192,11 +199,11 @@ class IdentityService:
         credentials = new_client_credentials(self.secret) if kind is PrincipalKind.SERVICE else None
         record = PrincipalRecord(
             id=uuid.uuid4(),
-            name=_name(name, "principal", "name"),
+            name=checked_name(name, "principal", "name"),
             tenant=home.name,
             kind=kind,
             roles=list(dict.fromkeys(roles)),
-            groups=[_name(g, "group", "groups") for g in dict.fromkeys(groups)],
+            groups=[checked_name(g, "group", "groups") for g in dict.fromkeys(groups)],
             client_id=credentials.client_id if credentials else None,
             client_secret_digest=credentials.client_secret_digest if credentials else None,
             pools=list(pools) if pools is not None else None,
@@ -204,7 +211,7 @@ class IdentityService:
         )
         created = await self.identity.create_principal(
             record,
-            entry=_entry(
+            entry=entry_of(
                 caller,
                 "principal.created",
                 "principal",
@@ -269,7 +276,7 @@ class IdentityService:
         await self.identity.delete_principal(
             principal_id,
             at=utcnow(),
-            entry=_entry(
+            entry=entry_of(
                 caller, "principal.deleted", "principal", str(principal_id), tenant=found.tenant
             ),
         )
@@ -305,7 +312,7 @@ class IdentityService:
         )
         created = await self.identity.create_api_key(
             record,
-            entry=_entry(
+            entry=entry_of(
                 caller,
                 "key.created",
                 "api_key",
@@ -343,92 +350,13 @@ class IdentityService:
         await self.identity.revoke_api_key(
             key_id,
             at=utcnow(),
-            entry=_entry(caller, "key.revoked", "api_key", key_id, tenant=found.tenant),
+            entry=entry_of(caller, "key.revoked", "api_key", key_id, tenant=found.tenant),
         )
         await self.watch.changed()
 
-    # Session grants
 
-    async def create_grant(
-        self,
-        caller: Principal,
-        session_id: uuid.UUID,
-        *,
-        permission: GrantPermission,
-        principal_id: uuid.UUID | None = None,
-        group: str | None = None,
-    ) -> Grant:
-        session = require_visible(await self.sessions.load(session_id), caller, session_id)
-        await self.authorizer.on_session(caller, Action.SESSION_GRANT, session)
-        if (principal_id is None) == (group is None):
-            raise InvalidInput(
-                "name exactly one of principal_id and group",
-                [{"loc": ["body"], "msg": "principal_id or group", "type": "value_error"}],
-            )
-        if principal_id is not None:
-            subject = await self.identity.get_principal(principal_id)
-            if (
-                subject is None
-                or subject.deleted_at is not None
-                or subject.tenant != session.tenant
-            ):
-                raise NotFound(f"no principal {principal_id}")
-        grant = Grant(
-            id=uuid.uuid4(),
-            session_id=session.id,
-            tenant=session.tenant,
-            principal_id=principal_id,
-            group=_name(group, "group", "group") if group is not None else None,
-            permission=permission,
-            created_by=caller.name,
-            created_at=utcnow(),
-        )
-        created = await self.identity.create_grant(
-            grant,
-            entry=_entry(
-                caller,
-                "grant.created",
-                "grant",
-                str(grant.id),
-                tenant=session.tenant,
-                session_id=session.id,
-                permission=permission.value,
-                principal_id=str(principal_id) if principal_id else None,
-                group=grant.group,
-            ),
-        )
-        self.authorizer.forget_grants(session.id)
-        await self.watch.changed()
-        return created
-
-    async def list_grants(self, caller: Principal, session_id: uuid.UUID) -> list[Grant]:
-        session = require_visible(await self.sessions.load(session_id), caller, session_id)
-        await self.authorizer.on_session(caller, Action.SESSION_READ, session)
-        return await self.identity.list_grants(session_id)
-
-    async def delete_grant(
-        self, caller: Principal, session_id: uuid.UUID, grant_id: uuid.UUID
-    ) -> None:
-        session = require_visible(await self.sessions.load(session_id), caller, session_id)
-        await self.authorizer.on_session(caller, Action.SESSION_GRANT, session)
-        if not any(g.id == grant_id for g in await self.identity.list_grants(session_id)):
-            raise NotFound(f"no grant {grant_id} on session {session_id}")
-        await self.identity.delete_grant(
-            grant_id,
-            entry=_entry(
-                caller,
-                "grant.deleted",
-                "grant",
-                str(grant_id),
-                tenant=session.tenant,
-                session_id=session.id,
-            ),
-        )
-        self.authorizer.forget_grants(session.id)
-        await self.watch.changed()
-
-
-def _name(value: str, what: str, field: str) -> str:
+def checked_name(value: str, what: str, field: str) -> str:
+    """``value`` if it is a valid name, else a 422 naming the field."""
     try:
         return check_name(value, what)
     except ValueError as exc:

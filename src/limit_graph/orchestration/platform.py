@@ -32,6 +32,7 @@ from limit_graph.orchestration.cache import ResultCache
 from limit_graph.orchestration.dispatch import Dispatcher
 from limit_graph.orchestration.events import SessionEvents
 from limit_graph.orchestration.executions import ExecuteCommand, ExecutionService
+from limit_graph.orchestration.grants import GrantService
 from limit_graph.orchestration.health import Probe, prefect_ping
 from limit_graph.orchestration.identity import IdentityService
 from limit_graph.orchestration.inline import InlineRunner
@@ -74,6 +75,7 @@ class Platform:
     executions: ExecutionService
     workflows: WorkflowService
     identity: IdentityService
+    grants: GrantService
     policies: PolicyService
     events: SessionEvents
     telemetry: Telemetry
@@ -176,6 +178,7 @@ class Platform:
                 default_backend=settings.backends.default,
             ),
             identity=identity_service,
+            grants=GrantService(identity, authorizer, watch, cache),
             policies=PolicyService(identity, authorizer, watch),
             events=events,
             telemetry=telemetry,

@@ -20,7 +20,7 @@ router = APIRouter(
 async def create_grant(
     session_id: uuid.UUID, body: GrantCreate, platform: CurrentPlatform, principal: CanGrantSessions
 ) -> GrantOut:
-    grant = await platform.identity.create_grant(
+    grant = await platform.grants.create(
         principal,
         session_id,
         permission=body.permission,
@@ -34,7 +34,7 @@ async def create_grant(
 async def list_grants(
     session_id: uuid.UUID, platform: CurrentPlatform, principal: CanReadSessions
 ) -> GrantList:
-    grants = await platform.identity.list_grants(principal, session_id)
+    grants = await platform.grants.list(principal, session_id)
     return GrantList(items=[GrantOut.of(g) for g in grants])
 
 
@@ -45,5 +45,5 @@ async def delete_grant(
     platform: CurrentPlatform,
     principal: CanGrantSessions,
 ) -> Response:
-    await platform.identity.delete_grant(principal, session_id, grant_id)
+    await platform.grants.delete(principal, session_id, grant_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
