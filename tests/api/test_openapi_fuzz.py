@@ -13,10 +13,10 @@ of a tenant (keys made through the platform first), whose answers are mostly 403
 whose own objects are their tenant's: the three runs go side by side, the two members
 with fewer examples.  Where the time went before: of a single admin run's ~210 s, ~180 s
 were ``POST /runners/claim`` long polls waiting out their ``wait_s`` (20 s by default, up
-to 60 s) on a pool with no work.  The fuzz server's dispatcher is put in its draining
-state as it starts (:func:`claims_answer_at_once`), so every claim answers at once with
-what it can take -- still a documented, schema-checked answer -- and the runs spend their
-time on the API instead.
+to 60 s) on a pool with no work.  The fuzz server caps the claims' wait at nothing
+(``[dispatch] max_claim_wait_s = 0``), so every claim answers at once with what it can
+take -- still a documented, schema-checked answer -- and the runs spend their time on
+the API instead.
 """
 
 from __future__ import annotations
@@ -24,15 +24,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from limit_graph.api import create_app
 from limit_graph.core.settings import load_settings
 from tests.fixtures.api import ADMIN_KEY
 from tests.fixtures.live import LiveServer, live_server
@@ -45,21 +42,6 @@ MEMBER_EXAMPLES = max(1, EXAMPLES // 2)
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 
 
-def claims_answer_at_once(app: FastAPI) -> FastAPI:
-    """``app`` whose platform's dispatcher drains from the start: a runner's claim
-    answers at once instead of waiting up to its ``wait_s`` for work that never comes."""
-    serve = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(started: FastAPI) -> AsyncIterator[None]:
-        async with serve(started):
-            started.state.platform.dispatcher.drain()
-            yield
-
-    app.router.lifespan_context = lifespan
-    return app
-
-
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     home: Path = tmp_path_factory.mktemp("fuzz")
@@ -68,8 +50,9 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         home=str(home),
         admin_api_key=ADMIN_KEY,
         storage__url=f"sqlite:///{home / 'fuzz.db'}",
+        dispatch__max_claim_wait_s=0,
     )
-    with live_server(config, claims_answer_at_once(create_app(config))) as running:
+    with live_server(config) as running:
         yield running
 
 

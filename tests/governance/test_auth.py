@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from limit_graph.core.errors import AuthenticationRequired, ConfigError
+from limit_graph.core.errors import ConfigError
 from limit_graph.core.settings import load_settings
-from limit_graph.governance.auth import ApiKeyAuthenticator, Principal, ensure_admin_key
+from limit_graph.governance.auth import ensure_admin_key
 
 
 def test_dev_mode_makes_a_private_key_once(tmp_path: Path) -> None:
@@ -40,14 +40,3 @@ def test_empty_key_file_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "admin.key").write_text("\n")
     with pytest.raises(ConfigError, match="empty"):
         ensure_admin_key(load_settings(environ={"LIMIT_HOME": str(tmp_path)}))
-
-
-def test_authenticator() -> None:
-    auth = ApiKeyAuthenticator()
-    alice = Principal("alice", "t1")
-    auth.add("alice-key", alice)
-    assert auth.authenticate("alice-key") is alice
-    with pytest.raises(AuthenticationRequired, match="unknown"):
-        auth.authenticate("alice-key ")
-    with pytest.raises(AuthenticationRequired, match="X-API-Key"):
-        auth.authenticate(None)

@@ -7,6 +7,7 @@ over the ASGI transport, or as ``limit runner`` processes where a process must d
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -325,3 +326,11 @@ async def test_an_allow_cached_input_asks_for_the_cache_too(tmp_path: Path) -> N
         assert second.json()["cache_hit"] is True
         assert second.json()["cached_from"] == first.json()["id"]
         assert unseen.json()["cache_hit"] is False
+
+
+async def test_the_settings_cap_how_long_a_claim_waits(tmp_path: Path) -> None:
+    async with stack(tmp_path, dispatch__max_claim_wait_s=0) as s:
+        body = {"runner_id": "r1", "pool": "remote", "wait_s": 60}
+        # Without the cap this claim would hold the connection for a minute.
+        answered = await asyncio.wait_for(s.client.post("/runners/claim", json=body), 10)
+        assert answered.status_code == 200 and answered.json()["leases"] == []

@@ -19,47 +19,24 @@ from limit_graph.core.errors import Conflict
 from limit_graph.core.models import Execution, Session
 from limit_graph.storage.file import JOURNAL, FileStorage
 from limit_graph.storage.ledger import verify_chain
+from tests.fixtures.file_crash import CRASHED, crashing_script
 from tests.fixtures.records import make_execution, make_session
 
-CRASHED = 17
-
-# Commits ``argv[2]`` (a session) to the store at ``argv[1]``, dying at ``argv[3]``.
-CRASHING_COMMIT = f"""
-import asyncio, os, sys
-from pathlib import Path
+# Commits ``argv[3]`` (a session) to the store at ``argv[1]``, dying at ``argv[2]``.
+CRASHING_COMMIT = crashing_script(
+    """
 from limit_graph.core.models import Session
-from limit_graph.storage import file
-
-root, document, point = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-write_durably, replace = file._write_durably, os.replace
-calls = {{"write": 0, "replace": 0}}
-
-def crashing_write(path, data):
-    calls["write"] += 1
-    if (point == "writing-temporaries" and calls["write"] == 2) or (
-        point == "before-journal" and path.name == "journal.tmp"
-    ):
-        os._exit({CRASHED})
-    write_durably(path, data)
-
-def crashing_replace(source, target):
-    calls["replace"] += 1
-    if point == "after-journal" and calls["replace"] == 2:
-        os._exit({CRASHED})
-    replace(source, target)
-
-file._write_durably = crashing_write
-os.replace = crashing_replace
 
 async def main():
     store = file.FileStorage(root)
     await store.start()
     async with store.transaction() as tx:
-        session = Session.model_validate_json(document)
+        session = Session.model_validate_json(argv[0])
         await tx.save_session(session, actor="alice", action="session.created")
-
-asyncio.run(main())
-"""
+""",
+    write_at=2,
+    replace_at=2,
+)
 
 
 def leftovers(root: Path) -> list[Path]:
@@ -93,7 +70,7 @@ async def test_a_crashed_commit_is_all_or_nothing(
     session = make_session()
 
     child = subprocess.run(
-        [sys.executable, "-c", CRASHING_COMMIT, str(root), session.model_dump_json(), point],
+        [sys.executable, "-c", CRASHING_COMMIT, str(root), point, session.model_dump_json()],
         capture_output=True,
         text=True,
         timeout=120,

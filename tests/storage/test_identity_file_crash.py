@@ -25,48 +25,27 @@ from limit_graph.core.identity import (
 )
 from limit_graph.storage.file import JOURNAL, FileStorage
 from limit_graph.storage.ledger import EntryDraft, verify_chain
+from tests.fixtures.file_crash import CRASHED, crashing_script
 from tests.fixtures.records import T0
 
-CRASHED = 17
-
-# Deletes principal ``argv[2]`` in the store at ``argv[1]``, dying at ``argv[3]``.
-CRASHING_DELETE = f"""
-import asyncio, os, sys, uuid
+# Deletes principal ``argv[3]`` in the store at ``argv[1]``, dying at ``argv[2]``.
+CRASHING_DELETE = crashing_script(
+    """
+import uuid
 from datetime import datetime
-from pathlib import Path
-from limit_graph.storage import file
 from limit_graph.storage.ledger import EntryDraft
 
-root, principal_id, point = Path(sys.argv[1]), uuid.UUID(sys.argv[2]), sys.argv[3]
-write_durably, replace = file._write_durably, os.replace
-calls = {{"write": 0, "replace": 0}}
-
-def crashing_write(path, data):
-    calls["write"] += 1
-    if (point == "writing-temporaries" and calls["write"] == 3) or (
-        point == "before-journal" and path.name == "journal.tmp"
-    ):
-        os._exit({CRASHED})
-    write_durably(path, data)
-
-def crashing_replace(source, target):
-    calls["replace"] += 1
-    if point == "after-journal" and calls["replace"] == 3:
-        os._exit({CRASHED})
-    replace(source, target)
-
-file._write_durably = crashing_write
-os.replace = crashing_replace
-
 async def main():
+    principal_id = uuid.UUID(argv[0])
     store = file.FileStorage(root)
     await store.start()
-    entry = EntryDraft("admin", "principal.deleted", "principal", str(principal_id), None, {{}})
+    entry = EntryDraft("admin", "principal.deleted", "principal", str(principal_id), None, {})
     at = datetime.fromisoformat("2026-03-01T13:00:00+00:00")
     await store.identity.delete_principal(principal_id, at=at, entry=entry)
-
-asyncio.run(main())
-"""
+""",
+    write_at=3,
+    replace_at=3,
+)
 
 
 def _entry(action: str) -> EntryDraft:
@@ -124,7 +103,7 @@ async def test_a_crashed_principal_deletion_is_all_or_nothing(
     alice, keys, grant = await _seed(root)
 
     child = subprocess.run(
-        [sys.executable, "-c", CRASHING_DELETE, str(root), str(alice.id), point],
+        [sys.executable, "-c", CRASHING_DELETE, str(root), point, str(alice.id)],
         capture_output=True,
         text=True,
         timeout=120,

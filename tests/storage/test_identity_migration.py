@@ -9,24 +9,18 @@ Alembic up to the revision, then rows written with the columns the revision had.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, insert, inspect, select, update
+from sqlalchemy import Engine, insert, inspect, select, update
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import make_url
 
 from limit_graph.core.identity import PrincipalKind, PrincipalRecord, Role, Tenant
 from limit_graph.storage import schema as t
 from limit_graph.storage.base import session_draft
 from limit_graph.storage.database import DatabaseStorage
 from limit_graph.storage.database import identity_rows as rows
-from limit_graph.storage.database.engine import MIGRATIONS, run_migrations, sync_driver
 from limit_graph.storage.ledger import (
     GENESIS_HASH,
     EntryDraft,
@@ -34,6 +28,7 @@ from limit_graph.storage.ledger import (
     chain_entry,
     verify_chain,
 )
+from tests.fixtures.migrations import downgrade, migrate
 from tests.fixtures.records import T0, make_session
 
 IDENTITY_TABLES = {
@@ -45,42 +40,6 @@ IDENTITY_TABLES = {
     "limit_grants",
     "limit_identity_epoch",
 }
-DATABASES = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-]
-
-
-@pytest.fixture(params=DATABASES)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
-    postgres: str = request.getfixturevalue("postgres_url")
-    return postgres
-
-
-@pytest.fixture
-def engine(url: str) -> Iterator[Engine]:
-    """A synchronous engine on the same database, as Alembic runs."""
-    parsed = make_url(url)
-    sync = create_engine(parsed.set(drivername=sync_driver(parsed)))
-    try:
-        yield sync
-    finally:
-        sync.dispose()
-
-
-def _migrate(engine: Engine, revision: str) -> None:
-    with engine.begin() as conn:
-        run_migrations(conn, revision)
-
-
-def _downgrade(engine: Engine, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, revision)
 
 
 def _tables(engine: Engine) -> set[str]:
@@ -106,7 +65,7 @@ def _principal(name: str, *, client_id: str | None = None) -> PrincipalRecord:
 async def test_a_database_made_at_0003_upgrades_to_identity_with_its_data(
     engine: Engine, url: str
 ) -> None:
-    _migrate(engine, "0003")
+    migrate(engine, "0003")
     assert not IDENTITY_TABLES & _tables(engine)
     session = make_session()
     first = chain_entry(
@@ -150,7 +109,7 @@ def test_the_migrated_constraints_refuse_what_the_store_calls_a_conflict(
     engine: Engine,
 ) -> None:
     """Rows written past the store, as a racing process might: the database refuses them."""
-    _migrate(engine, "head")
+    migrate(engine, "head")
     alice = _principal("alice", client_id="c-1")
     with engine.begin() as conn:
         conn.execute(
@@ -191,7 +150,7 @@ async def test_0004_downgrades_to_0003_keeping_the_older_records(engine: Engine,
     finally:
         await store.close()
 
-    _downgrade(engine, "0003")
+    downgrade(engine, "0003")
     assert not IDENTITY_TABLES & _tables(engine)
     with engine.connect() as conn:
         assert conn.scalar(select(t.sessions.c.id)) == session.id

@@ -7,61 +7,17 @@ rows written with the columns the revision had.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, insert, inspect, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, insert, inspect, select
 
 from limit_graph.core.models import ExecutionState
 from limit_graph.storage import schema as t
 from limit_graph.storage.base import execution_draft, session_draft
 from limit_graph.storage.database import DatabaseStorage
-from limit_graph.storage.database.engine import MIGRATIONS, run_migrations, sync_driver
 from limit_graph.storage.ledger import GENESIS_HASH, LedgerHead, chain_entry, verify_chain
 from limit_graph.storage.paging import Page
+from tests.fixtures.migrations import downgrade, migrate
 from tests.fixtures.records import make_execution, make_session
 from tests.fixtures.workflow_records import make_workflow_run, step_execution
-
-DATABASES = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-]
-
-
-@pytest.fixture(params=DATABASES)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
-    postgres: str = request.getfixturevalue("postgres_url")
-    return postgres
-
-
-@pytest.fixture
-def engine(url: str) -> Iterator[Engine]:
-    """A synchronous engine on the same database, as Alembic runs."""
-    parsed = make_url(url)
-    sync = create_engine(parsed.set(drivername=sync_driver(parsed)))
-    try:
-        yield sync
-    finally:
-        sync.dispose()
-
-
-def _migrate(engine: Engine, revision: str) -> None:
-    with engine.begin() as conn:
-        run_migrations(conn, revision)
-
-
-def _downgrade(engine: Engine, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, revision)
 
 
 def _execution_columns(engine: Engine) -> set[str]:
@@ -69,7 +25,7 @@ def _execution_columns(engine: Engine) -> set[str]:
 
 
 async def test_a_database_made_at_0002_upgrades_with_its_data(engine: Engine, url: str) -> None:
-    _migrate(engine, "0002")
+    migrate(engine, "0002")
     assert "workflow_run_id" not in _execution_columns(engine)
     session = make_session(tags=("old",))
     execution = make_execution(session, key="k")
@@ -130,10 +86,10 @@ async def test_0003_downgrades_keeping_the_older_records(engine: Engine, url: st
     finally:
         await store.close()
 
-    _downgrade(engine, "0002")
+    downgrade(engine, "0002")
     assert "workflow_run_id" not in _execution_columns(engine)
     assert "limit_workflow_runs" not in inspect(engine).get_table_names()
     with engine.connect() as conn:
         assert conn.scalar(select(t.executions.c.id)) == step.id
-    _migrate(engine, "head")
+    migrate(engine, "head")
     assert "workflow_run_id" in _execution_columns(engine)

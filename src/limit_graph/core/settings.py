@@ -178,6 +178,12 @@ class DispatchSettings(_Section):
     retry_backoff_s: float = Field(default=0.5, ge=0, le=3600)
     runner_api_key: SecretStr | None = None
     idle_exit_s: float = Field(default=60.0, gt=0)
+    max_claim_wait_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=60,
+        description="The longest a runner's claim waits for work, whatever wait_s it asks.",
+    )
 
 
 class WorkflowsSettings(_Section):

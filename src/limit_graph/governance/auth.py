@@ -1,25 +1,23 @@
-"""Authentication by API key, and the admin key made on first start in dev mode.
+"""Who is calling (:class:`Principal`), and the keys of the settings: the platform
+admin's and the runners', made on first start in dev mode.
 
-Keys are compared as SHA-256 digests in constant time; the plain admin key exists
-only in the operator's environment or in ``.limit/admin.key`` (mode 0600).
+The plain keys exist only in the operator's environment or in ``.limit/admin.key`` and
+``.limit/runner.key`` (mode 0600); the authenticator (:mod:`.authn`) holds them as
+HMAC digests under the server secret.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from limit_graph.core.errors import AuthenticationRequired
 from limit_graph.core.settings import Settings
 from limit_graph.governance.secrets import ensure_secret_file
 
 __all__ = [
     "AdminKey",
-    "ApiKeyAuthenticator",
     "Principal",
     "ensure_admin_key",
     "ensure_runner_key",
@@ -92,31 +90,3 @@ def _ensure_key(
         make=lambda: prefix + secrets.token_urlsafe(32),
     )
     return AdminKey(*found)
-
-
-def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode("utf-8")).digest()
-
-
-class ApiKeyAuthenticator:
-    """Maps API keys to principals."""
-
-    def __init__(self) -> None:
-        self._keys: list[tuple[bytes, Principal]] = []
-
-    def add(self, key: str, principal: Principal) -> None:
-        self._keys.append((_digest(key), principal))
-
-    def authenticate(self, key: str | None) -> Principal:
-        if not key:
-            raise AuthenticationRequired(
-                "send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
-            )
-        digest = _digest(key)
-        found: Principal | None = None
-        for known, principal in self._keys:
-            if hmac.compare_digest(known, digest):
-                found = principal
-        if found is None:
-            raise AuthenticationRequired("unknown API key")
-        return found

@@ -255,10 +255,11 @@ class Dispatcher:
         max_items: int,
         wait_s: float,
     ) -> tuple[list[ClaimedLease], list[uuid.UUID]]:
-        """Up to ``max_items`` leases, waiting up to ``wait_s`` for the first."""
+        """Up to ``max_items`` leases, waiting up to ``wait_s`` (at most the settings'
+        ``max_claim_wait_s``) for the first."""
         names = self._instances_for(pool, instance)
         self._seen(runner_id, pool, names)
-        deadline = time.monotonic() + wait_s
+        deadline = time.monotonic() + min(wait_s, self.settings.max_claim_wait_s)
         taken: list[Execution] = []
         while True:
             for name in names:

@@ -131,7 +131,7 @@ class Platform:
         dispatcher = Dispatcher(
             store,
             router,
-            recorder.write_state,
+            recorder.write,
             settings.dispatch,
             telemetry=telemetry,
             on_final=on_final,

@@ -47,10 +47,6 @@ class ExecutionRecorder:
         self.events.notify()
         return stored
 
-    async def write_state(self, execution: Execution, action: str) -> Execution:
-        """The dispatcher's write: a state change of work it holds."""
-        return await self.write(execution, action)
-
     def finished(self, execution: Execution, *, was_running: bool = True) -> None:
         """Count a finished execution (and, when it ran here, that it stopped running)."""
         backend = execution.backend.value

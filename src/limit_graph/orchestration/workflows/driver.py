@@ -113,6 +113,8 @@ class RunDriver:
         self._slots = asyncio.Semaphore(workflow.spec.max_parallel or context.max_parallel)
         self._steps: dict[str, asyncio.Task[None]] = {}
         self._in_flight: dict[uuid.UUID, str] = {}
+        self._places: dict[uuid.UUID, tuple[int, int]] = {}
+        """Where each execution this driver made stands in its step: (attempt, item)."""
         self._cancelling = False
         self._write_lock = asyncio.Lock()
         self._dirty = asyncio.Event()
@@ -474,7 +476,7 @@ class RunDriver:
             execution = await executions.execute(self.principal, self.run.session_id, command)
         except LimitError as exc:
             raise _StepFailed(ErrorInfo(type=type(exc).__name__, message=exc.detail)) from None
-        self._note_execution(spec.id, execution.id)
+        self._note_execution(spec.id, execution.id, (attempt, index or 0))
         if not execution.state.is_final and self._recovered:
             execution = await self._adopt(execution)
         self._in_flight[execution.id] = spec.id
@@ -493,10 +495,20 @@ class RunDriver:
             return await self.context.executions.carry_on(execution)
         return execution
 
-    def _note_execution(self, step_id: str, execution_id: uuid.UUID) -> None:
+    def _note_execution(
+        self, step_id: str, execution_id: uuid.UUID, place: tuple[int, int]
+    ) -> None:
+        """Add the execution to its step in (attempt, item) order, whatever order the
+        items' admissions end in; executions of an earlier run of the driver (before a
+        restart or a resume) stay first, as they were."""
         step = self.step(step_id)
-        if execution_id not in step.execution_ids:
-            self._update_step(step_id, execution_ids=[*step.execution_ids, execution_id])
+        if execution_id in step.execution_ids:
+            return
+        self._places[execution_id] = place
+        ordered = sorted(
+            [*step.execution_ids, execution_id], key=lambda e: self._places.get(e, (0, -1))
+        )
+        self._update_step(step_id, execution_ids=ordered)
 
     # --- cancel ---------------------------------------------------------------------
 
