@@ -27,6 +27,7 @@ import httpx
 
 from bench import auth_overhead, workflow_validation
 from bench import authorization as authorization_bench
+from bench import data_quality as data_quality_bench
 from bench import dispatch as dispatch_bench
 from bench import mirror as mirror_bench
 from bench import quantum as quantum_bench
@@ -253,6 +254,9 @@ def main() -> None:
     say("")
     overhead = asyncio.run(auth_overhead.measure(workdir / "auth-overhead", args.inprocess_calls))
     for line in auth_overhead.rows(overhead):
+        say(line)
+    say("")
+    for line in data_quality_bench.rows(data_quality_bench.measure(), 100_000, 21):
         say(line)
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)

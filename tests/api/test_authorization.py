@@ -19,7 +19,6 @@ RESERVED_FOR_MEMBERS = [
     ("GET", "/audit"),
     ("GET", "/audit/export"),
     ("GET", "/sessions/{session_id}/lineage"),
-    ("GET", "/quotas"),
 ]
 
 
@@ -90,6 +89,7 @@ async def test_the_runner_key_is_refused_everywhere_but_its_own_routes(
         "key_id": "0123456789ab",
         "policy_id": "viewers-read",
         "grant_id": str(uuid.uuid4()),
+        "scope": f"principal:{api.platform.admin.id}",
     }
     before = await api.ledger_size()
     paths = (await api.client.get("/openapi.json")).json()["paths"]

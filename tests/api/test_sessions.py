@@ -287,62 +287,84 @@ def _error_locs(body: dict[str, Any]) -> dict[tuple[str, ...], str]:
     return {tuple(e["loc"]): e["msg"] for e in body["errors"]}
 
 
-async def test_a_config_asking_for_quotas_or_policies_is_refused_and_nothing_is_stored(
+async def test_bad_quotas_or_policies_are_a_422_naming_each_and_nothing_is_stored(
     api: Api,
 ) -> None:
-    """Nothing enforces quotas or session policies yet: asking for them is a 422 naming
-    the field, never a session that stores them and then runs unlimited work."""
     before = await api.ledger_size()
-    asked = {"quotas": {"executions": 1}, "policies": ["deny-all", "no-such-policy"]}
-    body = assert_problem(await api.client.post("/sessions", json={"config": asked}), 422)
-    assert _error_locs(body) == {
-        ("body", "config", "quotas"): "quotas are not enforced yet",
-        ("body", "config", "policies"): "policies are not enforced yet",
+    cases = [
+        ({"quotas": {"shots": -1}}, ("body", "config", "quotas"), "greater than or equal to 0"),
+        ({"quotas": {"shot": 10}}, ("body", "config", "quotas"), "Extra inputs"),
+        (
+            {"quotas": {"shots": 10, "period": "day"}},
+            ("body", "config", "quotas", "period"),
+            "valid number",
+        ),
+        ({"policies": ["deny-all"]}, ("body", "config", "policies", 0), "dictionary"),
+        ({"policies": [{"max_qubits": 7}]}, ("body", "config", "policies"), "names no check"),
+        (
+            {"policies": [{"check": "no-such-check"}]},
+            ("body", "config", "policies", 0, "check"),
+            "unknown check",
+        ),
+        (
+            {"policies": [{"check": "circuit-limits", "max_qubits": 0}]},
+            ("body", "config", "policies", 0, "max_qubits"),
+            "greater than or equal to 1",
+        ),
+    ]
+    for config, loc, says in cases:
+        body = assert_problem(await api.client.post("/sessions", json={"config": config}), 422)
+        locs = _error_locs(body)
+        assert loc in locs, (config, locs)
+        assert says in locs[loc] or says in str(body["detail"]), (config, body)
+    assert await api.ledger_size() == before
+    assert (await api.client.get("/sessions")).json()["items"] == []
+
+    good = {
+        "quotas": {"shots": 10_000, "executions": 5},
+        "policies": [{"check": "circuit-limits", "max_qubits": 7}],
     }
-    only_quotas = {"config": {"quotas": {"shots": 10.0}}}
-    body = assert_problem(await api.client.post("/sessions", json=only_quotas), 422)
-    assert "quotas are not enforced yet" in str(body["detail"])
-    assert list(_error_locs(body)) == [("body", "config", "quotas")]
-    one_off = {"inputs": {}, "session_id": None}
-    assert (await api.client.post("/agents/echo/execute", json=one_off)).status_code == 200
-    assert await api.ledger_size() == before + 4  # the one-off session only
-    listed = (await api.client.get("/sessions")).json()["items"]
-    assert [s["name"] for s in listed] == ["one-off-echo"]
-
-    empty = await api.client.post("/sessions", json={"config": {"quotas": {}, "policies": []}})
-    assert empty.status_code == 201, empty.text
-    assert empty.json()["config"]["quotas"] == {} and empty.json()["config"]["policies"] == []
+    created = await api.client.post("/sessions", json={"config": good})
+    assert created.status_code == 201, created.text
+    assert created.json()["config"]["quotas"] == {"shots": 10_000, "executions": 5}
+    assert created.json()["config"]["policies"] == good["policies"]
 
 
-async def test_patch_with_a_config_asking_for_quotas_is_refused(api: Api) -> None:
+async def test_patch_with_another_config_is_a_conflict(api: Api) -> None:
     sid = await api.new_session(tags=["x"])
     session = (await api.client.get(f"/sessions/{sid}")).json()
     before = await api.ledger_size()
     asking = {"config": {**session["config"], "quotas": {"executions": 1}}, "name": "new"}
-    body = assert_problem(await api.client.patch(f"/sessions/{sid}", json=asking), 422)
-    assert list(_error_locs(body)) == [("body", "config", "quotas")]
+    assert_problem(await api.client.patch(f"/sessions/{sid}", json=asking), 409)
     assert await api.ledger_size() == before
     after = (await api.client.get(f"/sessions/{sid}")).json()
     assert after["name"] == session["name"] and after["config"] == session["config"]
 
 
-async def test_a_stored_session_with_quotas_still_loads_but_its_bundle_is_not_restored(
-    api: Api,
-) -> None:
-    """Older versions stored such configs: they stay readable and archivable, and a
-    restore, which would store them again, is refused like a new session."""
-    legacy = make_session_record(quotas={"executions": 1.0}, policies=["deny-all"])
+async def test_a_session_with_quotas_and_policies_archives_and_restores(api: Api) -> None:
+    config = {
+        "quotas": {"executions": 3},
+        "policies": [{"check": "allowed-targets", "targets": ["aer"]}],
+    }
+    sid = await api.new_session(**config)
+    assert (await api.client.post(f"/sessions/{sid}/archive")).status_code == 200
+    bundle = (await api.client.get(f"/sessions/{sid}/archive")).json()
+    restored = await api.client.post("/sessions/restore", json=bundle)
+    assert restored.status_code == 201, restored.text
+    assert restored.json()["config"]["quotas"] == config["quotas"]
+    assert restored.json()["config"]["policies"] == config["policies"]
+    assert restored.json()["config_sha256"] == bundle["session"]["config_sha256"]
+
+
+async def test_a_bundle_with_a_bad_declaration_is_not_restored(api: Api) -> None:
+    """A bundle from elsewhere may declare a check this platform does not know."""
+    legacy = make_session_record(quotas={"executions": 1.0}, policies=[{"check": "nope"}])
     await api.platform.storage.write_new_session(legacy, actor="admin", action="session.created")
-    shown = (await api.client.get(f"/sessions/{legacy.id}")).json()
-    assert shown["config"]["quotas"] == {"executions": 1.0}
     assert (await api.client.post(f"/sessions/{legacy.id}/archive")).status_code == 200
     bundle = (await api.client.get(f"/sessions/{legacy.id}/archive")).json()
     before = await api.ledger_size()
     body = assert_problem(await api.client.post("/sessions/restore", json=bundle), 422)
-    assert _error_locs(body) == {
-        ("body", "session", "config", "quotas"): "quotas are not enforced yet",
-        ("body", "session", "config", "policies"): "policies are not enforced yet",
-    }
+    assert ("body", "session", "config", "policies", 0, "check") in _error_locs(body)
     assert await api.ledger_size() == before
     stored = await api.platform.storage.get_session(legacy.id)
     assert stored is not None and stored.state is SessionState.ARCHIVED

@@ -19,9 +19,10 @@ from limit_graph.blocks import (
     runner_endpoint,
 )
 from limit_graph.blocks.backends import ibm_credentials_block
-from limit_graph.blocks.ibm import IBMQuantumCredentials
+from limit_graph.blocks.quantum.ibm import IBMQuantumCredentials
 from limit_graph.core.errors import ConfigError
 from limit_graph.core.models import BackendKind
+from limit_graph.core.sealing import is_sealed
 from limit_graph.core.settings import BackendInstance, load_settings
 from limit_graph.deployments.register import (
     load_backend_blocks,
@@ -153,7 +154,8 @@ async def test_registration_saves_each_instances_ibm_key_in_a_credentials_block(
     assert "limit-ibm-instance-sim" not in done.blocks
     async with prefect_api(server.api_url) as client:
         saved = await IBMQuantumCredentials.aload("limit-ibm-instance-quantum", client=client)
-        assert saved.api_key.get_secret_value() == "ibm-key-one"
+        assert is_sealed(saved.api_key.get_secret_value())  # Prefect holds its ciphertext
+        assert saved.plain_api_key() == "ibm-key-one"
         crn = "crn:v1:bluemix:public:quantum-computing:us-east:a/1:2::"
         edited = saved.model_copy(update={"instance": SecretStr(crn)})  # as in the UI
         await edited.asave("limit-ibm-instance-quantum", overwrite=True, client=client)
@@ -164,7 +166,7 @@ async def test_registration_saves_each_instances_ibm_key_in_a_credentials_block(
     await register_platform(settings, server.api_url, platform_url=url, runner_key=key)
     async with prefect_api(server.api_url) as client:
         again = await IBMQuantumCredentials.aload("limit-ibm-instance-quantum", client=client)
-    assert again.api_key.get_secret_value() == "ibm-key-two"
+    assert again.plain_api_key() == "ibm-key-two"
     assert again.instance is not None and again.instance.get_secret_value() == crn
     assert instance_block.provider == "ibm"
     assert "ibm-key" not in instance_block.model_dump_json()

@@ -20,21 +20,24 @@ from qiskit.quantum_info import SparsePauliOp
 from qiskit_ibm_runtime.api.session import PostForcelistRetry
 
 from limit_graph.blocks.backends import ibm_credentials_block
-from limit_graph.blocks.ibm import (
+from limit_graph.blocks.quantum import EstimatePub, QuantumTarget, SamplePub
+from limit_graph.blocks.quantum.ibm import (
     DEFAULT_CREDENTIALS_BLOCK,
     IBMQuantumCredentials,
     IBMRuntimeTarget,
     IBMTarget,
     JobCancelled,
 )
-from limit_graph.blocks.quantum import EstimatePub, QuantumTarget, SamplePub
+from limit_graph.core.compliance import Usage
 from limit_graph.core.errors import BackendError
 from limit_graph.core.models import ExecutionState
 from limit_graph.core.settings import load_settings
 from limit_graph.deployments.register import prefect_api, register_platform
 from limit_graph.deployments.server import PrefectServer
 from limit_graph.flows.runner import RunnerLoop
+from limit_graph.tasks.quantum.agents import sample_usage
 from limit_graph.tasks.quantum.circuits import circuit_source
+from limit_graph.tasks.quantum.primitives import SampleRequest, run_sampler
 from tests.blocks.ibm_responses.server import FakeIBMQuantum
 from tests.fixtures.waiting import wait_until
 
@@ -321,3 +324,47 @@ async def test_a_runner_signs_in_with_the_key_of_the_instance_its_execution_was_
     assert "refused credentials block 'limit-ibm-quantum'" in fallback.error.message
     assert "revoked-key" not in fallback.error.message
     assert ibm.api_key not in fallback.error.message
+
+
+def test_limits_come_from_the_devices_configuration_once(ibm: FakeIBMQuantum) -> None:
+    ibm.configuration["max_shots"] = 20_000  # the device's own cap, as IBM serves it
+    target = target_for(ibm)
+
+    limits = target.limits()
+    served = len(ibm.all_requests())
+    assert target.limits() is limits
+    assert len(ibm.all_requests()) == served  # built once, then no more requests
+
+    assert (limits.name, limits.num_qubits, limits.simulator, limits.max_shots) == (
+        f"ibm:{ibm.backend_name}",
+        5,
+        False,
+        20_000,
+    )
+    edges = sorted(tuple(edge) for edge in ibm.configuration["coupling_map"])
+    assert limits.coupling == tuple(edges)
+    assert {"cx", "rz", "sx", "x", "measure"} <= limits.basis_gates
+    assert limits.basis_gates == frozenset(target.describe().basis_gates)
+
+
+def test_a_run_records_each_jobs_billed_seconds_once_and_usage_reads_them(
+    ibm: FakeIBMQuantum,
+) -> None:
+    target = target_for(ibm)
+    circuit = QuantumCircuit(2)
+    circuit.h(0)
+    circuit.cx(0, 1)
+    circuit.measure_all()
+    requests = [SampleRequest(circuit, SHOTS), SampleRequest(circuit, SHOTS)]  # IBM: one count
+
+    run = run_sampler(target, requests, seed=3)
+    document = {
+        "pubs": [{"counts": r.counts, "shots": r.shots} for r in run.results],
+        "target": target.name,
+        "metadata": run.metadata.model_dump(mode="json"),
+    }
+
+    assert len(ibm.calls("POST", "/jobs")) == 1
+    assert [p.usage_s for p in run.metadata.pubs] == [3.0, 3.0]
+    assert run.metadata.usage_s == 3.0  # one job, however many PUBs it ran
+    assert sample_usage(document) == Usage(shots=2 * SHOTS, qpu_seconds=3.0)

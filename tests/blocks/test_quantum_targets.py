@@ -69,7 +69,7 @@ def test_an_unknown_fake_device_lists_the_known_ones() -> None:
 def test_ibm_targets_that_cannot_be_imported_are_a_clear_invalid_input(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setitem(sys.modules, "limit_graph.blocks.ibm", None)
+    monkeypatch.setitem(sys.modules, "limit_graph.blocks.quantum.ibm", None)
     with pytest.raises(InvalidInput, match="IBM targets are not available here"):
         resolve_target("ibm:ibm_unimportable_test_device")
 
@@ -268,3 +268,38 @@ def test_sampling_gives_the_counts_of_aers_own_sampler_for_the_same_seed(
         assert mine.counts == reference.join_data().get_counts()
     if target_name == "aer":  # low is clbit 0 (always 0 or 1), high's first bit always 1
         assert set(ours[0].counts) == {"010", "011", "110", "111"}
+
+
+def test_aer_limits_are_all_to_all_with_its_operations_and_no_shot_cap() -> None:
+    target = resolve_target("aer")
+    limits = target.limits()
+    assert (limits.name, limits.simulator, limits.coupling, limits.max_shots) == (
+        "aer",
+        True,
+        None,
+        None,
+    )
+    assert limits.num_qubits == target.num_qubits
+    simulator = target.simulator  # type: ignore[attr-defined]
+    assert limits.basis_gates == frozenset(simulator.operation_names)
+    assert {"cx", "rzz", "measure", "if_else"} <= limits.basis_gates
+    assert target.limits() is limits  # built once
+
+
+def test_fake_device_limits_are_the_devices_coupling_map_and_operations() -> None:
+    limits = resolve_target("fake:manila").limits()
+    assert (limits.name, limits.num_qubits, limits.simulator, limits.max_shots) == (
+        "fake:manila",
+        5,
+        True,
+        None,
+    )
+    line = [(0, 1), (1, 2), (2, 3), (3, 4)]
+    assert limits.coupling == tuple(sorted(line + [(b, a) for a, b in line]))
+    assert limits.basis_gates == frozenset(fake_devices()["manila"]().operation_names)
+    assert "h" not in limits.basis_gates and {"cx", "rz", "sx", "measure"} <= limits.basis_gates
+    brisbane = resolve_target("fake:brisbane").limits()
+    assert brisbane.num_qubits == 127 and "ecr" in brisbane.basis_gates
+    device_edges = fake_devices()["brisbane"]().coupling_map.get_edges()
+    assert brisbane.coupling == tuple(sorted(device_edges))
+    assert (1, 0) in brisbane.coupling and (0, 1) not in brisbane.coupling  # ECR: one way

@@ -21,6 +21,7 @@ from tests.fixtures.waiting import eventually
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef"
 SECRET = "test-auth-secret-0123456789abcdef"
+KEK = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="  # base64 of 32 bytes
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -40,6 +41,7 @@ async def two_processes(url: str, tmp_path: Path) -> AsyncIterator[tuple[Platfor
             home=str(tmp_path / name),
             admin_api_key=ADMIN_KEY,
             auth__secret=SECRET,
+            encryption__kek=KEK,  # one deployment: its processes share their keys
             storage__url=url,
         )
         platforms.append(await Platform.start(settings))

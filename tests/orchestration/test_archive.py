@@ -19,6 +19,7 @@ import pytest
 
 from limit_graph.core.canonical import sha256_hex
 from limit_graph.core.errors import Conflict, InvalidInput
+from limit_graph.core.governance_settings import GovernanceSettings
 from limit_graph.core.models import (
     Execution,
     Session,
@@ -30,6 +31,7 @@ from limit_graph.core.models import (
     utcnow,
 )
 from limit_graph.governance.auth import Principal
+from limit_graph.governance.compliance import ComplianceChecks
 from limit_graph.orchestration.archive import (
     BUNDLE_FORMAT,
     build_bundle,
@@ -67,7 +69,13 @@ def open_place(
         await storage.start()
         try:
             yield Place(
-                storage, SessionService(storage, SessionEvents(storage), SessionCache(storage))
+                storage,
+                SessionService(
+                    storage,
+                    SessionEvents(storage),
+                    SessionCache(storage),
+                    ComplianceChecks([], GovernanceSettings().clearances, tmp_path),
+                ),
             )
         finally:
             await storage.close()

@@ -124,6 +124,7 @@ class Things:
             "name": self.name,
             "grant_id": self.grant_id,
             "principal_id": self.principal_id,
+            "scope": f"principal:{self.principal_id}",
             "key_id": self.key_id,
             "policy_id": self.policy_id,
             "agent_id": self.agent_id,

@@ -42,6 +42,7 @@ PATH_PARAMETERS: dict[str, str] = {
     "principal_id": "a principal of the tenant",
     "key_id": "an API key of a principal of the tenant",
     "policy_id": "a policy of the tenant's own",
+    "scope": "that principal as a quota scope",
     "agent_id": "an agent: the platform's, the same for every tenant",
 }
 TENANT_OBJECTS = frozenset(PATH_PARAMETERS) - {"name", "agent_id"}
@@ -90,6 +91,7 @@ BODIES: dict[tuple[str, str], Callable[[Things], Body]] = {
         {"principal_id": t.principal_id, "permission": "read"}
     ),
     ("PUT", "/policies/{policy_id}"): lambda _: Body({"text": NOOP_POLICY}),
+    ("PUT", "/quotas/{scope}"): lambda _: Body({"concurrent": 50}),
 }
 """A valid body for each route that takes one, from the caller's tenant's things."""
 

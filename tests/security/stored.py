@@ -3,8 +3,8 @@
 The tests that forge tokens need the real signing keys (to sign a token that is
 expired, or has the wrong audience, and nothing else wrong); the test that scans for
 leaks needs to know what each secret looks like at rest (the HMAC digests of keys and
-client secrets, the encrypted private keys) as well as in the clear.  Both read them
-from the store the way the platform does, with its server secret.
+client secrets, the sealed private keys) as well as in the clear.  Both read them
+from the store the way the platform does, with its key ring.
 """
 
 from __future__ import annotations
@@ -15,13 +15,22 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
+from limit_graph.core.sealing import is_sealed
 from limit_graph.core.settings import Settings
 from limit_graph.governance.secrets import ServerSecret
 from limit_graph.governance.tokens import SIGNING_KEY_PURPOSE
 from limit_graph.storage.base import Storage
 from limit_graph.storage.factory import open_storage
+from limit_graph.storage.sealed import signing_key_place
 
-__all__ = ["SigningKey", "Stored", "read_stored", "read_stored_of", "signing_keys"]
+__all__ = [
+    "SigningKey",
+    "Stored",
+    "data_key_forms",
+    "read_stored",
+    "read_stored_of",
+    "signing_keys",
+]
 
 
 @dataclass(frozen=True)
@@ -60,10 +69,15 @@ def _b64_int(value: int) -> str:
 
 
 async def signing_keys(storage: Storage, secret: ServerSecret) -> list[SigningKey]:
-    """Every signing key of ``storage``, decrypted with ``secret``, newest first."""
+    """Every signing key of ``storage``, opened with its key ring (or, for one made
+    under the server secret, with ``secret``), newest first."""
     keys = []
     for record in await storage.identity.list_signing_keys():
-        pem = secret.decrypt(record.private_key, purpose=SIGNING_KEY_PURPOSE)
+        if is_sealed(record.private_key):
+            place = signing_key_place(record.kid)
+            pem = await storage.keyring.open_bytes(record.private_key, place)
+        else:
+            pem = secret.decrypt(record.private_key, purpose=SIGNING_KEY_PURPOSE)
         keys.append(
             SigningKey(
                 kid=record.kid,
@@ -79,11 +93,35 @@ async def signing_keys(storage: Storage, secret: ServerSecret) -> list[SigningKe
 
 @dataclass(frozen=True)
 class Stored:
-    """The secrets at rest: signing keys, and the digests of API keys and client secrets."""
+    """The secrets at rest: signing keys, the digests of API keys and client secrets, and
+    the data keys of encryption at rest with the key-encryption key wrapping them."""
 
     signing: list[SigningKey]
     key_digests: list[str] = field(repr=False)
     client_secret_digests: list[str] = field(repr=False)
+    data_keys: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    """Each data key's (and the KEK's) id → the text forms its bytes could leak in."""
+
+
+def _key_forms(material: bytes) -> list[str]:
+    return [
+        base64.b64encode(material).decode(),
+        base64.urlsafe_b64encode(material).rstrip(b"=").decode(),
+        material.hex(),
+    ]
+
+
+def data_key_forms(storage: Storage) -> dict[str, list[str]]:
+    """The forms of every data key the store's ring holds, and of its current KEK."""
+    ring = storage.keyring
+    forms: dict[str, list[str]] = {}
+    if ring.keks is not None:
+        forms[ring.keks.current.kid] = _key_forms(ring.keks.current.material)
+        for record in ring.records():
+            key = ring.key(record.kid)
+            if key is not None:
+                forms[record.kid] = _key_forms(key.material)
+    return forms
 
 
 async def read_stored(storage: Storage, secret: ServerSecret) -> Stored:
@@ -106,7 +144,9 @@ async def read_stored(storage: Storage, secret: ServerSecret) -> Stored:
         if keys.next_cursor is None:
             break
         cursor = keys.next_cursor
-    return Stored(await signing_keys(storage, secret), digests, client_digests)
+    return Stored(
+        await signing_keys(storage, secret), digests, client_digests, data_key_forms(storage)
+    )
 
 
 async def read_stored_of(settings: Settings) -> Stored:

@@ -81,6 +81,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/maintenance/verify-ledger"): RUNNERS,
     ("POST", "/maintenance/expire-caches"): RUNNERS,
     ("POST", "/auth/signing-keys/rotate"): PLATFORM,
+    ("GET", "/data-keys"): PLATFORM,
+    ("POST", "/data-keys/rotate"): PLATFORM,
     ("GET", "/tenants"): PLATFORM,
     ("POST", "/tenants"): PLATFORM,
     ("POST", "/principals"): TENANT_ADMINS,
@@ -92,6 +94,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/policies"): READERS,
     ("GET", "/policies/{policy_id}/versions"): READERS,
     ("PUT", "/policies/{policy_id}"): TENANT_ADMINS,
+    ("GET", "/quotas"): READERS,
+    ("PUT", "/quotas/{scope}"): TENANT_ADMINS,
 }
 
 KNOWN_BUGS: dict[tuple[str, str], str] = {}

@@ -55,6 +55,7 @@ def ghost_values() -> dict[str, str]:
         **{name: str(uuid.uuid4()) for name in TENANT_OBJECTS},
         "key_id": secrets.token_hex(6),
         "policy_id": f"ghost-{secrets.token_hex(4)}",
+        "scope": f"principal:{uuid.uuid4()}",
     }
 
 

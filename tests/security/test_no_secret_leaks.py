@@ -258,6 +258,8 @@ def run_tour(http: httpx.Client, home: Path, seen: Seen) -> None:
     tour.ok("GET", "/keys", admin)
     tour.ok("GET", "/principals", admin)
     tour.ok("POST", "/auth/signing-keys/rotate", platform_admin)
+    tour.ok("POST", "/data-keys/rotate", platform_admin)
+    tour.ok("GET", "/data-keys", platform_admin)
     tour.ok("GET", "/.well-known/jwks.json", {})
     tour.ok("POST", "/maintenance/verify-ledger", runner)
 
@@ -310,6 +312,8 @@ def secret_forms(seen: Seen, stored: Stored, server: ServerSecret) -> dict[str, 
         forms[f"stored client secret digest {n}"] = [digest]
     for key in stored.signing:
         forms[f"signing key {key.kid}"] = key.private_forms()
+    for kid, key_forms in stored.data_keys.items():
+        forms[f"data key {kid}"] = key_forms
     return forms
 
 
@@ -338,6 +342,7 @@ def toured(http: httpx.Client, settings: Settings) -> Tourist:
         run_tour(http, settings.home, seen)
     stored = asyncio.run(read_stored_of(settings))
     assert len(stored.signing) >= 2 and stored.key_digests and stored.client_secret_digests
+    assert len(stored.data_keys) >= 3, "the KEK and both data keys (before and after rotating)"
     return Tourist(seen, secret_forms(seen, stored, ServerSecret.from_settings(settings)))
 
 

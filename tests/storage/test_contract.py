@@ -251,7 +251,7 @@ async def test_documents_keep_their_exact_json_values(storage: Storage) -> None:
         "text": 'ünïcødé ✓ "quoted" \\ \n',
         "nested": [{"b": 1, "a": [None, True, 0.1]}],
     }
-    session = make_session(quotas={"budget": 1e20, "floor": -0.0})
+    session = make_session(quotas={"storage_bytes": 1e20, "qpu_seconds": 0.0})
     await commit_session(storage, session)
     stored = await commit_execution(storage, make_execution(session, inputs=awkward))
     async with storage.transaction() as tx:

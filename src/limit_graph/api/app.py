@@ -25,6 +25,7 @@ from limit_graph.api.problems import install_problem_handlers
 from limit_graph.api.routes import (
     agents,
     auth,
+    data_keys,
     events,
     executions,
     grants,
@@ -34,6 +35,7 @@ from limit_graph.api.routes import (
     metrics,
     policies,
     provenance,
+    quotas,
     reserved,
     runners,
     sessions,
@@ -101,9 +103,11 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
             provenance,
             workflows,
             auth,
+            data_keys,
             identity,
             grants,
             policies,
+            quotas,
             reserved,
         )
     ]

@@ -5,6 +5,8 @@ Every route that needs credentials names its action through one dependency,
 the action is on -- the platform, the caller's tenant, or the session of the path,
 which must be visible to the caller (another tenant's is a 404, like none) -- and asks
 the governance authorizer, which records and raises a denial (403 with ``policy_ids``).
+Before that it takes the request's tokens from the rate limits of the action's route
+class (``execute``, ``read``, ``write``), once per request: a 429 with ``Retry-After``.
 This runs before the body is looked at, so authorization comes before validation.
 Routes whose resource is named in the body (a principal of a given tenant, a runner's
 pool) have their services ask the same authorizer about it.
@@ -19,8 +21,10 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from limit_graph.core.errors import AuthenticationRequired, NotFound
+from limit_graph.core.governance_settings import RouteClass
 from limit_graph.governance.auth import Principal
 from limit_graph.governance.policy.schema import ACTIONS, Action
+from limit_graph.governance.rates import route_class_of
 from limit_graph.orchestration.platform import Platform
 from limit_graph.orchestration.sessions import require_visible
 
@@ -32,6 +36,7 @@ __all__ = [
     "CanCreateSessions",
     "CanCreateTenants",
     "CanDeleteSessions",
+    "CanExecuteAgents",
     "CanExecuteInSessions",
     "CanGrantSessions",
     "CanListSessions",
@@ -90,17 +95,26 @@ class Authorize:
     """The dependency of a route doing ``action``: the caller, once allowed.
 
     The resource is the one the schema gives the action: the platform, the caller's
-    tenant, or the session named by the path's ``session_id``.
+    tenant, or the session named by the path's ``session_id``.  ``route_class`` names the
+    rate limits the request draws from when the action's own do not fit the route.
     """
 
-    def __init__(self, action: Action, *, include_deleted: bool = False) -> None:
+    def __init__(
+        self,
+        action: Action,
+        *,
+        include_deleted: bool = False,
+        route_class: RouteClass | None = None,
+    ) -> None:
         self.action = action
         self.on = ACTIONS[action]
         self.include_deleted = include_deleted
+        self.route_class = route_class or route_class_of(action)
 
     async def __call__(
         self, request: Request, principal: CurrentPrincipal, platform: CurrentPlatform
     ) -> Principal:
+        await platform.rates.check_caller(self.route_class, principal)
         authorizer = platform.authorizer
         if self.on == "Platform":
             await authorizer.on_platform(principal, self.action)
@@ -134,6 +148,11 @@ CanCreateTenants = Annotated[Principal, Depends(Authorize(Action.TENANT_CREATE))
 CanReadTenants = Annotated[Principal, Depends(Authorize(Action.TENANT_READ))]
 CanRotateSigningKeys = Annotated[Principal, Depends(Authorize(Action.SIGNING_KEY_ROTATE))]
 CanReadAgents = Annotated[Principal, Depends(Authorize(Action.AGENT_READ))]
+CanExecuteAgents = Annotated[
+    Principal, Depends(Authorize(Action.AGENT_READ, route_class="execute"))
+]
+"""``POST /agents/{id}/execute``: the platform decides the session's action; the
+request draws from the execute rates."""
 CanRunMaintenance = Annotated[Principal, Depends(Authorize(Action.MAINTENANCE_RUN))]
 CanCreateSessions = Annotated[Principal, Depends(Authorize(Action.SESSION_CREATE))]
 CanListSessions = Annotated[Principal, Depends(Authorize(Action.SESSION_LIST))]
@@ -144,6 +163,10 @@ CanManageKeys = Annotated[Principal, Depends(Authorize(Action.KEY_MANAGE))]
 CanReadPolicies = Annotated[Principal, Depends(Authorize(Action.POLICY_READ))]
 CanWritePolicies = Annotated[Principal, Depends(Authorize(Action.POLICY_WRITE))]
 CanReadAudit = Annotated[Principal, Depends(Authorize(Action.AUDIT_READ))]
+CanReadQuotas = Annotated[Principal, Depends(Authorize(Action.QUOTA_READ))]
+CanSetQuotas = Annotated[Principal, Depends(Authorize(Action.QUOTA_WRITE))]
+"""A tenant admin; the quota service asks again for the scope (a tenant's quotas are the
+platform admin's to set)."""
 CanValidateWorkflows = Annotated[Principal, Depends(Authorize(Action.WORKFLOW_VALIDATE))]
 CanReadSessions = Annotated[Principal, Depends(Authorize(Action.SESSION_READ))]
 CanReadSessionsIncludingDeleted = Annotated[

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from limit_graph.core.errors import LimitError, RateLimited
+from limit_graph.core.errors import LimitError, QuotaExceeded, RateLimited
 
 __all__ = [
     "PROBLEM_TYPE_BASE",
@@ -50,8 +51,9 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 async def _limit_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LimitError)
     headers = None
-    if isinstance(exc, RateLimited):
-        headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
+    if isinstance(exc, RateLimited | QuotaExceeded) and exc.retry_after_s is not None:
+        # Retry-After is whole seconds (RFC 9110): rounded up, so a retry is never early.
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
     if exc.status_code == 401:
         headers = {"WWW-Authenticate": 'Bearer realm="limit-graph"'}
     return problem_response(exc.status_code, exc.title, exc.detail, exc.slug, exc.extras(), headers)

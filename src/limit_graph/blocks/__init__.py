@@ -9,7 +9,6 @@ from limit_graph.blocks.backends import (
     instance_from_block,
     runner_endpoint,
 )
-from limit_graph.blocks.ibm import IBMQuantumCredentials, IBMRuntimeTarget
 from limit_graph.blocks.quantum import (
     AerTarget,
     FakeDeviceTarget,
@@ -17,6 +16,7 @@ from limit_graph.blocks.quantum import (
     TargetInfo,
     resolve_target,
 )
+from limit_graph.blocks.quantum.ibm import IBMQuantumCredentials, IBMRuntimeTarget
 
 __all__ = [
     "RUNNER_CREDENTIALS_BLOCK",

@@ -13,6 +13,8 @@ Examples::
     limit keys list --principal <principal-id>
     limit keys revoke <key-id>
     limit keys rotate-signing
+    limit keys rotate-data
+    limit keys data
 
 >>> parse_duration("30d"), parse_duration("90m")
 (datetime.timedelta(days=30), datetime.timedelta(seconds=5400))
@@ -43,7 +45,9 @@ __all__ = [
 
 tenant_app = typer.Typer(help="Make and list tenants (the platform admin).")
 principal_app = typer.Typer(help="Make, list and delete a tenant's users and service accounts.")
-keys_app = typer.Typer(help="Make, list and revoke API keys; rotate the token-signing key.")
+keys_app = typer.Typer(
+    help="Make, list and revoke API keys; rotate the token-signing key and the data keys."
+)
 
 LimitOption = Annotated[int, typer.Option("--limit", min=1, max=500, help="How many at most.")]
 CursorOption = Annotated[
@@ -320,3 +324,23 @@ def keys_rotate_signing(url: UrlOption = None, api_key: KeyOption = None) -> Non
         f"new tokens are signed with {made['kid']}; the old key stays in "
         "/.well-known/jwks.json until its tokens expire"
     )
+
+
+@keys_app.command("rotate-data")
+def keys_rotate_data(url: UrlOption = None, api_key: KeyOption = None) -> None:
+    """Seal with a new data key from now on and re-encrypt, in the background, what the
+    older ones sealed (platform admin); the platform keeps serving meanwhile."""
+    started = call(url, api_key, "POST", "/data-keys/rotate")
+    print_json(started)
+    retiring = ", ".join(started["retiring"]) or "none"
+    tell(
+        f"new records are sealed with {started['active']}; retiring once re-encrypted: "
+        f"{retiring}. `limit keys data` shows the progress"
+    )
+
+
+@keys_app.command("data")
+def keys_data(url: UrlOption = None, api_key: KeyOption = None) -> None:
+    """The data keys of encryption at rest (never their material) and the progress of
+    the latest rotation (platform admin)."""
+    print_json(call(url, api_key, "GET", "/data-keys"))

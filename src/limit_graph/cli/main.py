@@ -34,6 +34,7 @@ from limit_graph.cli.output import print_json
 from limit_graph.cli.policy_cmd import policy_app
 from limit_graph.cli.prefect_cmd import prefect_app
 from limit_graph.cli.prefect_cmd import worker as worker_command
+from limit_graph.cli.quota_cmd import quota_app
 from limit_graph.cli.run_cmd import run as run_command
 from limit_graph.cli.runner_cmd import runner as runner_command
 from limit_graph.cli.sessions_cmd import session_app
@@ -51,6 +52,7 @@ app.add_typer(tenant_app, name="tenant")
 app.add_typer(principal_app, name="principal")
 app.add_typer(keys_app, name="keys")
 app.add_typer(policy_app, name="policy")
+app.add_typer(quota_app, name="quota")
 err = Console(stderr=True)
 
 

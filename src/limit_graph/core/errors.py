@@ -14,9 +14,15 @@
     ├── Conflict                  409  the request contradicts current state
     ├── PolicyDenied              403  a governance check said no (``policy_ids``)
     │   ├── StateDenied           409  the session's state forbids it (e.g. not active)
-    │   ├── QuotaExceeded         429
+    │   ├── CheckFailed           422  a compliance check found the content wanting
+    │   │                              (``failures``: each failed expectation or limit)
+    │   ├── QuotaExceeded         429  a quota that resets (``quota``, ``limit``, ``used``,
+    │   │   │                          ``reserved``, ``retry_after_s`` to its reset)
+    │   │   └── QuotaCapReached   403  a quota that never resets (a session's totals)
     │   └── RateLimited           429  with ``retry_after_s``
-    └── BackendError              502  a backend failed (``retryable`` says if a retry may help)
+    ├── BackendError              502  a backend failed (``retryable`` says if a retry may help)
+    └── SealError                 500  a sealed field cannot be opened or made: wrong or
+                                       missing key, altered, or moved to another record
 
 HTTP status codes live on the classes (``status_code``) and are mapped to RFC 9457
 problem documents in one place, :mod:`limit_graph.api.problems`.  The API adds one
@@ -31,6 +37,7 @@ from typing import Any, ClassVar
 __all__ = [
     "AuthenticationRequired",
     "BackendError",
+    "CheckFailed",
     "ConfigError",
     "Conflict",
     "InvalidInput",
@@ -38,8 +45,10 @@ __all__ = [
     "MalformedJSON",
     "NotFound",
     "PolicyDenied",
+    "QuotaCapReached",
     "QuotaExceeded",
     "RateLimited",
+    "SealError",
     "StateDenied",
     "TokenRequestError",
 ]
@@ -147,10 +156,54 @@ class StateDenied(PolicyDenied):
     slug = "state-denied"
 
 
+class CheckFailed(PolicyDenied):
+    """A compliance check (data quality, circuit limits) refused the request's content:
+    the request could never pass as it is, so it is a 422, and each failure is listed."""
+
+    status_code = 422
+    title = "Failed a compliance check"
+    slug = "check-failed"
+
+    def __init__(self, detail: str, policy_ids: list[str], failures: list[dict[str, Any]]) -> None:
+        super().__init__(detail, policy_ids)
+        self.failures = failures
+
+    def extras(self) -> dict[str, Any]:
+        return {**super().extras(), "failures": self.failures}
+
+
 class QuotaExceeded(PolicyDenied):
+    """A quota that resets is used up: worth retrying at ``retry_after_s``."""
+
     status_code = 429
     title = "Quota exceeded"
     slug = "quota-exceeded"
+
+    def __init__(
+        self,
+        detail: str,
+        policy_ids: list[str],
+        *,
+        quota: dict[str, Any],
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(detail, policy_ids)
+        self.quota = quota
+        self.retry_after_s = retry_after_s
+
+    def extras(self) -> dict[str, Any]:
+        found = {**super().extras(), "quota": self.quota}
+        if self.retry_after_s is not None:
+            found["retry_after_s"] = self.retry_after_s
+        return found
+
+
+class QuotaCapReached(QuotaExceeded):
+    """A quota that never resets (a session's totals) is used up: retrying cannot help."""
+
+    status_code = 403
+    title = "Quota cap reached"
+    slug = "quota-cap-reached"
 
 
 class RateLimited(PolicyDenied):
@@ -177,3 +230,13 @@ class BackendError(LimitError):
 
     def extras(self) -> dict[str, Any]:
         return {"retryable": self.retryable}
+
+
+class SealError(LimitError):
+    """A field encrypted at rest cannot be opened (the key that sealed it is unknown or
+    not configured, the ciphertext was altered, or it was moved to another tenant, table,
+    column or record), or cannot be sealed (no key-encryption key is configured).  Never
+    the caller's fault: a 500 whose detail names the key and the record, not the data."""
+
+    title = "Sealed data unavailable"
+    slug = "sealed-data"

@@ -9,11 +9,21 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
 from limit_graph.core.canonical import sha256_hex
+from limit_graph.core.quotas import COUNTED, QuotaLimits
 
 __all__ = [
     "BackendKind",
@@ -32,6 +42,9 @@ __all__ = [
     "WorkflowTag",
     "utcnow",
 ]
+
+
+_COUNTED_NAMES = frozenset(r.value for r in COUNTED)
 
 
 def utcnow() -> datetime:
@@ -89,11 +102,25 @@ class SessionConfig(_Record):
     )
     quotas: dict[str, Annotated[float, Strict()]] = Field(
         default_factory=dict,
-        description="Not enforced yet: a new session that names any is refused (422).",
+        description="Totals for the session's life: executions, concurrent, shots, "
+        "qpu_seconds, storage_bytes (none: no limit of the session's own).",
     )
-    policies: list[str] = Field(
+    policies: list[dict[str, Any]] = Field(
         default_factory=list,
-        description="Not enforced yet: a new session that names any is refused (422).",
+        max_length=64,
+        description='Compliance checks every execution in it passes, each {"check": ID, '
+        '...its settings}, e.g. {"check": "circuit-limits", "max_qubits": 7}.',
+    )
+    classification: dict[str, Literal["pii", "restricted"]] = Field(
+        default_factory=dict,
+        max_length=256,
+        description="Data classes of agent inputs by input name: such inputs run only on "
+        "backends cleared for them, and are encrypted at rest.",
+    )
+    sensitive: bool = Field(
+        default=False,
+        strict=True,
+        description="Whether every execution's inputs and result are encrypted at rest.",
     )
     timeout_s: float | None = Field(
         default=None,
@@ -111,21 +138,54 @@ class SessionConfig(_Record):
                 raise ValueError("each tag must be 1 to 128 characters")
         return tags
 
+    @field_validator("quotas")
+    @classmethod
+    def _quotas_are_limits(cls, quotas: dict[str, float]) -> dict[str, float]:
+        """Known resources, none negative, counts whole (a session's have no period)."""
+        if "period" in quotas:
+            raise ValueError("a session's quotas are totals for its life: they take no period")
+        whole = {
+            k: int(v) if k in _COUNTED_NAMES and float(v).is_integer() else v
+            for k, v in quotas.items()
+        }
+        try:
+            QuotaLimits.model_validate(whole)
+        except ValidationError as exc:
+            raise ValueError(
+                "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                    for e in exc.errors(include_url=False)
+                )
+            ) from None
+        return quotas
+
+    @field_validator("policies")
+    @classmethod
+    def _policies_name_checks(cls, policies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each declaration names its check; what the settings mean is the check's to say."""
+        for index, declaration in enumerate(policies):
+            check = declaration.get("check")
+            if not isinstance(check, str) or not check:
+                raise ValueError(
+                    f'policies[{index}] names no check: write {{"check": ID, ...settings}}'
+                )
+        return policies
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_newer_fields(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """``classification`` and ``sensitive`` only when set, everywhere a config is
+        written (stored, hashed, answered), so configs from before they existed hash as
+        they did."""
+        doc = handler(self)
+        if isinstance(doc, dict):
+            if not doc.get("classification"):
+                doc.pop("classification", None)
+            if not doc.get("sensitive"):
+                doc.pop("sensitive", None)
+        return doc
+
     def sha256(self) -> str:
         return sha256_hex(self.document())
-
-    def unenforced(self) -> dict[str, str]:
-        """The settings this config asks for that nothing enforces yet, each with why.
-
-        Stored records may hold them (older versions accepted them); new sessions may not.
-
-        >>> SessionConfig(quotas={"executions": 1}).unenforced()
-        {'quotas': 'quotas are not enforced yet'}
-        >>> SessionConfig(quotas={}, policies=[]).unenforced()
-        {}
-        """
-        asked = {"quotas": bool(self.quotas), "policies": bool(self.policies)}
-        return {name: f"{name} are not enforced yet" for name, given in asked.items() if given}
 
 
 class Session(_Record):
@@ -219,15 +279,26 @@ class Execution(_Record):
         default_factory=list,
         description="The pre-task checks that admitted it and the policies that decided.",
     )
+    sensitive: bool = Field(
+        default=False,
+        description="Its inputs, result and error message are encrypted at rest, and its "
+        "ledger entries hold salted SHA-256 commitments of them instead.",
+    )
+    salts: dict[str, str] = Field(
+        default_factory=dict,
+        description="For a sensitive execution, the random salt (base64url) of each sealed "
+        "field's commitment: `inputs`, `result`, `error.message`.",
+    )
 
     def document(self) -> dict[str, Any]:
-        """As stored and hashed; ``workflow`` and ``checks`` only when set, so records
-        written before the fields existed hash as they did."""
+        """As stored and hashed; ``workflow``, ``checks``, ``sensitive`` and ``salts`` only
+        when set, so records written before the fields existed hash as they did."""
         doc = super().document()
         if doc.get("workflow") is None:
             doc.pop("workflow", None)
-        if not doc.get("checks"):
-            doc.pop("checks", None)
+        for name in ("checks", "sensitive", "salts"):
+            if not doc.get(name):
+                doc.pop(name, None)
         return doc
 
 

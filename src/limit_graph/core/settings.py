@@ -7,7 +7,8 @@ The environment variables are the ones the platform has always documented:
 backend instance).  A secret's variable may instead name a file holding it, for secrets
 mounted as files: ``LIMIT_AUTH_SECRET_FILE``.
 The file (``--config`` or ``LIMIT_CONFIG``) has the sections ``[server]``,
-``[storage]``, ``[backends]``, ``[agents]`` and ``[auth]`` (and more, each a model below)::
+``[storage]``, ``[backends]``, ``[agents]``, ``[auth]`` and ``[governance]`` (and more, each a
+model below or in :mod:`~limit_graph.core.governance_settings`)::
 
     [server]
     bind_address = "127.0.0.1:8080"
@@ -54,7 +55,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from limit_graph.core.auth_settings import AuthSettings, OidcClaims, OidcSettings
+from limit_graph.core.encryption_settings import EncryptionSettings
 from limit_graph.core.errors import ConfigError
+from limit_graph.core.governance_settings import GovernanceSettings
 from limit_graph.core.instances import (
     PLACEHOLDER_SECRETS,
     BackendInstance,
@@ -71,6 +74,7 @@ __all__ = [
     "BackendsSettings",
     "ConfigWarning",
     "DispatchSettings",
+    "GovernanceSettings",
     "PrefectSettings",
     "OidcClaims",
     "OidcSettings",
@@ -223,6 +227,8 @@ class Settings(_Section):
     workflows: WorkflowsSettings = Field(default_factory=WorkflowsSettings)
     agents: AgentsSettings = Field(default_factory=AgentsSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
+    encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
     source: str | None = Field(default=None, description="The config file these came from.")
 
     @model_validator(mode="after")
@@ -263,6 +269,11 @@ class Settings(_Section):
     def auth_secret_path(self) -> Path:
         return self.home / "auth.secret"
 
+    @property
+    def datasets_path(self) -> Path:
+        """Where data-quality checks read files from."""
+        return self.governance.data_dir or self.home / "datasets"
+
 
 def normalize_database_url(url: str) -> str:
     """Give a plain ``postgresql://`` or ``sqlite://`` URL the async driver we ship.
@@ -294,6 +305,8 @@ _ENV_PATHS: dict[str, tuple[str, ...]] = {
     "LIMIT_ADMIN_API_KEY": ("admin_api_key",),
     "LIMIT_RUNNER_API_KEY": ("dispatch", "runner_api_key"),
     "LIMIT_AUTH_SECRET": ("auth", "secret"),
+    "LIMIT_DATA_KEK": ("encryption", "kek"),
+    "LIMIT_DATA_KEK_PREVIOUS": ("encryption", "previous_keks"),
     "LIMIT_PREFECT_WORKERS": ("prefect", "workers"),
     "LIMIT_STORAGE": ("storage", "type"),
     "LIMIT_CORS_ORIGINS": ("server", "cors_origins"),
@@ -301,7 +314,7 @@ _ENV_PATHS: dict[str, tuple[str, ...]] = {
     "PREFECT_API_URL": ("prefect", "api_url"),
 }
 
-_FILE_VARIABLES = frozenset({"LIMIT_AUTH_SECRET"})
+_FILE_VARIABLES = frozenset({"LIMIT_AUTH_SECRET", "LIMIT_DATA_KEK"})
 """Variables whose value may come from the file ``<VARIABLE>_FILE`` names instead."""
 
 

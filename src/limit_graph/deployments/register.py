@@ -42,8 +42,8 @@ from limit_graph.blocks.backends import (
     ibm_credentials_block,
     instance_from_block,
 )
-from limit_graph.blocks.ibm import IBMQuantumCredentials, IBMRuntimeTarget
 from limit_graph.blocks.quantum import AerTarget, FakeDeviceTarget
+from limit_graph.blocks.quantum.ibm import IBMQuantumCredentials, IBMRuntimeTarget
 from limit_graph.core.errors import ConfigError
 from limit_graph.core.models import BackendKind
 from limit_graph.core.settings import BackendInstance, Settings

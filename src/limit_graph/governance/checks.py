@@ -44,6 +44,15 @@ class CheckContext:
     results: list[CheckResult] = field(default_factory=list)
     """Verdicts kept with the execution (and in its ledger entry)."""
 
+    def input_classes(self) -> frozenset[str]:
+        """The data classes of the inputs given, by the agent's schema or the session."""
+        tags = self.session.config.classification
+        agent_tags = self.agent.classified_inputs()
+        if not tags and not agent_tags:
+            return frozenset()
+        merged = {**agent_tags, **tags}
+        return frozenset(t for name, t in merged.items() if self.inputs.get(name) is not None)
+
 
 class PreTaskCheck(Protocol):
     id: str
@@ -69,6 +78,7 @@ class AccessAllowed:
             ctx.session,
             backend=ctx.backend.value,
             target=ctx.target,
+            input_classes=ctx.input_classes(),
         )
         if decision.allowed:
             ctx.results.append(

@@ -3,8 +3,12 @@ OAuth2 client credentials (RFC 6749 §4.4) that service accounts trade for a tok
 
 Each signing key has one algorithm (EdDSA or RS256, ``[auth] signing_algorithm``), kept
 with the key and the only one a token under its ``kid`` may claim: the header's ``alg``
-picks nothing.  Private keys are stored encrypted under the server secret; the public
-ones are served as a JWK set.  A rotated key stops signing at once and is served until
+picks nothing.  Private keys are stored sealed under the store's data keys (AES-256-GCM
+bound to ``limit_signing_keys``/``private_key``/kid, :mod:`limit_graph.storage.sealed`),
+so data-key rotation re-encrypts them; where the store has no key-encryption key (a
+memory store) they are encrypted under the server secret, and keys made that way before
+are still read so, until a signing-key rotation replaces them.  The public ones are
+served as a JWK set.  A rotated key stops signing at once and is served until
 every token it signed has expired (``token_ttl_s`` + ``leeway_s``).  Several API
 processes share the keys through the identity store: a token under a ``kid`` this one
 has not seen makes it reload the keys, once, when the store's identity epoch moved.
@@ -32,6 +36,7 @@ from limit_graph.core.auth_settings import AuthSettings
 from limit_graph.core.errors import AuthenticationRequired, ConfigError
 from limit_graph.core.identity import PrincipalKind, PrincipalRecord, SigningKeyRecord
 from limit_graph.core.models import utcnow
+from limit_graph.core.sealing import SecretKey, is_sealed
 from limit_graph.governance.jwt_claims import (
     ClaimNames,
     TokenClaims,
@@ -43,7 +48,9 @@ from limit_graph.governance.jwt_claims import (
 )
 from limit_graph.governance.secrets import ServerSecret
 from limit_graph.storage.identity import IdentityStore
+from limit_graph.storage.keyring import KeyRing, no_kek
 from limit_graph.storage.ledger import EntryDraft
+from limit_graph.storage.sealed import signing_key_place
 
 __all__ = [
     "CLIENT_SECRET_PURPOSE",
@@ -113,8 +120,11 @@ def _public_jwk(jwk: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in jwk.items() if name in _PUBLIC_MEMBERS}
 
 
-def _make_key(algorithm: str, now: datetime, secret: ServerSecret) -> SigningKeyRecord:
-    """A new signing key (CPU work: an RSA key takes a moment, so run it in a thread)."""
+def _make_key(
+    algorithm: str, now: datetime, secret: ServerSecret, data_key: SecretKey | None
+) -> SigningKeyRecord:
+    """A new signing key (CPU work: an RSA key takes a moment, so run it in a thread),
+    its private half sealed under ``data_key``, or without one under ``secret``."""
     private: ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
     if algorithm == "EdDSA":
         private = ed25519.Ed25519PrivateKey.generate()
@@ -128,10 +138,15 @@ def _make_key(algorithm: str, now: datetime, secret: ServerSecret) -> SigningKey
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+    sealed = (
+        data_key.seal(pem, signing_key_place(kid))
+        if data_key is not None
+        else secret.encrypt(pem, purpose=SIGNING_KEY_PURPOSE)
+    )
     return SigningKeyRecord(
         kid=kid,
         algorithm=algorithm,
-        private_key=secret.encrypt(pem, purpose=SIGNING_KEY_PURPOSE),
+        private_key=sealed,
         public_jwk={**_public_jwk(jwk), "kid": kid, "alg": algorithm, "use": "sig"},
         created_at=now,
     )
@@ -151,9 +166,11 @@ class TokenService:
         settings: AuthSettings,
         *,
         clock: Callable[[], datetime] = utcnow,
+        keyring: KeyRing | None = None,
     ) -> None:
         self._identity = identity
         self._secret = secret
+        self._keyring = keyring
         self._settings = settings
         self._clock = clock
         self._names = ClaimNames()
@@ -197,13 +214,18 @@ class TokenService:
         active = [key.record for key in keys.values() if key.record.retired_at is None]
         newest = max(active, key=lambda record: record.created_at, default=None)
         if newest is not None and (self._signing is None or self._signing[0].kid != newest.kid):
-            self._signing = (newest, self._private_key(newest, keys[newest.kid].public))
+            self._signing = (newest, await self._private_key(newest, keys[newest.kid].public))
         elif newest is None:
             self._signing = None
         self._keys, self._epoch = keys, epoch
 
-    def _private_key(self, record: SigningKeyRecord, public: Any) -> Any:
-        pem = self._secret.decrypt(record.private_key, purpose=SIGNING_KEY_PURPOSE)
+    async def _private_key(self, record: SigningKeyRecord, public: Any) -> Any:
+        if is_sealed(record.private_key):
+            if self._keyring is None:
+                raise no_kek()
+            pem = await self._keyring.open_bytes(record.private_key, signing_key_place(record.kid))
+        else:
+            pem = self._secret.decrypt(record.private_key, purpose=SIGNING_KEY_PURPOSE)
         try:
             private = serialization.load_pem_private_key(pem, password=None)
         except (ValueError, TypeError):
@@ -234,7 +256,11 @@ class TokenService:
         self, actor: str, action: str, retire: dict[str, tuple[datetime, datetime]]
     ) -> SigningKeyRecord:
         algorithm = self._settings.signing_algorithm
-        record = await asyncio.to_thread(_make_key, algorithm, self._clock(), self._secret)
+        ring = self._keyring
+        data_key = await ring.active() if ring is not None and ring.available else None
+        record = await asyncio.to_thread(
+            _make_key, algorithm, self._clock(), self._secret, data_key
+        )
         entry = EntryDraft(
             actor=actor,
             action=action,

@@ -4,12 +4,15 @@ In this order: the agent must exist and run on the backend asked for; the sessio
 must be visible to the caller (else 404, the same as no session); the pre-task checks
 run -- access first (principal x agent x backend x target), then the session's and
 backend's -- on what the request *says*, so that a caller who may not use a target is
-refused (403) whether or not the target exists; only then are the inputs validated
-against the agent's schema.  A denial is recorded in the ledger with the policies that
-made it.
+refused (403) whether or not the target exists; then the inputs are validated against
+the agent's schema, and the compliance checks read the validated content (circuit
+limits, allowed targets, data classes, data quality).  A denial is recorded in the
+ledger with the policies that made it and every verdict reached on the way.  Quotas
+come last, per execution (:mod:`.executions`): a fan-out reserves for each instance.
 
 Validation of work bound for a remote or quantum backend runs in a worker thread: its
-validators may resolve a target, and an ``ibm:`` target signs in over the network.
+validators may resolve a target, and an ``ibm:`` target signs in over the network; so
+does the agent's work profile (its circuits, shots and target limits).
 """
 
 from __future__ import annotations
@@ -22,13 +25,15 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from limit_graph.core.agents import AgentRegistry, AgentSpec
+from limit_graph.core.compliance import WorkProfile
 from limit_graph.core.errors import InvalidInput, NotFound
 from limit_graph.core.models import BackendKind, CheckResult, Session
 from limit_graph.governance.auth import Principal
 from limit_graph.governance.checks import CheckContext, CheckPipeline
+from limit_graph.governance.compliance import ComplianceChecks, ContentContext
 from limit_graph.orchestration.commands import ExecuteCommand
 from limit_graph.orchestration.recording import ExecutionRecorder
-from limit_graph.orchestration.router import Router
+from limit_graph.orchestration.router import Router, target_family
 from limit_graph.orchestration.sessions import SessionCache, require_visible
 
 __all__ = ["Admission", "Admitted", "validate_inputs"]
@@ -44,6 +49,11 @@ class Admitted:
     backend: BackendKind
     checks: tuple[CheckResult, ...] = field(default=())
     """The pre-task checks' verdicts, kept with the execution."""
+    profile: WorkProfile | None = None
+    """What it asks of a quantum target (circuits, shots), when the agent says."""
+    sensitive: bool = False
+    """Whether its inputs and result are encrypted at rest: the agent or the session
+    says so, or an input given carries a data class."""
 
 
 def validate_inputs(agent: AgentSpec, inputs: dict[str, Any]) -> BaseModel:
@@ -77,6 +87,20 @@ def _refuse_ineffective(agent: AgentSpec, backend: BackendKind, command: Execute
         )
 
 
+def validate_and_profile(
+    agent: AgentSpec, inputs: dict[str, Any]
+) -> tuple[BaseModel, WorkProfile | None]:
+    """The validated inputs and the agent's profile of them (a 422 if either fails)."""
+    validated = validate_inputs(agent, inputs)
+    if agent.profile is None:
+        return validated, None
+    try:
+        return validated, agent.profile(validated)
+    except (ValueError, InvalidInput) as exc:
+        detail = exc.detail if isinstance(exc, InvalidInput) else str(exc)
+        raise InvalidInput(f"inputs of agent {agent.name!r}: {detail}") from None
+
+
 def _target(inputs: dict[str, Any]) -> str | None:
     target = inputs.get("target")
     return target if isinstance(target, str) else None
@@ -90,6 +114,7 @@ class Admission:
         checks: CheckPipeline,
         router: Router,
         recorder: ExecutionRecorder,
+        compliance: ComplianceChecks,
         *,
         default_backend: BackendKind = BackendKind.LOCAL,
     ) -> None:
@@ -98,6 +123,7 @@ class Admission:
         self.checks = checks
         self.router = router
         self.recorder = recorder
+        self.compliance = compliance
         self.default_backend = default_backend
 
     def find_agent(self, name: str) -> AgentSpec:
@@ -131,8 +157,41 @@ class Admission:
         denial = await self.checks.evaluate(context)
         if denial is not None:
             await self.recorder.deny(principal, session_id, agent, backend, denial)
-        if backend is BackendKind.LOCAL:
-            validated = validate_inputs(agent, command.inputs)
+        if backend is BackendKind.LOCAL and agent.profile is None:
+            validated, profile = validate_and_profile(agent, command.inputs)
         else:
-            validated = await asyncio.to_thread(validate_inputs, agent, command.inputs)
-        return Admitted(agent, validated, session, backend, tuple(context.results))
+            validated, profile = await asyncio.to_thread(
+                validate_and_profile, agent, command.inputs
+            )
+        content = ContentContext(
+            principal,
+            session,
+            agent,
+            backend,
+            command.inputs,
+            validated,
+            profile,
+            instances=self._instances(agent, backend, command, validated),
+            data_dir=self.compliance.data_dir,
+            results=context.results,
+        )
+        step = command.workflow.step if command.workflow is not None else ""
+        denial = await self.compliance.evaluate(content, command.policies, step)
+        if denial is not None:
+            await self.recorder.deny(
+                principal, session_id, agent, backend, denial, checks=content.results
+            )
+        sensitive = agent.sensitive or session.config.sensitive or bool(context.input_classes())
+        return Admitted(
+            agent, validated, session, backend, tuple(content.results), profile, sensitive
+        )
+
+    def _instances(
+        self, agent: AgentSpec, backend: BackendKind, command: ExecuteCommand, validated: BaseModel
+    ) -> tuple[str, ...]:
+        """Where it may run: the instances it is pinned to, else those that serve it."""
+        if command.fan_out:
+            return tuple(dict.fromkeys(command.fan_out))
+        if backend is BackendKind.LOCAL:
+            return ()
+        return self.router.candidates(backend, agent.name, target_family(backend, validated))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,8 @@ class ExecuteCommand:
     fan_out: tuple[str, ...] = ()
     workflow: WorkflowTag | None = None
     """Set by the workflow engine: the run, step and map item this execution is for."""
+    policies: tuple[Mapping[str, Any], ...] = ()
+    """Compliance checks declared on the workflow step this execution is for."""
     new_key: bool = False
     """The caller made ``idempotency_key`` just now (a workflow step's first try): no
     earlier execution can have it, so it is not looked up (the write still checks)."""

@@ -20,6 +20,7 @@ from limit_graph.core.agents import AgentSpec
 from limit_graph.core.errors import Conflict, InvalidInput, NotFound
 from limit_graph.core.models import (
     BackendKind,
+    CheckResult,
     Execution,
     ExecutionState,
     Session,
@@ -32,6 +33,7 @@ from limit_graph.orchestration.commands import ExecuteCommand
 from limit_graph.orchestration.dispatch import Dispatcher
 from limit_graph.orchestration.events import SessionEvents
 from limit_graph.orchestration.inline import CANCELLED, DEFAULT_TIMEOUT_S, InlineRunner
+from limit_graph.orchestration.quota_gate import QuotaGate
 from limit_graph.orchestration.recording import ExecutionRecorder
 from limit_graph.orchestration.router import Router, target_family
 from limit_graph.orchestration.sessions import require_visible, visible_to
@@ -76,6 +78,7 @@ class ExecutionService:
         router: Router,
         cache: ResultCache,
         recorder: ExecutionRecorder,
+        quotas: QuotaGate,
     ) -> None:
         self.storage = storage
         self.events = events
@@ -85,6 +88,7 @@ class ExecutionService:
         self.router = router
         self.cache = cache
         self.recorder = recorder
+        self.quotas = quotas
         self._cache_on_success: dict[uuid.UUID, str] = {}
 
     async def execute(
@@ -95,28 +99,56 @@ class ExecutionService:
         >>> # done = await executions.execute(p, sid, ExecuteCommand("echo", {"x": 1}))
         """
         admitted = await self.admission.admit(principal, session_id, command)
-        agent, session, backend = admitted.agent, admitted.session, admitted.backend
         if command.idempotency_key is not None and not command.new_key:
             earlier = await self.storage.find_execution_by_key(session_id, command.idempotency_key)
             if earlier is not None:
                 return earlier
+        execution_id = uuid.uuid4()
+        checks = await self.quotas.reserve(principal, admitted, execution_id, command.inputs)
+        try:
+            execution = await self._execute(principal, admitted, command, execution_id, checks)
+        except BaseException:
+            await self.quotas.release_unrecorded(execution_id, checks)
+            raise
+        if execution.id != execution_id:  # an earlier execution answered the key
+            await self.quotas.release_unrecorded(execution_id, checks)
+        return execution
+
+    async def _execute(
+        self,
+        principal: Principal,
+        admitted: Admitted,
+        command: ExecuteCommand,
+        execution_id: uuid.UUID,
+        checks: list[CheckResult],
+    ) -> Execution:
+        agent, session, backend = admitted.agent, admitted.session, admitted.backend
         key = None
         if self._cacheable(agent, command):
             key = cache_key(agent, command.inputs, backend, tenant=session.tenant)
-            hit = await self._from_cache(key, principal, admitted, command)
+            hit = await self._from_cache(key, principal, admitted, command, execution_id, checks)
             if hit is not None:
                 return hit
         if backend is BackendKind.LOCAL and self._inline(agent, command):
             execution = await self.inline.run(
-                principal, session, agent, admitted.validated, command, admitted.checks
+                principal,
+                session,
+                agent,
+                admitted.validated,
+                command,
+                checks,
+                execution_id=execution_id,
+                sensitive=admitted.sensitive,
             )
             if key is not None and execution.state is ExecutionState.SUCCEEDED:
                 await self.cache.store(key, execution)
             return execution
         family = target_family(backend, admitted.validated)
         depth = self.dispatcher.depth
-        instance = self.router.route(backend, agent.name, session_id, depth, family=family)[0]
-        queued = await self._enqueue(principal, admitted, instance, command, family=family)
+        instance = self.router.route(backend, agent.name, session.id, depth, family=family)[0]
+        queued = await self._enqueue(
+            principal, admitted, instance, command, execution_id, checks, family=family
+        )
         if key is not None and queued.state is ExecutionState.QUEUED:
             self._cache_on_success[queued.id] = key
         return await self._await_final(queued, command.wait_s)
@@ -143,13 +175,28 @@ class ExecutionService:
                     + (f" on {family} targets" if family else ""),
                     [{"loc": ["body", "fan_out"], "msg": "not served", "type": "value_error"}],
                 )
-        queued = [
-            await self._enqueue(principal, admitted, name, command, pinned=True) for name in names
-        ]
+        queued = [await self._enqueue_pinned(principal, admitted, name, command) for name in names]
         finished = await asyncio.gather(*(self._await_final(e, command.wait_s) for e in queued))
         results = {e.instance: e.result for e in finished if e.state is ExecutionState.SUCCEEDED}
         aggregate = agent.aggregate(results) if agent.aggregate and results else None
         return FanOutResult(list(finished), aggregate)
+
+    async def _enqueue_pinned(
+        self, principal: Principal, admitted: Admitted, instance: str, command: ExecuteCommand
+    ) -> Execution:
+        """One instance's execution of a fan-out, with quotas of its own."""
+        execution_id = uuid.uuid4()
+        checks = await self.quotas.reserve(principal, admitted, execution_id, command.inputs)
+        try:
+            queued = await self._enqueue(
+                principal, admitted, instance, command, execution_id, checks, pinned=True
+            )
+        except BaseException:
+            await self.quotas.release_unrecorded(execution_id, checks)
+            raise
+        if queued.id != execution_id:
+            await self.quotas.release_unrecorded(execution_id, checks)
+        return queued
 
     @staticmethod
     def _cacheable(agent: AgentSpec, command: ExecuteCommand) -> bool:
@@ -162,7 +209,13 @@ class ExecutionService:
         return command.inline if command.inline is not None else agent.inline
 
     async def _from_cache(
-        self, key: str, principal: Principal, admitted: Admitted, command: ExecuteCommand
+        self,
+        key: str,
+        principal: Principal,
+        admitted: Admitted,
+        command: ExecuteCommand,
+        execution_id: uuid.UUID,
+        checks: list[CheckResult],
     ) -> Execution | None:
         session, agent, backend = admitted.session, admitted.agent, admitted.backend
         original = await self.cache.lookup(key)
@@ -170,7 +223,7 @@ class ExecutionService:
             return None
         now = utcnow()
         hit = Execution(
-            id=uuid.uuid4(),
+            id=execution_id,
             session_id=session.id,
             agent=agent.name,
             agent_version=agent.version,
@@ -189,7 +242,8 @@ class ExecutionService:
             timeout_s=command.timeout_s or session.config.timeout_s,
             actor=principal.name,
             workflow=command.workflow,
-            checks=list(admitted.checks),
+            checks=checks,
+            sensitive=admitted.sensitive,
         )
         stored = await self.recorder.write(hit, "execution.cache_hit", require_active_session=True)
         if stored.id == hit.id:
@@ -203,6 +257,8 @@ class ExecutionService:
         admitted: Admitted,
         instance: str,
         command: ExecuteCommand,
+        execution_id: uuid.UUID,
+        checks: list[CheckResult],
         *,
         pinned: bool = False,
         family: str | None = None,
@@ -212,7 +268,7 @@ class ExecutionService:
         if key is not None and pinned:
             key = f"{key}@{instance}"
         queued = Execution(
-            id=uuid.uuid4(),
+            id=execution_id,
             session_id=session.id,
             agent=agent.name,
             agent_version=agent.version,
@@ -226,7 +282,8 @@ class ExecutionService:
             timeout_s=command.timeout_s or session.config.timeout_s or DEFAULT_TIMEOUT_S,
             actor=principal.name,
             workflow=command.workflow,
-            checks=list(admitted.checks),
+            checks=checks,
+            sensitive=admitted.sensitive,
         )
         stored = await self.recorder.write(queued, "execution.queued", require_active_session=True)
         if stored.id == queued.id:
@@ -285,7 +342,7 @@ class ExecutionService:
             current = await tx.get_execution(execution_id)
             if current is None or current.state.is_final:
                 return current or execution
-            return await tx.save_execution(
+            cancelled = await tx.save_execution(
                 current.model_copy(
                     update={
                         "state": ExecutionState.CANCELLED,
@@ -296,6 +353,8 @@ class ExecutionService:
                 actor=principal.name,
                 action="execution.cancelled",
             )
+        await self.recorder.reconcile(cancelled)
+        return cancelled
 
     async def get(
         self, principal: Principal, session_id: uuid.UUID, execution_id: uuid.UUID

@@ -66,11 +66,14 @@ class InlineRunner:
         validated: BaseModel,
         command: ExecuteCommand,
         checks: Sequence[CheckResult] = (),
+        *,
+        execution_id: uuid.UUID | None = None,
+        sensitive: bool = False,
     ) -> Execution:
         """Run the agent here; the record, finished or (past ``wait_s``) running."""
         now = utcnow()
         new = Execution(
-            id=uuid.uuid4(),
+            id=execution_id or uuid.uuid4(),
             session_id=session.id,
             agent=agent.name,
             agent_version=agent.version,
@@ -86,6 +89,7 @@ class InlineRunner:
             actor=principal.name,
             workflow=command.workflow,
             checks=list(checks),
+            sensitive=sensitive,
         )
         if not agent.is_async and not agent.blocking:
             return await self._run_at_once(agent, validated, new)

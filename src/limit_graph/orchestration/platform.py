@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from limit_graph.core.agents import AgentRegistry
+from limit_graph.core.errors import ConfigError, InvalidInput
 from limit_graph.core.identity import PrincipalKind, PrincipalRecord, Role
 from limit_graph.core.models import Execution, Session, SessionConfig, utcnow
 from limit_graph.core.settings import Settings
@@ -22,13 +23,18 @@ from limit_graph.governance.auth import (
 from limit_graph.governance.authn import Authenticator, principal_of
 from limit_graph.governance.authorizer import Authorizer
 from limit_graph.governance.checks import CheckPipeline, default_checks
+from limit_graph.governance.compliance import ComplianceChecks
+from limit_graph.governance.compliance.data_quality import start_warm_up
 from limit_graph.governance.oidc import OidcVerifier
 from limit_graph.governance.policy import Action, CedarEngine
+from limit_graph.governance.quotas import QuotaService
+from limit_graph.governance.rates import RateGuard, build_limiter
 from limit_graph.governance.secrets import ServerSecret
 from limit_graph.governance.tokens import TokenService
 from limit_graph.governance.watch import IdentityWatch
 from limit_graph.orchestration.admission import Admission
 from limit_graph.orchestration.cache import ResultCache
+from limit_graph.orchestration.data_keys import DataKeyRotation
 from limit_graph.orchestration.dispatch import Dispatcher
 from limit_graph.orchestration.events import SessionEvents
 from limit_graph.orchestration.executions import ExecuteCommand, ExecutionService
@@ -38,6 +44,8 @@ from limit_graph.orchestration.identity import IdentityService
 from limit_graph.orchestration.inline import InlineRunner
 from limit_graph.orchestration.mirror import PrefectMirror
 from limit_graph.orchestration.policies import PolicyService
+from limit_graph.orchestration.quota_gate import QuotaGate
+from limit_graph.orchestration.quotas import QuotaAdmin
 from limit_graph.orchestration.recording import ExecutionRecorder
 from limit_graph.orchestration.router import Router
 from limit_graph.orchestration.sessions import SessionCache, SessionService, require_visible
@@ -51,6 +59,21 @@ __all__ = ["PLATFORM_TENANT", "Platform"]
 
 PLATFORM_TENANT = "default"
 """The platform's own tenant: the platform admin's and the runners'."""
+
+
+def _compliance(settings: Settings, agents: AgentRegistry) -> ComplianceChecks:
+    """The platform's compliance checks, with every agent's declarations parsed now: a
+    bad one stops the start, naming where it is written."""
+    governance = settings.governance
+    try:
+        compliance = ComplianceChecks(
+            governance.checks, governance.clearances, settings.datasets_path
+        )
+        for agent in agents.list():
+            compliance.parse(agent.checks, f"agent {agent.name}", ["agent", "checks"])
+    except InvalidInput as exc:
+        raise ConfigError(exc.detail) from None
+    return compliance
 
 
 @dataclass
@@ -83,9 +106,14 @@ class Platform:
     prefect_probe: Probe | None
     admin: Principal
     runner: Principal
+    compliance: ComplianceChecks
+    quotas: QuotaAdmin
+    data_keys: DataKeyRotation
     oidc: OidcVerifier | None = field(default=None)
     supervisor: RunnerSupervisor | None = field(default=None)
     mirror: PrefectMirror | None = field(default=None)
+    rates: RateGuard = field(default_factory=RateGuard.unlimited)
+    """Rate limits, checked once per request by the API (``api/deps.py``)."""
 
     @classmethod
     async def start(
@@ -109,7 +137,7 @@ class Platform:
         watch = IdentityWatch(identity)
         authorizer = Authorizer(CedarEngine(), identity, store.write_entry)
         await authorizer.start()
-        tokens = TokenService(identity, secret, settings.auth)
+        tokens = TokenService(identity, secret, settings.auth, keyring=store.keyring)
         await tokens.start()
         oidc = OidcVerifier(settings.auth.oidc) if settings.auth.oidc is not None else None
         authenticator = Authenticator(identity, secret, tokens, oidc, issuer=settings.auth.issuer)
@@ -120,8 +148,11 @@ class Platform:
         watch.subscribe(authenticator.forget)
         watch.subscribe(authorizer.identity_changed)
         checks = default_checks(authorizer)
+        compliance = _compliance(settings, agents)
+        start_warm_up()  # great-expectations, imported off every request's path
+        quotas = QuotaService(store.quotas)
         router = Router.from_settings(settings.backends)
-        recorder = ExecutionRecorder(store, events, telemetry)
+        recorder = ExecutionRecorder(store, events, telemetry, quotas, agents)
         results = ResultCache(store)
         finals: list[ExecutionService] = []
 
@@ -142,6 +173,7 @@ class Platform:
             checks,
             router,
             recorder,
+            compliance,
             default_backend=settings.backends.default,
         )
         executions = ExecutionService(
@@ -153,8 +185,15 @@ class Platform:
             router,
             results,
             recorder,
+            QuotaGate(quotas, recorder, store),
         )
         finals.append(executions)
+        rates = RateGuard(
+            build_limiter(settings.governance),
+            settings.governance.rates,
+            observe=telemetry.count_rate_decision,
+        )
+        telemetry.watch_rate_limiter(lambda: rates.failing)
         platform = cls(
             settings=settings,
             storage=store,
@@ -166,7 +205,7 @@ class Platform:
             tokens=tokens,
             checks=checks,
             dispatcher=dispatcher,
-            sessions=SessionService(store, events, cache),
+            sessions=SessionService(store, events, cache, compliance),
             executions=executions,
             workflows=WorkflowService(
                 store,
@@ -174,6 +213,7 @@ class Platform:
                 executions,
                 cache,
                 settings.workflows,
+                compliance,
                 notify=events.notify,
                 default_backend=settings.backends.default,
             ),
@@ -186,12 +226,18 @@ class Platform:
             prefect_probe=Probe(prefect_ping(url)) if (url := settings.prefect.api_url) else None,
             admin=admin,
             runner=runner,
+            compliance=compliance,
+            quotas=QuotaAdmin(quotas, authorizer, identity, cache),
+            data_keys=DataKeyRotation(store, settings.encryption),
             oidc=oidc,
+            rates=rates,
         )
+        await rates.start()
         await watch.start()
         authenticator.start()
         await platform.executions.start()
         await platform.workflows.start()
+        await platform.data_keys.start()
         if settings.prefect.api_url:
             platform.supervisor = RunnerSupervisor(
                 dispatcher,
@@ -256,7 +302,9 @@ class Platform:
         await self.executions.close()
         if self.mirror is not None:
             await self.mirror.close()
+        await self.data_keys.close()
         await self.watch.close()
+        await self.rates.close()
         await self.authenticator.close()
         if self.oidc is not None:
             await self.oidc.aclose()

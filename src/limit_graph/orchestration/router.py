@@ -307,6 +307,14 @@ class Router:
         ranked = self._rank(kind, agent, family, session_id, depth, tried)
         return ranked[0] if ranked else None
 
+    def candidates(self, kind: BackendKind, agent: str, family: str | None) -> tuple[str, ...]:
+        """The instances work of this kind, agent and target family may be routed to
+        (none when no instance serves it: routing says why)."""
+        try:
+            return self._candidates(kind, agent, family)
+        except InvalidInput:
+            return ()
+
     def _candidates(self, kind: BackendKind, agent: str, family: str | None) -> tuple[str, ...]:
         infos = self._by_kind[kind]
         names = tuple(info.name for info in infos if info.serves(agent, family))

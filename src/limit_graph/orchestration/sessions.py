@@ -22,6 +22,7 @@ from limit_graph.core.models import (
     utcnow,
 )
 from limit_graph.governance.auth import Principal
+from limit_graph.governance.compliance import ComplianceChecks
 from limit_graph.orchestration.archive import (
     ArchiveBundle,
     build_bundle,
@@ -35,7 +36,6 @@ from limit_graph.storage.paging import Page
 __all__ = [
     "SessionCache",
     "SessionService",
-    "refuse_unenforced",
     "require_visible",
     "visible_to",
 ]
@@ -103,25 +103,22 @@ class SessionCache:
         return self.remember(found) if found is not None else None
 
 
-def refuse_unenforced(config: SessionConfig, loc: list[str]) -> None:
-    """A config that asks for something nothing enforces yet is refused (422), so that no
-    setting is stored and then silently ignored."""
-    unenforced = config.unenforced()
-    if unenforced:
-        raise InvalidInput(
-            "; ".join(unenforced.values()) + ": leave them empty until they are",
-            [
-                {"loc": [*loc, name], "msg": why, "type": "value_error"}
-                for name, why in unenforced.items()
-            ],
-        )
-
-
 class SessionService:
-    def __init__(self, storage: Storage, events: SessionEvents, cache: SessionCache) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        events: SessionEvents,
+        cache: SessionCache,
+        compliance: ComplianceChecks,
+    ) -> None:
         self.storage = storage
         self.events = events
         self.cache = cache
+        self.compliance = compliance
+
+    async def _check_policies(self, config: SessionConfig, loc: list[str]) -> None:
+        """Every compliance check the config declares exists and is well set (else 422)."""
+        await self.compliance.aparse(config.policies, "session", [*loc, "policies"])
 
     async def create(
         self, principal: Principal, config: SessionConfig, name: str | None = None
@@ -130,7 +127,7 @@ class SessionService:
 
         >>> # await sessions.create(principal, SessionConfig(tags=["demo"]))
         """
-        refuse_unenforced(config, ["body", "config"])
+        await self._check_policies(config, ["body", "config"])
         if config.default_backend is not None and config.default_backend not in config.backends:
             raise InvalidInput(
                 "default_backend must be one of the session's backends",
@@ -216,8 +213,6 @@ class SessionService:
         config: SessionConfig | None = None,
     ) -> Session:
         """Rename a session; its config never changes (a different one is a Conflict)."""
-        if config is not None:
-            refuse_unenforced(config, ["body", "config"])
         async with self._write(session_id) as tx:
             session = await self._locked(tx, principal, session_id)
             if config is not None and config.sha256() != session.config_sha256:
@@ -314,7 +309,7 @@ class SessionService:
             raise NotFound(f"no session {original.id}")
         if original.state not in (SessionState.ACTIVE, SessionState.COMPLETED):
             raise InvalidInput(f"bundle holds a session in state {original.state.value}")
-        refuse_unenforced(original.config, ["body", "session", "config"])
+        await self._check_policies(original.config, ["body", "session", "config"])
         async with self._write(original.id) as tx:
             await self._match_ledger(tx, bundle)
             current = await tx.get_session(original.id)

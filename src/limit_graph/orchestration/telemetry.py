@@ -10,6 +10,7 @@ OTLP only when an endpoint is configured.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -105,3 +106,36 @@ class Telemetry:
             ["kind"],
             registry=self.registry,
         )
+        self.rate_decisions = Counter(
+            "limit_rate_limit_decisions",
+            "Rate-limit checks by route class and outcome (allowed, limited, failed_open, "
+            "failed_closed: decided without the shared store).",
+            ["route_class", "outcome"],
+            registry=self.registry,
+        )
+        self.rate_limiter_failing = Gauge(
+            "limit_rate_limiter_failing",
+            "1 while the shared rate limiter's store is unreachable, by how it decides "
+            "meanwhile (mode: open lets requests through, closed refuses them).",
+            ["mode"],
+            registry=self.registry,
+        )
+        self._rate_children: dict[tuple[str, str], Counter] = {}
+
+    def count_rate_decision(self, route_class: str, outcome: str) -> None:
+        """One rate-limit decision (on every limited request: the labelled child is kept)."""
+        child = self._rate_children.get((route_class, outcome))
+        if child is None:
+            child = self._rate_children[route_class, outcome] = self.rate_decisions.labels(
+                route_class, outcome
+            )
+        child.inc()
+
+    def watch_rate_limiter(self, failing: Callable[[], str | None]) -> None:
+        """Read ``failing()`` ("open", "closed" or ``None``) at each scrape for the gauge."""
+
+        def reader(mode: str) -> Callable[[], float]:
+            return lambda: float(failing() == mode)
+
+        for mode in ("open", "closed"):
+            self.rate_limiter_failing.labels(mode).set_function(reader(mode))

@@ -30,8 +30,11 @@ from limit_graph.core.models import (
     WorkflowRun,
 )
 from limit_graph.storage.identity import IdentityStore
+from limit_graph.storage.keyring import KeyRing
 from limit_graph.storage.ledger import EntryDraft
 from limit_graph.storage.paging import Page
+from limit_graph.storage.quotas import QuotaStore
+from limit_graph.storage.sealed import ledger_document, with_salts
 
 __all__ = [
     "SessionFilter",
@@ -66,8 +69,9 @@ def session_draft(session: Session, *, actor: str, action: str) -> EntryDraft:
 
 
 def execution_draft(execution: Execution, *, actor: str, action: str) -> EntryDraft:
-    """The entry for an execution; its payload leaves out the entry's own index."""
-    payload = execution.document()
+    """The entry for an execution; its payload leaves out the entry's own index, and a
+    sensitive execution's sealed fields are commitments (:mod:`~limit_graph.storage.sealed`)."""
+    payload = ledger_document(execution)
     payload["provenance_entry"] = None
     return EntryDraft(
         actor=actor,
@@ -111,6 +115,8 @@ async def write_execution_in(
     started: Execution | None = None,
 ) -> Execution:
     """:meth:`Storage.write_execution` on one transaction, for backends without batching."""
+    execution = with_salts(execution)
+    started = with_salts(started, like=execution) if started is not None else None
     if require_active_session:
         _require_active(await tx.get_session(execution.session_id), execution.session_id)
     if execution.idempotency_key is not None and await tx.get_execution(execution.id) is None:
@@ -183,6 +189,14 @@ class Storage(Protocol):
     @property
     def identity(self) -> IdentityStore:
         """Tenants, principals, keys, signing keys, policies and grants, in this store."""
+
+    @property
+    def quotas(self) -> QuotaStore:
+        """Quota limits, counters and reservations, in this store."""
+
+    @property
+    def keyring(self) -> KeyRing:
+        """The data keys sealing this store's sensitive records (wrapped by the KEK)."""
 
     async def start(self) -> None:
         """Open connections, create or migrate the schema, recover interrupted writes."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from limit_graph.core.kek import load_keks
 from limit_graph.core.settings import Settings
 from limit_graph.storage.base import Storage
 
@@ -10,6 +11,10 @@ __all__ = ["open_storage"]
 
 def open_storage(settings: Settings) -> Storage:
     """A storage backend for ``settings`` (not yet started).
+
+    The file and database stores keep records at rest, so they get the key-encryption
+    keys of the settings (:func:`~limit_graph.core.kek.load_keks`: in prod mode they must
+    be given); the memory store holds nothing at rest and needs none.
 
     >>> from limit_graph.core.settings import load_settings
     >>> open_storage(load_settings(environ={}, storage__type="memory")).kind
@@ -20,10 +25,12 @@ def open_storage(settings: Settings) -> Storage:
         from limit_graph.storage.memory import MemoryStorage
 
         return MemoryStorage()
+    keks = load_keks(settings.encryption, home=settings.home, mode=settings.mode)
+    refresh_s = settings.encryption.key_refresh_s
     if kind == "file":
         from limit_graph.storage.file import FileStorage
 
-        return FileStorage(settings.file_storage_path)
+        return FileStorage(settings.file_storage_path, keks=keks, key_refresh_s=refresh_s)
     from limit_graph.storage.database import DatabaseStorage
 
-    return DatabaseStorage(settings.database_url)
+    return DatabaseStorage(settings.database_url, keks=keks, key_refresh_s=refresh_s)

@@ -21,8 +21,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from limit_graph.core.errors import Conflict
-from limit_graph.core.models import Execution, ProvenanceEntry, Session, WorkflowRun
+from limit_graph.core.models import ProvenanceEntry, Session, WorkflowRun
+from limit_graph.core.sealing import KeyEncryptionKeys
 from limit_graph.storage.file_identity import IDENTITY_FOLDERS, identity_files, load_identity
+from limit_graph.storage.file_quotas import QUOTA_FOLDERS, load_quotas, quota_files
+from limit_graph.storage.file_sealing import FileKeyRingBackend, FileSeals
+from limit_graph.storage.keyring import KeyRing
 from limit_graph.storage.memory import MemoryStorage, StagedWrites
 
 __all__ = ["FileStorage"]
@@ -36,6 +40,7 @@ RECORD_FOLDERS = (
     "archives",
     "ledger",
     *IDENTITY_FOLDERS,
+    *QUOTA_FOLDERS,
 )
 
 
@@ -59,17 +64,30 @@ class FileStorage(MemoryStorage):
 
     kind = "file"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self, root: Path, *, keks: KeyEncryptionKeys | None = None, key_refresh_s: float = 30.0
+    ) -> None:
         super().__init__()
         self.root = Path(root)
         self._lock_file: IO[bytes] | None = None
         self._unfinished_commit = False
+        self._keys = FileKeyRingBackend(
+            self.root, self.transaction, self._identity, lambda: self._seals, self._archives.get
+        )
+        self._keyring = KeyRing(self._keys, keks, refresh_s=key_refresh_s)
+        self._seals = FileSeals(self._keyring)
+        """Sensitive executions and archives are sealed in their files."""
+
+    def _tenant_of(self, staged: StagedWrites, session_id: uuid.UUID) -> str | None:
+        session = staged.sessions.get(session_id) or self._sessions.get(session_id)
+        return session.tenant if session is not None else None
 
     def _folder(self, name: str) -> Path:
         return self.root / name
 
     async def start(self) -> None:
         await asyncio.to_thread(self._open)
+        await self._keyring.start()
 
     async def close(self) -> None:
         if self._lock_file is not None:
@@ -98,8 +116,14 @@ class FileStorage(MemoryStorage):
             lock.close()
             raise Conflict(f"storage folder {self.root} is in use by another process") from None
         self._lock_file = lock
-        self._recover()
-        self._load()
+        try:
+            self._recover()
+            self._keyring.adopt(self._keys.read_records())
+            self._load()
+        except BaseException:  # a store that did not start holds no lock
+            self._lock_file = None
+            lock.close()
+            raise
 
     def _recover(self) -> None:
         journal = self.root / JOURNAL
@@ -127,7 +151,7 @@ class FileStorage(MemoryStorage):
             session = Session.model_validate_json(path.read_bytes())
             staged.sessions[session.id] = session
         executions = [
-            Execution.model_validate_json(p.read_bytes())
+            self._seals.load_execution(p.read_bytes(), staged.sessions)
             for p in self._folder("executions").glob("*.json")
         ]
         for execution in sorted(executions, key=lambda e: (e.submitted_at, e.id)):
@@ -136,10 +160,15 @@ class FileStorage(MemoryStorage):
             run = WorkflowRun.model_validate_json(path.read_bytes())
             staged.workflow_runs[run.id] = run
         for path in self._folder("archives").glob("*.json"):
-            staged.archives[uuid.UUID(path.stem)] = json.loads(path.read_bytes())
+            session_id = uuid.UUID(path.stem)
+            tenant = self._tenant_of(staged, session_id)
+            staged.archives[session_id] = self._seals.load_archive(
+                session_id, path.read_bytes(), tenant
+            )
         for path in sorted(self._folder("ledger").glob("*.json")):
             staged.entries.append(ProvenanceEntry.model_validate_json(path.read_bytes()))
         staged.identity = load_identity(self.root)
+        staged.quotas = load_quotas(self.root)
         self._apply(staged)
         for path in self._folder("kv").glob("*.json"):
             item = json.loads(path.read_bytes())
@@ -184,6 +213,7 @@ class FileStorage(MemoryStorage):
 
     async def _persist(self, staged: StagedWrites) -> None:
         self._refuse_if_unfinished()
+        await self._seals.prepare(list(staged.executions.values()), list(staged.archives.values()))
         await asyncio.to_thread(self._commit_files, staged)
 
     def _files_of(self, staged: StagedWrites) -> list[tuple[str, bytes]]:
@@ -191,14 +221,18 @@ class FileStorage(MemoryStorage):
         for session in staged.sessions.values():
             files.append((f"sessions/{session.id}.json", session.model_dump_json().encode()))
         for execution in staged.executions.values():
-            files.append((f"executions/{execution.id}.json", execution.model_dump_json().encode()))
+            tenant = self._tenant_of(staged, execution.session_id)
+            data = self._seals.execution_file(execution, tenant)
+            files.append((f"executions/{execution.id}.json", data))
         for run in staged.workflow_runs.values():
             files.append((f"workflow_runs/{run.id}.json", run.model_dump_json().encode()))
         for session_id, bundle in staged.archives.items():
-            files.append((f"archives/{session_id}.json", json.dumps(bundle).encode()))
+            data = self._seals.archive_file(session_id, bundle, self._tenant_of(staged, session_id))
+            files.append((f"archives/{session_id}.json", data))
         for entry in staged.entries:
             files.append((f"ledger/{entry.index:012d}.json", entry.model_dump_json().encode()))
         files += identity_files(staged.identity)
+        files += quota_files(staged.quotas)
         return files
 
     def _commit_files(self, staged: StagedWrites) -> None:

@@ -57,6 +57,7 @@ from limit_graph.storage.base import (
     workflow_run_draft,
 )
 from limit_graph.storage.ledger import EntryDraft, LedgerHead, chain_entry
+from limit_graph.storage.sealed import SealedRecord
 
 __all__ = ["ExecutionWrite", "GroupCommitter"]
 
@@ -172,6 +173,9 @@ class ExecutionWrite:
     require_active_session: bool = False
     started: Execution | None = None
     workflow_run: WorkflowRun | None = None
+    sealed: dict[str, Any] | None = None
+    """The stored document of a sensitive execution, sealed before it was submitted
+    (no key is fetched on the writer thread); its entry index is set here."""
     done: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -259,6 +263,8 @@ class _Batch:
             earlier = self.keyed.get((execution.session_id, key))
             if earlier is None:
                 document = conn.scalar(t.execution_by_key(execution.session_id, key))
+                if document is not None and document.get("sensitive"):
+                    return SealedRecord(document)  # opened by the submitter, who can fetch keys
                 earlier = Execution.model_validate(document) if document is not None else None
             if earlier is not None:
                 return earlier
@@ -272,13 +278,16 @@ class _Batch:
 
         entry = self.append(drafts)
         stored = execution.model_copy(update={"provenance_entry": entry.index})
+        row = t.execution_row(stored) if is_new else t.execution_changes(stored)
+        if write.sealed is not None:
+            row["document"] = {**write.sealed, "provenance_entry": entry.index}
         if is_new:
             self.existing.add(stored.id)
-            self.inserts.append(t.execution_row(stored))
+            self.inserts.append(row)
             if key is not None:
                 self.keyed[(stored.session_id, key)] = stored
         else:
-            self.updates.append(t.execution_changes(stored))
+            self.updates.append(row)
         return stored
 
 

@@ -25,6 +25,7 @@ from limit_graph.core.models import (
     WorkflowRun,
     utcnow,
 )
+from limit_graph.core.sealing import KeyEncryptionKeys
 from limit_graph.storage.base import (
     SessionFilter,
     execution_draft,
@@ -33,9 +34,13 @@ from limit_graph.storage.base import (
     write_execution_in,
     write_workflow_run_in,
 )
+from limit_graph.storage.keyring import KeyRing
 from limit_graph.storage.ledger import EntryDraft, LedgerHead, chain_entry
 from limit_graph.storage.memory_identity import IdentityState, IdentityWrites, MemoryIdentityStore
+from limit_graph.storage.memory_keyring import MemoryKeyRingBackend
+from limit_graph.storage.memory_quotas import MemoryQuotaStore, QuotaState, QuotaWrites
 from limit_graph.storage.paging import Page, SortKey, decode_cursor, encode_cursor
+from limit_graph.storage.sealed import with_salts
 
 __all__ = ["MemoryStorage", "StagedWrites"]
 
@@ -52,6 +57,7 @@ class StagedWrites:
     archives: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
     entries: list[ProvenanceEntry] = field(default_factory=list)
     identity: IdentityWrites = field(default_factory=IdentityWrites)
+    quotas: QuotaWrites = field(default_factory=QuotaWrites)
 
     def __bool__(self) -> bool:
         return bool(
@@ -61,6 +67,7 @@ class StagedWrites:
             or self.archives
             or self.entries
             or self.identity
+            or self.quotas
         )
 
 
@@ -73,6 +80,11 @@ class _MemoryTransaction:
     def identity(self) -> IdentityWrites:
         """Where :class:`MemoryIdentityStore` stages its writes."""
         return self.staged.identity
+
+    @property
+    def quotas(self) -> QuotaWrites:
+        """Where :class:`MemoryQuotaStore` stages its writes."""
+        return self.staged.quotas
 
     async def get_session(self, session_id: uuid.UUID) -> Session | None:
         return self.staged.sessions.get(session_id) or self._store._sessions.get(session_id)
@@ -120,6 +132,7 @@ class _MemoryTransaction:
         return session
 
     async def save_execution(self, execution: Execution, *, actor: str, action: str) -> Execution:
+        execution = with_salts(execution)
         entry = await self.append_entry(execution_draft(execution, actor=actor, action=action))
         stored = execution.model_copy(update={"provenance_entry": entry.index})
         self.staged.executions[stored.id] = stored
@@ -149,7 +162,9 @@ class MemoryStorage:
 
     kind = "memory"
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, keks: KeyEncryptionKeys | None = None, key_refresh_s: float = 30.0
+    ) -> None:
         self._lock = asyncio.Lock()
         self._sessions: dict[uuid.UUID, Session] = {}
         self._executions: dict[uuid.UUID, Execution] = {}
@@ -162,13 +177,28 @@ class MemoryStorage:
         self._values: dict[tuple[str, str], tuple[dict[str, Any], datetime | None]] = {}
         self._identity_state = IdentityState()
         self._identity = MemoryIdentityStore(self._identity_state, self.transaction)
+        self._quota_state = QuotaState()
+        self._quotas = MemoryQuotaStore(self._quota_state, self.transaction)
+        self._keyring = KeyRing(
+            MemoryKeyRingBackend(self.transaction, self._identity), keks, refresh_s=key_refresh_s
+        )
 
     @property
     def identity(self) -> MemoryIdentityStore:
         return self._identity
 
+    @property
+    def quotas(self) -> MemoryQuotaStore:
+        return self._quotas
+
+    @property
+    def keyring(self) -> KeyRing:
+        """Seals only what the token service gives it: the memory store holds its
+        records in the clear (nothing of it is at rest)."""
+        return self._keyring
+
     async def start(self) -> None:
-        return None
+        await self._keyring.start()
 
     async def close(self) -> None:
         return None
@@ -209,6 +239,7 @@ class MemoryStorage:
         self._archives.update(staged.archives)
         self._entries.extend(staged.entries)
         self._identity_state.apply(staged.identity)
+        self._quota_state.apply(staged.quotas)
 
     async def get_session(self, session_id: uuid.UUID) -> Session | None:
         return self._sessions.get(session_id)

@@ -39,6 +39,7 @@ __all__ = [
     "UPDATE_EXECUTIONS",
     "UPDATE_WORKFLOW_RUNS",
     "api_keys",
+    "data_keys",
     "execution_by_key",
     "execution_changes",
     "execution_row",
@@ -51,6 +52,9 @@ __all__ = [
     "metadata",
     "policies",
     "principals",
+    "quota_counters",
+    "quota_limits",
+    "quota_reservations",
     "session_row",
     "signing_keys",
     "tag_rows",
@@ -251,6 +255,53 @@ identity_epoch = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("epoch", BigInteger, nullable=False),
+)
+
+
+# --- quotas (storage/database/quotas.py) ---------------------------------------------
+# Amounts are whole units (storage/quotas.py: QPU seconds in microseconds), so that a
+# claim's condition compares exactly on both databases.
+
+quota_limits = Table(
+    "limit_quota_limits",
+    metadata,
+    Column("scope", String(200), primary_key=True),
+    Column("updated_us", BigInteger, nullable=False),
+    Column("document", Document, nullable=False),
+)
+
+quota_counters = Table(
+    "limit_quota_counters",
+    metadata,
+    Column("scope", String(200), primary_key=True),
+    Column("resource", String(32), primary_key=True),
+    Column("window_key", String(40), primary_key=True),
+    Column("used", BigInteger, nullable=False),
+    Column("reserved", BigInteger, nullable=False),
+)
+
+quota_reservations = Table(
+    "limit_quota_reservations",
+    metadata,
+    Column("execution_id", Uuid, primary_key=True),
+    Column("scope", String(200), primary_key=True),
+    Column("resource", String(32), primary_key=True),
+    Column("window_key", String(40), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+)
+
+
+# --- data keys (storage/database/keyring.py) -----------------------------------------
+# Each key only wrapped by the key-encryption key; the state says which one seals.
+
+data_keys = Table(
+    "limit_data_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("document", Document, nullable=False),
 )
 
 

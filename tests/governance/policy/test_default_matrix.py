@@ -80,7 +80,15 @@ ADMIN = {
 # its roles (a role may have been taken away since, or the owner holds none).
 OWNER_READS = {A.SESSION_READ}
 PLATFORM_ADMIN = {
-    "platform": {A.TENANT_CREATE, A.TENANT_READ, A.SIGNING_KEY_ROTATE, A.MAINTENANCE_RUN},
+    "platform": {
+        A.TENANT_CREATE,
+        A.TENANT_READ,
+        A.TENANT_QUOTA_WRITE,
+        A.SIGNING_KEY_ROTATE,
+        A.DATA_KEY_READ,
+        A.DATA_KEY_ROTATE,
+        A.MAINTENANCE_RUN,
+    },
     "tenant": IDENTITY,
     "beta": IDENTITY,
     "own": OWNER_READS,

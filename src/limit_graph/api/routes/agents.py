@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from limit_graph.api.deps import CanReadAgents, CurrentPlatform
+from limit_graph.api.deps import CanExecuteAgents, CanReadAgents, CurrentPlatform
 from limit_graph.api.ijson import IJSONRoute
 from limit_graph.api.routes.executions import execution_response
 from limit_graph.api.schemas import AgentExecuteRequest, AgentList, AgentOut
@@ -65,7 +65,7 @@ async def execute_agent(
     body: AgentExecuteRequest,
     response: Response,
     platform: CurrentPlatform,
-    principal: CanReadAgents,
+    principal: CanExecuteAgents,
 ) -> Execution:
     """Run in ``session_id`` (needs ``session.execute`` on it) or, without one, in a
     one-off session (needs ``session.create``), decided by the platform."""

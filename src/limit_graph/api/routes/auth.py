@@ -97,10 +97,12 @@ async def token(request: Request, platform: CurrentPlatform) -> JSONResponse:
         raise AuthenticationRequired(
             "send client_id and client_secret (form or HTTP Basic)", oauth_error="invalid_client"
         )
+    await platform.rates.check("auth", key=client_id)  # before the secret: guesses count
     try:
         principal = await platform.tokens.authenticate_client(client_id, secret)
     except AuthenticationRequired as exc:
         raise AuthenticationRequired(exc.detail, oauth_error="invalid_client") from None
+    await platform.rates.check("auth", principal=str(principal.id), tenant=principal.tenant)
     issued = await platform.tokens.issue(principal)
     out = TokenOut(
         access_token=issued.access_token,

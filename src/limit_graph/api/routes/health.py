@@ -1,4 +1,8 @@
-"""Liveness and readiness: ``GET /health`` needs no credentials."""
+"""Liveness and readiness: ``GET /health`` needs no credentials.
+
+A rate limiter whose Redis is out of reach makes the platform degraded (still 200): it
+answers every request, as ``[governance] fail_open`` says.
+"""
 
 from __future__ import annotations
 
@@ -56,7 +60,8 @@ async def health(platform: CurrentPlatform) -> Any:
             }
         )
     checks["backends"] = backends_check(platform)
+    checks["rate_limiter"] = await platform.rates.status()
     if database is not None:
         return JSONResponse({"status": "degraded", "checks": checks}, status_code=503)
-    degraded = checks["prefect"]["status"] == "error"
+    degraded = checks["prefect"]["status"] == "error" or checks["rate_limiter"] != "ok"
     return {"status": "degraded" if degraded else "ok", "checks": checks}

@@ -30,7 +30,6 @@ RESERVED: dict[str, tuple[str, Action]] = {
     "/audit/proof/consistency": ("Merkle consistency proofs", Action.AUDIT_READ),
     "/audit/export": ("audit export", Action.AUDIT_READ),
     "/sessions/{session_id:uuid}/lineage": ("lineage graphs", Action.SESSION_READ),
-    "/quotas": ("quotas", Action.QUOTA_READ),
 }
 
 

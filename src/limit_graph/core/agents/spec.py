@@ -10,13 +10,15 @@ from __future__ import annotations
 import functools
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel
 
+from limit_graph.core.compliance import CLASSIFICATIONS, Usage, WorkProfile
 from limit_graph.core.models import BackendKind
 
 __all__ = ["AgentFunction", "AgentSpec", "check_agent_name", "check_agent_version"]
@@ -88,10 +90,27 @@ class AgentSpec:
     task: Any = field(default=None, compare=False, repr=False)
     origin: str = field(default="", compare=False)
     """Where it was defined (``file.py:12``, or an entry point), for error messages."""
+    profile: Callable[[BaseModel], WorkProfile] | None = field(
+        default=None, compare=False, repr=False
+    )
+    """What validated inputs ask of a quantum target (circuits, shots, the target's
+    limits): read by the circuit checks and the shot and QPU-time quotas."""
+    usage: Callable[[Any], Usage] | None = field(default=None, compare=False, repr=False)
+    """What a result (its JSON document) says was used: what quotas are reconciled with."""
+    checks: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)
+    """Compliance checks every run of this agent passes, as declared in a session's
+    ``policies`` (``{"check": "data-quality", ...}``)."""
+    sensitive: bool = False
+    """Whether its inputs and results are encrypted at rest (so are classified inputs)."""
 
     @property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.fn)
+
+    def classified_inputs(self) -> Mapping[str, str]:
+        """Input fields its schema tags with a data class
+        (``Field(json_schema_extra={"classification": "pii"})``), by name."""
+        return _classified_fields(self.input_model)
 
     @property
     def reference(self) -> str:
@@ -109,6 +128,17 @@ class AgentSpec:
             "input_schema": self.input_model.model_json_schema(),
             "output_schema": self.output_model.model_json_schema(),
         }
+
+
+@functools.cache
+def _classified_fields(model: type[BaseModel]) -> Mapping[str, str]:
+    found = {}
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra
+        tag = extra.get("classification") if isinstance(extra, dict) else None
+        if isinstance(tag, str) and tag in CLASSIFICATIONS:
+            found[info.alias or name] = tag
+    return MappingProxyType(found)
 
 
 class AgentFunction(Generic[P, R]):

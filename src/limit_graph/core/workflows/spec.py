@@ -219,6 +219,12 @@ class StepSpec(_Spec):
     allow_cached: bool = Field(
         default=False, description="Whether an earlier identical result may answer."
     )
+    policies: list[dict[str, Any]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Compliance checks each of its executions passes, as in a session's "
+        'policies: `{"check": "data-quality", "input": "records", "suite": {...}}`.',
+    )
     description: str | None = Field(default=None, max_length=4096)
 
 

@@ -38,7 +38,10 @@ class Action(StrEnum):
 
     TENANT_CREATE = "tenant.create"
     TENANT_READ = "tenant.read"
+    TENANT_QUOTA_WRITE = "tenant_quota.write"
     SIGNING_KEY_ROTATE = "signing_key.rotate"
+    DATA_KEY_READ = "data_key.read"
+    DATA_KEY_ROTATE = "data_key.rotate"
     AGENT_READ = "agent.read"
     MAINTENANCE_RUN = "maintenance.run"
     RUNNER_MANAGE = "runner.manage"

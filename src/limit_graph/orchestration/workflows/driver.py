@@ -466,6 +466,7 @@ class RunDriver:
             idempotency_key=idempotency_key(self.run, spec.id, index, attempt),
             wait_s=0,
             allow_cached=spec.allow_cached,
+            policies=tuple(spec.policies),
             new_key=not self._recovered,
             workflow=WorkflowTag(
                 run_id=self.run.id, step=spec.id, index=index, attempt=attempt, upstream=upstream

@@ -33,7 +33,9 @@ from limit_graph.core.models import (
 )
 from limit_graph.core.settings import WorkflowsSettings
 from limit_graph.core.workflows import ValidWorkflow, WorkflowInvalid, validate_workflow
+from limit_graph.core.workflows.problems import problem
 from limit_graph.governance.auth import Principal
+from limit_graph.governance.compliance import ComplianceChecks
 from limit_graph.orchestration.executions import ExecutionService
 from limit_graph.orchestration.sessions import SessionCache, require_visible
 from limit_graph.orchestration.workflows.artifacts import ARTIFACTS, Artifact, make_artifacts
@@ -59,6 +61,7 @@ class WorkflowService:
         executions: ExecutionService,
         sessions: SessionCache,
         settings: WorkflowsSettings,
+        compliance: ComplianceChecks,
         *,
         notify: Callable[[], None],
         default_backend: BackendKind = BackendKind.LOCAL,
@@ -69,6 +72,7 @@ class WorkflowService:
         self.executions = executions
         self.sessions = sessions
         self.settings = settings
+        self.compliance = compliance
         self.default_backend = default_backend
         self.sleep = sleep
         """Waits out a retry's backoff; a test may put a fake clock's here."""
@@ -92,8 +96,9 @@ class WorkflowService:
         params: Mapping[str, Any] | None = None,
     ) -> ValidWorkflow:
         """The workflow validated (for ``session``'s backends, with run ``params`` if
-        given); :class:`WorkflowInvalid` lists every problem."""
-        return validate_workflow(
+        given); :class:`WorkflowInvalid` lists every problem, the steps' compliance
+        declarations' too."""
+        workflow = validate_workflow(
             source,
             self.registry,
             allowed_backends=session.config.backends if session is not None else None,
@@ -101,6 +106,20 @@ class WorkflowService:
             max_steps=self.settings.max_steps,
             params=params,
         )
+        problems: list[dict[str, Any]] = []
+        for index, step in enumerate(workflow.spec.steps):
+            try:
+                self.compliance.parse(
+                    step.policies, f"step {step.id}", ["steps", index, "policies"]
+                )
+            except InvalidInput as exc:
+                problems.extend(
+                    problem(e["loc"], f"{exc.detail}: {e['msg']}", "invalid_check", step.id)
+                    for e in exc.errors
+                )
+        if problems:
+            raise WorkflowInvalid(problems, name=workflow.spec.name)
+        return workflow
 
     def _default_backend(self, session: Session | None) -> BackendKind:
         if session is not None and session.config.default_backend is not None:

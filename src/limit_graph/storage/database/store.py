@@ -44,6 +44,7 @@ from limit_graph.core.models import (
     WorkflowRunState,
     utcnow,
 )
+from limit_graph.core.sealing import KeyEncryptionKeys
 from limit_graph.storage import schema as t
 from limit_graph.storage.base import SessionFilter
 from limit_graph.storage.database.engine import (
@@ -54,10 +55,15 @@ from limit_graph.storage.database.engine import (
     sync_driver,
 )
 from limit_graph.storage.database.identity import DatabaseIdentityStore
+from limit_graph.storage.database.keyring import DatabaseKeyRingBackend
+from limit_graph.storage.database.quotas import DatabaseQuotaStore
+from limit_graph.storage.database.sealing import DatabaseSeals
 from limit_graph.storage.database.transaction import DatabaseTransaction
 from limit_graph.storage.group_commit import ExecutionWrite, GroupCommitter
+from limit_graph.storage.keyring import KeyRing
 from limit_graph.storage.ledger import EntryDraft
 from limit_graph.storage.paging import Page, SortKey, decode_cursor, encode_cursor
+from limit_graph.storage.sealed import SealedRecord, with_salts
 
 __all__ = ["DatabaseStorage"]
 
@@ -69,7 +75,14 @@ class DatabaseStorage:
 
     kind = "database"
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        keks: KeyEncryptionKeys | None = None,
+        key_refresh_s: float = 30.0,
+    ) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.kind = "sqlite" if self.is_sqlite else "postgres"
@@ -83,10 +96,24 @@ class DatabaseStorage:
         self._identity = DatabaseIdentityStore(
             self.transaction, self._read, is_sqlite=self.is_sqlite
         )
+        self._quotas = DatabaseQuotaStore(self.transaction, self._read, is_sqlite=self.is_sqlite)
+        self._keyring = KeyRing(
+            DatabaseKeyRingBackend(self.transaction, self._read), keks, refresh_s=key_refresh_s
+        )
+        self._seals = DatabaseSeals(self._keyring, self._read)
+        """Sensitive executions and archives are sealed in their rows."""
 
     @property
     def identity(self) -> DatabaseIdentityStore:
         return self._identity
+
+    @property
+    def quotas(self) -> DatabaseQuotaStore:
+        return self._quotas
+
+    @property
+    def keyring(self) -> KeyRing:
+        return self._keyring
 
     @property
     def engine(self) -> AsyncEngine:
@@ -118,6 +145,7 @@ class DatabaseStorage:
             await conn.run_sync(run_migrations)
         self._committer = GroupCommitter(writer, self._write_lock)
         self._committer.start()
+        await self._keyring.start()
 
     async def close(self) -> None:
         if self._committer is not None:
@@ -137,7 +165,7 @@ class DatabaseStorage:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[DatabaseTransaction]:
         async with self._write_lock or contextlib.nullcontext(), self.engine.begin() as conn:
-            yield DatabaseTransaction(conn)
+            yield DatabaseTransaction(conn, self._seals)
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
@@ -175,14 +203,14 @@ class DatabaseStorage:
             row = await conn.scalar(
                 select(t.executions.c.document).where(t.executions.c.id == execution_id)
             )
-        return Execution.model_validate(row) if row is not None else None
+        return await self._seals.open_execution(row) if row is not None else None
 
     async def find_execution_by_key(
         self, session_id: uuid.UUID, idempotency_key: str
     ) -> Execution | None:
         async with self._read() as conn:
             row = await conn.scalar(t.execution_by_key(session_id, idempotency_key))
-        return Execution.model_validate(row) if row is not None else None
+        return await self._seals.open_execution(row) if row is not None else None
 
     async def list_executions(
         self,
@@ -197,7 +225,7 @@ class DatabaseStorage:
         if state is not None:
             query = query.where(c.state == state.value)
         items = await self._keyset_page(query, c.submitted_us, c.id, limit=limit, cursor=cursor)
-        return _page([Execution.model_validate(r) for r in items], limit, _execution_key)
+        return _page(await self._seals.open_executions(items), limit, _execution_key)
 
     async def _keyset_page(
         self,
@@ -264,7 +292,7 @@ class DatabaseStorage:
             row = await conn.scalar(
                 select(t.archives.c.document).where(t.archives.c.session_id == session_id)
             )
-        return dict(row) if row is not None else None
+        return await self._seals.open_archive(session_id, row) if row is not None else None
 
     async def write_execution(
         self,
@@ -275,15 +303,20 @@ class DatabaseStorage:
         require_active_session: bool = False,
         started: Execution | None = None,
     ) -> Execution:
-        stored: Execution = await self._submit(
+        execution = with_salts(execution)
+        started = with_salts(started, like=execution) if started is not None else None
+        stored: Execution | SealedRecord = await self._submit(
             ExecutionWrite(
                 execution,
                 actor=actor,
                 action=action,
                 require_active_session=require_active_session,
                 started=started,
+                sealed=await self._seals.seal_execution(execution),
             )
         )
+        if isinstance(stored, SealedRecord):  # an earlier execution with the same key
+            return await self._seals.open_execution(stored.document)
         return stored
 
     async def _submit(self, write: ExecutionWrite) -> Any:
@@ -313,7 +346,8 @@ class DatabaseStorage:
             .order_by(c.submitted_us, c.id)
         )
         async with self._read() as conn:
-            return [Execution.model_validate(d) for d in await conn.scalars(query)]
+            documents = list(await conn.scalars(query))
+        return await self._seals.open_executions(documents)
 
     async def get_workflow_run(self, run_id: uuid.UUID) -> WorkflowRun | None:
         async with self._read() as conn:
@@ -341,7 +375,8 @@ class DatabaseStorage:
         c = t.executions.c
         query = select(c.document).where(c.workflow_run_id == run_id).order_by(c.submitted_us, c.id)
         async with self._read() as conn:
-            return [Execution.model_validate(d) for d in await conn.scalars(query)]
+            documents = list(await conn.scalars(query))
+        return await self._seals.open_executions(documents)
 
     async def write_workflow_run(
         self,

@@ -16,16 +16,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from limit_graph.core.models import Execution, ProvenanceEntry, Session, WorkflowRun
 from limit_graph.storage import schema as t
 from limit_graph.storage.base import execution_draft, session_draft, workflow_run_draft
+from limit_graph.storage.database.sealing import DatabaseSeals
 from limit_graph.storage.ledger import EntryDraft, LedgerHead, chain_entry
+from limit_graph.storage.sealed import with_salts
 
 __all__ = ["DatabaseTransaction"]
 
 
 class DatabaseTransaction:
-    """:class:`~limit_graph.storage.base.StorageTransaction` on one connection."""
+    """:class:`~limit_graph.storage.base.StorageTransaction` on one connection; sensitive
+    executions and archives pass through ``seals`` on their way in and out."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, seals: DatabaseSeals) -> None:
         self.conn = conn
+        self.seals = seals
         self._head: LedgerHead | None = None
 
     async def get_session(self, session_id: uuid.UUID) -> Session | None:
@@ -40,13 +44,13 @@ class DatabaseTransaction:
             .where(t.executions.c.id == execution_id)
             .with_for_update()
         )
-        return Execution.model_validate(row) if row is not None else None
+        return await self.seals.open_execution(row, self.conn) if row is not None else None
 
     async def find_execution_by_key(
         self, session_id: uuid.UUID, idempotency_key: str
     ) -> Execution | None:
         row = await self.conn.scalar(t.execution_by_key(session_id, idempotency_key))
-        return Execution.model_validate(row) if row is not None else None
+        return await self.seals.open_execution(row, self.conn) if row is not None else None
 
     async def session_executions(self, session_id: uuid.UUID) -> list[Execution]:
         rows = await self.conn.scalars(
@@ -54,7 +58,7 @@ class DatabaseTransaction:
             .where(t.executions.c.session_id == session_id)
             .order_by(t.executions.c.submitted_us, t.executions.c.id)
         )
-        return [Execution.model_validate(r) for r in rows]
+        return await self.seals.open_executions(list(rows), self.conn)
 
     async def get_workflow_run(self, run_id: uuid.UUID) -> WorkflowRun | None:
         row = await self.conn.scalar(
@@ -111,11 +115,18 @@ class DatabaseTransaction:
         return session
 
     async def save_execution(self, execution: Execution, *, actor: str, action: str) -> Execution:
+        execution = with_salts(execution)
+        sealed = await self.seals.seal_execution(execution, self.conn)
         entry = await self.append_entry(execution_draft(execution, actor=actor, action=action))
         stored = execution.model_copy(update={"provenance_entry": entry.index})
-        changed = await self.conn.execute(t.UPDATE_EXECUTIONS, t.execution_changes(stored))
+        changes = t.execution_changes(stored)
+        if sealed is not None:
+            changes["document"] = {**sealed, "provenance_entry": entry.index}
+        changed = await self.conn.execute(t.UPDATE_EXECUTIONS, changes)
         if changed.rowcount == 0:
-            await self.conn.execute(insert(t.executions).values(**t.execution_row(stored)))
+            row = t.execution_row(stored)
+            row["document"] = changes["document"]
+            await self.conn.execute(insert(t.executions).values(**row))
         return stored
 
     async def save_workflow_run(self, run: WorkflowRun, *, actor: str, action: str) -> WorkflowRun:
@@ -126,6 +137,7 @@ class DatabaseTransaction:
         return run
 
     async def save_archive(self, session_id: uuid.UUID, bundle: dict[str, Any]) -> None:
+        bundle = await self.seals.seal_archive(session_id, bundle, self.conn)
         changed = await self.conn.execute(
             update(t.archives).where(t.archives.c.session_id == session_id).values(document=bundle)
         )

@@ -17,7 +17,7 @@ before anything is queued.  Results carry the run's provenance in ``metadata``.
 from __future__ import annotations
 
 import re
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from prefect import task
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -26,6 +26,7 @@ from qiskit.quantum_info import SparsePauliOp
 
 from limit_graph.blocks.quantum import TARGET_FORMS, resolve_target
 from limit_graph.core.agents import AgentSpec
+from limit_graph.core.compliance import Usage, WorkProfile
 from limit_graph.core.errors import InvalidInput
 from limit_graph.core.models import BackendKind
 from limit_graph.tasks.quantum.circuits import (
@@ -45,6 +46,12 @@ from limit_graph.tasks.quantum.primitives import (
     run_estimator,
     run_sampler,
 )
+from limit_graph.tasks.quantum.work import (
+    circuit_profile,
+    estimator_shots,
+    run_usage,
+    work_profile,
+)
 
 __all__ = [
     "AGENTS",
@@ -56,8 +63,12 @@ __all__ = [
     "SampleInput",
     "SampleOutput",
     "estimate",
+    "estimate_profile",
+    "estimate_usage",
     "merge_counts",
     "sample",
+    "sample_profile",
+    "sample_usage",
 ]
 
 MAX_SHOTS = 100_000
@@ -229,6 +240,11 @@ class EstimatePubInput(BaseModel):
         self._circuit, self._operators = circuit, operators
         return self
 
+    @property
+    def runnable_circuit(self) -> QuantumCircuit:
+        """The circuit as it is estimated: without its final measurements."""
+        return self._circuit
+
     def request(self) -> EstimateRequest:
         return EstimateRequest(
             self._circuit, self._operators, self.parameter_values, self.precision
@@ -317,6 +333,59 @@ def merge_counts(results: dict[str, Any]) -> dict[str, Any]:
     return {"pubs": merged, "instances": sorted(results), "n": len(results)}
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def _validated(model: type[M], inputs: BaseModel) -> M:
+    if not isinstance(inputs, model):
+        raise TypeError(f"expected validated {model.__name__}, got {type(inputs).__name__}")
+    return inputs
+
+
+def sample_profile(inputs: BaseModel) -> WorkProfile:
+    """What a validated ``quantum.sample`` request asks of its target: each PUB's
+    circuit with its shots, the target's limits, and one job's QPU seconds."""
+    request = _validated(SampleInput, inputs)
+    limits = resolve_target(request.target).limits()
+    circuits = [circuit_profile(pub.circuit.circuit, pub.shots) for pub in request.pubs]
+    return work_profile(limits, circuits)
+
+
+def estimate_profile(inputs: BaseModel) -> WorkProfile:
+    """What a validated ``quantum.estimate`` request asks of its target: each PUB's
+    circuit (without its final measurements, as it runs) and the shots its precision
+    stands for (:func:`~limit_graph.tasks.quantum.work.estimator_shots`:
+    ``ceil(1 / precision**2)``; 0 without a precision on a simulator, which estimates
+    exactly; IBM's default precision on a device)."""
+    request = _validated(EstimateInput, inputs)
+    limits = resolve_target(request.target).limits()
+    circuits = [
+        circuit_profile(
+            pub.runnable_circuit,
+            estimator_shots(pub.precision, simulator=limits.simulator),
+        )
+        for pub in request.pubs
+    ]
+    return work_profile(limits, circuits)
+
+
+def sample_usage(result: Any) -> Usage:
+    """What a ``quantum.sample`` result (its JSON document) used: the shots of its PUBs,
+    and its billed QPU seconds, else its run time."""
+    output = SampleOutput.model_validate(result)
+    return run_usage(output.metadata, sum(pub.shots for pub in output.pubs))
+
+
+def estimate_usage(result: Any) -> Usage:
+    """What a ``quantum.estimate`` result used: the shots its PUBs' precisions stood for
+    (as :func:`estimate_profile` counts them), and its billed QPU seconds, else its
+    run time."""
+    output = EstimateOutput.model_validate(result)
+    metadata = output.metadata
+    shots = sum(estimator_shots(p.precision, simulator=metadata.simulator) for p in metadata.pubs)
+    return run_usage(metadata, shots)
+
+
 AGENTS = (
     AgentSpec(
         name="quantum.sample",
@@ -331,6 +400,8 @@ AGENTS = (
         blocking=True,
         aggregate=merge_counts,
         task=sample,
+        profile=sample_profile,
+        usage=sample_usage,
     ),
     AgentSpec(
         name="quantum.estimate",
@@ -344,5 +415,7 @@ AGENTS = (
         deterministic=True,
         blocking=True,
         task=estimate,
+        profile=estimate_profile,
+        usage=estimate_usage,
     ),
 )

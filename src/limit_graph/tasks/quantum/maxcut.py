@@ -27,17 +27,18 @@ from qiskit.circuit import ParameterVector
 from qiskit.quantum_info import SparsePauliOp
 from scipy.optimize import minimize
 
-from limit_graph.blocks.quantum import library_versions, resolve_target
+from limit_graph.blocks.quantum import QuantumTarget, library_versions, resolve_target
 from limit_graph.core.agents import AgentSpec
+from limit_graph.core.compliance import Usage, WorkProfile
 from limit_graph.core.models import BackendKind
 from limit_graph.tasks.quantum.primitives import (
     RunMetadata,
     SampleRequest,
     estimate_expectations,
     run_sampler,
-    sample_counts,
     transpile_for,
 )
+from limit_graph.tasks.quantum.work import circuit_profile, work_profile
 
 __all__ = [
     "AGENTS",
@@ -54,6 +55,8 @@ __all__ = [
     "cut_value",
     "partition_of",
     "qaoa_circuit",
+    "qaoa_profile",
+    "qaoa_usage",
     "solve_exact",
     "solve_qaoa",
 ]
@@ -199,6 +202,11 @@ class QaoaMetadata(BaseModel):
     versions: dict[str, str]
     duration_s: float
     sampling: RunMetadata = Field(description="Provenance of the final sampling run.")
+    usage_s: float | None = Field(
+        default=None,
+        description="On a device: QPU seconds billed for every job of the solve (the "
+        "sampled energy evaluations and the final sampling); null on simulators.",
+    )
 
 
 class QaoaOutput(MaxCutOutput):
@@ -318,11 +326,9 @@ def solve_qaoa(inputs: QaoaInput) -> QaoaOutput:
     started = time.perf_counter()
     graph, p, seed = inputs.graph, inputs.p, inputs.seed
     target = resolve_target(inputs.target)
-    # Aer's estimator refuses an observable of identities alone, so a graph with no
-    # weight to cut is sampled (every sample scores 0) even on an exact simulator.
-    weighted = any(w > 0 for _, _, w in graph.edges)
-    exact = inputs.energy == "auto" and weighted and target.describe().snapshot_id == "ideal"
+    exact = _exact_energy(inputs, target)
     ansatz = qaoa_circuit(graph, p)
+    billed: list[float] = []
     measured = transpile_for(target, ansatz.measure_all(inplace=False), seed=seed)
 
     if exact:
@@ -335,8 +341,9 @@ def solve_qaoa(inputs: QaoaInput) -> QaoaOutput:
     else:
 
         def energy_of(values: dict[str, float]) -> float:
-            counts = sample_counts(target, [measured], inputs.shots, seed, parameter_values=values)
-            return -_mean_cut(graph, counts[0])
+            run = run_sampler(target, [SampleRequest(measured, inputs.shots, values)], seed=seed)
+            billed.extend(_billed(run.metadata))
+            return -_mean_cut(graph, run.results[0].counts)
 
     start, scale = _start(graph, p, seed)
     trace: list[TracePoint] = []
@@ -351,6 +358,7 @@ def solve_qaoa(inputs: QaoaInput) -> QaoaOutput:
     best_angles = np.asarray(result.x) * scale
     values = _angle_values(p, best_angles, measured.parameter_names)
     run = run_sampler(target, [SampleRequest(measured, inputs.shots, values)], seed=seed)
+    billed.extend(_billed(run.metadata))
     partitions = [partition_of(bits) for bits in run.results[0].counts]
     best = _best_cut(graph, partitions)
     optimum = solve_exact(graph).value if graph.nodes <= MAX_EXACT_NODES else None
@@ -374,8 +382,52 @@ def solve_qaoa(inputs: QaoaInput) -> QaoaOutput:
             versions={**library_versions(), "scipy": version("scipy"), "numpy": version("numpy")},
             duration_s=round(time.perf_counter() - started, 6),
             sampling=run.metadata,
+            usage_s=round(math.fsum(billed), 6) if billed else None,
         ),
     )
+
+
+def _exact_energy(inputs: QaoaInput, target: QuantumTarget) -> bool:
+    """Whether the energy is the exact expectation (``auto`` on an exact simulator).
+    Aer's estimator refuses an observable of identities alone, so a graph with no
+    weight to cut is sampled (every sample scores 0) even on an exact simulator."""
+    weighted = any(w > 0 for _, _, w in inputs.graph.edges)
+    return (
+        inputs.energy == "auto"
+        and weighted
+        and target.limits().simulator
+        and target.describe().snapshot_id == "ideal"
+    )
+
+
+def _billed(metadata: RunMetadata) -> list[float]:
+    return [] if metadata.usage_s is None else [metadata.usage_s]
+
+
+def qaoa_profile(inputs: BaseModel) -> WorkProfile:
+    """What a validated ``qaoa.maxcut`` request asks of its target, at most: the
+    measured QAOA circuit, sampled ``shots`` times at the end and, when the energy is
+    sampled, at each of up to ``maxiter`` evaluations: one PUB (and one job) each, so
+    a target's per-PUB shot cap meets ``shots``, not the total.  An exact energy
+    (``auto`` on exact Aer) is estimated without shots."""
+    if not isinstance(inputs, QaoaInput):
+        raise TypeError(f"expected validated QaoaInput, got {type(inputs).__name__}")
+    target = resolve_target(inputs.target)
+    evaluations = 0 if _exact_energy(inputs, target) else inputs.maxiter
+    measured = qaoa_circuit(inputs.graph, inputs.p).measure_all(inplace=False)
+    profile = circuit_profile(measured, inputs.shots)
+    return work_profile(target.limits(), [profile] * (evaluations + 1), jobs=evaluations + 1)
+
+
+def qaoa_usage(result: Any) -> Usage:
+    """What a ``qaoa.maxcut`` result used: the shots of its sampled evaluations and of
+    its final sampling, and the QPU seconds billed for them, else (on a simulator) the
+    solve's whole time, since all of it went to simulating and optimising."""
+    metadata = QaoaOutput.model_validate(result).metadata
+    evaluated = metadata.evaluations if metadata.energy == "sampled" else 0
+    shots = evaluated * metadata.shots + sum(p.shots or 0 for p in metadata.sampling.pubs)
+    seconds = metadata.usage_s if metadata.usage_s is not None else metadata.duration_s
+    return Usage(shots=shots, qpu_seconds=float(seconds))
 
 
 def _options(inputs: QaoaInput) -> dict[str, Any]:
@@ -432,5 +484,7 @@ AGENTS = (
         deterministic=True,
         blocking=True,
         task=qaoa_maxcut,
+        profile=qaoa_profile,
+        usage=qaoa_usage,
     ),
 )

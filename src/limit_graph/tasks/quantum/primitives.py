@@ -5,9 +5,9 @@ Circuits are transpiled here for the target (:func:`transpile_for`, with a recor
 optimization level and seed), observables are laid out on the transpiled qubits, and
 the target runs them: the Aer simulator itself (sampling) and Aer's ``EstimatorV2``
 for simulators, qiskit-ibm-runtime's executor primitives for IBM devices (see
-``blocks/quantum.py``).  Every run returns :class:`RunMetadata`: circuit hashes,
+``blocks/quantum/``).  Every run returns :class:`RunMetadata`: circuit hashes,
 target and calibration snapshot, library versions, seed, shots, optimization level,
-transpiled depth and size, durations and job ids.
+transpiled depth and size, durations, job ids and a device's billed QPU seconds.
 
 The small API for other agents (e.g. QAOA):
 
@@ -118,6 +118,9 @@ class RunMetadata(BaseModel):
     job_ids: list[str] | None
     """Job ids of a device; ``None`` on simulators."""
     pubs: list[PubMetadata]
+    usage_s: float | None = None
+    """On a device: QPU seconds billed for the run, each job counted once however many
+    PUBs it ran; ``None`` on simulators, or while IBM has reported no job's usage."""
 
 
 @dataclass(frozen=True)
@@ -231,11 +234,13 @@ def _prepared(
     return done, {name: float(v) for name, v in values.items() if name in kept}
 
 
-def _guarded(target: QuantumTarget, what: str, run: Callable[[], list[ResultT]]) -> list[ResultT]:
+def _guarded(
+    target: QuantumTarget, what: str, run: Callable[[], Sequence[ResultT]]
+) -> list[ResultT]:
     """Run on the target; a failure that is not already a platform error is a
     non-retryable :class:`BackendError` naming the target."""
     try:
-        return run()
+        return list(run())
     except LimitError:
         raise
     except Exception as exc:
@@ -257,6 +262,7 @@ def _metadata(
 ) -> RunMetadata:
     info = target.describe()
     job_ids = sorted({p.job_id for p in pubs if p.job_id is not None})
+    billed = {p.job_id: p.usage_s for p in pubs if p.job_id is not None and p.usage_s is not None}
     return RunMetadata(
         target=info.name,
         target_kind=info.kind,
@@ -270,6 +276,7 @@ def _metadata(
         duration_s=round(duration_s, 6),
         job_ids=job_ids or None,
         pubs=pubs,
+        usage_s=round(sum(billed.values()), 6) if billed else None,
     )
 
 

@@ -3,7 +3,7 @@
 :class:`IBMQuantumCredentials` holds the API key and instance (CRN) as secrets;
 :class:`IBMRuntimeTarget` names a device, an execution mode (one job at a time, or jobs
 grouped in a ``Session`` or a ``Batch``) and the job options, and its ``get_target()``
-gives an :class:`IBMTarget`, the :class:`~limit_graph.blocks.quantum.QuantumTarget` that
+gives an :class:`IBMTarget`, the :class:`~limit_graph.blocks.quantum.types.QuantumTarget` that
 runs sampler and estimator PUBs on the device.  Results carry the job id and the job's
 queue and QPU (usage) seconds; a caller's ``threading.Event`` cancels the job at IBM.
 
@@ -37,6 +37,7 @@ reach a local stand-in of IBM.  The client signs its API requests with a token f
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -50,17 +51,21 @@ from prefect.blocks.abstract import CredentialsBlock
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from limit_graph.blocks.quantum import (
+from limit_graph.blocks.quantum.types import (
     EstimatePub,
     EstimateResult,
     SamplePub,
     SampleResult,
     TargetInfo,
+    TargetLimits,
+    coupling_edges,
     library_versions,
 )
+from limit_graph.blocks.sealed_secrets import open_block_secret, seal_block_secret
 from limit_graph.core.errors import BackendError, ConfigError
 
 if TYPE_CHECKING:
+    from prefect.client.schemas import BlockDocument
     from qiskit import QuantumCircuit
     from qiskit_ibm_runtime import QiskitRuntimeService, RuntimeJobV2
 
@@ -133,6 +138,12 @@ class IBMEstimateResult(EstimateResult):
 class IBMQuantumCredentials(CredentialsBlock):
     """An IBM Quantum Platform API key and service instance.
 
+    The API key is saved sealed under the platform's key-encryption key (Prefect's
+    database holds its ciphertext only; :mod:`limit_graph.blocks.sealed_secrets`), so
+    the process that saves the block and every runner that uses it need
+    ``LIMIT_DATA_KEK`` (or ``LIMIT_DATA_KEK_FILE``).  A key saved before, or typed into
+    the Prefect UI, is read as it is, and sealed when the block is next saved here.
+
     Attributes:
         api_key: IBM Cloud API key.
         instance: The instance's CRN (or name); ``None`` lets the client pick one.
@@ -142,7 +153,7 @@ class IBMQuantumCredentials(CredentialsBlock):
 
     Example:
         ```python
-        from limit_graph.blocks.ibm import IBMQuantumCredentials
+        from limit_graph.blocks.quantum.ibm import IBMQuantumCredentials
 
         credentials = IBMQuantumCredentials(api_key="...", instance="crn:v1:...")
         credentials.save("limit-ibm-quantum")
@@ -185,7 +196,7 @@ class IBMQuantumCredentials(CredentialsBlock):
             self,
             lambda: QiskitRuntimeService(
                 channel=self.channel,
-                token=self.api_key.get_secret_value(),
+                token=self.plain_api_key(),
                 url=self.url,
                 instance=self._instance() or "auto",
                 proxies=proxies if self.proxy_url else None,
@@ -212,6 +223,37 @@ class IBMQuantumCredentials(CredentialsBlock):
     def _instance(self) -> str | None:
         return self.instance.get_secret_value() if self.instance else None
 
+    def plain_api_key(self) -> str:
+        """The API key, opened if it was loaded sealed (bound to this block's name)."""
+        return open_block_secret(
+            self.api_key.get_secret_value(),
+            slug=self.get_block_type_slug(),
+            name=self._block_document_name or "",
+            field="api_key",
+        )
+
+    def _to_block_document(
+        self,
+        name: str | None = None,
+        block_schema_id: Any = None,
+        block_type_id: Any = None,
+        is_anonymous: bool | None = None,
+        include_secrets: bool = False,
+    ) -> BlockDocument:
+        """Prefect's document of the block, the API key sealed for the name it is saved
+        under whenever the document carries secrets (what a save sends)."""
+        document = super()._to_block_document(
+            name, block_schema_id, block_type_id, is_anonymous, include_secrets
+        )
+        if include_secrets:
+            document.data["api_key"] = seal_block_secret(
+                self.plain_api_key(),
+                slug=self.get_block_type_slug(),
+                name=document.name or "",
+                field="api_key",
+            )
+        return document
+
 
 class IBMRuntimeTarget(Block):
     """An IBM Quantum device as a LIMIT-Graph quantum target.
@@ -231,7 +273,7 @@ class IBMRuntimeTarget(Block):
 
     Example:
         ```python
-        from limit_graph.blocks.ibm import IBMRuntimeTarget
+        from limit_graph.blocks.quantum.ibm import IBMRuntimeTarget
 
         target = IBMRuntimeTarget(backend_name="ibm_brisbane", mode="batch").get_target()
         results = target.sample(pubs, seed=None)
@@ -300,7 +342,7 @@ def load_credentials(names: Sequence[str]) -> IBMQuantumCredentials:
 
 
 class IBMTarget:
-    """The :class:`~limit_graph.blocks.quantum.QuantumTarget` for one IBM device.
+    """The :class:`~limit_graph.blocks.quantum.types.QuantumTarget` for one IBM device.
 
     Thread-safe; a Session or Batch it opens is closed by :meth:`close` (or ``with``).
     ``seed`` is accepted and ignored: hardware shots cannot be seeded.
@@ -351,6 +393,26 @@ class IBMTarget:
                 "max_execution_time": settings.max_execution_time,
                 "resilience_level": settings.resilience_level,
             },
+        )
+
+    def limits(self) -> TargetLimits:
+        """What the device runs: its qubits, operations and directed coupling edges from
+        the backend's target (which the client builds on first use, fetching the
+        device's properties), and ``max_shots`` from its configuration.  Built once."""
+        return self._limits
+
+    @functools.cached_property
+    def _limits(self) -> TargetLimits:
+        configuration = self._backend.configuration()
+        coupling = self._backend.coupling_map
+        max_shots = getattr(configuration, "max_shots", None)
+        return TargetLimits(
+            name=self.name,
+            num_qubits=self.num_qubits,
+            basis_gates=frozenset(self._backend.operation_names),
+            coupling=None if coupling is None else coupling_edges(coupling.get_edges()),
+            max_shots=int(max_shots) if isinstance(max_shots, int) and max_shots > 0 else None,
+            simulator=False,
         )
 
     def transpile(

@@ -1,0 +1,225 @@
+"""The quota store of the memory and file backends.
+
+Its writes are staged on the backend's own transaction (:class:`QuotaWrites`, beside the
+records and ledger entries the transaction stages) and applied at commit, all or none;
+the file backend persists them through its journal.  The transaction holds the
+backend's write lock, so a claim's check and its update are one step; a refused
+reservation aborts the transaction, which gives back every claim taken before it.
+Counters and reservations are kept in units (:func:`~limit_graph.storage.quotas.to_units`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from limit_graph.core.models import ProvenanceEntry
+from limit_graph.core.quotas import QuotaLimits, QuotaResource
+from limit_graph.storage.ledger import EntryDraft
+from limit_graph.storage.quotas import (
+    CounterKey,
+    QuotaClaim,
+    QuotaCounter,
+    QuotaRefusal,
+    QuotaReservation,
+    ScopeLimits,
+    check_used,
+    checked_scope,
+    from_units,
+    prepare_claims,
+    to_units,
+)
+
+__all__ = [
+    "Counter",
+    "Held",
+    "MemoryQuotaStore",
+    "QuotaStaging",
+    "QuotaState",
+    "QuotaWrites",
+]
+
+
+@dataclass(frozen=True)
+class Counter:
+    """A counter's ``used`` and ``reserved``, in units."""
+
+    used: int = 0
+    reserved: int = 0
+
+
+@dataclass(frozen=True)
+class Held:
+    """One reservation of an execution, in units."""
+
+    scope: str
+    resource: QuotaResource
+    window: str
+    amount: int
+
+    @property
+    def key(self) -> CounterKey:
+        return (self.scope, self.resource, self.window)
+
+    def reservation(self, execution_id: uuid.UUID) -> QuotaReservation:
+        return QuotaReservation(
+            execution_id,
+            self.scope,
+            self.resource,
+            self.window,
+            from_units(self.resource, self.amount),
+        )
+
+
+@dataclass
+class QuotaWrites:
+    """What one transaction changes in the quota records; applied at commit.
+
+    Each value is the record's whole state after the change: ``limits`` maps a scope to
+    its limits (``None``: removed), ``reservations`` an execution to what it holds (an
+    empty list once settled), so that the file backend writes each as one file.
+    """
+
+    limits: dict[str, QuotaLimits | None] = field(default_factory=dict)
+    counters: dict[CounterKey, Counter] = field(default_factory=dict)
+    reservations: dict[uuid.UUID, list[Held]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.limits or self.counters or self.reservations)
+
+
+@dataclass
+class QuotaState:
+    """The committed quota records."""
+
+    limits: dict[str, QuotaLimits] = field(default_factory=dict)
+    counters: dict[CounterKey, Counter] = field(default_factory=dict)
+    reservations: dict[uuid.UUID, list[Held]] = field(default_factory=dict)
+
+    def apply(self, writes: QuotaWrites) -> None:
+        for scope, limits in writes.limits.items():
+            if limits is None:
+                self.limits.pop(scope, None)
+            else:
+                self.limits[scope] = limits
+        self.counters.update(writes.counters)
+        for execution_id, held in writes.reservations.items():
+            if held:
+                self.reservations[execution_id] = list(held)
+            else:
+                self.reservations.pop(execution_id, None)
+
+
+class QuotaStaging(Protocol):
+    """The part of the memory backend's transaction the quota store writes through."""
+
+    @property
+    def quotas(self) -> QuotaWrites: ...
+
+    async def append_entry(self, draft: EntryDraft) -> ProvenanceEntry: ...
+
+
+class _Refused(Exception):
+    """Aborts a reservation's transaction, so that nothing it staged is applied."""
+
+    def __init__(self, refusal: QuotaRefusal) -> None:
+        super().__init__(refusal.claim.key)
+        self.refusal = refusal
+
+
+class MemoryQuotaStore:
+    """:class:`~limit_graph.storage.quotas.QuotaStore` over a :class:`QuotaState`,
+    writing through the owning backend's transactions (one writer at a time)."""
+
+    def __init__(
+        self,
+        state: QuotaState,
+        transaction: Callable[[], AbstractAsyncContextManager[QuotaStaging]],
+    ) -> None:
+        self._state = state
+        self._transaction = transaction
+
+    async def set_limits(
+        self, scope: str, limits: QuotaLimits, *, entry: EntryDraft
+    ) -> QuotaLimits:
+        checked_scope(scope)
+        async with self._transaction() as tx:
+            tx.quotas.limits[scope] = limits if limits.limits() else None
+            await tx.append_entry(entry)
+        return limits
+
+    async def limits(self, scopes: Sequence[str]) -> list[ScopeLimits]:
+        found = {s: self._state.limits[s] for s in scopes if s in self._state.limits}
+        return [ScopeLimits(s, found[s]) for s in sorted(found)]
+
+    async def reserve(
+        self, execution_id: uuid.UUID, claims: Sequence[QuotaClaim]
+    ) -> QuotaRefusal | None:
+        prepared = prepare_claims(claims)
+        if not prepared:
+            return None
+        try:
+            async with self._transaction() as tx:
+                if self._state.reservations.get(execution_id):
+                    return None
+                writes = tx.quotas
+                for claim in prepared:
+                    counter = self._state.counters.get(claim.key, Counter())
+                    if counter.used + counter.reserved + claim.amount > claim.limit:
+                        resource = claim.claim.resource
+                        raise _Refused(
+                            QuotaRefusal(
+                                claim.claim,
+                                from_units(resource, counter.used),
+                                from_units(resource, counter.reserved),
+                            )
+                        )
+                    writes.counters[claim.key] = Counter(
+                        counter.used, counter.reserved + claim.amount
+                    )
+                writes.reservations[execution_id] = [Held(*c.key, c.amount) for c in prepared]
+        except _Refused as refused:
+            return refused.refusal
+        return None
+
+    async def reconcile(
+        self, execution_id: uuid.UUID, used: Mapping[QuotaResource, float]
+    ) -> list[QuotaReservation]:
+        actual = check_used(used)
+        async with self._transaction() as tx:
+            held = self._state.reservations.get(execution_id, [])
+            if not held:
+                return []
+            writes = tx.quotas
+            for item in held:
+                counter = self._state.counters.get(item.key, Counter())
+                spent = 0
+                if item.resource is not QuotaResource.CONCURRENT:
+                    spent = to_units(item.resource, actual.get(item.resource, 0.0))
+                writes.counters[item.key] = Counter(
+                    counter.used + spent, counter.reserved - item.amount
+                )
+            writes.reservations[execution_id] = []
+        return [h.reservation(execution_id) for h in held]
+
+    async def reservations(self, execution_id: uuid.UUID) -> list[QuotaReservation]:
+        held = self._state.reservations.get(execution_id, [])
+        return [h.reservation(execution_id) for h in held]
+
+    async def usage(self, keys: Sequence[CounterKey]) -> list[QuotaCounter]:
+        found: list[QuotaCounter] = []
+        for scope, resource, window in keys:
+            counter = self._state.counters.get((scope, resource, window), Counter())
+            found.append(
+                QuotaCounter(
+                    scope,
+                    resource,
+                    window,
+                    from_units(resource, counter.used),
+                    from_units(resource, counter.reserved),
+                )
+            )
+        return found
