@@ -7,6 +7,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from limit_graph.core.canonical import sha256_hex
+from limit_graph.orchestration.archive import parse_bundle, verify_bundle
 from tests.fixtures.api import Api, assert_problem
 
 
@@ -66,3 +68,38 @@ async def test_only_the_platform_admin_lists_or_rotates_data_keys(api: Api) -> N
     assert "data_key.rotated" not in actions
     keys = (await api.client.get("/data-keys")).json()["keys"]
     assert len(keys) == 1 and keys[0]["state"] == "active"
+
+
+async def test_a_sensitive_sessions_archive_is_sealed_at_rest_verifies_and_restores(
+    api: Api, tmp_path: Path
+) -> None:
+    """The bundle, as exported, holds the plaintext and its salts (it verifies offline,
+    without a key); as stored, it is sealed whole; restored, its records seal again."""
+    session_id = await api.new_session(sensitive=True)
+    marker = "plain-archive-marker-77a0"
+    done = await api.client.post(
+        f"/sessions/{session_id}/execute", json={"agent": "echo", "inputs": {"text": marker}}
+    )
+    assert done.status_code == 200, done.text
+    archived = await api.client.post(f"/sessions/{session_id}/archive")
+    assert archived.status_code == 200, archived.text
+    bundle = (await api.client.get(f"/sessions/{session_id}/archive")).json()
+    [execution] = bundle["executions"]
+    assert execution["sensitive"] is True and execution["inputs"] == {"text": marker}
+    assert set(execution["salts"]) >= {"inputs", "result"}
+    entry = next(e for e in bundle["entries"] if e["index"] == execution["provenance_entry"])
+    assert entry["payload"]["inputs"].startswith("sealed:sha256:")
+    verify_bundle(parse_bundle(bundle))  # no key needed
+    assert marker not in _dump(tmp_path)
+
+    tampered = {**bundle, "executions": [{**execution, "inputs": {"text": "other"}}]}
+    tampered.pop("bundle_sha256")
+    tampered["bundle_sha256"] = sha256_hex(tampered)
+    refused = assert_problem(await api.client.post("/sessions/restore", json=tampered), 422)
+    assert "does not match its ledger entry" in str(refused["detail"])
+
+    restored = await api.client.post("/sessions/restore", json=bundle)
+    assert restored.status_code == 201, restored.text
+    read = await api.client.get(f"/sessions/{session_id}/executions/{execution['id']}")
+    assert read.json()["inputs"] == {"text": marker}
+    assert marker not in _dump(tmp_path)

@@ -197,7 +197,8 @@ async def test_a_restart_mid_rotation_carries_on(
         await resumed.start()
         done = await resumed.wait()
         assert done is not None and done.phase is RotationPhase.DONE
-        assert {r.kid: r.state for r in store.keyring.records()}[old] is DataKeyState.RETIRED
+        states = {r.kid: r.state for r in store.keyring.records()}
+        assert old is not None and states[old] is DataKeyState.RETIRED
         await written.check(store)
     assert f"lgenc:v1:{old}:" not in dump(backend)
 
@@ -255,7 +256,8 @@ async def test_a_rotation_that_cannot_open_a_record_fails_and_retires_nothing(
         failed = await rotation.wait()
         assert failed is not None and failed.phase is RotationPhase.FAILED
         assert failed.error is not None and "does not decrypt" in failed.error
-        assert {r.kid: r.state for r in store.keyring.records()}[old] is DataKeyState.RETIRING
+        states = {r.kid: r.state for r in store.keyring.records()}
+        assert old is not None and states[old] is DataKeyState.RETIRING
         await written.check(store)
 
 
@@ -264,7 +266,9 @@ def _swap_inputs(backend: SealedBackend, first: uuid.UUID, second: uuid.UUID) ->
     engine = create_engine(url.set(drivername=sync_driver(url)))
     c = t.executions.c
     with engine.begin() as conn:
-        docs = {i: dict(conn.scalar(select(c.document).where(c.id == i))) for i in (first, second)}
+        docs = {
+            i: dict(conn.scalar(select(c.document).where(c.id == i)) or {}) for i in (first, second)
+        }
         docs[first]["inputs"], docs[second]["inputs"] = (
             docs[second]["inputs"],
             docs[first]["inputs"],

@@ -73,6 +73,7 @@ async def test_a_sensitive_execution_reads_back_as_written_on_every_path(
             in_tx = await tx.session_executions(session.id)
             locked = await tx.get_execution(failed.id)
         found = await store.find_execution_by_key(session.id, "once")
+        assert found is not None and locked is not None
         for read in (page.items, in_tx, [found, locked]):
             assert sorted(map(_plain, read), key=str) == sorted(
                 map(_plain, [written, committed]), key=str
@@ -167,12 +168,18 @@ def _rewrite(
     with engine.begin() as conn:
         doc = dict(
             conn.scalar(select(t.executions.c.document).where(t.executions.c.id == execution_id))
+            or {}
         )
         change(doc)
         conn.execute(
             update(t.executions).where(t.executions.c.id == execution_id).values(document=doc)
         )
     engine.dispose()
+
+
+def _restore(document: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """A change that puts ``document`` back as it was."""
+    return lambda doc: doc.update(document)
 
 
 def _stored(backend: SealedBackend, execution_id: uuid.UUID) -> dict[str, Any]:
@@ -214,11 +221,11 @@ async def test_a_ciphertext_moved_to_another_row_column_or_tenant_does_not_open(
         detail = await _read_refused(sealed_backend, keks, target)
         assert "moved there from another record, column or tenant" in detail
         assert str(target) in detail and token not in detail
-        _rewrite(sealed_backend, target, lambda doc, t=target: doc.update(original[t]))
+        _rewrite(sealed_backend, target, _restore(original[target]))
     flipped = token[:-6] + ("A" if token[-6] != "A" else "B") + token[-5:]
     _rewrite(sealed_backend, first.id, lambda doc: doc.update(inputs=flipped))
     assert "altered" in await _read_refused(sealed_backend, keks, first.id)
-    _rewrite(sealed_backend, first.id, lambda doc: doc.update(original[first.id]))
+    _rewrite(sealed_backend, first.id, _restore(original[first.id]))
     async with opened(sealed_backend, keks) as store:
         assert _plain(await store.get_execution(first.id)) == _plain(first)  # type: ignore[arg-type]
 

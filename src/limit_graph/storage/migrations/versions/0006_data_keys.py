@@ -1,5 +1,8 @@
 """Data keys: the key ring of encryption at rest, each key wrapped by the KEK.
 
+Downgrading drops the ring, and with it the only way to open the sealed records (the
+sensitive executions, their archives, the signing keys): export or delete them first.
+
 Revision ID: 0006
 Revises: 0005
 Create Date: 2027-01-14
