@@ -46,12 +46,8 @@ class CheckContext:
 
     def input_classes(self) -> frozenset[str]:
         """The data classes of the inputs given, by the agent's schema or the session."""
-        tags = self.session.config.classification
-        agent_tags = self.agent.classified_inputs()
-        if not tags and not agent_tags:
-            return frozenset()
-        merged = {**agent_tags, **tags}
-        return frozenset(t for name, t in merged.items() if self.inputs.get(name) is not None)
+        classified = self.agent.classified_given(self.inputs, self.session.config.classification)
+        return frozenset(classified.values())
 
 
 class PreTaskCheck(Protocol):

@@ -175,8 +175,13 @@ class Admission:
             data_dir=self.compliance.data_dir,
             results=context.results,
         )
-        step = command.workflow.step if command.workflow is not None else ""
-        denial = await self.compliance.evaluate(content, command.policies, step)
+        tag = command.workflow
+        denial = await self.compliance.evaluate(
+            content,
+            command.policies,
+            tag.step if tag is not None else "",
+            step_key=f"{tag.run_id}/{tag.step}" if tag is not None else None,
+        )
         if denial is not None:
             await self.recorder.deny(
                 principal, session_id, agent, backend, denial, checks=content.results

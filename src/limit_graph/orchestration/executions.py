@@ -11,6 +11,7 @@ collaborator and hands it in (:class:`~limit_graph.orchestration.platform.Platfo
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -103,16 +104,12 @@ class ExecutionService:
             earlier = await self.storage.find_execution_by_key(session_id, command.idempotency_key)
             if earlier is not None:
                 return earlier
-        execution_id = uuid.uuid4()
-        checks = await self.quotas.reserve(principal, admitted, execution_id, command.inputs)
-        try:
-            execution = await self._execute(principal, admitted, command, execution_id, checks)
-        except BaseException:
-            await self.quotas.release_unrecorded(execution_id, checks)
-            raise
-        if execution.id != execution_id:  # an earlier execution answered the key
-            await self.quotas.release_unrecorded(execution_id, checks)
-        return execution
+        return await self.quotas.record(
+            principal,
+            admitted,
+            command.inputs,
+            functools.partial(self._execute, principal, admitted, command),
+        )
 
     async def _execute(
         self,
@@ -175,28 +172,19 @@ class ExecutionService:
                     + (f" on {family} targets" if family else ""),
                     [{"loc": ["body", "fan_out"], "msg": "not served", "type": "value_error"}],
                 )
-        queued = [await self._enqueue_pinned(principal, admitted, name, command) for name in names]
+        queued = [
+            await self.quotas.record(
+                principal,
+                admitted,
+                command.inputs,
+                functools.partial(self._enqueue, principal, admitted, name, command, pinned=True),
+            )
+            for name in names
+        ]
         finished = await asyncio.gather(*(self._await_final(e, command.wait_s) for e in queued))
         results = {e.instance: e.result for e in finished if e.state is ExecutionState.SUCCEEDED}
         aggregate = agent.aggregate(results) if agent.aggregate and results else None
         return FanOutResult(list(finished), aggregate)
-
-    async def _enqueue_pinned(
-        self, principal: Principal, admitted: Admitted, instance: str, command: ExecuteCommand
-    ) -> Execution:
-        """One instance's execution of a fan-out, with quotas of its own."""
-        execution_id = uuid.uuid4()
-        checks = await self.quotas.reserve(principal, admitted, execution_id, command.inputs)
-        try:
-            queued = await self._enqueue(
-                principal, admitted, instance, command, execution_id, checks, pinned=True
-            )
-        except BaseException:
-            await self.quotas.release_unrecorded(execution_id, checks)
-            raise
-        if queued.id != execution_id:
-            await self.quotas.release_unrecorded(execution_id, checks)
-        return queued
 
     @staticmethod
     def _cacheable(agent: AgentSpec, command: ExecuteCommand) -> bool:

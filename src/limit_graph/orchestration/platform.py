@@ -70,7 +70,7 @@ def _compliance(settings: Settings, agents: AgentRegistry) -> ComplianceChecks:
             governance.checks, governance.clearances, settings.datasets_path
         )
         for agent in agents.list():
-            compliance.parse(agent.checks, f"agent {agent.name}", ["agent", "checks"])
+            compliance.parse_agent(agent)
     except InvalidInput as exc:
         raise ConfigError(exc.detail) from None
     return compliance

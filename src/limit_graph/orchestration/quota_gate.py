@@ -12,12 +12,12 @@ ends (:mod:`.recording`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from limit_graph.core.compliance import WorkProfile
 from limit_graph.core.errors import QuotaExceeded
-from limit_graph.core.models import CheckResult
+from limit_graph.core.models import CheckResult, Execution
 from limit_graph.core.quotas import QuotaResource
 from limit_graph.governance.auth import Principal
 from limit_graph.governance.quotas import QuotaService
@@ -60,6 +60,27 @@ class QuotaGate:
         self.quotas = quotas
         self.recorder = recorder
         self.storage = storage
+
+    async def record(
+        self,
+        principal: Principal,
+        admitted: Admitted,
+        inputs: Mapping[str, Any],
+        write: Callable[[uuid.UUID, list[CheckResult]], Awaitable[Execution]],
+    ) -> Execution:
+        """``write`` a new execution (its id, its checks) under the quotas it reserves;
+        what it reserved is given back if it is never recorded: ``write`` failed first,
+        or an earlier execution with the same idempotency key answered."""
+        execution_id = uuid.uuid4()
+        checks = await self.reserve(principal, admitted, execution_id, inputs)
+        try:
+            execution = await write(execution_id, checks)
+        except BaseException:
+            await self.release_unrecorded(execution_id, checks)
+            raise
+        if execution.id != execution_id:
+            await self.release_unrecorded(execution_id, checks)
+        return execution
 
     async def reserve(
         self,

@@ -22,14 +22,13 @@ from limit_graph.core.errors import CheckFailed, NotFound, PolicyDenied, QuotaEx
 from limit_graph.core.models import BackendKind, CheckResult, Execution, ExecutionState
 from limit_graph.core.quotas import QuotaResource
 from limit_graph.governance.auth import Principal
-from limit_graph.governance.quotas import QuotaService
+from limit_graph.governance.quotas import QUOTA_CHECK, QuotaService
 from limit_graph.orchestration.events import SessionEvents
 from limit_graph.orchestration.telemetry import Telemetry
 from limit_graph.storage.base import Storage
 from limit_graph.storage.ledger import EntryDraft
 
 __all__ = [
-    "QUOTA_CHECK",
     "ExecutionRecorder",
     "holds_reservation",
     "stored_bytes",
@@ -37,9 +36,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-QUOTA_CHECK = "quota"
-"""The check id of a quota reservation among an execution's checks."""
 
 
 def stored_bytes(*documents: object) -> int:

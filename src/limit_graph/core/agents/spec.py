@@ -112,6 +112,17 @@ class AgentSpec:
         (``Field(json_schema_extra={"classification": "pii"})``), by name."""
         return _classified_fields(self.input_model)
 
+    def classified_given(
+        self, inputs: Mapping[str, Any], tags: Mapping[str, str]
+    ) -> dict[str, str]:
+        """The inputs given (not null) that carry a data class, by the schema or by
+        ``tags`` (a session's ``classification``, which wins), with their class."""
+        schema = self.classified_inputs()
+        if not schema and not tags:
+            return {}
+        merged = {**schema, **tags}
+        return {name: tag for name, tag in merged.items() if inputs.get(name) is not None}
+
     @property
     def reference(self) -> str:
         """``name@version``, the reference that always names this spec."""

@@ -25,7 +25,7 @@ from limit_graph.governance.compliance.types import (
     parse_settings,
 )
 
-__all__ = ["DataClassification", "classified_inputs"]
+__all__ = ["DataClassification"]
 
 
 class ClassificationSettings(BaseModel):
@@ -35,12 +35,6 @@ class ClassificationSettings(BaseModel):
     restricted: list[str] | None = Field(
         default=None, description="Where restricted inputs may run."
     )
-
-
-def classified_inputs(ctx: ContentContext) -> dict[str, str]:
-    """The inputs of this execution that carry a data class, by name (given ones only)."""
-    tags = {**ctx.agent.classified_inputs(), **ctx.session.config.classification}
-    return {name: tag for name, tag in tags.items() if ctx.inputs.get(name) is not None}
 
 
 def _cleared(ctx: ContentContext, patterns: Sequence[str]) -> bool:
@@ -71,7 +65,7 @@ class DataClassification:
         return cls(clearances, declared)
 
     async def evaluate(self, ctx: ContentContext) -> PolicyDenied | None:
-        tagged = classified_inputs(ctx)
+        tagged = ctx.agent.classified_given(ctx.inputs, ctx.session.config.classification)
         if not tagged:
             return None
         refused: list[str] = []

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from limit_graph.core.agents import AgentSpec
 from limit_graph.core.canonical import sha256_hex
 from limit_graph.core.compliance import DataClass
 from limit_graph.core.errors import InvalidInput, PolicyDenied
@@ -68,6 +69,12 @@ def parse_declarations(
     return tuple(parsed)
 
 
+def _agent_declarations(
+    agent: AgentSpec,
+) -> tuple[Sequence[Mapping[str, Any]], str, list[str | int], str]:
+    return agent.checks, f"agent {agent.name}", ["agent", "checks"], f"agent\x00{agent.reference}"
+
+
 class ComplianceChecks:
     """The platform's compliance checks, and every declaration's parsed form."""
 
@@ -83,13 +90,22 @@ class ComplianceChecks:
         self._parsed: OrderedDict[str, tuple[ContentCheck, ...]] = OrderedDict()
 
     def parse(
-        self, declarations: Sequence[Mapping[str, Any]], source: str, loc: Sequence[str | int]
+        self,
+        declarations: Sequence[Mapping[str, Any]],
+        source: str,
+        loc: Sequence[str | int],
+        *,
+        key: str | None = None,
     ) -> tuple[ContentCheck, ...]:
-        """The declarations' checks, parsed once (a 422 if any is bad)."""
+        """The declarations' checks, parsed once (a 422 if any is bad).  ``key`` names
+        declarations that never change under it (an agent's, a session's, a run's step),
+        so that finding them again hashes nothing; by default their canonical JSON is
+        the key."""
         if not declarations:
             return ()
-        key = f"{source}\x00{sha256_hex(list(declarations))}"
-        found = self._parsed.get(key)
+        if key is None:
+            key = f"{source}\x00{sha256_hex(list(declarations))}"
+        found = self._known(key)
         if found is None:
             found = parse_declarations(declarations, source, loc)
             self._parsed[key] = found
@@ -97,26 +113,61 @@ class ComplianceChecks:
                 self._parsed.popitem(last=False)
         return found
 
+    def _known(self, key: str) -> tuple[ContentCheck, ...] | None:
+        found = self._parsed.get(key)
+        if found is not None:
+            self._parsed.move_to_end(key)
+        return found
+
+    def parse_agent(self, agent: AgentSpec) -> tuple[ContentCheck, ...]:
+        """The checks ``agent`` declares (the platform parses every agent's at start)."""
+        declarations, source, loc, key = _agent_declarations(agent)
+        return self.parse(declarations, source, loc, key=key)
+
     async def aparse(
-        self, declarations: Sequence[Mapping[str, Any]], source: str, loc: Sequence[str | int]
+        self,
+        declarations: Sequence[Mapping[str, Any]],
+        source: str,
+        loc: Sequence[str | int],
+        *,
+        key: str | None = None,
     ) -> tuple[ContentCheck, ...]:
-        """:meth:`parse`, in a worker thread when a declaration is slow to parse."""
-        slow = any(d.get("check") in SLOW_TO_PARSE for d in declarations)
-        if slow:
-            return await asyncio.to_thread(self.parse, declarations, source, loc)
-        return self.parse(declarations, source, loc)
+        """:meth:`parse`, in a worker thread when a declaration not parsed yet is slow
+        to parse."""
+        if not declarations:
+            return ()
+        if key is not None and (found := self._known(key)) is not None:
+            return found
+        if any(d.get("check") in SLOW_TO_PARSE for d in declarations):
+            return await asyncio.to_thread(self.parse, declarations, source, loc, key=key)
+        return self.parse(declarations, source, loc, key=key)
 
     async def evaluate(
-        self, ctx: ContentContext, step_policies: Sequence[Mapping[str, Any]] = (), step: str = ""
+        self,
+        ctx: ContentContext,
+        step_policies: Sequence[Mapping[str, Any]] = (),
+        step: str = "",
+        *,
+        step_key: str | None = None,
     ) -> PolicyDenied | None:
-        """The first denial of the checks that apply, or ``None``; verdicts in ``ctx.results``."""
-        agent_checks = await self.aparse(
-            ctx.agent.checks, f"agent {ctx.agent.name}", ["agent", "checks"]
-        )
+        """The first denial of the checks that apply, or ``None``; verdicts in
+        ``ctx.results``.  ``step_key`` names the workflow run's step whose
+        ``step_policies`` these are."""
+        agent, session = ctx.agent, ctx.session
+        declarations, source, loc, key = _agent_declarations(agent)
+        agent_checks = await self.aparse(declarations, source, loc, key=key)
         session_checks = await self.aparse(
-            ctx.session.config.policies, "session", ["config", "policies"]
+            session.config.policies,
+            "session",
+            ["config", "policies"],
+            key=f"session\x00{session.id}\x00{session.config_sha256}",
         )
-        step_checks = await self.aparse(step_policies, f"step {step}", ["steps", step, "policies"])
+        step_checks = await self.aparse(
+            step_policies,
+            f"step {step}",
+            ["steps", step, "policies"],
+            key=None if step_key is None else f"step\x00{step_key}",
+        )
         for check in (
             *self.platform,
             self.clearances,

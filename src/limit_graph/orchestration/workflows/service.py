@@ -96,9 +96,8 @@ class WorkflowService:
         params: Mapping[str, Any] | None = None,
     ) -> ValidWorkflow:
         """The workflow validated (for ``session``'s backends, with run ``params`` if
-        given); :class:`WorkflowInvalid` lists every problem, the steps' compliance
-        declarations' too."""
-        workflow = validate_workflow(
+        given); :class:`WorkflowInvalid` lists every problem."""
+        return validate_workflow(
             source,
             self.registry,
             allowed_backends=session.config.backends if session is not None else None,
@@ -106,12 +105,23 @@ class WorkflowService:
             max_steps=self.settings.max_steps,
             params=params,
         )
+
+    async def _checked(
+        self,
+        source: Source,
+        *,
+        session: Session | None,
+        params: Mapping[str, Any] | None,
+    ) -> ValidWorkflow:
+        """:meth:`check`, and the compliance checks its steps declare (parsed off the
+        event loop when slow to parse, as a data-quality suite is).  A run's pinned spec
+        passed both when it started; after a restart only :meth:`check` runs again."""
+        workflow = self.check(source, session=session, params=params)
         problems: list[dict[str, Any]] = []
         for index, step in enumerate(workflow.spec.steps):
+            where: list[str | int] = ["steps", index, "policies"]
             try:
-                self.compliance.parse(
-                    step.policies, f"step {step.id}", ["steps", index, "policies"]
-                )
+                await self.compliance.aparse(step.policies, f"step {step.id}", where)
             except InvalidInput as exc:
                 problems.extend(
                     problem(e["loc"], f"{exc.detail}: {e['msg']}", "invalid_check", step.id)
@@ -135,7 +145,7 @@ class WorkflowService:
         session_id: uuid.UUID | None = None,
     ) -> ValidWorkflow:
         session = await self._session(principal, session_id) if session_id else None
-        return self.check(source, session=session, params=params)
+        return await self._checked(source, session=session, params=params)
 
     # --- running --------------------------------------------------------------------
 
@@ -150,7 +160,7 @@ class WorkflowService:
     ) -> WorkflowRun:
         """Validate and start a run; the record, finished if it ended within ``wait_s``."""
         session = await self._session(principal, session_id)
-        workflow = self.check(source, session=session, params=params or {})
+        workflow = await self._checked(source, session=session, params=params or {})
         bound = workflow.bind(params or {})
         now = utcnow()
         run = WorkflowRun(
