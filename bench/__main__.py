@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import auth_overhead, workflow_validation
+from bench import auth_overhead, pipeline_overhead, workflow_validation
 from bench import authorization as authorization_bench
 from bench import data_quality as data_quality_bench
 from bench import dispatch as dispatch_bench
@@ -254,6 +254,12 @@ def main() -> None:
     say("")
     overhead = asyncio.run(auth_overhead.measure(workdir / "auth-overhead", args.inprocess_calls))
     for line in auth_overhead.rows(overhead):
+        say(line)
+    say("")
+    pipeline = asyncio.run(
+        pipeline_overhead.measure(workdir / "pipeline-overhead", args.inprocess_calls)
+    )
+    for line in pipeline_overhead.rows(pipeline):
         say(line)
     say("")
     for line in data_quality_bench.rows(data_quality_bench.measure(), 100_000, 21):

@@ -1,15 +1,23 @@
 """The data-key routes as the platform admin calls them, over a real SQLite store: a
 rotation is accepted at once (202), runs while requests are served, and ends with every
-record readable and the old key retired; nobody else may list or rotate."""
+record readable and the old key retired; nobody else may list or rotate.  The settle
+(``key_refresh_s``) is short here: one process has no other to wait for."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from limit_graph.core.canonical import sha256_hex
 from limit_graph.orchestration.archive import parse_bundle, verify_bundle
 from tests.fixtures.api import Api, assert_problem
+
+
+@pytest.fixture
+def api_settings() -> dict[str, object]:
+    return {"encryption__key_refresh_s": 0.2}
 
 
 def _dump(tmp_path: Path) -> str:

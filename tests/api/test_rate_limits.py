@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from limit_graph.api import create_app
 from limit_graph.api.problems import PROBLEM_TYPE_BASE
@@ -205,7 +206,10 @@ async def test_redis_down_failing_closed_is_a_429_never_a_500(
 # --- two API processes on one Redis ------------------------------------------------------
 
 
-RATE, BURST = 30.0, 10
+RATE, BURST = 30.0, 20
+"""The servers' rate, and a burst that holds what refills while the callers pause between
+two rounds (a gap well under BURST / RATE s even on a loaded machine), so that no token
+is lost to the cap before it is counted."""
 
 
 def start_servers(folder: Path, redis_url: str, count: int = 2) -> list[Server]:
@@ -237,37 +241,61 @@ def start_servers(folder: Path, redis_url: str, count: int = 2) -> list[Server]:
 class Hammered:
     statuses: Counter[tuple[int, int]]
     """(server index, status) -> answers."""
-    elapsed_s: float
-    """From the first request to the last, each taken halfway between its sending and its
-    answer (when the server decided it, as near as a client can tell)."""
 
     def answered(self, status: int) -> int:
         return sum(n for (_, s), n in self.statuses.items() if s == status)
 
 
-async def hammer(urls: list[str], seconds: float, workers: int = 24) -> Hammered:
-    """List ``/sessions`` on every server in turn, as fast as ``workers`` callers can."""
+def callers(workers: int = 24) -> httpx.AsyncClient:
+    """The admin's client for :func:`hammer`, a connection for each caller to each server."""
+    limits = httpx.Limits(max_connections=workers * 2, max_keepalive_connections=workers * 2)
+    return httpx.AsyncClient(headers={"X-API-Key": ADMIN_KEY}, timeout=30, limits=limits)
+
+
+async def hammer(
+    client: httpx.AsyncClient, urls: list[str], seconds: float, workers: int = 24
+) -> Hammered:
+    """List ``/sessions`` on every server in turn, as fast as ``workers`` callers can, for
+    ``seconds``; back once every answer is in."""
     loop = asyncio.get_running_loop()
     statuses: Counter[tuple[int, int]] = Counter()
-    sent: list[tuple[float, float]] = []
-    limits = httpx.Limits(max_connections=workers * 2, max_keepalive_connections=workers * 2)
-    async with httpx.AsyncClient(
-        headers={"X-API-Key": ADMIN_KEY}, timeout=30, limits=limits
-    ) as client:
-        ends = loop.time() + seconds
+    ends = loop.time() + seconds
 
-        async def caller(offset: int) -> None:
-            n = offset
-            while (began := loop.time()) < ends:
-                index = n % len(urls)
-                n += 1
-                response = await client.get(urls[index] + "/sessions")
-                sent.append((began, loop.time()))
-                statuses[index, response.status_code] += 1
+    async def caller(offset: int) -> None:
+        n = offset
+        while loop.time() < ends:
+            index = n % len(urls)
+            n += 1
+            response = await client.get(urls[index] + "/sessions")
+            statuses[index, response.status_code] += 1
 
-        await asyncio.gather(*(caller(i) for i in range(workers)))
-    first, last = min(sent), max(sent)
-    return Hammered(statuses, sum(last) / 2 - sum(first) / 2)
+    await asyncio.gather(*(caller(i) for i in range(workers)))
+    return Hammered(statuses)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """The servers' one bucket as the limiter's script left it (``redis.py``): ``tokens``
+    after its last take, at ``taken_s`` on Redis's clock (``TIME``), which decided it."""
+
+    tokens: float
+    taken_s: float
+
+
+async def the_bucket(redis_url: str) -> Bucket:
+    """The one rate bucket in Redis: both servers' takes are in it, or the test fails."""
+    async with Redis.from_url(redis_url) as raw:
+        keys = [key async for key in raw.scan_iter(match="rate:*")]
+        assert len(keys) == 1, keys  # one bucket for both servers, not one each
+        tokens, taken = await raw.hmget(keys[0], ["t", "u"])
+    assert tokens is not None and taken is not None, keys
+    return Bucket(float(tokens), float(taken))
+
+
+async def redis_now(redis_url: str) -> float:
+    async with Redis.from_url(redis_url) as raw:
+        seconds, microseconds = await raw.time()
+    return seconds + microseconds / 1e6
 
 
 @pytest.mark.early
@@ -277,21 +305,33 @@ async def test_two_api_processes_share_one_rate_and_follow_fail_open(
     servers = start_servers(tmp_path, redis_server.url)
     urls = [s.url for s in servers]
     try:
-        run = await hammer(urls, seconds=5.0)
+        async with callers() as client:
+            # A first round spends the burst and warms every connection and both
+            # servers; the round counted starts from an empty bucket, at a time Redis
+            # recorded -- nothing the callers' clocks or a slow first request can blur.
+            warm = await hammer(client, urls, seconds=1.0)
+            assert warm.answered(429) > 0, warm.statuses
+            before = await the_bucket(redis_server.url)
+            run = await hammer(client, urls, seconds=5.0)
+            after = await the_bucket(redis_server.url)
+        assert before.tokens < 1, before  # the burst was spent: only the rate is counted
         allowed, refused = run.answered(200), run.answered(429)
         assert set(run.statuses) <= {(i, s) for i in range(2) for s in (200, 429)}, run.statuses
         assert refused > allowed / 2  # the callers asked for more than the rate: it was tested
         assert all(run.statuses[i, 200] > 0 for i in range(2))  # both servers took tokens
-        expected = BURST + RATE * run.elapsed_s  # one bucket for both, not one each
+        # One rate for both, not one each: RATE tokens a second of Redis's clock, from
+        # the last take before the round to its last take, within a token at each end.
+        expected = RATE * (after.taken_s - before.taken_s)
         async with httpx.AsyncClient(timeout=10) as client:
             for url in urls:  # every decision was Redis's: none was let through unchecked
                 scraped = (await client.get(url + "/metrics")).text
                 decided = "limit_rate_limit_decisions_total"
                 assert not metric(scraped, decided, route_class="read", outcome="failed_open")
-        assert abs(allowed - expected) <= 0.05 * expected, (allowed, expected, run)
+        assert abs(allowed - expected) <= 0.05 * expected, (allowed, expected, before, after)
 
         redis_server.stop()
-        down = await hammer(urls, seconds=1.0)
+        async with callers() as client:
+            down = await hammer(client, urls, seconds=1.0)
         assert set(down.statuses) <= {(0, 200), (1, 200)}, down.statuses  # failing open
         async with httpx.AsyncClient(timeout=10) as client:
             for url in urls:
@@ -314,9 +354,13 @@ async def test_two_api_processes_share_one_rate_and_follow_fail_open(
                     return found
 
                 await eventually(state, lambda s: s == "ok", timeout_s=30, every_s=0.1)
-        back = await hammer(urls, seconds=1.0)
+        began = await redis_now(redis_server.url)  # Redis restarted empty: a full bucket
+        async with callers() as client:
+            back = await hammer(client, urls, seconds=1.0)
         assert back.answered(429) > 0 and back.answered(500) == 0  # limits apply again
-        assert back.answered(200) <= (BURST + RATE * back.elapsed_s) * 1.2  # not all of them
+        last = await the_bucket(redis_server.url)
+        # Not all of them: no more than a full bucket and what refilled by its last take.
+        assert back.answered(200) <= BURST + RATE * (last.taken_s - began)
     finally:
         for server in servers:
             server.stop()

@@ -1,7 +1,8 @@
 """The IBM credentials block's API key reaches Prefect sealed under the platform's KEK:
 Prefect holds (and serves, secrets included) only its ciphertext; the block opens it
 for its client; a key saved before sealing, or typed into the UI, still reads; a sealed
-key copied to another block does not open there."""
+key copied to another block does not open there; a target block never carries unsaved
+credentials (their key in the clear) into its own document."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import secrets
 
 import pytest
 from prefect.client.schemas.actions import BlockDocumentCreate, BlockDocumentUpdate
+from prefect.exceptions import ObjectNotFound
 from pydantic import SecretStr
 
-from limit_graph.blocks.quantum.ibm import IBMQuantumCredentials
+from limit_graph.blocks.quantum.ibm import IBMQuantumCredentials, IBMRuntimeTarget
 from limit_graph.core.errors import ConfigError, SealError
 from limit_graph.core.sealing import is_sealed
 from limit_graph.deployments.register import prefect_api
@@ -80,3 +82,29 @@ async def test_a_key_saved_in_the_clear_before_reads_and_is_sealed_when_saved_ag
         assert is_sealed(stored.data["api_key"])
         again = await IBMQuantumCredentials.aload(name, client=client)
         assert again.plain_api_key() == key
+
+
+async def test_a_target_with_unsaved_credentials_is_not_saved_and_saved_ones_stay_sealed(
+    scratch_blocks: PrefectServer,
+) -> None:
+    key = f"nested-key-{secrets.token_hex(8)}"
+    name = unique_name("target")
+    target_slug = IBMRuntimeTarget.get_block_type_slug()
+    async with prefect_api(scratch_blocks.api_url) as client:
+        inline = IBMQuantumCredentials(api_key=SecretStr(key))
+        with pytest.raises(ConfigError, match="save the IBM Quantum credentials"):
+            await IBMRuntimeTarget(backend_name="ibm_test", credentials=inline).asave(
+                name, client=client
+            )
+        with pytest.raises(ObjectNotFound):
+            await client.read_block_document_by_name(name, target_slug)
+
+        saved = IBMQuantumCredentials(api_key=SecretStr(key))
+        await saved.asave(unique_name("target-creds"), client=client)
+        await IBMRuntimeTarget(backend_name="ibm_test", credentials=saved).asave(
+            name, client=client
+        )
+        stored = await client.read_block_document_by_name(name, target_slug, include_secrets=True)
+        assert key not in str(stored.data) and is_sealed(stored.data["credentials"]["api_key"])
+        loaded = await IBMRuntimeTarget.aload(name, client=client)
+        assert loaded.credentials is not None and loaded.credentials.plain_api_key() == key

@@ -1,6 +1,8 @@
 """``limit keys data`` and ``limit keys rotate-data`` against ``limit up`` in dev mode, as
 an operator would: the KEK is made in the home (mode 0600), a rotation returns at once
-and finishes in the background, and the old key ends retired."""
+and finishes in the background, and the old key ends retired.  The server's config
+file sets ``key_refresh_s`` short: the rotation's settle waits that long, and one
+process has nobody else to wait for."""
 
 from __future__ import annotations
 
@@ -17,7 +19,10 @@ from tests.fixtures.waiting import wait_until
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start(tmp_path_factory.mktemp("data-keys"))
+    folder = tmp_path_factory.mktemp("data-keys")
+    config = folder / "limit.toml"
+    config.write_text("[encryption]\nkey_refresh_s = 0.5\n")
+    running = start(folder, "--config", str(config))
     yield running
     running.stop()
 

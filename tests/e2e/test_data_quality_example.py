@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.test_examples import artifact, artifact_names, result_of, steps
 from tests.fixtures.dispatch import Stack, stack
+from tests.fixtures.example_runs import artifact, artifact_names, result_of, run_workflow, steps
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data_quality"
 WORKFLOW = EXAMPLE / "sensor_quality.yaml"
@@ -30,23 +30,7 @@ async def served(tmp_path: Path) -> AsyncIterator[Stack]:
 
 async def run(s: Stack, file: str) -> tuple[dict[str, Any], str]:
     """The example run on ``file`` to its end: the run and its URL."""
-    session_id = await s.session()
-    body = {
-        "workflow": WORKFLOW.read_text(),
-        "params": {"data_root": str(EXAMPLE), "file": file},
-        "wait_s": 0,
-    }
-    response = await s.execute(session_id, **body)
-    assert response.status_code == 202, response.text
-    location = response.headers["Location"]
-    found = response.json()
-    for _ in range(10):  # each read waits up to 60 s on the server for the end
-        if found["state"] in ("succeeded", "failed", "cancelled"):
-            break
-        response = await s.client.get(location, params={"wait_s": 60})
-        assert response.status_code == 200, response.text
-        found = response.json()
-    return found, location
+    return await run_workflow(s, WORKFLOW.read_text(), {"data_root": str(EXAMPLE), "file": file})
 
 
 def test_the_example_ships_its_files_and_says_how_to_run_it() -> None:

@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
 from tests.fixtures.dispatch import Stack, running, stack
+from tests.fixtures.example_runs import artifact, artifact_names, result_of, run_workflow, steps
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DATA = EXAMPLES / "data"
@@ -35,56 +35,11 @@ async def run_example(
     s: Stack, name: str, params: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], str]:
     """Post the example's YAML text, wait for the run's end; the run and its URL."""
-    session_id = await s.session()
     started = time.perf_counter()
-    body = {"workflow": (EXAMPLES / name).read_text(), "params": params or {}, "wait_s": 0}
-    response = await s.execute(session_id, **body)
-    assert response.status_code == 202, response.text
-    location = response.headers["Location"]
-    run = response.json()
-    for _ in range(10):  # each read waits up to 60 s on the server for the end
-        if run["state"] in ("succeeded", "failed", "cancelled"):
-            break
-        response = await s.client.get(location, params={"wait_s": 60})
-        assert response.status_code == 200, response.text
-        run = response.json()
+    run, location = await run_workflow(s, (EXAMPLES / name).read_text(), params)
     took = time.perf_counter() - started
     print(f"\n{name}: {run['state']} in {took:.2f} s wall time")  # noqa: T201 (shown with -s)
     return run, location
-
-
-async def artifact(s: Stack, location: str, name: str) -> httpx.Response:
-    response = await s.client.get(f"{location}/artifacts/{name}")
-    assert response.status_code == 200, f"{name}: {response.text}"
-    return response
-
-
-async def artifact_names(s: Stack, location: str) -> list[str]:
-    response = await s.client.get(f"{location}/artifacts")
-    assert response.status_code == 200, response.text
-    return [item["name"] for item in response.json()["items"]]
-
-
-def steps(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {step["id"]: step for step in run["steps"]}
-
-
-async def result_of(s: Stack, run: dict[str, Any], step: str) -> Any:
-    """The step's output read back from its executions: a mapped step's (no retries
-    here) is the list of its items' results, in order."""
-    record = steps(run)[step]
-    results = []
-    for execution_id in record["execution_ids"]:
-        response = await s.client.get(f"/sessions/{run['session_id']}/executions/{execution_id}")
-        assert response.status_code == 200, response.text
-        execution = response.json()
-        assert execution["state"] == "succeeded", execution
-        results.append(execution["result"])
-    if record.get("items") is None:
-        assert len(results) == 1
-        return results[0]
-    assert len(results) == record["items"]
-    return results
 
 
 def test_every_example_is_listed_in_the_readme_with_its_command() -> None:

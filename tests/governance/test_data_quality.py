@@ -20,13 +20,11 @@ from limit_graph.core.errors import InvalidInput
 from limit_graph.governance.compliance.data_quality import (
     DataQualityDeclaration,
     parse_data_quality,
-    parse_data_quality_async,
     resolve_table_input,
-    start_warm_up,
     table_input,
     validate_table,
 )
-from limit_graph.governance.compliance.data_quality.engine import engine, is_warm
+from limit_graph.governance.compliance.data_quality.engine import engine
 
 SUITE: dict[str, Any] = {
     "name": "readings",
@@ -42,12 +40,12 @@ SUITE: dict[str, Any] = {
         },
     ],
 }
-GOOD = [
+GOOD: list[dict[str, Any]] = [
     {"sensor": "s1", "celsius": 21.5, "site": "north"},
     {"sensor": "s2", "celsius": -3.0, "site": "south"},
     {"sensor": "s3", "celsius": 35.25, "site": "north"},
 ]
-BAD = [
+BAD: list[dict[str, Any]] = [
     {"sensor": "s1", "celsius": 21.5, "site": "north"},
     {"sensor": None, "celsius": 80.0, "site": "south"},
     {"sensor": "s3", "celsius": 35.25, "site": "north"},
@@ -382,24 +380,12 @@ def test_bad_kwargs_are_refused_where_they_are(
     )
 
 
-async def test_parsing_on_the_loop_is_cheap_once_gx_is_warm() -> None:
-    parsed = await parse_data_quality_async(declare())
-    assert is_warm() and parsed.suite_name == "readings"
-    with pytest.raises(InvalidInput, match="unknown expectation type"):
-        await parse_data_quality_async(
-            declare({"name": "s", "expectations": [{"type": "expect_nothing", "kwargs": {}}]})
-        )
-
-
-def test_gx_usage_statistics_and_progress_bars_are_off() -> None:
-    warming = start_warm_up()
-    if warming is not None:
-        warming.join()
-    assert start_warm_up() is None  # once per process
-    context = engine().context
+def test_gx_is_made_once_with_usage_statistics_and_progress_bars_off() -> None:
+    made = engine()
+    assert engine() is made  # once per process
     assert os.environ["GX_ANALYTICS_ENABLED"] == "false"
-    assert context.config.analytics_enabled is False
-    assert context.progress_bars.globally is False
+    assert made.context.config.analytics_enabled is False
+    assert made.context.progress_bars.globally is False
 
 
 # -- GX stays off the import path --------------------------------------------------------
@@ -430,30 +416,80 @@ def test_importing_governance_does_not_import_gx() -> None:
 
 
 def test_a_cold_gx_is_imported_off_the_loop_and_a_malformed_suite_never_imports_it() -> None:
+    """The path a session's or a workflow step's declarations take: ``aparse``."""
     out = run_python(
         """
         import asyncio, sys, threading
+        from pathlib import Path
         from limit_graph.core.errors import InvalidInput
-        from limit_graph.governance.compliance import data_quality as dq
+        from limit_graph.governance.compliance import ComplianceChecks
+
+        checks = ComplianceChecks([], {}, Path("."))
+        where = ["config", "policies"]
+        not_null = {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}}
+        unknown = {"type": "expect_nothing", "kwargs": {}}
+
+        def declare(*expectations):
+            suite = {"name": "s", "expectations": list(expectations)}
+            return [{"check": "data-quality", "input": "rows", "suite": suite}]
 
         loop_thread = []
         async def main():
             loop_thread.append(threading.get_ident())
             try:
-                await dq.parse_data_quality_async({"check": "data-quality", "suite": {}})
+                await checks.aparse([{"check": "data-quality", "suite": {}}], "session", where)
             except InvalidInput:
-                print("refused", "great_expectations" in sys.modules)
-            suite = {"name": "s", "expectations": [
-                {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}}]}
-            await dq.parse_data_quality_async({"check": "data-quality", "input": "rows",
-                                               "suite": suite})
+                print("malformed refused", "great_expectations" in sys.modules)
+            [parsed] = await checks.aparse(declare(not_null), "session", where)
+            print("parsed", parsed.declaration.suite_name)
+            try:
+                await checks.aparse(declare(unknown), "session", where)
+            except InvalidInput as exc:
+                print("unknown refused", "unknown expectation type" in exc.detail)
         imported_in = []
         def watch(event, args):
             if event == "import" and args[0] == "great_expectations":
                 imported_in.append(threading.get_ident())
         sys.addaudithook(watch)
         asyncio.run(main())
-        print("parsed off the loop", imported_in[0] != loop_thread[0])
+        print("imported off the loop", imported_in[0] != loop_thread[0])
         """
     )
-    assert out.splitlines() == ["refused False", "parsed off the loop True"]
+    assert out.splitlines() == [
+        "malformed refused False",
+        "parsed s",
+        "unknown refused True",
+        "imported off the loop True",
+    ]
+
+
+def test_a_platform_imports_gx_at_start_only_when_its_checks_declare_a_gate(
+    tmp_path: Path,
+) -> None:
+    """No speculative warm-up: a platform that declares no data-quality check never
+    imports GX, not even in a thread of its own; one that does has it warm once started."""
+    gate = declare()
+    out = run_python(
+        f"""
+        import asyncio, sys, threading
+        from limit_graph.core.settings import load_settings
+        from limit_graph.orchestration.platform import Platform
+
+        async def start(home, checks):
+            settings = load_settings(
+                environ={{}}, home=home, admin_api_key="k" * 32, storage__type="memory",
+                governance__checks=checks,
+            )
+            platform = await Platform.start(settings)
+            await platform.close()
+
+        asyncio.run(start({str(tmp_path / "plain")!r}, []))
+        for thread in threading.enumerate():
+            if thread is not threading.main_thread():
+                thread.join(60)
+        print("without a gate", "great_expectations" in sys.modules)
+        asyncio.run(start({str(tmp_path / "gated")!r}, [{gate!r}]))
+        print("with a gate", "great_expectations" in sys.modules)
+        """
+    )
+    assert out.splitlines() == ["without a gate False", "with a gate True"]

@@ -387,6 +387,21 @@ async def test_setting_limits_drops_the_cache_here_and_other_processes_follow_in
         await reserve(other, session, executions=1)
 
 
+async def test_the_verdict_lists_the_tenants_quota_before_the_principals_however_cached(
+    service: QuotaService, clock: FakeUtcClock
+) -> None:
+    day = QuotaPeriod.DAY
+    await service.set_limits("tenant:acme", QuotaLimits(shots=1000, period=day), actor="admin")
+    await service.set_limits(f"principal:{ALICE}", QuotaLimits(shots=100, period=day), actor="a")
+    order = ["quota:tenant:acme:shots", f"quota:principal:{ALICE}:shots"]
+    session = with_quotas()
+    await reserve(service, session, principal=None, shots=1)  # caches the tenant's
+    clock.advance(0.5)
+    assert (await reserve(service, session, shots=1)).policy_ids == order  # and the principal's
+    clock.advance(0.6)  # the tenant's has expired, the principal's not
+    assert (await reserve(service, session, shots=1)).policy_ids == order
+
+
 async def test_setting_limits_writes_a_ledger_entry_and_empty_limits_remove_them(
     service: QuotaService, storage: Storage
 ) -> None:
@@ -439,7 +454,7 @@ async def test_bad_limits_are_a_422_naming_each_problem_with_nothing_written(
     assert [e["loc"] for e in refused.value.errors] == locs
     assert refused.value.detail.startswith(f"the quotas of {scope!r} cannot be set: ")
     assert await storage.ledger_size() == 0
-    assert await storage.quotas.limits([scope] if ":" in scope else []) == []
+    assert await storage.quotas.limits([scope]) == []
 
 
 async def test_only_concurrent_needs_no_period(service: QuotaService) -> None:

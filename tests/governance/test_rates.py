@@ -101,16 +101,12 @@ async def test_idle_buckets_are_dropped_and_memory_stays_bounded() -> None:
 # --- the guard -------------------------------------------------------------------------
 
 
-def rates(**per_class: RouteRates) -> dict[str, RouteRates]:
-    return dict(per_class)
-
-
 async def test_with_no_rates_a_check_returns_without_touching_the_limiter() -> None:
     limiter = MemoryRateLimiter(clock=FakeClock())
     decisions: list[tuple[str, str]] = []
     guard = RateGuard(
         limiter,
-        rates(read=RouteRates(per_key=RateRule(rate=1, burst=1))),
+        {"read": RouteRates(per_key=RateRule(rate=1, burst=1))},
         observe=lambda rc, outcome: decisions.append((rc, outcome)),
     )
     for _ in range(5):
@@ -124,11 +120,11 @@ async def test_each_dimension_counts_on_its_own_and_the_refusal_names_its_bucket
     decisions: list[tuple[str, str]] = []
     guard = RateGuard(
         MemoryRateLimiter(clock=FakeClock()),
-        rates(
-            execute=RouteRates(
+        {
+            "execute": RouteRates(
                 per_principal=RateRule(rate=0.5, burst=2), per_tenant=RateRule(rate=1, burst=3)
             )
-        ),
+        },
         observe=lambda rc, outcome: decisions.append((rc, outcome)),
     )
     await guard.check("execute", principal="alice", tenant="acme")
@@ -150,7 +146,7 @@ async def test_each_dimension_counts_on_its_own_and_the_refusal_names_its_bucket
 async def test_a_caller_is_counted_by_credential_principal_and_tenant() -> None:
     limiter = MemoryRateLimiter(clock=FakeClock())
     one = RateRule(rate=1, burst=1)
-    guard = RateGuard(limiter, rates(read=RouteRates(per_key=one)))
+    guard = RateGuard(limiter, {"read": RouteRates(per_key=one)})
     pid = uuid.uuid4()
     first = Principal(name="alice", tenant="acme", id=pid, credential_id="key-1")
     second = Principal(name="alice", tenant="acme", id=pid, credential_id="key-2")
@@ -199,7 +195,7 @@ async def test_redis_buckets_are_atomic_shared_and_expire(redis_server: RedisSer
         refused = next(v for v in verdicts if not v.allowed)
         assert refused.bucket == slow and 999 < refused.retry_after_s <= 1000
         assert refused.outcome == "limited"
-        tokens = float(await raw.hget(roomy.key, "t"))  # type: ignore[misc,arg-type]
+        tokens = float(await raw.hget(roomy.key, "t"))  # type: ignore[arg-type]
         assert tokens == pytest.approx(97, abs=0.01)  # refusals took nothing from it
         assert await raw.pttl(slow.key) > 0  # dropped once it would have refilled
         await raw.script_flush()  # as after a restart: EVALSHA answers NOSCRIPT

@@ -6,36 +6,31 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select, update
-from sqlalchemy.engine import make_url
 
 from limit_graph.core.encryption_settings import EncryptionSettings
 from limit_graph.core.errors import Conflict
 from limit_graph.core.models import Execution, Session
 from limit_graph.core.sealing import KeyEncryptionKeys
 from limit_graph.orchestration.data_keys import DataKeyRotation, RotationPhase
-from limit_graph.storage import schema as t
 from limit_graph.storage.base import Storage
 from limit_graph.storage.database import DatabaseStorage
-from limit_graph.storage.database.engine import sync_driver
 from limit_graph.storage.keyring import DataKeyState
 from limit_graph.storage.ledger import verify_chain
 from limit_graph.storage.memory import MemoryStorage
 from tests.fixtures.records import commit_session, make_session
 from tests.fixtures.sealing import (
     SEALED_KINDS,
-    SealedBackend,
     dump,
     new_keks,
     open_sealed,
+    opened,
+    rewrite_execution,
     sensitive_execution,
+    stored_document,
 )
 
 SETTINGS = EncryptionSettings(rotation_batch_size=7, key_refresh_s=0)
@@ -43,16 +38,6 @@ SETTINGS = EncryptionSettings(rotation_batch_size=7, key_refresh_s=0)
 
 async def _instantly(_: float) -> None:
     await asyncio.sleep(0)
-
-
-@asynccontextmanager
-async def opened(backend: SealedBackend, keks: KeyEncryptionKeys | None) -> AsyncIterator[Storage]:
-    store = backend.open(keks)
-    await store.start()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 class Written:
@@ -64,6 +49,13 @@ class Written:
     async def write(self, store: Storage, execution: Execution) -> None:
         stored = await store.write_execution(execution, actor="alice", action="execution.saved")
         self.last[stored.id] = stored
+
+    async def fill(self, store: Storage, count: int) -> Session:
+        """A new session holding ``count`` new sensitive executions."""
+        session = await commit_session(store, make_session())
+        for _ in range(count):
+            await self.write(store, sensitive_execution(session)[0])
+        return session
 
     async def check(self, store: Storage) -> None:
         for execution_id, expected in self.last.items():
@@ -102,9 +94,7 @@ async def test_rotation_under_concurrent_writes_and_reads_loses_nothing(
     written = Written()
     async with opened(backend, keks) as store:
         old = store.keyring.active_id()
-        session = await commit_session(store, make_session())
-        for _ in range(40):
-            await written.write(store, sensitive_execution(session)[0])
+        session = await written.fill(store, 40)
         rotation = DataKeyRotation(store, SETTINGS, sleep=_instantly)
         stop = asyncio.Event()
         churn = asyncio.create_task(_churn(store, session, written, stop))
@@ -145,9 +135,7 @@ async def test_a_process_that_sealed_late_under_the_old_key_is_swept(
 
     async with opened(backend, keks) as store:
         old = store.keyring.active_id()
-        session = await commit_session(store, make_session())
-        for _ in range(10):
-            await written.write(store, sensitive_execution(session)[0])
+        session = await written.fill(store, 10)
         stale = DatabaseStorage(backend.location, keks=keks, key_refresh_s=3600)
         await stale.start()
         try:
@@ -180,9 +168,7 @@ async def test_a_restart_mid_rotation_carries_on(
 
     async with opened(backend, keks) as store:
         old = store.keyring.active_id()
-        session = await commit_session(store, make_session())
-        for _ in range(20):
-            await written.write(store, sensitive_execution(session)[0])
+        session = await written.fill(store, 20)
         rotation = DataKeyRotation(store, SETTINGS, sleep=hang)
         await rotation.rotate("admin")
         await settling.wait()
@@ -210,8 +196,7 @@ async def test_a_rotation_rewraps_every_data_key_under_a_new_kek(
     first = new_keks()
     written = Written()
     async with opened(backend, first) as store:
-        session = await commit_session(store, make_session())
-        await written.write(store, sensitive_execution(session)[0])
+        await written.fill(store, 1)
     second = new_keks(first.current)
     async with opened(backend, second) as store:
         rotation = DataKeyRotation(store, SETTINGS, sleep=_instantly)
@@ -240,9 +225,7 @@ async def test_a_rotation_that_cannot_open_a_record_fails_and_retires_nothing(
     keks = new_keks()
     written = Written()
     async with opened(backend, keks) as store:
-        session = await commit_session(store, make_session())
-        for _ in range(3):
-            await written.write(store, sensitive_execution(session)[0])
+        session = await written.fill(store, 3)
         first, second = [
             await store.write_execution(
                 sensitive_execution(session)[0], actor="alice", action="execution.saved"
@@ -250,7 +233,10 @@ async def test_a_rotation_that_cannot_open_a_record_fails_and_retires_nothing(
             for _ in range(2)
         ]
         old = store.keyring.active_id()
-        _swap_inputs(backend, first.id, second.id)  # altered behind the store's back
+        held = {e.id: stored_document(backend, e.id)["inputs"] for e in (first, second)}
+        # Their sealed inputs swapped behind the store's back: neither opens where it is.
+        rewrite_execution(backend, first.id, lambda doc: doc.update(inputs=held[second.id]))
+        rewrite_execution(backend, second.id, lambda doc: doc.update(inputs=held[first.id]))
         rotation = DataKeyRotation(store, SETTINGS, sleep=_instantly)
         await rotation.rotate("admin")
         failed = await rotation.wait()
@@ -259,20 +245,3 @@ async def test_a_rotation_that_cannot_open_a_record_fails_and_retires_nothing(
         states = {r.kid: r.state for r in store.keyring.records()}
         assert old is not None and states[old] is DataKeyState.RETIRING
         await written.check(store)
-
-
-def _swap_inputs(backend: SealedBackend, first: uuid.UUID, second: uuid.UUID) -> None:
-    url = make_url(backend.location)
-    engine = create_engine(url.set(drivername=sync_driver(url)))
-    c = t.executions.c
-    with engine.begin() as conn:
-        docs = {
-            i: dict(conn.scalar(select(c.document).where(c.id == i)) or {}) for i in (first, second)
-        }
-        docs[first]["inputs"], docs[second]["inputs"] = (
-            docs[second]["inputs"],
-            docs[first]["inputs"],
-        )
-        for i, doc in docs.items():
-            conn.execute(update(t.executions).where(c.id == i).values(document=doc))
-    engine.dispose()

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select, update
+from sqlalchemy import create_engine, update
 from sqlalchemy.engine import make_url
 
 from limit_graph.core.auth_settings import AuthSettings
@@ -28,19 +27,17 @@ from limit_graph.storage.ledger import verify_chain
 from limit_graph.storage.memory import MemoryStorage
 from limit_graph.storage.sealed import ledger_document, signing_key_place
 from tests.fixtures.records import commit_execution, commit_session, make_execution, make_session
-from tests.fixtures.sealing import SealedBackend, dump, new_keks, sensitive_execution
+from tests.fixtures.sealing import (
+    SealedBackend,
+    dump,
+    new_keks,
+    opened,
+    rewrite_execution,
+    sensitive_execution,
+    stored_document,
+)
 
 SECRET = ServerSecret("a server secret long enough for the tests")
-
-
-@asynccontextmanager
-async def opened(backend: SealedBackend, keks: KeyEncryptionKeys | None) -> AsyncIterator[Storage]:
-    store = backend.open(keks)
-    await store.start()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def _session(store: Storage, tenant: str = "acme") -> Session:
@@ -153,39 +150,9 @@ async def test_the_memory_store_keeps_records_in_the_clear_but_commits_the_ledge
     assert markers[0] not in json.dumps(entry.payload)
 
 
-def _rewrite(
-    backend: SealedBackend, execution_id: uuid.UUID, change: Callable[[dict[str, Any]], None]
-) -> None:
-    """Change an execution's stored document behind the store's back."""
-    if backend.kind == "file":
-        path = Path(backend.location) / "executions" / f"{execution_id}.json"
-        doc = json.loads(path.read_bytes())
-        change(doc)
-        path.write_text(json.dumps(doc))
-        return
-    url = make_url(backend.location)
-    engine = create_engine(url.set(drivername=sync_driver(url)))
-    with engine.begin() as conn:
-        doc = dict(
-            conn.scalar(select(t.executions.c.document).where(t.executions.c.id == execution_id))
-            or {}
-        )
-        change(doc)
-        conn.execute(
-            update(t.executions).where(t.executions.c.id == execution_id).values(document=doc)
-        )
-    engine.dispose()
-
-
 def _restore(document: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
     """A change that puts ``document`` back as it was."""
     return lambda doc: doc.update(document)
-
-
-def _stored(backend: SealedBackend, execution_id: uuid.UUID) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    _rewrite(backend, execution_id, found.update)
-    return found
 
 
 async def _read_refused(
@@ -208,7 +175,7 @@ async def test_a_ciphertext_moved_to_another_row_column_or_tenant_does_not_open(
         first = await commit_execution(store, sensitive_execution(acme)[0])
         second = await commit_execution(store, sensitive_execution(acme)[0])
         other = await commit_execution(store, sensitive_execution(globex)[0])
-    original = {e.id: _stored(sealed_backend, e.id) for e in (first, second, other)}
+    original = {e.id: stored_document(sealed_backend, e.id) for e in (first, second, other)}
     token = original[first.id]["inputs"]
     assert is_sealed(token)
     moves: list[tuple[uuid.UUID, Callable[[dict[str, Any]], None]]] = [
@@ -217,15 +184,15 @@ async def test_a_ciphertext_moved_to_another_row_column_or_tenant_does_not_open(
         (first.id, lambda doc: doc.update(result=token)),  # another column
     ]
     for target, move in moves:
-        _rewrite(sealed_backend, target, move)
+        rewrite_execution(sealed_backend, target, move)
         detail = await _read_refused(sealed_backend, keks, target)
         assert "moved there from another record, column or tenant" in detail
         assert str(target) in detail and token not in detail
-        _rewrite(sealed_backend, target, _restore(original[target]))
+        rewrite_execution(sealed_backend, target, _restore(original[target]))
     flipped = token[:-6] + ("A" if token[-6] != "A" else "B") + token[-5:]
-    _rewrite(sealed_backend, first.id, lambda doc: doc.update(inputs=flipped))
+    rewrite_execution(sealed_backend, first.id, lambda doc: doc.update(inputs=flipped))
     assert "altered" in await _read_refused(sealed_backend, keks, first.id)
-    _rewrite(sealed_backend, first.id, _restore(original[first.id]))
+    rewrite_execution(sealed_backend, first.id, _restore(original[first.id]))
     async with opened(sealed_backend, keks) as store:
         assert _plain(await store.get_execution(first.id)) == _plain(first)  # type: ignore[arg-type]
 

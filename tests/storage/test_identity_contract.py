@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +31,6 @@ from limit_graph.core.identity import (
 )
 from limit_graph.core.models import ProvenanceEntry
 from limit_graph.storage.base import Storage
-from limit_graph.storage.database import DatabaseStorage
 from limit_graph.storage.identity import encode_key_cursor
 from limit_graph.storage.ledger import EntryDraft, verify_chain
 from limit_graph.storage.paging import encode_cursor
@@ -779,31 +777,6 @@ async def test_identity_records_survive_a_reopen(durable_backend: Backend) -> No
         assert verify_chain(await reopened.list_entries()) is None
     finally:
         await reopened.close()
-
-
-DATABASES = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-]
-
-
-@pytest.fixture(params=DATABASES)
-async def two_stores(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[tuple[Storage, Storage]]:
-    """Two stores on one database, as two API processes sharing it have."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    first, second = DatabaseStorage(url), DatabaseStorage(url)
-    await first.start()
-    await second.start()
-    try:
-        yield first, second
-    finally:
-        await second.close()
-        await first.close()
 
 
 async def test_two_stores_on_one_database_see_each_others_writes_and_epoch(

@@ -1,5 +1,6 @@
 """Quotas under contention: eight OS processes, each with its own store on one database
-(SQLite file, Postgres), as eight API processes sharing it.
+(a SQLite file, a fresh Postgres schema: the ``url`` fixture of
+``tests/fixtures/migrations.py``), as eight API processes sharing it.
 
 They reserve against one quota at once, four reservations in flight in each (so
 four connections each: the Postgres server's limit is shared), far more
@@ -16,10 +17,7 @@ import multiprocessing
 import uuid
 from dataclasses import replace
 from multiprocessing.synchronize import Barrier
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from limit_graph.core.quotas import LIFETIME, QuotaResource
 from limit_graph.storage.database import DatabaseStorage
@@ -65,20 +63,6 @@ async def _work(url: str, barrier: Barrier, results: Any, index: int, partial: u
         await store.close()
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A database of its own: a SQLite file, or a fresh Postgres schema."""
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'contended.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 async def _counter(store: DatabaseStorage, claim: QuotaClaim) -> tuple[float, float]:
     [found] = await store.quotas.usage([claim.key])
     return found.used, found.reserved
@@ -94,16 +78,16 @@ def _take(results: Any, kind: str) -> dict[int, Any]:
 
 
 async def test_eight_processes_never_overshoot_a_quota_and_settle_each_reservation_once(
-    database: str,
+    url: str,
 ) -> None:
-    store = DatabaseStorage(database)
+    store = DatabaseStorage(url)
     await store.start()  # migrates before the workers start
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(WORKERS + 1)
     results = context.Queue()
     partial = uuid.uuid4()
     processes = [
-        context.Process(target=_worker, args=(database, barrier, results, i, str(partial)))
+        context.Process(target=_worker, args=(url, barrier, results, i, str(partial)))
         for i in range(WORKERS)
     ]
     try:

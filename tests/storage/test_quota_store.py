@@ -3,8 +3,9 @@
 Each test gets a started, empty store of one kind (memory, file, SQLite, Postgres; the
 fixtures are in ``tests/fixtures/backends.py``).  A reservation takes all its claims or
 none; reconciling settles each reservation once; setting limits lands with its ledger
-entry; bad input raises before anything is written.  Contention between processes is in
-``test_quota_contention.py``.
+entry; bad input raises before anything is written.  The last test opens two stores on one
+database (``two_stores``, in ``tests/fixtures/shared_database.py``); contention between
+processes is in ``test_quota_contention.py``.
 """
 
 from __future__ import annotations
@@ -12,15 +13,12 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from limit_graph.core.errors import InvalidInput
 from limit_graph.core.quotas import LIFETIME, QuotaLimits, QuotaPeriod, QuotaResource
 from limit_graph.storage.base import Storage
-from limit_graph.storage.database import DatabaseStorage
 from limit_graph.storage.ledger import EntryDraft, verify_chain
 from limit_graph.storage.quotas import (
     QuotaClaim,
@@ -320,31 +318,6 @@ async def test_quota_records_survive_a_reopen(durable_backend: Backend) -> None:
         assert await counter(reopened, window=DAY1) == (41, 0)
     finally:
         await reopened.close()
-
-
-DATABASES = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-]
-
-
-@pytest.fixture(params=DATABASES)
-async def two_stores(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[tuple[Storage, Storage]]:
-    """Two stores on one database, as two API processes sharing it have."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    first, second = DatabaseStorage(url), DatabaseStorage(url)
-    await first.start()
-    await second.start()
-    try:
-        yield first, second
-    finally:
-        await second.close()
-        await first.close()
 
 
 async def test_two_stores_on_one_database_share_one_quota(

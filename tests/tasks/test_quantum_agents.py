@@ -28,17 +28,8 @@ from limit_graph.tasks.quantum.agents import (
 )
 from limit_graph.tasks.quantum.circuits import circuit_source
 from tests.fixtures.api import assert_problem
+from tests.fixtures.circuits import ghz
 from tests.fixtures.dispatch import running, stack
-
-
-def ghz(n: int, *, measured: bool = True) -> QuantumCircuit:
-    circuit = QuantumCircuit(n)
-    circuit.h(0)
-    for qubit in range(n - 1):
-        circuit.cx(qubit, qubit + 1)
-    if measured:
-        circuit.measure_all()
-    return circuit
 
 
 def sample_inputs(circuit: QuantumCircuit, fmt: str = "qasm3", **fields: Any) -> dict[str, Any]:

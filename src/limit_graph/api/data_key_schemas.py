@@ -4,9 +4,8 @@ progress of a rotation."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from limit_graph.orchestration.data_keys import RotationPhase, RotationProgress
 from limit_graph.storage.keyring import DataKeyState
@@ -24,7 +23,10 @@ class DataKeyOut(BaseModel):
 
 
 class RotationOut(BaseModel):
-    """A rotation's progress (``resealing`` → ``settling`` → ``sweeping`` → ``done``)."""
+    """A rotation's progress (``resealing`` → ``settling`` → ``sweeping`` → ``done``),
+    without the job's own bookkeeping (its cursor and per-pass count), which is ignored."""
+
+    model_config = ConfigDict(extra="ignore")
 
     phase: RotationPhase
     actor: str
@@ -39,23 +41,14 @@ class RotationOut(BaseModel):
 
     @classmethod
     def of(cls, progress: RotationProgress) -> RotationOut:
-        return cls.model_validate(progress.model_dump(exclude={"cursor", "pass_resealed"}))
+        return cls.model_validate(progress.model_dump())
 
 
 class DataKeysOut(BaseModel):
+    """The key ring and the latest rotation, as
+    :meth:`~limit_graph.orchestration.data_keys.DataKeyRotation.status` reports them."""
+
     kek_id: str | None = Field(description="The current key-encryption key (None: none).")
     active: str | None = Field(description="The data key that seals new records.")
     keys: list[DataKeyOut]
     rotation: RotationOut | None = Field(description="The latest rotation, if any.")
-
-    @classmethod
-    def of(cls, status: dict[str, Any]) -> DataKeysOut:
-        rotation = status["rotation"]
-        return cls(
-            kek_id=status["kek_id"],
-            active=status["active"],
-            keys=[DataKeyOut.model_validate(k) for k in status["keys"]],
-            rotation=RotationOut.of(RotationProgress.model_validate(rotation))
-            if rotation is not None
-            else None,
-        )

@@ -28,6 +28,7 @@ from typing import Literal
 from limit_graph.core.encryption_settings import EncryptionSettings
 from limit_graph.core.errors import ConfigError
 from limit_graph.core.sealing import KeyEncryptionKeys, SecretKey, kek_id
+from limit_graph.core.settings import load_settings
 
 __all__ = ["KEK_FILE_NAME", "keks_from_environment", "load_keks", "parse_kek"]
 
@@ -35,6 +36,14 @@ KEK_FILE_NAME = "data.kek"
 """The dev-mode KEK's file under the platform's home."""
 
 _VARIABLES = "LIMIT_DATA_KEK or LIMIT_DATA_KEK_FILE"
+_ENVIRONMENT = (
+    "LIMIT_DATA_KEK",
+    "LIMIT_DATA_KEK_FILE",
+    "LIMIT_DATA_KEK_PREVIOUS",
+    "LIMIT_HOME",
+    "LIMIT_MODE",
+)
+"""What :func:`keks_from_environment` reads of the environment."""
 
 
 def parse_kek(text: str, where: str) -> SecretKey:
@@ -76,28 +85,14 @@ def load_keks(
 
 
 def keks_from_environment(environ: Mapping[str, str] | None = None) -> KeyEncryptionKeys:
-    """The KEKs the variables give (``LIMIT_HOME`` and ``LIMIT_MODE`` as the platform
-    reads them), for processes that load no platform settings."""
+    """The KEKs the variables give, for processes that load no platform settings.
+
+    Only the variables of the KEK, the home and the mode are read, by the settings' own
+    rules (a ``_FILE`` variable, its refusals, ``LIMIT_MODE``'s values): no config file,
+    so a runner needs nothing of the platform's configuration but these."""
     env = os.environ if environ is None else environ
-    given = env.get("LIMIT_DATA_KEK")
-    named = env.get("LIMIT_DATA_KEK_FILE")
-    if given and named:
-        raise ConfigError("set LIMIT_DATA_KEK or LIMIT_DATA_KEK_FILE, not both")
-    if named:
-        try:
-            given = Path(named).expanduser().read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"LIMIT_DATA_KEK_FILE names {named}, which cannot be read: {exc.strerror}"
-            ) from None
-    mode = env.get("LIMIT_MODE", "dev")
-    if mode not in ("dev", "prod"):
-        raise ConfigError(f"LIMIT_MODE is {mode!r}: dev or prod")
-    settings = EncryptionSettings.model_validate(
-        {"kek": given or None, "previous_keks": env.get("LIMIT_DATA_KEK_PREVIOUS", "")}
-    )
-    home = Path(env.get("LIMIT_HOME") or ".limit")
-    return load_keks(settings, home=home, mode="dev" if mode == "dev" else "prod")
+    settings = load_settings(environ={k: env[k] for k in _ENVIRONMENT if k in env})
+    return load_keks(settings.encryption, home=settings.home, mode=settings.mode)
 
 
 def _dev_kek(path: Path) -> SecretKey:

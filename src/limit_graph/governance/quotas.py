@@ -96,11 +96,31 @@ def _quotas(
     return found
 
 
+def _scopes(tenant: str, principal_id: uuid.UUID | None) -> list[str]:
+    """The stored scopes whose quotas apply to a caller: its tenant's, then its own."""
+    scopes = [f"tenant:{tenant}"]
+    if principal_id is not None:
+        scopes.append(f"principal:{principal_id}")
+    return scopes
+
+
 def _session_limits(session: Session) -> dict[QuotaResource, float]:
     """The session's config ``quotas`` (validated when the session was made), in the
     order of :class:`QuotaResource`, as stored limits list theirs."""
     quotas = session.config.quotas
     return {r: float(quotas[r.value]) for r in QuotaResource if r.value in quotas}
+
+
+def _applying(
+    stored: list[tuple[str, QuotaLimits]], session: Session | None, now: datetime
+) -> list[_Quota]:
+    """The quotas in force at ``now``: each stored scope's, then the session's."""
+    quotas: list[_Quota] = []
+    for scope, limits in stored:
+        quotas += _quotas(scope, limits.limits(), limits.period, now)
+    if session is not None:
+        quotas += _quotas(f"session:{session.id}", _session_limits(session), None, now)
+    return quotas
 
 
 class QuotaService:
@@ -123,23 +143,24 @@ class QuotaService:
         self._generation = 0
 
     async def _stored(self, scopes: list[str], now: datetime) -> list[tuple[str, QuotaLimits]]:
-        """The stored limits of ``scopes``, from the cache while it is fresh."""
-        found: list[tuple[str, QuotaLimits]] = []
+        """The stored limits of ``scopes``, in their order, from the cache while it is
+        fresh."""
+        found: dict[str, QuotaLimits | None] = {}
         missing: list[str] = []
         for scope in scopes:
             cached = self._cache.get(scope)
             if cached is None or cached[0] <= now:
                 missing.append(scope)
-            elif cached[1] is not None:
-                found.append((scope, cached[1]))
+            else:
+                found[scope] = cached[1]
         if missing:
             generation = self._generation
             fetched = {s.scope: s.limits for s in await self._store.limits(missing)}
+            found.update((s, fetched.get(s)) for s in missing)
             if generation == self._generation:  # no set_limits meanwhile: safe to keep
                 expires = now + self._ttl
-                self._cache.update((s, (expires, fetched.get(s))) for s in missing)
-            found += [(s, fetched[s]) for s in missing if s in fetched]
-        return found
+                self._cache.update((s, (expires, found[s])) for s in missing)
+        return [(s, limits) for s in scopes if (limits := found[s]) is not None]
 
     async def reserve(
         self,
@@ -153,19 +174,9 @@ class QuotaService:
         """Claim what ``demand`` asks of every quota that limits it; the verdict to keep
         with the execution, or ``None`` when no quota applies (nothing was reserved)."""
         now = self._clock()
-        scopes = [f"tenant:{tenant}"]
-        if principal_id is not None:
-            scopes.append(f"principal:{principal_id}")
-        stored = await self._stored(scopes, now)
-        if not stored and not session.config.quotas:
-            return None
-        quotas: list[_Quota] = []
-        for scope, limits in stored:
-            quotas += _quotas(scope, limits.limits(), limits.period, now)
-        if session.config.quotas:
-            quotas += _quotas(f"session:{session.id}", _session_limits(session), None, now)
+        stored = await self._stored(_scopes(tenant, principal_id), now)
         asked: list[tuple[_Quota, float]] = []
-        for quota in quotas:
+        for quota in _applying(stored, session, now):
             amount = demand.get(quota.resource)
             if amount is not None:
                 asked.append((quota, _demanded(quota.resource, amount)))
@@ -178,11 +189,7 @@ class QuotaService:
         claims = [QuotaClaim(q.scope, q.resource, q.window, a, q.limit) for q, a in asked]
         refusal = await self._store.reserve(execution_id, claims)
         if refusal is not None:
-            quota, amount = next(
-                (q, a)
-                for q, a in asked
-                if q.scope == refusal.claim.scope and q.resource == refusal.claim.resource
-            )
+            quota, amount = asked[claims.index(refusal.claim)]
             raise _refusal(quota, amount, refusal.used, refusal.reserved, now)
         return CheckResult(
             check=QUOTA_CHECK,
@@ -267,15 +274,10 @@ class QuotaService:
         """The quotas that apply to the caller (its tenant's and its own) and, given one,
         to ``session``: each limit with its use and reset in the window that holds now."""
         now = self._clock()
-        scopes = [f"tenant:{tenant}"]
-        if principal_id is not None:
-            scopes.append(f"principal:{principal_id}")
-        order = {scope: index for index, scope in enumerate(scopes)}
-        quotas: list[_Quota] = []
-        for stored in sorted(await self._store.limits(scopes), key=lambda s: order[s.scope]):
-            quotas += _quotas(stored.scope, stored.limits.limits(), stored.limits.period, now)
-        if session is not None:
-            quotas += _quotas(f"session:{session.id}", _session_limits(session), None, now)
+        scopes = _scopes(tenant, principal_id)
+        found = {s.scope: s.limits for s in await self._store.limits(scopes)}
+        stored = [(s, found[s]) for s in scopes if s in found]
+        quotas = _applying(stored, session, now)
         counters = await self._store.usage([(q.scope, q.resource, q.window) for q in quotas])
         return [
             QuotaUse(

@@ -7,7 +7,9 @@ canonical JSON of the inputs (``allow_cached`` left out) and the target (the bac
 kind, and the ``target`` input where an agent has one, e.g. a quantum device).  The
 hit is a new execution of its own, ``cache_hit`` and ``cached_from`` the original,
 recorded in the ledger like any other; entries live in the store's bookkeeping table
-and expire after ``ttl_s``.
+and expire after ``ttl_s``.  Sensitive work is never looked up nor stored here (the
+execution service does not ask): the key is an unsalted hash of the inputs, kept in the
+clear.
 
 Each process also keeps its most recent entries in memory, with the original
 execution (final, so it never changes) and the entry's expiry: a hit found there

@@ -121,7 +121,7 @@ class ExecutionService:
     ) -> Execution:
         agent, session, backend = admitted.agent, admitted.session, admitted.backend
         key = None
-        if self._cacheable(agent, command):
+        if self._cacheable(admitted, command):
             key = cache_key(agent, command.inputs, backend, tenant=session.tenant)
             hit = await self._from_cache(key, principal, admitted, command, execution_id, checks)
             if hit is not None:
@@ -187,10 +187,13 @@ class ExecutionService:
         return FanOutResult(list(finished), aggregate)
 
     @staticmethod
-    def _cacheable(agent: AgentSpec, command: ExecuteCommand) -> bool:
-        """Asked for by the request, or by an agent's own ``allow_cached`` input."""
+    def _cacheable(admitted: Admitted, command: ExecuteCommand) -> bool:
+        """Asked for by the request, or by an agent's own ``allow_cached`` input; never
+        for sensitive work, whose key (an unsalted hash of its inputs) would sit in the
+        store's bookkeeping in the clear, and whose result would answer by that hash."""
         asked = command.allow_cached or command.inputs.get("allow_cached") is True
-        return asked and agent.deterministic and not command.fan_out
+        agent = admitted.agent
+        return asked and agent.deterministic and not admitted.sensitive and not command.fan_out
 
     @staticmethod
     def _inline(agent: AgentSpec, command: ExecuteCommand) -> bool:

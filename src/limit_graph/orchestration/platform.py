@@ -24,7 +24,6 @@ from limit_graph.governance.authn import Authenticator, principal_of
 from limit_graph.governance.authorizer import Authorizer
 from limit_graph.governance.checks import CheckPipeline, default_checks
 from limit_graph.governance.compliance import ComplianceChecks
-from limit_graph.governance.compliance.data_quality import start_warm_up
 from limit_graph.governance.oidc import OidcVerifier
 from limit_graph.governance.policy import Action, CedarEngine
 from limit_graph.governance.quotas import QuotaService
@@ -149,7 +148,6 @@ class Platform:
         watch.subscribe(authorizer.identity_changed)
         checks = default_checks(authorizer)
         compliance = _compliance(settings, agents)
-        start_warm_up()  # great-expectations, imported off every request's path
         quotas = QuotaService(store.quotas)
         router = Router.from_settings(settings.backends)
         recorder = ExecutionRecorder(store, events, telemetry, quotas, agents)

@@ -120,16 +120,10 @@ class Telemetry:
             ["mode"],
             registry=self.registry,
         )
-        self._rate_children: dict[tuple[str, str], Counter] = {}
 
     def count_rate_decision(self, route_class: str, outcome: str) -> None:
-        """One rate-limit decision (on every limited request: the labelled child is kept)."""
-        child = self._rate_children.get((route_class, outcome))
-        if child is None:
-            child = self._rate_children[route_class, outcome] = self.rate_decisions.labels(
-                route_class, outcome
-            )
-        child.inc()
+        """One rate-limit decision, made on every request of a class with rates."""
+        self.rate_decisions.labels(route_class, outcome).inc()
 
     def watch_rate_limiter(self, failing: Callable[[], str | None]) -> None:
         """Read ``failing()`` ("open", "closed" or ``None``) at each scrape for the gauge."""

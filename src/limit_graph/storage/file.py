@@ -27,7 +27,8 @@ from limit_graph.storage.file_identity import IDENTITY_FOLDERS, identity_files, 
 from limit_graph.storage.file_quotas import QUOTA_FOLDERS, load_quotas, quota_files
 from limit_graph.storage.file_sealing import FileKeyRingBackend, FileSeals
 from limit_graph.storage.keyring import KeyRing
-from limit_graph.storage.memory import MemoryStorage, StagedWrites
+from limit_graph.storage.memory import MemoryStorage
+from limit_graph.storage.memory_transaction import StagedWrites
 
 __all__ = ["FileStorage"]
 

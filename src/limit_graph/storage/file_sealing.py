@@ -27,12 +27,12 @@ from limit_graph.core.models import Execution, Session
 from limit_graph.core.sealing import SecretKey, token_key_id
 from limit_graph.storage.identity import IdentityStore
 from limit_graph.storage.keyring import DataKeyRecord, KeyRing, ResealProgress
-from limit_graph.storage.memory import StagedWrites
 from limit_graph.storage.memory_keyring import (
     SIGNING_CURSOR,
     KeyRingStaging,
     MemoryKeyRingBackend,
 )
+from limit_graph.storage.memory_transaction import StagedWrites
 from limit_graph.storage.sealed import (
     Resealer,
     archive_is_sensitive,

@@ -1,7 +1,8 @@
 """In-memory storage: dictionaries behind one write lock.
 
 The reference implementation of the protocol and the base of the file backend:
-a transaction stages its writes and applies them at commit, all or nothing.
+a transaction (:mod:`~limit_graph.storage.memory_transaction`) stages its writes, and
+the store applies them at commit, all or nothing.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import copy
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -26,135 +26,18 @@ from limit_graph.core.models import (
     utcnow,
 )
 from limit_graph.core.sealing import KeyEncryptionKeys
-from limit_graph.storage.base import (
-    SessionFilter,
-    execution_draft,
-    session_draft,
-    workflow_run_draft,
-    write_execution_in,
-    write_workflow_run_in,
-)
+from limit_graph.storage.base import SessionFilter, write_execution_in, write_workflow_run_in
 from limit_graph.storage.keyring import KeyRing
-from limit_graph.storage.ledger import EntryDraft, LedgerHead, chain_entry
-from limit_graph.storage.memory_identity import IdentityState, IdentityWrites, MemoryIdentityStore
+from limit_graph.storage.ledger import EntryDraft
+from limit_graph.storage.memory_identity import IdentityState, MemoryIdentityStore
 from limit_graph.storage.memory_keyring import MemoryKeyRingBackend
-from limit_graph.storage.memory_quotas import MemoryQuotaStore, QuotaState, QuotaWrites
+from limit_graph.storage.memory_quotas import MemoryQuotaStore, QuotaState
+from limit_graph.storage.memory_transaction import MemoryTransaction, StagedWrites, run_key
 from limit_graph.storage.paging import Page, SortKey, decode_cursor, encode_cursor
-from limit_graph.storage.sealed import with_salts
 
-__all__ = ["MemoryStorage", "StagedWrites"]
+__all__ = ["MemoryStorage"]
 
 T = TypeVar("T")
-
-
-@dataclass
-class StagedWrites:
-    """What one transaction wrote; applied to the committed state on success."""
-
-    sessions: dict[uuid.UUID, Session] = field(default_factory=dict)
-    executions: dict[uuid.UUID, Execution] = field(default_factory=dict)
-    workflow_runs: dict[uuid.UUID, WorkflowRun] = field(default_factory=dict)
-    archives: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
-    entries: list[ProvenanceEntry] = field(default_factory=list)
-    identity: IdentityWrites = field(default_factory=IdentityWrites)
-    quotas: QuotaWrites = field(default_factory=QuotaWrites)
-
-    def __bool__(self) -> bool:
-        return bool(
-            self.sessions
-            or self.executions
-            or self.workflow_runs
-            or self.archives
-            or self.entries
-            or self.identity
-            or self.quotas
-        )
-
-
-class _MemoryTransaction:
-    def __init__(self, store: MemoryStorage) -> None:
-        self._store = store
-        self.staged = StagedWrites()
-
-    @property
-    def identity(self) -> IdentityWrites:
-        """Where :class:`MemoryIdentityStore` stages its writes."""
-        return self.staged.identity
-
-    @property
-    def quotas(self) -> QuotaWrites:
-        """Where :class:`MemoryQuotaStore` stages its writes."""
-        return self.staged.quotas
-
-    async def get_session(self, session_id: uuid.UUID) -> Session | None:
-        return self.staged.sessions.get(session_id) or self._store._sessions.get(session_id)
-
-    async def get_execution(self, execution_id: uuid.UUID) -> Execution | None:
-        found = self.staged.executions.get(execution_id)
-        return found or self._store._executions.get(execution_id)
-
-    async def find_execution_by_key(
-        self, session_id: uuid.UUID, idempotency_key: str
-    ) -> Execution | None:
-        for execution in self.staged.executions.values():
-            if execution.session_id == session_id and execution.idempotency_key == idempotency_key:
-                return execution
-        execution_id = self._store._by_key.get((session_id, idempotency_key))
-        return self._store._executions.get(execution_id) if execution_id else None
-
-    async def session_executions(self, session_id: uuid.UUID) -> list[Execution]:
-        ids = list(self._store._by_session.get(session_id, []))
-        ids += [
-            e.id
-            for e in self.staged.executions.values()
-            if e.session_id == session_id and e.id not in self._store._executions
-        ]
-        found = [await self.get_execution(i) for i in ids]
-        return sorted((e for e in found if e), key=lambda e: (e.submitted_at, e.id))
-
-    async def session_entries(self, session_id: uuid.UUID) -> list[ProvenanceEntry]:
-        entries = self._store._entries + self.staged.entries
-        return [e for e in entries if e.session_id == session_id]
-
-    async def get_entry(self, index: int) -> ProvenanceEntry | None:
-        entries = self._store._entries + self.staged.entries
-        return entries[index] if 0 <= index < len(entries) else None
-
-    async def append_entry(self, draft: EntryDraft) -> ProvenanceEntry:
-        last = self.staged.entries[-1] if self.staged.entries else self._store._last_entry()
-        entry = chain_entry(LedgerHead.after(last), draft)
-        self.staged.entries.append(entry)
-        return entry
-
-    async def save_session(self, session: Session, *, actor: str, action: str) -> Session:
-        await self.append_entry(session_draft(session, actor=actor, action=action))
-        self.staged.sessions[session.id] = session
-        return session
-
-    async def save_execution(self, execution: Execution, *, actor: str, action: str) -> Execution:
-        execution = with_salts(execution)
-        entry = await self.append_entry(execution_draft(execution, actor=actor, action=action))
-        stored = execution.model_copy(update={"provenance_entry": entry.index})
-        self.staged.executions[stored.id] = stored
-        return stored
-
-    async def get_workflow_run(self, run_id: uuid.UUID) -> WorkflowRun | None:
-        return self.staged.workflow_runs.get(run_id) or self._store._workflow_runs.get(run_id)
-
-    async def session_workflow_runs(self, session_id: uuid.UUID) -> list[WorkflowRun]:
-        runs = {r.id: r for r in self._store._workflow_runs.values() if r.session_id == session_id}
-        runs.update(
-            (r.id, r) for r in self.staged.workflow_runs.values() if r.session_id == session_id
-        )
-        return sorted(runs.values(), key=_run_key)
-
-    async def save_workflow_run(self, run: WorkflowRun, *, actor: str, action: str) -> WorkflowRun:
-        await self.append_entry(workflow_run_draft(run, actor=actor, action=action))
-        self.staged.workflow_runs[run.id] = run
-        return run
-
-    async def save_archive(self, session_id: uuid.UUID, bundle: dict[str, Any]) -> None:
-        self.staged.archives[session_id] = copy.deepcopy(bundle)
 
 
 class MemoryStorage:
@@ -210,9 +93,9 @@ class MemoryStorage:
         return self._entries[-1] if self._entries else None
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_MemoryTransaction]:
+    async def transaction(self) -> AsyncIterator[MemoryTransaction]:
         async with self._lock:
-            tx = _MemoryTransaction(self)
+            tx = MemoryTransaction(self)
             yield tx
             if tx.staged:
                 await self._persist(tx.staged)
@@ -355,11 +238,11 @@ class MemoryStorage:
         self, session_id: uuid.UUID, *, limit: int, cursor: str | None
     ) -> Page[WorkflowRun]:
         matches = (r for r in self._workflow_runs.values() if r.session_id == session_id)
-        return _page(matches, _run_key, limit, cursor)
+        return _page(matches, run_key, limit, cursor)
 
     async def list_unfinished_workflow_runs(self) -> list[WorkflowRun]:
         found = [r for r in self._workflow_runs.values() if not r.state.is_final]
-        return sorted(found, key=_run_key)
+        return sorted(found, key=run_key)
 
     async def list_workflow_executions(self, run_id: uuid.UUID) -> list[Execution]:
         found = (self._executions[i] for i in self._by_run.get(run_id, ()))
@@ -420,10 +303,6 @@ class MemoryStorage:
 
     async def _forget_values(self, gone: list[tuple[str, str]]) -> None:
         """Remove deleted bookkeeping documents from durable storage; memory has none."""
-
-
-def _run_key(run: WorkflowRun) -> SortKey:
-    return run.created_at, run.id
 
 
 def _page(items: Iterable[T], key: Any, limit: int, cursor: str | None) -> Page[T]:

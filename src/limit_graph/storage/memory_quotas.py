@@ -20,17 +20,16 @@ from limit_graph.core.models import ProvenanceEntry
 from limit_graph.core.quotas import QuotaLimits, QuotaResource
 from limit_graph.storage.ledger import EntryDraft
 from limit_graph.storage.quotas import (
+    ClaimRefused,
     CounterKey,
     QuotaClaim,
     QuotaCounter,
     QuotaRefusal,
     QuotaReservation,
     ScopeLimits,
-    check_used,
     checked_scope,
-    from_units,
     prepare_claims,
-    to_units,
+    prepare_used,
 )
 
 __all__ = [
@@ -65,13 +64,7 @@ class Held:
         return (self.scope, self.resource, self.window)
 
     def reservation(self, execution_id: uuid.UUID) -> QuotaReservation:
-        return QuotaReservation(
-            execution_id,
-            self.scope,
-            self.resource,
-            self.window,
-            from_units(self.resource, self.amount),
-        )
+        return QuotaReservation.from_units(execution_id, self.key, self.amount)
 
 
 @dataclass
@@ -122,14 +115,6 @@ class QuotaStaging(Protocol):
     async def append_entry(self, draft: EntryDraft) -> ProvenanceEntry: ...
 
 
-class _Refused(Exception):
-    """Aborts a reservation's transaction, so that nothing it staged is applied."""
-
-    def __init__(self, refusal: QuotaRefusal) -> None:
-        super().__init__(refusal.claim.key)
-        self.refusal = refusal
-
-
 class MemoryQuotaStore:
     """:class:`~limit_graph.storage.quotas.QuotaStore` over a :class:`QuotaState`,
     writing through the owning backend's transactions (one writer at a time)."""
@@ -169,26 +154,19 @@ class MemoryQuotaStore:
                 for claim in prepared:
                     counter = self._state.counters.get(claim.key, Counter())
                     if counter.used + counter.reserved + claim.amount > claim.limit:
-                        resource = claim.claim.resource
-                        raise _Refused(
-                            QuotaRefusal(
-                                claim.claim,
-                                from_units(resource, counter.used),
-                                from_units(resource, counter.reserved),
-                            )
-                        )
+                        raise claim.refused(counter.used, counter.reserved)
                     writes.counters[claim.key] = Counter(
                         counter.used, counter.reserved + claim.amount
                     )
                 writes.reservations[execution_id] = [Held(*c.key, c.amount) for c in prepared]
-        except _Refused as refused:
+        except ClaimRefused as refused:
             return refused.refusal
         return None
 
     async def reconcile(
         self, execution_id: uuid.UUID, used: Mapping[QuotaResource, float]
     ) -> list[QuotaReservation]:
-        actual = check_used(used)
+        spent = prepare_used(used)
         async with self._transaction() as tx:
             held = self._state.reservations.get(execution_id, [])
             if not held:
@@ -196,11 +174,8 @@ class MemoryQuotaStore:
             writes = tx.quotas
             for item in held:
                 counter = self._state.counters.get(item.key, Counter())
-                spent = 0
-                if item.resource is not QuotaResource.CONCURRENT:
-                    spent = to_units(item.resource, actual.get(item.resource, 0.0))
                 writes.counters[item.key] = Counter(
-                    counter.used + spent, counter.reserved - item.amount
+                    counter.used + spent.get(item.resource, 0), counter.reserved - item.amount
                 )
             writes.reservations[execution_id] = []
         return [h.reservation(execution_id) for h in held]
@@ -210,16 +185,5 @@ class MemoryQuotaStore:
         return [h.reservation(execution_id) for h in held]
 
     async def usage(self, keys: Sequence[CounterKey]) -> list[QuotaCounter]:
-        found: list[QuotaCounter] = []
-        for scope, resource, window in keys:
-            counter = self._state.counters.get((scope, resource, window), Counter())
-            found.append(
-                QuotaCounter(
-                    scope,
-                    resource,
-                    window,
-                    from_units(resource, counter.used),
-                    from_units(resource, counter.reserved),
-                )
-            )
-        return found
+        counted = [(key, self._state.counters.get(key, Counter())) for key in keys]
+        return [QuotaCounter.from_units(key, c.used, c.reserved) for key, c in counted]

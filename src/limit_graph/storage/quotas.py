@@ -35,6 +35,7 @@ from limit_graph.core.quotas import LIFETIME, QuotaLimits, QuotaResource, check_
 from limit_graph.storage.ledger import EntryDraft
 
 __all__ = [
+    "ClaimRefused",
     "CounterKey",
     "QuotaClaim",
     "QuotaCounter",
@@ -43,10 +44,10 @@ __all__ = [
     "QuotaStore",
     "ScopeLimits",
     "UnitClaim",
-    "check_used",
     "checked_scope",
     "from_units",
     "prepare_claims",
+    "prepare_used",
     "to_units",
 ]
 
@@ -95,6 +96,15 @@ class UnitClaim:
     def key(self) -> CounterKey:
         return self.claim.key
 
+    def refused(self, used: int, reserved: int) -> ClaimRefused:
+        """What a backend raises when this claim does not fit its counter (``used`` and
+        ``reserved`` in units), to roll the reservation's transaction back."""
+        resource = self.claim.resource
+        refusal = QuotaRefusal(
+            self.claim, from_units(resource, used), from_units(resource, reserved)
+        )
+        return ClaimRefused(refusal)
+
 
 @dataclass(frozen=True)
 class QuotaRefusal:
@@ -103,6 +113,15 @@ class QuotaRefusal:
     claim: QuotaClaim
     used: float
     reserved: float
+
+
+class ClaimRefused(Exception):
+    """Aborts a reservation's transaction, so that nothing it took stays; the backend
+    catches it and returns its :attr:`refusal`."""
+
+    def __init__(self, refusal: QuotaRefusal) -> None:
+        super().__init__(refusal.claim.key)
+        self.refusal = refusal
 
 
 @dataclass(frozen=True)
@@ -115,6 +134,12 @@ class QuotaCounter:
     used: float
     reserved: float
 
+    @classmethod
+    def from_units(cls, key: CounterKey, used: int, reserved: int) -> QuotaCounter:
+        """The counter of ``key`` as a backend keeps it, in units."""
+        resource = key[1]
+        return cls(*key, from_units(resource, used), from_units(resource, reserved))
+
 
 @dataclass(frozen=True)
 class QuotaReservation:
@@ -126,9 +151,16 @@ class QuotaReservation:
     window: str
     amount: float
 
+    @classmethod
+    def from_units(cls, execution_id: uuid.UUID, key: CounterKey, amount: int) -> QuotaReservation:
+        """A reservation as a backend keeps it: the counter it holds of, ``amount`` in units."""
+        return cls(execution_id, *key, from_units(key[1], amount))
+
 
 @dataclass(frozen=True)
 class ScopeLimits:
+    """One scope's stored limits, as :meth:`QuotaStore.limits` lists them."""
+
     scope: str
     limits: QuotaLimits
 
@@ -198,7 +230,7 @@ def prepare_claims(claims: Sequence[QuotaClaim]) -> list[UnitClaim]:
         )
     if errors:
         raise InvalidInput("the quota claims are not valid", errors)
-    return sorted(prepared, key=lambda c: (c.key[0], c.key[1].value, c.key[2]))
+    return sorted(prepared, key=lambda c: c.key)  # QuotaResource is a str: sorts by value
 
 
 def _claim_problem(claim: QuotaClaim) -> str | None:
@@ -218,11 +250,12 @@ def _claim_problem(claim: QuotaClaim) -> str | None:
     return None
 
 
-def check_used(used: Mapping[QuotaResource, float]) -> dict[QuotaResource, float]:
-    """What an execution used, checked (finite, >= 0, known resources), or
-    :class:`InvalidInput` naming each bad one."""
+def prepare_used(used: Mapping[QuotaResource, float]) -> dict[QuotaResource, int]:
+    """What an execution used, checked (finite, >= 0, known resources) and in units, as
+    reconciling adds it to counters: without ``concurrent``, a gauge that is never used
+    up.  :class:`InvalidInput` naming each bad one."""
     errors: list[dict[str, object]] = []
-    checked: dict[QuotaResource, float] = {}
+    spent: dict[QuotaResource, int] = {}
     for name, value in used.items():
         try:
             resource = QuotaResource(name)
@@ -232,10 +265,11 @@ def check_used(used: Mapping[QuotaResource, float]) -> dict[QuotaResource, float
         if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
             errors.append({"loc": ["used", resource.value], "msg": "must be a number >= 0"})
             continue
-        checked[resource] = float(value)
+        if resource is not QuotaResource.CONCURRENT:
+            spent[resource] = to_units(resource, value)
     if errors:
         raise InvalidInput("what the execution used is not valid", errors)
-    return checked
+    return spent
 
 
 def checked_scope(scope: str) -> str:

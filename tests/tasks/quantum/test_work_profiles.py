@@ -42,16 +42,7 @@ from limit_graph.tasks.quantum.work import (
     qpu_seconds_estimate,
     two_qubit_gates,
 )
-
-
-def ghz(n: int, *, measured: bool = True) -> QuantumCircuit:
-    circuit = QuantumCircuit(n)
-    circuit.h(0)
-    for qubit in range(n - 1):
-        circuit.cx(qubit, qubit + 1)
-    if measured:
-        circuit.measure_all()
-    return circuit
+from tests.fixtures.circuits import ghz
 
 
 def pub(circuit: QuantumCircuit, **fields: Any) -> dict[str, Any]:

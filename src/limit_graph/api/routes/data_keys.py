@@ -24,7 +24,7 @@ CanRotateDataKeys = Annotated[Principal, Depends(Authorize(Action.DATA_KEY_ROTAT
 async def list_data_keys(platform: CurrentPlatform, _: CanReadDataKeys) -> DataKeysOut:
     """The data keys (ids, states, the KEK wrapping each; never the keys) and the latest
     rotation's progress."""
-    return DataKeysOut.of(await platform.data_keys.status())
+    return DataKeysOut.model_validate(await platform.data_keys.status())
 
 
 @router.post("/rotate", response_model=RotationOut, status_code=202)

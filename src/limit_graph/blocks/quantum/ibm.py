@@ -241,7 +241,13 @@ class IBMQuantumCredentials(CredentialsBlock):
         include_secrets: bool = False,
     ) -> BlockDocument:
         """Prefect's document of the block, the API key sealed for the name it is saved
-        under whenever the document carries secrets (what a save sends)."""
+        under whenever the document carries secrets (what a save sends).
+
+        Prefect 3 offers no public place for this: its secret handling (``SecretStr``
+        with the ``include_secrets`` context of ``Block.ser_model``) writes each secret's
+        plain value over whatever a pydantic serializer made of it, it has no save hook,
+        and only this method, which every save (sync or async, new or overwritten)
+        goes through, is given the document name the seal is bound to."""
         document = super()._to_block_document(
             name, block_schema_id, block_type_id, is_anonymous, include_secrets
         )
@@ -262,8 +268,8 @@ class IBMRuntimeTarget(Block):
         backend_name: The device, e.g. ``ibm_brisbane``.
         mode: ``job`` submits each call on its own; ``session`` and ``batch`` open one
             Session or Batch on the first call and submit every later call in it.
-        credentials: The credentials, held as a nested block; if unset, the credentials
-            block named by ``credentials_block`` is loaded.
+        credentials: The credentials, held as a nested block (saved first, to be saved
+            in a target); if unset, the block named by ``credentials_block`` is loaded.
         credentials_block: Name of the credentials block to load.
         max_execution_time: Seconds of QPU time one job may take; IBM cancels it after.
         max_session_seconds: Longest life of a Session or Batch; ``None``: IBM's maximum.
@@ -308,6 +314,28 @@ class IBMRuntimeTarget(Block):
     poll_interval_s: float = Field(
         default=2.0, gt=0, le=60, description="Seconds between job status checks."
     )
+
+    def _to_block_document(
+        self,
+        name: str | None = None,
+        block_schema_id: Any = None,
+        block_type_id: Any = None,
+        is_anonymous: bool | None = None,
+        include_secrets: bool = False,
+    ) -> BlockDocument:
+        """Prefect's document of the block; a save is refused while ``credentials`` is a
+        block not saved itself, whose API key Prefect would keep in this document in the
+        clear (a saved one is kept as a reference to its own document, sealed)."""
+        unsaved = self.credentials is not None and self.credentials._block_document_id is None
+        if include_secrets and unsaved:
+            raise ConfigError(
+                "save the IBM Quantum credentials as a block of their own first "
+                "(credentials.save(name)), then this target: nested unsaved, their API key "
+                "would be stored in the clear in the target's block"
+            )
+        return super()._to_block_document(
+            name, block_schema_id, block_type_id, is_anonymous, include_secrets
+        )
 
     def get_target(self) -> IBMTarget:
         """Sign in and fetch the device's configuration: the ready target."""

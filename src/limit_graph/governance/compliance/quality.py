@@ -21,7 +21,7 @@ __all__ = ["DataQuality"]
 
 
 class DataQuality:
-    id = "data-quality"
+    id = data_quality.CHECK_ID
 
     def __init__(
         self, declaration: data_quality.DataQualityDeclaration, declared: Declared

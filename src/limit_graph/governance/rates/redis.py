@@ -173,14 +173,14 @@ class RedisRateLimiter:
         unreachable = isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError)
         why = "redis unreachable" if unreachable else f"redis error ({exc})"
         self._retry_at = self._clock() + RETRY_EVERY_S
-        if self._down is None:
-            self._down = why
+        was_up = self._down is None
+        self._down = why
+        if was_up:
             log.warning("rate limiter: %s (%s); %s", why, exc, self.state)
             # Connections to a Redis that went away are dropped now, so that the next try
             # connects afresh instead of failing on a dead socket.
             with contextlib.suppress(Exception):
                 await self._client.connection_pool.disconnect()
-        self._down = why
 
     def _recovered(self) -> None:
         if self._down is not None:

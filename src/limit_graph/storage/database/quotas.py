@@ -33,17 +33,17 @@ from limit_graph.storage import schema as t
 from limit_graph.storage.database.transaction import DatabaseTransaction
 from limit_graph.storage.ledger import EntryDraft
 from limit_graph.storage.quotas import (
+    ClaimRefused,
     CounterKey,
     QuotaClaim,
     QuotaCounter,
     QuotaRefusal,
     QuotaReservation,
     ScopeLimits,
-    check_used,
+    UnitClaim,
     checked_scope,
-    from_units,
     prepare_claims,
-    to_units,
+    prepare_used,
 )
 
 __all__ = ["DatabaseQuotaStore"]
@@ -51,14 +51,6 @@ __all__ = ["DatabaseQuotaStore"]
 _LIMITS = t.quota_limits.c
 _COUNTERS = t.quota_counters.c
 _HELD = t.quota_reservations.c
-
-
-class _Refused(Exception):
-    """Rolls a reservation's transaction back, carrying why."""
-
-    def __init__(self, refusal: QuotaRefusal) -> None:
-        super().__init__(refusal.claim.key)
-        self.refusal = refusal
 
 
 def _counter(key: CounterKey) -> ColumnElement[bool]:
@@ -123,22 +115,8 @@ class DatabaseQuotaStore:
         prepared = prepare_claims(claims)
         if not prepared:
             return None
-        created = t.to_micros(utcnow())
-        held = [
-            {
-                "execution_id": execution_id,
-                "scope": c.key[0],
-                "resource": c.key[1].value,
-                "window_key": c.key[2],
-                "amount": c.amount,
-                "created_us": created,
-            }
-            for c in prepared
-        ]
-        counters = [
-            {"scope": c.key[0], "resource": c.key[1].value, "window_key": c.key[2]}
-            for c in prepared
-        ]
+        execution = {"execution_id": execution_id, "created_us": t.to_micros(utcnow())}
+        held = [{**execution, **_key_columns(c.key), "amount": c.amount} for c in prepared]
         try:
             async with self._begin() as tx:
                 conn = tx.conn
@@ -148,7 +126,7 @@ class DatabaseQuotaStore:
                 # execution waits here, then fails on the primary key, taking nothing.
                 await conn.execute(t.quota_reservations.insert(), held)
                 new = self._insert(t.quota_counters).values(
-                    [{**c, "used": 0, "reserved": 0} for c in counters]
+                    [{**_key_columns(c.key), "used": 0, "reserved": 0} for c in prepared]
                 )
                 await conn.execute(new.on_conflict_do_nothing())
                 for claim in prepared:
@@ -161,8 +139,8 @@ class DatabaseQuotaStore:
                         .values(reserved=_COUNTERS.reserved + claim.amount)
                     )
                     if taken.rowcount != 1:
-                        raise _Refused(await _refusal(conn, claim.claim))
-        except _Refused as refused:
+                        raise await _refused(conn, claim)
+        except ClaimRefused as refused:
             return refused.refusal
         except sa_exc.IntegrityError:
             if await self.reservations(execution_id):
@@ -177,7 +155,7 @@ class DatabaseQuotaStore:
     async def reconcile(
         self, execution_id: uuid.UUID, used: Mapping[QuotaResource, float]
     ) -> list[QuotaReservation]:
-        actual = check_used(used)
+        spent = prepare_used(used)
         async with self._begin() as tx:
             deleted = await tx.conn.execute(
                 delete(t.quota_reservations)
@@ -187,13 +165,13 @@ class DatabaseQuotaStore:
             settled = sorted(deleted.all())
             for scope, name, window, amount in settled:
                 resource = QuotaResource(name)
-                spent = 0
-                if resource is not QuotaResource.CONCURRENT:
-                    spent = to_units(resource, actual.get(resource, 0.0))
                 await tx.conn.execute(
                     update(t.quota_counters)
                     .where(_counter((scope, resource, window)))
-                    .values(used=_COUNTERS.used + spent, reserved=_COUNTERS.reserved - amount)
+                    .values(
+                        used=_COUNTERS.used + spent.get(resource, 0),
+                        reserved=_COUNTERS.reserved - amount,
+                    )
                 )
         return [_reservation(execution_id, *row) for row in settled]
 
@@ -218,28 +196,24 @@ class DatabaseQuotaStore:
             async with self._read() as conn:
                 for scope, name, window, used, reserved in await conn.execute(query):
                     counted[(scope, QuotaResource(name), window)] = (used, reserved)
-        found: list[QuotaCounter] = []
-        for key in keys:
-            used, reserved = counted.get(key, (0, 0))
-            resource = key[1]
-            found.append(
-                QuotaCounter(*key, from_units(resource, used), from_units(resource, reserved))
-            )
-        return found
+        return [QuotaCounter.from_units(key, *counted.get(key, (0, 0))) for key in keys]
 
 
-async def _refusal(conn: AsyncConnection, claim: QuotaClaim) -> QuotaRefusal:
-    """The refused claim with its counter as this transaction sees it."""
+def _key_columns(key: CounterKey) -> dict[str, Any]:
+    """The columns that hold a counter key, in its counter's row and its reservations'."""
+    scope, resource, window = key
+    return {"scope": scope, "resource": resource.value, "window_key": window}
+
+
+async def _refused(conn: AsyncConnection, claim: UnitClaim) -> ClaimRefused:
+    """The refusal of ``claim``, with its counter as this transaction sees it."""
     used, reserved = (
         await conn.execute(select(_COUNTERS.used, _COUNTERS.reserved).where(_counter(claim.key)))
     ).one()
-    return QuotaRefusal(
-        claim, from_units(claim.resource, used), from_units(claim.resource, reserved)
-    )
+    return claim.refused(used, reserved)
 
 
 def _reservation(
     execution_id: uuid.UUID, scope: str, name: str, window: str, amount: int
 ) -> QuotaReservation:
-    resource = QuotaResource(name)
-    return QuotaReservation(execution_id, scope, resource, window, from_units(resource, amount))
+    return QuotaReservation.from_units(execution_id, (scope, QuotaResource(name), window), amount)

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from limit_graph.core.errors import SealError
 from limit_graph.core.models import Execution
-from limit_graph.core.sealing import token_key_id
+from limit_graph.core.sealing import is_sealed, token_key_id
 from limit_graph.storage import schema as t
 from limit_graph.storage.keyring import KeyRing
 from limit_graph.storage.sealed import (
@@ -106,8 +106,9 @@ class DatabaseSeals:
         return seal_archive(bundle, tenant=tenant, session_id=session_id, key=key)
 
     async def open_archive(self, session_id: uuid.UUID, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """The bundle of a stored archive document: as it is, unless sealed whole."""
         token = doc.get("sealed")
-        if set(doc) != {"sealed"} or not isinstance(token, str):
+        if set(doc) != {"sealed"} or not is_sealed(token):
             return dict(doc)
         await self.ring.load([token_key_id(token)])
         tenant = await self.tenant(session_id)

@@ -17,7 +17,7 @@ before anything is queued.  Results carry the run's provenance in ``metadata``.
 from __future__ import annotations
 
 import re
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 from prefect import task
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -50,6 +50,7 @@ from limit_graph.tasks.quantum.work import (
     circuit_profile,
     estimator_shots,
     run_usage,
+    validated,
     work_profile,
 )
 
@@ -333,19 +334,10 @@ def merge_counts(results: dict[str, Any]) -> dict[str, Any]:
     return {"pubs": merged, "instances": sorted(results), "n": len(results)}
 
 
-M = TypeVar("M", bound=BaseModel)
-
-
-def _validated(model: type[M], inputs: BaseModel) -> M:
-    if not isinstance(inputs, model):
-        raise TypeError(f"expected validated {model.__name__}, got {type(inputs).__name__}")
-    return inputs
-
-
 def sample_profile(inputs: BaseModel) -> WorkProfile:
     """What a validated ``quantum.sample`` request asks of its target: each PUB's
     circuit with its shots, the target's limits, and one job's QPU seconds."""
-    request = _validated(SampleInput, inputs)
+    request = validated(SampleInput, inputs)
     limits = resolve_target(request.target).limits()
     circuits = [circuit_profile(pub.circuit.circuit, pub.shots) for pub in request.pubs]
     return work_profile(limits, circuits)
@@ -357,7 +349,7 @@ def estimate_profile(inputs: BaseModel) -> WorkProfile:
     stands for (:func:`~limit_graph.tasks.quantum.work.estimator_shots`:
     ``ceil(1 / precision**2)``; 0 without a precision on a simulator, which estimates
     exactly; IBM's default precision on a device)."""
-    request = _validated(EstimateInput, inputs)
+    request = validated(EstimateInput, inputs)
     limits = resolve_target(request.target).limits()
     circuits = [
         circuit_profile(

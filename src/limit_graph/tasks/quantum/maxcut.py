@@ -38,7 +38,7 @@ from limit_graph.tasks.quantum.primitives import (
     run_sampler,
     transpile_for,
 )
-from limit_graph.tasks.quantum.work import circuit_profile, work_profile
+from limit_graph.tasks.quantum.work import circuit_profile, run_usage, validated, work_profile
 
 __all__ = [
     "AGENTS",
@@ -410,12 +410,11 @@ def qaoa_profile(inputs: BaseModel) -> WorkProfile:
     sampled, at each of up to ``maxiter`` evaluations: one PUB (and one job) each, so
     a target's per-PUB shot cap meets ``shots``, not the total.  An exact energy
     (``auto`` on exact Aer) is estimated without shots."""
-    if not isinstance(inputs, QaoaInput):
-        raise TypeError(f"expected validated QaoaInput, got {type(inputs).__name__}")
-    target = resolve_target(inputs.target)
-    evaluations = 0 if _exact_energy(inputs, target) else inputs.maxiter
-    measured = qaoa_circuit(inputs.graph, inputs.p).measure_all(inplace=False)
-    profile = circuit_profile(measured, inputs.shots)
+    request = validated(QaoaInput, inputs)
+    target = resolve_target(request.target)
+    evaluations = 0 if _exact_energy(request, target) else request.maxiter
+    measured = qaoa_circuit(request.graph, request.p).measure_all(inplace=False)
+    profile = circuit_profile(measured, request.shots)
     return work_profile(target.limits(), [profile] * (evaluations + 1), jobs=evaluations + 1)
 
 
@@ -426,8 +425,7 @@ def qaoa_usage(result: Any) -> Usage:
     metadata = QaoaOutput.model_validate(result).metadata
     evaluated = metadata.evaluations if metadata.energy == "sampled" else 0
     shots = evaluated * metadata.shots + sum(p.shots or 0 for p in metadata.sampling.pubs)
-    seconds = metadata.usage_s if metadata.usage_s is not None else metadata.duration_s
-    return Usage(shots=shots, qpu_seconds=float(seconds))
+    return run_usage(metadata, shots)
 
 
 def _options(inputs: QaoaInput) -> dict[str, Any]:

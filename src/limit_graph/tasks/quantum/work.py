@@ -20,22 +20,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
+from pydantic import BaseModel
 from qiskit import QuantumCircuit
 from qiskit.circuit import ControlFlowOp, Gate
 
 from limit_graph.core.compliance import CircuitProfile, TargetLimits, Usage, WorkProfile
-from limit_graph.tasks.quantum.primitives import RunMetadata
 
 __all__ = [
     "IBM_DEFAULT_PRECISION",
     "IBM_JOB_OVERHEAD_S",
     "IBM_SECONDS_PER_SHOT",
+    "RunTimes",
     "circuit_profile",
     "estimator_shots",
     "qpu_seconds_estimate",
     "run_usage",
     "two_qubit_gates",
+    "validated",
     "work_profile",
 ]
 
@@ -114,9 +117,35 @@ def work_profile(
     )
 
 
-def run_usage(metadata: RunMetadata, shots: int) -> Usage:
+class RunTimes(Protocol):
+    """What a result's metadata tells of its time: :class:`RunMetadata
+    <limit_graph.tasks.quantum.primitives.RunMetadata>` of one run, or a solve's of many."""
+
+    @property
+    def usage_s(self) -> float | None:
+        """QPU seconds IBM billed, ``None`` on a simulator or while IBM reported none."""
+        ...
+
+    @property
+    def duration_s(self) -> float:
+        """Wall seconds the target (or the solve) took."""
+        ...
+
+
+def run_usage(metadata: RunTimes, shots: int) -> Usage:
     """What a run used: ``shots``, and the QPU seconds IBM billed when the metadata has
     them, else the time the target took to run (a simulator's run; on a device whose
     usage IBM has not reported, the job's wall time, which includes its queue)."""
     seconds = metadata.usage_s if metadata.usage_s is not None else metadata.duration_s
     return Usage(shots=shots, qpu_seconds=float(seconds))
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], inputs: BaseModel) -> M:
+    """``inputs``, which the platform validated with the agent's input model, as that
+    ``model``; anything else is a :class:`TypeError` naming both."""
+    if not isinstance(inputs, model):
+        raise TypeError(f"expected validated {model.__name__}, got {type(inputs).__name__}")
+    return inputs

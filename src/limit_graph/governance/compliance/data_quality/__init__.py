@@ -7,10 +7,9 @@ folder a file path is relative to (``data.load_csv``'s ``root``), and ``name`` w
 verdicts call it.  The table is a list of records, or a CSV or Parquet file inside the
 platform's data folder (:mod:`.tables`).
 
-Nothing here imports great-expectations until it is needed (:mod:`.engine`): the
-platform warms it in a background thread at start (:func:`start_warm_up`), parsing a
-declaration on an event loop goes to a worker thread while GX is cold
-(:func:`parse_data_quality_async`), and validation always runs in one.
+Nothing here imports great-expectations until the first declaration is parsed
+(:mod:`.engine` says when that is, at start or in a worker thread); validation always
+runs in a worker thread.
 
 >>> declaration = parse_data_quality({"check": "data-quality", "input": "rows", "suite": {
 ...     "name": "readings", "expectations": [
@@ -28,14 +27,8 @@ from limit_graph.governance.compliance.data_quality.declaration import (
     CHECK_ID,
     DataQualityDeclaration,
     parse_data_quality,
-    parse_data_quality_async,
 )
-from limit_graph.governance.compliance.data_quality.engine import (
-    engine,
-    is_warm,
-    start_warm_up,
-    warm_up,
-)
+from limit_graph.governance.compliance.data_quality.engine import engine
 from limit_graph.governance.compliance.data_quality.report import (
     DataQualityReport,
     build_report,
@@ -56,14 +49,10 @@ __all__ = [
     "DataQualityReport",
     "Table",
     "describe_failure",
-    "is_warm",
     "parse_data_quality",
-    "parse_data_quality_async",
     "resolve_table_input",
-    "start_warm_up",
     "table_input",
     "validate_table",
-    "warm_up",
 ]
 
 

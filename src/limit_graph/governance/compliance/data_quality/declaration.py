@@ -9,7 +9,6 @@ checks the kwargs (GX's pydantic models).  Every problem is listed in one
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,13 +17,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from limit_graph.core.errors import InvalidInput
-from limit_graph.governance.compliance.data_quality.engine import Engine, engine, is_warm
+from limit_graph.governance.compliance.data_quality.engine import Engine, engine
 
 __all__ = [
     "CHECK_ID",
     "DataQualityDeclaration",
     "parse_data_quality",
-    "parse_data_quality_async",
     "value_error",
 ]
 
@@ -101,8 +99,9 @@ def value_error(loc: Sequence[str | int], msg: str) -> dict[str, Any]:
 
 def parse_data_quality(declaration: Mapping[str, Any]) -> DataQualityDeclaration:
     """The declaration checked and its suite built, or :class:`InvalidInput` listing every
-    problem.  Imports GX if it is still cold (seconds): on an event loop, use
-    :func:`parse_data_quality_async`."""
+    problem.  A malformed declaration is refused before GX is imported; a well-formed
+    one imports GX if it is still cold (seconds: on an event loop, call this in a worker
+    thread, as ``ComplianceChecks.aparse`` does)."""
     parsed = _structure(declaration)
     suite, errors = _build(engine(), parsed)
     if errors:
@@ -115,15 +114,6 @@ def parse_data_quality(declaration: Mapping[str, Any]) -> DataQualityDeclaration
     ]
     name = parsed.name or parsed.suite.name
     return DataQualityDeclaration(name, parsed.input, parsed.root, normal, suite)
-
-
-async def parse_data_quality_async(declaration: Mapping[str, Any]) -> DataQualityDeclaration:
-    """:func:`parse_data_quality` that never blocks the loop: a malformed declaration is
-    refused at once, and a cold GX is imported in a worker thread."""
-    if is_warm():
-        return parse_data_quality(declaration)
-    _structure(declaration)
-    return await asyncio.to_thread(parse_data_quality, declaration)
 
 
 def _structure(declaration: Mapping[str, Any]) -> DeclarationJSON:

@@ -1,8 +1,16 @@
 """GX, made ready once per process: the ephemeral context and where tables go in.
 
-Importing great-expectations costs seconds, so it happens here only, in :func:`engine`,
-the first time something needs it: the platform's warm-up thread (:func:`start_warm_up`)
-at start, else a worker thread.  GX's usage statistics are off before it is imported
+Importing great-expectations costs seconds (about 5 s of CPU), so it happens here only,
+in :func:`engine`, when the first declaration is parsed -- never speculatively:
+
+- a data-quality check among the platform's (``[governance] checks``) or an agent's is
+  parsed at start, so GX is imported then and the platform serves with it warm;
+- else the first session or workflow step that declares one imports it, in a worker
+  thread (``ComplianceChecks.aparse``): that request waits for the import, the event
+  loop and every other request do not.
+
+A process that never meets a gate (most API processes, the CLI, runners) never pays
+for it.  GX's usage statistics are off before it is imported
 (``GX_ANALYTICS_ENABLED=false``) and in the context's own config; its progress bars too.
 """
 
@@ -13,7 +21,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RESULT_FORMAT", "Engine", "engine", "is_warm", "start_warm_up", "warm_up"]
+__all__ = ["RESULT_FORMAT", "Engine", "engine"]
 
 RESULT_FORMAT = "SUMMARY"
 """GX's result format: counts, percentages and the first 20 unexpected values and rows."""
@@ -39,26 +47,6 @@ _ready: list[Engine] = []
 _warming = threading.Lock()
 _validating = threading.Lock()
 """GX's context and its one batch definition are not meant for concurrent batches."""
-
-
-def is_warm() -> bool:
-    """Whether GX is imported and its context made (parsing is then cheap)."""
-    return bool(_ready)
-
-
-def warm_up() -> None:
-    """Import GX and make the context (seconds, once per process); call it off the loop."""
-    engine()
-
-
-def start_warm_up() -> threading.Thread | None:
-    """:func:`warm_up` in a daemon thread, as the platform does at start (``None`` if GX
-    is warm already)."""
-    if is_warm():
-        return None
-    thread = threading.Thread(target=warm_up, name="gx-warm-up", daemon=True)
-    thread.start()
-    return thread
 
 
 def engine() -> Engine:
