@@ -1,5 +1,5 @@
 """Migration 0004 (identity): a database made at 0003 upgrades with its data, gains the
-identity tables and their constraints exactly as ``storage/schema.py`` describes them,
+identity tables and their constraints exactly as ``storage/schema/`` describes them,
 and downgrades to 0003 again keeping the older records.
 
 As in ``test_migrations.py``, the older database is made as that release made it:

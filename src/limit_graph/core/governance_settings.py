@@ -7,6 +7,7 @@ classes' clearances and the data folder checks read files from.
     redis_url = "redis://127.0.0.1:6379/0"   # share rate limits across API processes
     fail_open = true                          # when Redis is unreachable: allow (true) or 429
     checks = [{ check = "circuit-limits", targets = ["ibm:*"], max_shots = 20000 }]
+    stale_reservation_s = 600                 # quota held by a dead process: given back after
 
     [governance.rates.execute]                # route class: execute | read | write | auth
     per_principal = { rate = 20, burst = 40 } # tokens per second, bucket size
@@ -96,4 +97,18 @@ class GovernanceSettings(_Section):
         default=None,
         description="Folder that data-quality checks read CSV and Parquet files from "
         "(default: <home>/datasets).",
+    )
+    stale_reservation_s: float = Field(
+        default=600.0,
+        ge=60,
+        allow_inf_nan=False,
+        description="Age past which a quota reservation of an execution that was never "
+        "recorded (its process died) is given back, and one of a finished execution "
+        "settled.",
+    )
+    reservation_sweep_s: float = Field(
+        default=60.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="How often each API process looks for stale quota reservations.",
     )

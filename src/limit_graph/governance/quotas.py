@@ -2,15 +2,17 @@
 
 The quotas that apply to an execution are its tenant's and its principal's (stored,
 set by admins, counted per period) and its session's (its config's ``quotas``, totals
-for the session's life).  :meth:`QuotaService.reserve` claims every limited resource
-the execution's demand names, all or none, and refuses with a message that names the
-quota, its limit and its use: a quota that resets answers 429 with the seconds to its
-reset (:class:`QuotaExceeded`); a session's totals, or a request larger than the whole
-limit, answer 403 (:class:`QuotaCapReached`), since waiting cannot help.
+for the session's life).  An execution claims every limited resource its demand names,
+all or none, and is refused with a message that names the quota, its limit and its
+use: a quota that resets answers 429 with the seconds to its reset
+(:class:`QuotaExceeded`); a session's totals, or a request larger than the whole limit,
+answer 403 (:class:`QuotaCapReached`), since waiting cannot help.
 
-Reserving is on the path of every execution, so stored limits are cached in process
-for a second (other processes see a change within that) and the cache is dropped when
-this service sets limits; with no limits anywhere, nothing touches storage.
+An execution's claims are taken with its first write (:meth:`QuotaService.plan` says
+what they are), so that reserving costs no transaction of its own.  Planning is on the
+path of every execution, so stored limits are cached in process for a second (other
+processes see a change within that) and the cache is dropped when this service sets
+limits; with no limits anywhere, nothing touches storage.
 
 A demand should name every resource the execution may use, at 0 when it cannot be known
 beforehand: reconciling records use only where something was reserved.
@@ -40,9 +42,9 @@ from limit_graph.core.quotas import (
     period_window,
 )
 from limit_graph.storage.ledger import EntryDraft
-from limit_graph.storage.quotas import QuotaClaim, QuotaStore
+from limit_graph.storage.quotas import QuotaClaim, QuotaRefusal, QuotaStore
 
-__all__ = ["QUOTA_CHECK", "QuotaService", "quota_policy_id"]
+__all__ = ["QUOTA_CHECK", "QuotaPlan", "QuotaService", "quota_policy_id"]
 
 QUOTA_CHECK = "quota"
 
@@ -79,6 +81,39 @@ class _Quota:
     @property
     def policy_id(self) -> str:
         return quota_policy_id(self.scope, self.resource)
+
+
+@dataclass(frozen=True)
+class QuotaPlan:
+    """The quotas one execution asks of, with what it asks of each."""
+
+    asked: tuple[tuple[_Quota, float], ...]
+    at: datetime
+
+    @property
+    def claims(self) -> list[QuotaClaim]:
+        """What storage takes, all or none, before the execution is recorded."""
+        return [QuotaClaim(q.scope, q.resource, q.window, a, q.limit) for q, a in self.asked]
+
+    @property
+    def verdict(self) -> CheckResult:
+        """The passed quota check the execution keeps once its claims are taken."""
+        return CheckResult(
+            check=QUOTA_CHECK,
+            passed=True,
+            policy_ids=[q.policy_id for q, _ in self.asked],
+            detail="reserved "
+            + ", ".join(
+                f"{_number(q.resource, a)} {_NOUNS[q.resource]} of {q.scope}" for q, a in self.asked
+            ),
+        )
+
+    def refusal(self, refused: QuotaRefusal) -> QuotaExceeded:
+        """The denial of a claim of this plan that did not fit, in a user's words."""
+        for quota, amount in self.asked:
+            if (quota.scope, quota.resource, quota.window) == refused.claim.key:
+                return _refusal(quota, amount, refused.used, refused.reserved, self.at)
+        raise ValueError(f"{refused.claim.key} is not a claim of this plan")
 
 
 def _quotas(
@@ -162,17 +197,17 @@ class QuotaService:
                 self._cache.update((s, (expires, found[s])) for s in missing)
         return [(s, limits) for s in scopes if (limits := found[s]) is not None]
 
-    async def reserve(
+    async def plan(
         self,
-        execution_id: uuid.UUID,
         *,
         tenant: str,
         principal_id: uuid.UUID | None,
         session: Session,
         demand: Mapping[QuotaResource, float],
-    ) -> CheckResult | None:
-        """Claim what ``demand`` asks of every quota that limits it; the verdict to keep
-        with the execution, or ``None`` when no quota applies (nothing was reserved)."""
+    ) -> QuotaPlan | None:
+        """What ``demand`` asks of every quota that limits it, to be claimed with the
+        execution's first write; ``None`` when no quota applies.  A demand larger than a
+        whole limit is refused here (:class:`QuotaCapReached`): it can never fit."""
         now = self._clock()
         stored = await self._stored(_scopes(tenant, principal_id), now)
         asked: list[tuple[_Quota, float]] = []
@@ -186,20 +221,29 @@ class QuotaService:
             if amount > quota.limit:
                 [counter] = await self._store.usage([(quota.scope, quota.resource, quota.window)])
                 raise _refusal(quota, amount, counter.used, counter.reserved, now)
-        claims = [QuotaClaim(q.scope, q.resource, q.window, a, q.limit) for q, a in asked]
-        refusal = await self._store.reserve(execution_id, claims)
-        if refusal is not None:
-            quota, amount = asked[claims.index(refusal.claim)]
-            raise _refusal(quota, amount, refusal.used, refusal.reserved, now)
-        return CheckResult(
-            check=QUOTA_CHECK,
-            passed=True,
-            policy_ids=[q.policy_id for q, _ in asked],
-            detail="reserved "
-            + ", ".join(
-                f"{_number(q.resource, a)} {_NOUNS[q.resource]} of {q.scope}" for q, a in asked
-            ),
+        return QuotaPlan(tuple(asked), now)
+
+    async def reserve(
+        self,
+        execution_id: uuid.UUID,
+        *,
+        tenant: str,
+        principal_id: uuid.UUID | None,
+        session: Session,
+        demand: Mapping[QuotaResource, float],
+    ) -> CheckResult | None:
+        """Claim what ``demand`` asks of every quota that limits it, in a write of its
+        own; the verdict to keep with the execution, or ``None`` when no quota applies
+        (nothing was reserved)."""
+        plan = await self.plan(
+            tenant=tenant, principal_id=principal_id, session=session, demand=demand
         )
+        if plan is None:
+            return None
+        refusal = await self._store.reserve(execution_id, plan.claims)
+        if refusal is not None:
+            raise plan.refusal(refusal)
+        return plan.verdict
 
     async def reconcile(self, execution_id: uuid.UUID, used: Mapping[QuotaResource, float]) -> None:
         """Settle what ``execution_id`` reserved with what it ``used`` (a resource it does

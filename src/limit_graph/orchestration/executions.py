@@ -35,7 +35,7 @@ from limit_graph.orchestration.dispatch import Dispatcher
 from limit_graph.orchestration.events import SessionEvents
 from limit_graph.orchestration.inline import CANCELLED, DEFAULT_TIMEOUT_S, InlineRunner
 from limit_graph.orchestration.quota_gate import QuotaGate
-from limit_graph.orchestration.recording import ExecutionRecorder
+from limit_graph.orchestration.recording import ExecutionRecorder, Reservation
 from limit_graph.orchestration.router import Router, target_family
 from limit_graph.orchestration.sessions import require_visible, visible_to
 from limit_graph.storage.base import Storage
@@ -118,12 +118,15 @@ class ExecutionService:
         command: ExecuteCommand,
         execution_id: uuid.UUID,
         checks: list[CheckResult],
+        reservation: Reservation | None,
     ) -> Execution:
         agent, session, backend = admitted.agent, admitted.session, admitted.backend
         key = None
         if self._cacheable(admitted, command):
             key = cache_key(agent, command.inputs, backend, tenant=session.tenant)
-            hit = await self._from_cache(key, principal, admitted, command, execution_id, checks)
+            hit = await self._from_cache(
+                key, principal, admitted, command, execution_id, checks, reservation
+            )
             if hit is not None:
                 return hit
         if backend is BackendKind.LOCAL and self._inline(agent, command):
@@ -136,6 +139,7 @@ class ExecutionService:
                 checks,
                 execution_id=execution_id,
                 sensitive=admitted.sensitive,
+                reservation=reservation,
             )
             if key is not None and execution.state is ExecutionState.SUCCEEDED:
                 await self.cache.store(key, execution)
@@ -144,7 +148,7 @@ class ExecutionService:
         depth = self.dispatcher.depth
         instance = self.router.route(backend, agent.name, session.id, depth, family=family)[0]
         queued = await self._enqueue(
-            principal, admitted, instance, command, execution_id, checks, family=family
+            principal, admitted, instance, command, execution_id, checks, reservation, family=family
         )
         if key is not None and queued.state is ExecutionState.QUEUED:
             self._cache_on_success[queued.id] = key
@@ -207,6 +211,7 @@ class ExecutionService:
         command: ExecuteCommand,
         execution_id: uuid.UUID,
         checks: list[CheckResult],
+        reservation: Reservation | None,
     ) -> Execution | None:
         session, agent, backend = admitted.session, admitted.agent, admitted.backend
         original = await self.cache.lookup(key)
@@ -236,7 +241,9 @@ class ExecutionService:
             checks=checks,
             sensitive=admitted.sensitive,
         )
-        stored = await self.recorder.write(hit, "execution.cache_hit", require_active_session=True)
+        stored = await self.recorder.write(
+            hit, "execution.cache_hit", require_active_session=True, reservation=reservation
+        )
         if stored.id == hit.id:
             self.recorder.telemetry.cache_hits.inc()
             self.recorder.finished(stored, was_running=False)
@@ -250,6 +257,7 @@ class ExecutionService:
         command: ExecuteCommand,
         execution_id: uuid.UUID,
         checks: list[CheckResult],
+        reservation: Reservation | None,
         *,
         pinned: bool = False,
         family: str | None = None,
@@ -276,7 +284,9 @@ class ExecutionService:
             checks=checks,
             sensitive=admitted.sensitive,
         )
-        stored = await self.recorder.write(queued, "execution.queued", require_active_session=True)
+        stored = await self.recorder.write(
+            queued, "execution.queued", require_active_session=True, reservation=reservation
+        )
         if stored.id == queued.id:
             self.dispatcher.submit(stored, pinned=pinned, family=family)
         return stored

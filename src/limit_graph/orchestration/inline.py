@@ -32,7 +32,7 @@ from limit_graph.core.running import Outcome, run_agent
 from limit_graph.governance.auth import Principal
 from limit_graph.orchestration.admission import validate_inputs
 from limit_graph.orchestration.commands import ExecuteCommand
-from limit_graph.orchestration.recording import ExecutionRecorder
+from limit_graph.orchestration.recording import ExecutionRecorder, Reservation
 from limit_graph.orchestration.telemetry import tracer
 
 __all__ = ["CANCELLED", "DEFAULT_TIMEOUT_S", "INTERRUPTED", "LOCAL_INSTANCE", "InlineRunner"]
@@ -69,8 +69,10 @@ class InlineRunner:
         *,
         execution_id: uuid.UUID | None = None,
         sensitive: bool = False,
+        reservation: Reservation | None = None,
     ) -> Execution:
-        """Run the agent here; the record, finished or (past ``wait_s``) running."""
+        """Run the agent here; the record, finished or (past ``wait_s``) running.  The
+        ``reservation``'s claims are taken before the agent starts."""
         now = utcnow()
         new = Execution(
             id=execution_id or uuid.uuid4(),
@@ -92,8 +94,12 @@ class InlineRunner:
             sensitive=sensitive,
         )
         if not agent.is_async and not agent.blocking:
+            if reservation is not None:
+                await self.recorder.reserve(reservation)
             return await self._run_at_once(agent, validated, new)
-        execution = await self.recorder.write(new, "execution.started", require_active_session=True)
+        execution = await self.recorder.write(
+            new, "execution.started", require_active_session=True, reservation=reservation
+        )
         if execution.id != new.id:
             return execution  # the same idempotency key won a race
         task = self._start(agent, validated, execution)

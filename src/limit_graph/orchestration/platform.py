@@ -44,6 +44,7 @@ from limit_graph.orchestration.inline import InlineRunner
 from limit_graph.orchestration.mirror import PrefectMirror
 from limit_graph.orchestration.policies import PolicyService
 from limit_graph.orchestration.quota_gate import QuotaGate
+from limit_graph.orchestration.quota_sweep import ReservationSweeper
 from limit_graph.orchestration.quotas import QuotaAdmin
 from limit_graph.orchestration.recording import ExecutionRecorder
 from limit_graph.orchestration.router import Router
@@ -108,6 +109,7 @@ class Platform:
     compliance: ComplianceChecks
     quotas: QuotaAdmin
     data_keys: DataKeyRotation
+    reservations: ReservationSweeper
     oidc: OidcVerifier | None = field(default=None)
     supervisor: RunnerSupervisor | None = field(default=None)
     mirror: PrefectMirror | None = field(default=None)
@@ -227,6 +229,13 @@ class Platform:
             compliance=compliance,
             quotas=QuotaAdmin(quotas, authorizer, identity, cache),
             data_keys=DataKeyRotation(store, settings.encryption),
+            reservations=ReservationSweeper(
+                store,
+                recorder,
+                quotas,
+                stale_s=settings.governance.stale_reservation_s,
+                every_s=settings.governance.reservation_sweep_s,
+            ),
             oidc=oidc,
             rates=rates,
         )
@@ -236,6 +245,7 @@ class Platform:
         await platform.executions.start()
         await platform.workflows.start()
         await platform.data_keys.start()
+        platform.reservations.start()
         if settings.prefect.api_url:
             platform.supervisor = RunnerSupervisor(
                 dispatcher,
@@ -301,6 +311,7 @@ class Platform:
         if self.mirror is not None:
             await self.mirror.close()
         await self.data_keys.close()
+        await self.reservations.close()
         await self.watch.close()
         await self.rates.close()
         await self.authenticator.close()

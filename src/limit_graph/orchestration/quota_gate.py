@@ -3,17 +3,18 @@
 A command admitted once may become several executions (a fan-out), each reserving for
 itself under its own id.  What is reserved: one execution, one concurrent slot, the
 shots and estimated QPU seconds its work profile asks for, and the bytes its inputs
-take.  A reservation whose execution is never recorded (an earlier execution answered
-the idempotency key, the session stopped being active, the process failed before the
-write) is given back at once; one whose execution is recorded is reconciled when it
-ends (:mod:`.recording`).
+take.  The claims are taken in the transaction of the execution's first write, so that
+they cost no commit of their own (storage takes none when an earlier execution answers
+the idempotency key, or the session is no longer active); work that runs before it is
+written reserves in a write of its own first.  A recorded execution's quotas are
+reconciled by the write that records it final (:mod:`.recording`).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from limit_graph.core.compliance import WorkProfile
 from limit_graph.core.errors import QuotaExceeded
@@ -22,10 +23,11 @@ from limit_graph.core.quotas import QuotaResource
 from limit_graph.governance.auth import Principal
 from limit_graph.governance.quotas import QuotaService
 from limit_graph.orchestration.admission import Admitted
-from limit_graph.orchestration.recording import ExecutionRecorder, holds_reservation, stored_bytes
+from limit_graph.orchestration.recording import ExecutionRecorder, Reservation, stored_bytes
 from limit_graph.storage.base import Storage
+from limit_graph.storage.quotas import ClaimRefused
 
-__all__ = ["Demand", "QuotaGate"]
+__all__ = ["Demand", "QuotaGate", "Write"]
 
 
 class Demand(Mapping[QuotaResource, float]):
@@ -55,6 +57,10 @@ class Demand(Mapping[QuotaResource, float]):
         return len(QuotaResource)
 
 
+Write = Callable[[uuid.UUID, list[CheckResult], Reservation | None], Awaitable[Execution]]
+"""Records a new execution under its id, with its checks and the claims of its quotas."""
+
+
 class QuotaGate:
     def __init__(self, quotas: QuotaService, recorder: ExecutionRecorder, storage: Storage) -> None:
         self.quotas = quotas
@@ -66,55 +72,41 @@ class QuotaGate:
         principal: Principal,
         admitted: Admitted,
         inputs: Mapping[str, Any],
-        write: Callable[[uuid.UUID, list[CheckResult]], Awaitable[Execution]],
+        write: Write,
     ) -> Execution:
-        """``write`` a new execution (its id, its checks) under the quotas it reserves;
-        what it reserved is given back if it is never recorded: ``write`` failed first,
-        or an earlier execution with the same idempotency key answered."""
+        """``write`` a new execution (its id, its checks, its quota claims), or record
+        the refusal of a claim that does not fit.  What a failed ``write`` left reserved
+        is given back."""
         execution_id = uuid.uuid4()
-        checks = await self.reserve(principal, admitted, execution_id, inputs)
         try:
-            execution = await write(execution_id, checks)
-        except BaseException:
-            await self.release_unrecorded(execution_id, checks)
-            raise
-        if execution.id != execution_id:
-            await self.release_unrecorded(execution_id, checks)
-        return execution
-
-    async def reserve(
-        self,
-        principal: Principal,
-        admitted: Admitted,
-        execution_id: uuid.UUID,
-        inputs: Mapping[str, Any],
-    ) -> list[CheckResult]:
-        """The execution's checks with its quota verdict, or the recorded refusal."""
-        checks = list(admitted.checks)
-        try:
-            verdict = await self.quotas.reserve(
-                execution_id,
+            plan = await self.quotas.plan(
                 tenant=admitted.session.tenant,
                 principal_id=principal.id,
                 session=admitted.session,
                 demand=Demand(inputs, admitted.profile),
             )
         except QuotaExceeded as denial:
-            await self.recorder.deny(
-                principal,
-                admitted.session.id,
-                admitted.agent,
-                admitted.backend,
-                denial,
-                checks=checks,
-            )
-        if verdict is not None:
-            checks.append(verdict)
-        return checks
+            await self._deny(principal, admitted, denial)
+        if plan is None:
+            return await write(execution_id, list(admitted.checks), None)
+        reservation = Reservation(execution_id, plan.claims)
+        try:
+            return await write(execution_id, [*admitted.checks, plan.verdict], reservation)
+        except ClaimRefused as refused:
+            await self._deny(principal, admitted, plan.refusal(refused.refusal))
+        except BaseException:
+            if reservation.taken and await self.storage.get_execution(execution_id) is None:
+                await self.quotas.release(execution_id)
+            raise
 
-    async def release_unrecorded(self, execution_id: uuid.UUID, checks: list[CheckResult]) -> None:
-        """Give back what ``execution_id`` reserved if no record of it was written."""
-        if not holds_reservation(checks):
-            return
-        if await self.storage.get_execution(execution_id) is None:
-            await self.quotas.release(execution_id)
+    async def _deny(
+        self, principal: Principal, admitted: Admitted, denial: QuotaExceeded
+    ) -> NoReturn:
+        await self.recorder.deny(
+            principal,
+            admitted.session.id,
+            admitted.agent,
+            admitted.backend,
+            denial,
+            checks=admitted.checks,
+        )

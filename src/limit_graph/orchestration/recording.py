@@ -1,9 +1,10 @@
 """Recording executions: the durable write (with its ledger entries), the wake-up of
 whoever watches the session, the metrics of a finished execution, and denials.
 
-When an execution that holds a quota reservation is recorded final, its quotas are
-reconciled here with what it used (:func:`used_by`), whichever process records it: the
-reservation is in storage, and reconciling twice changes nothing.
+A new execution's quota claims are taken by its first write, and when an execution that
+holds a reservation is recorded final, the same write reconciles its quotas with what it
+used (:func:`used_by`), whichever process records it: the reservation is in storage,
+and reconciling twice changes nothing.
 
 Admission, inline running, the dispatcher and the execution facade all record through
 one :class:`ExecutionRecorder`, which the platform builds once.
@@ -15,6 +16,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import NoReturn
 
 from limit_graph.core.agents import AgentRegistry, AgentSpec
@@ -27,9 +29,11 @@ from limit_graph.orchestration.events import SessionEvents
 from limit_graph.orchestration.telemetry import Telemetry
 from limit_graph.storage.base import Storage
 from limit_graph.storage.ledger import EntryDraft
+from limit_graph.storage.quotas import ClaimRefused, QuotaClaim, QuotaWrite
 
 __all__ = [
     "ExecutionRecorder",
+    "Reservation",
     "holds_reservation",
     "stored_bytes",
     "used_by",
@@ -71,6 +75,18 @@ def holds_reservation(checks: Iterable[CheckResult]) -> bool:
     return any(c.check == QUOTA_CHECK and c.passed for c in checks)
 
 
+@dataclass
+class Reservation:
+    """A new execution's quota claims, taken by its first write
+    (:meth:`ExecutionRecorder.write`) or, for work that runs before anything is written,
+    by a reservation of their own (:meth:`ExecutionRecorder.reserve`)."""
+
+    execution_id: uuid.UUID
+    claims: list[QuotaClaim]
+    taken: bool = False
+    """Whether storage holds the claims (and gives them back only when told)."""
+
+
 class ExecutionRecorder:
     def __init__(
         self,
@@ -93,29 +109,54 @@ class ExecutionRecorder:
         *,
         require_active_session: bool = False,
         started: Execution | None = None,
+        reservation: Reservation | None = None,
     ) -> Execution:
-        """Write ``execution`` durably with its ledger entry."""
+        """Write ``execution`` durably with its ledger entry, and what that does to its
+        quotas in the same transaction: the claims of a ``reservation`` not yet taken are
+        taken (:class:`ClaimRefused` when one does not fit, with nothing written), and a
+        final record settles what the execution holds with what it used."""
+        claims = reservation.claims if reservation is not None and not reservation.taken else []
+        used = None
+        if execution.state.is_final and (claims or holds_reservation(execution.checks)):
+            used = self.used(execution)
         stored = await self.storage.write_execution(
             execution,
             actor=execution.actor,
             action=action,
             require_active_session=require_active_session,
             started=started,
+            quota=QuotaWrite(claims, used) if claims or used is not None else None,
         )
+        if claims and reservation is not None and stored.id == execution.id:
+            reservation.taken = True
         self.events.notify()
-        if stored.state.is_final and stored.id == execution.id:
-            await self.reconcile(stored)
         return stored
 
-    async def reconcile(self, execution: Execution) -> None:
-        """Give a final execution's quotas back but for what it used."""
-        if not holds_reservation(execution.checks):
+    async def reserve(self, reservation: Reservation) -> None:
+        """Take a reservation's claims in a write of their own, for work that runs
+        before it is recorded; :class:`ClaimRefused` when one does not fit."""
+        if reservation.taken:
             return
+        refusal = await self.storage.quotas.reserve(reservation.execution_id, reservation.claims)
+        if refusal is not None:
+            raise ClaimRefused(refusal)
+        reservation.taken = True
+
+    async def reconcile(self, execution: Execution) -> None:
+        """Give a final execution's quotas back but for what it used, for a final
+        record written in a transaction of its own (not by :meth:`write`)."""
+        if holds_reservation(execution.checks):
+            await self.quotas.reconcile(execution.id, self.used(execution))
+
+    def used(self, execution: Execution) -> dict[QuotaResource, float]:
+        """What a final execution used (:func:`used_by`, with its agent if known)."""
+        return used_by(execution, self._agent(execution))
+
+    def _agent(self, execution: Execution) -> AgentSpec | None:
         try:
-            agent: AgentSpec | None = self.registry.get(execution.agent, execution.agent_version)
+            return self.registry.get(execution.agent, execution.agent_version)
         except NotFound:
-            agent = None
-        await self.quotas.reconcile(execution.id, used_by(execution, agent))
+            return None
 
     def finished(self, execution: Execution, *, was_running: bool = True) -> None:
         """Count a finished execution (and, when it ran here, that it stopped running)."""

@@ -33,13 +33,14 @@ from limit_graph.storage.identity import IdentityStore
 from limit_graph.storage.keyring import KeyRing
 from limit_graph.storage.ledger import EntryDraft
 from limit_graph.storage.paging import Page
-from limit_graph.storage.quotas import QuotaStore
+from limit_graph.storage.quotas import ClaimRefused, QuotaRefusal, QuotaStore, QuotaWrite
 from limit_graph.storage.sealed import ledger_document, with_salts
 
 __all__ = [
     "SessionFilter",
     "Storage",
     "StorageTransaction",
+    "TransactionQuotas",
     "execution_draft",
     "inactive_session",
     "session_draft",
@@ -105,6 +106,20 @@ def _require_active(session: Session | None, session_id: uuid.UUID) -> None:
         raise inactive_session(session_id)
 
 
+class TransactionQuotas(Protocol):
+    """A :class:`~limit_graph.storage.quotas.QuotaWrite` as a backend without batching
+    applies it on the transaction of an execution's write."""
+
+    def claim(self, execution_id: uuid.UUID) -> QuotaRefusal | None:
+        """Take the write's claims for the execution, or none of them (the refusal)."""
+
+    def settle(self, execution_id: uuid.UUID) -> None:
+        """Settle what the execution holds with what the write says it used, if it does."""
+
+    def release(self, execution_id: uuid.UUID) -> None:
+        """Give back everything the execution holds."""
+
+
 async def write_execution_in(
     tx: StorageTransaction,
     execution: Execution,
@@ -113,19 +128,35 @@ async def write_execution_in(
     action: str,
     require_active_session: bool,
     started: Execution | None = None,
-) -> Execution:
-    """:meth:`Storage.write_execution` on one transaction, for backends without batching."""
+    quotas: TransactionQuotas | None = None,
+) -> Execution | StateDenied | ClaimRefused:
+    """:meth:`Storage.write_execution` on one transaction, for backends without batching.
+
+    A refusal is returned, not raised, so that what the write did to the execution's
+    quotas (given back) commits with the transaction; the caller raises it.
+    """
     execution = with_salts(execution)
     started = with_salts(started, like=execution) if started is not None else None
     if require_active_session:
-        _require_active(await tx.get_session(execution.session_id), execution.session_id)
+        session = await tx.get_session(execution.session_id)
+        if session is None or session.state is not SessionState.ACTIVE:
+            if quotas is not None:
+                quotas.release(execution.id)
+            return inactive_session(execution.session_id)
     if execution.idempotency_key is not None and await tx.get_execution(execution.id) is None:
         earlier = await tx.find_execution_by_key(execution.session_id, execution.idempotency_key)
         if earlier is not None:
+            if quotas is not None:
+                quotas.release(execution.id)
             return earlier
+    if quotas is not None and (refusal := quotas.claim(execution.id)) is not None:
+        return ClaimRefused(refusal)
     if started is not None:
         await tx.save_execution(started, actor=actor, action="execution.started")
-    return await tx.save_execution(execution, actor=actor, action=action)
+    stored = await tx.save_execution(execution, actor=actor, action=action)
+    if quotas is not None:
+        quotas.settle(execution.id)
+    return stored
 
 
 async def write_workflow_run_in(
@@ -255,6 +286,7 @@ class Storage(Protocol):
         action: str,
         require_active_session: bool = False,
         started: Execution | None = None,
+        quota: QuotaWrite | None = None,
     ) -> Execution:
         """Save one execution and its entry in a transaction of its own (which the
         backend may share with concurrent writes: group commit).
@@ -265,6 +297,9 @@ class Storage(Protocol):
         A new execution whose idempotency key the session already used is not written;
         the earlier one is returned.  With ``require_active_session`` the write is
         refused (:class:`StateDenied`) unless the session is active when it commits.
+        ``quota`` is what the write does to the execution's quotas, in the same
+        transaction (:class:`~limit_graph.storage.quotas.QuotaWrite`): claims that do not
+        fit raise :class:`~limit_graph.storage.quotas.ClaimRefused`, with nothing written.
         """
 
     async def write_entry(self, draft: EntryDraft) -> ProvenanceEntry:
@@ -277,6 +312,11 @@ class Storage(Protocol):
     async def list_unfinished_executions(self, backends: Sequence[BackendKind]) -> list[Execution]:
         """Executions on those backends still ``queued`` or ``running``, oldest first
         (what a restarted dispatcher puts back in its queues)."""
+
+    async def stale_reservations(self, before: datetime, *, limit: int = 100) -> list[uuid.UUID]:
+        """The executions holding quota reservations taken before ``before`` that no
+        write is left to settle: never recorded, or recorded final.  The longest held
+        first, at most ``limit``."""
 
     async def get_workflow_run(self, run_id: uuid.UUID) -> WorkflowRun | None: ...
 

@@ -63,7 +63,13 @@ def quota_files(writes: QuotaWrites) -> list[tuple[str, bytes]]:
         files.append((_counter_name(key), _json(document)))
     for execution_id, held in writes.reservations.items():
         listed = [
-            {"scope": h.scope, "resource": h.resource.value, "window": h.window, "amount": h.amount}
+            {
+                "scope": h.scope,
+                "resource": h.resource.value,
+                "window": h.window,
+                "amount": h.amount,
+                "taken_us": h.taken_us,
+            }
             for h in held
         ]
         document = {"execution_id": str(execution_id), "held": listed}
@@ -86,7 +92,13 @@ def load_quotas(root: Path) -> QuotaWrites:
         loaded.counters[key] = Counter(int(doc["used"]), int(doc["reserved"]))
     for doc in documents("quotas/reservations"):
         loaded.reservations[uuid.UUID(doc["execution_id"])] = [
-            Held(h["scope"], QuotaResource(h["resource"]), h["window"], int(h["amount"]))
+            Held(
+                h["scope"],
+                QuotaResource(h["resource"]),
+                h["window"],
+                int(h["amount"]),
+                int(h.get("taken_us", 0)),
+            )
             for h in doc["held"]
         ]
     return loaded

@@ -34,6 +34,8 @@ from limit_graph.storage.memory_keyring import MemoryKeyRingBackend
 from limit_graph.storage.memory_quotas import MemoryQuotaStore, QuotaState
 from limit_graph.storage.memory_transaction import MemoryTransaction, StagedWrites, run_key
 from limit_graph.storage.paging import Page, SortKey, decode_cursor, encode_cursor
+from limit_graph.storage.quotas import QuotaWrite
+from limit_graph.storage.schema import to_micros
 
 __all__ = ["MemoryStorage"]
 
@@ -203,16 +205,22 @@ class MemoryStorage:
         action: str,
         require_active_session: bool = False,
         started: Execution | None = None,
+        quota: QuotaWrite | None = None,
     ) -> Execution:
+        prepared = quota.prepared() if quota is not None else None
         async with self.transaction() as tx:
-            return await write_execution_in(
+            written = await write_execution_in(
                 tx,
                 execution,
                 actor=actor,
                 action=action,
                 require_active_session=require_active_session,
                 started=started,
+                quotas=self._quotas.staged(tx, prepared) if prepared is not None else None,
             )
+        if isinstance(written, Exception):
+            raise written
+        return written
 
     async def write_entry(self, draft: EntryDraft) -> ProvenanceEntry:
         async with self.transaction() as tx:
@@ -230,6 +238,16 @@ class MemoryStorage:
             e for e in self._executions.values() if e.backend in wanted and not e.state.is_final
         ]
         return sorted(found, key=lambda e: (e.submitted_at, e.id))
+
+    async def stale_reservations(self, before: datetime, *, limit: int = 100) -> list[uuid.UUID]:
+        cutoff = to_micros(before)
+        stale: list[tuple[int, uuid.UUID]] = []
+        for execution_id, held in self._quota_state.reservations.items():
+            taken = min((h.taken_us for h in held), default=cutoff)
+            execution = self._executions.get(execution_id)
+            if taken < cutoff and (execution is None or execution.state.is_final):
+                stale.append((taken, execution_id))
+        return [execution_id for _, execution_id in sorted(stale)[:limit]]
 
     async def get_workflow_run(self, run_id: uuid.UUID) -> WorkflowRun | None:
         return self._workflow_runs.get(run_id)

@@ -3,8 +3,9 @@
 Its writes are staged on the backend's own transaction (:class:`QuotaWrites`, beside the
 records and ledger entries the transaction stages) and applied at commit, all or none;
 the file backend persists them through its journal.  The transaction holds the
-backend's write lock, so a claim's check and its update are one step; a refused
-reservation aborts the transaction, which gives back every claim taken before it.
+backend's write lock, so a claim's check and its update are one step; a reservation
+stages its claims only once all of them fit.  An execution's write applies its quotas
+on its own transaction (:class:`StagedQuotaWrite`).
 Counters and reservations are kept in units (:func:`~limit_graph.storage.quotas.to_units`).
 """
 
@@ -16,21 +17,23 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from limit_graph.core.models import ProvenanceEntry
+from limit_graph.core.models import ProvenanceEntry, utcnow
 from limit_graph.core.quotas import QuotaLimits, QuotaResource
 from limit_graph.storage.ledger import EntryDraft
 from limit_graph.storage.quotas import (
-    ClaimRefused,
     CounterKey,
+    PreparedQuotaWrite,
     QuotaClaim,
     QuotaCounter,
     QuotaRefusal,
     QuotaReservation,
     ScopeLimits,
+    UnitClaim,
     checked_scope,
     prepare_claims,
     prepare_used,
 )
+from limit_graph.storage.schema import to_micros
 
 __all__ = [
     "Counter",
@@ -39,6 +42,7 @@ __all__ = [
     "QuotaStaging",
     "QuotaState",
     "QuotaWrites",
+    "StagedQuotaWrite",
 ]
 
 
@@ -58,6 +62,8 @@ class Held:
     resource: QuotaResource
     window: str
     amount: int
+    taken_us: int = 0
+    """When it was taken, in microseconds since the epoch."""
 
     @property
     def key(self) -> CounterKey:
@@ -146,39 +152,64 @@ class MemoryQuotaStore:
         prepared = prepare_claims(claims)
         if not prepared:
             return None
-        try:
-            async with self._transaction() as tx:
-                if self._state.reservations.get(execution_id):
-                    return None
-                writes = tx.quotas
-                for claim in prepared:
-                    counter = self._state.counters.get(claim.key, Counter())
-                    if counter.used + counter.reserved + claim.amount > claim.limit:
-                        raise claim.refused(counter.used, counter.reserved)
-                    writes.counters[claim.key] = Counter(
-                        counter.used, counter.reserved + claim.amount
-                    )
-                writes.reservations[execution_id] = [Held(*c.key, c.amount) for c in prepared]
-        except ClaimRefused as refused:
-            return refused.refusal
-        return None
+        async with self._transaction() as tx:
+            return self.claim_in(tx.quotas, execution_id, prepared)
 
     async def reconcile(
         self, execution_id: uuid.UUID, used: Mapping[QuotaResource, float]
     ) -> list[QuotaReservation]:
         spent = prepare_used(used)
         async with self._transaction() as tx:
-            held = self._state.reservations.get(execution_id, [])
-            if not held:
-                return []
-            writes = tx.quotas
-            for item in held:
-                counter = self._state.counters.get(item.key, Counter())
-                writes.counters[item.key] = Counter(
-                    counter.used + spent.get(item.resource, 0), counter.reserved - item.amount
-                )
-            writes.reservations[execution_id] = []
+            held = self.settle_in(tx.quotas, execution_id, spent)
         return [h.reservation(execution_id) for h in held]
+
+    def staged(self, tx: QuotaStaging, write: PreparedQuotaWrite) -> StagedQuotaWrite:
+        """``write`` applied on ``tx``, for the backend's execution write."""
+        return StagedQuotaWrite(self, tx.quotas, write)
+
+    def claim_in(
+        self, writes: QuotaWrites, execution_id: uuid.UUID, claims: Sequence[UnitClaim]
+    ) -> QuotaRefusal | None:
+        """Stage every claim for ``execution_id`` on ``writes``, or none (the refusal);
+        nothing when it holds reservations already."""
+        if not claims or self._held(writes, execution_id):
+            return None
+        taken: dict[CounterKey, Counter] = {}
+        for claim in claims:
+            counter = taken.get(claim.key) or self._counter(writes, claim.key)
+            if counter.used + counter.reserved + claim.amount > claim.limit:
+                return claim.refused(counter.used, counter.reserved).refusal
+            taken[claim.key] = Counter(counter.used, counter.reserved + claim.amount)
+        writes.counters.update(taken)
+        now_us = to_micros(utcnow())
+        writes.reservations[execution_id] = [Held(*c.key, c.amount, now_us) for c in claims]
+        return None
+
+    def settle_in(
+        self, writes: QuotaWrites, execution_id: uuid.UUID, spent: Mapping[QuotaResource, int]
+    ) -> list[Held]:
+        """Stage the settling of what ``execution_id`` holds on ``writes``: what it held."""
+        held = self._held(writes, execution_id)
+        for item in held:
+            counter = self._counter(writes, item.key)
+            writes.counters[item.key] = Counter(
+                counter.used + spent.get(item.resource, 0), counter.reserved - item.amount
+            )
+        if held:
+            writes.reservations[execution_id] = []
+        return held
+
+    def _held(self, writes: QuotaWrites, execution_id: uuid.UUID) -> list[Held]:
+        """What ``execution_id`` holds as ``writes`` leave it."""
+        if execution_id in writes.reservations:
+            return writes.reservations[execution_id]
+        return self._state.reservations.get(execution_id, [])
+
+    def _counter(self, writes: QuotaWrites, key: CounterKey) -> Counter:
+        """The counter of ``key`` as ``writes`` leave it."""
+        if key in writes.counters:
+            return writes.counters[key]
+        return self._state.counters.get(key, Counter())
 
     async def reservations(self, execution_id: uuid.UUID) -> list[QuotaReservation]:
         held = self._state.reservations.get(execution_id, [])
@@ -187,3 +218,23 @@ class MemoryQuotaStore:
     async def usage(self, keys: Sequence[CounterKey]) -> list[QuotaCounter]:
         counted = [(key, self._state.counters.get(key, Counter())) for key in keys]
         return [QuotaCounter.from_units(key, c.used, c.reserved) for key, c in counted]
+
+
+class StagedQuotaWrite:
+    """A :class:`~limit_graph.storage.quotas.QuotaWrite` applied on one transaction of
+    the memory or file backend (:func:`~limit_graph.storage.base.write_execution_in`)."""
+
+    def __init__(self, store: MemoryQuotaStore, writes: QuotaWrites, write: PreparedQuotaWrite):
+        self._store = store
+        self._writes = writes
+        self._write = write
+
+    def claim(self, execution_id: uuid.UUID) -> QuotaRefusal | None:
+        return self._store.claim_in(self._writes, execution_id, self._write.claims)
+
+    def settle(self, execution_id: uuid.UUID) -> None:
+        if self._write.spent is not None:
+            self._store.settle_in(self._writes, execution_id, self._write.spent)
+
+    def release(self, execution_id: uuid.UUID) -> None:
+        self._store.settle_in(self._writes, execution_id, {})

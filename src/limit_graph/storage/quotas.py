@@ -36,12 +36,14 @@ from limit_graph.storage.ledger import EntryDraft
 
 __all__ = [
     "ClaimRefused",
+    "PreparedQuotaWrite",
     "CounterKey",
     "QuotaClaim",
     "QuotaCounter",
     "QuotaRefusal",
     "QuotaReservation",
     "QuotaStore",
+    "QuotaWrite",
     "ScopeLimits",
     "UnitClaim",
     "checked_scope",
@@ -116,8 +118,9 @@ class QuotaRefusal:
 
 
 class ClaimRefused(Exception):
-    """Aborts a reservation's transaction, so that nothing it took stays; the backend
-    catches it and returns its :attr:`refusal`."""
+    """A claim did not fit: raised inside a reservation's transaction so that nothing it
+    took stays (the quota store catches it and returns its :attr:`refusal`), and by an
+    execution's write whose claims do not fit, which wrote nothing."""
 
     def __init__(self, refusal: QuotaRefusal) -> None:
         super().__init__(refusal.claim.key)
@@ -163,6 +166,38 @@ class ScopeLimits:
 
     scope: str
     limits: QuotaLimits
+
+
+@dataclass(frozen=True)
+class QuotaWrite:
+    """What recording one execution does to its quotas, in the record's own transaction
+    (:meth:`~limit_graph.storage.base.Storage.write_execution`).
+
+    ``claims`` are taken for the execution before it is recorded, all or none, as
+    :meth:`QuotaStore.reserve` takes them (none when it holds reservations already); when
+    one does not fit, the write raises :class:`ClaimRefused` and writes nothing.
+    ``used``, given with a final record, settles the execution's reservations once it is
+    recorded, as :meth:`QuotaStore.reconcile` does.  A write that does not record the
+    execution (an earlier one answers its idempotency key, or its session is not
+    active) takes nothing and gives back everything the execution holds.
+    """
+
+    claims: Sequence[QuotaClaim] = ()
+    used: Mapping[QuotaResource, float] | None = None
+
+    def prepared(self) -> PreparedQuotaWrite:
+        """Checked and in units (:class:`InvalidInput` naming a bad claim or use)."""
+        spent = prepare_used(self.used) if self.used is not None else None
+        return PreparedQuotaWrite(prepare_claims(self.claims), spent)
+
+
+@dataclass(frozen=True)
+class PreparedQuotaWrite:
+    """A :class:`QuotaWrite` as the backends apply it: claims in units and in lock
+    order, and what was used in units (``None``: nothing is settled)."""
+
+    claims: list[UnitClaim]
+    spent: dict[QuotaResource, int] | None
 
 
 class QuotaStore(Protocol):

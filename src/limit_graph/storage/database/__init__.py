@@ -2,7 +2,7 @@
 
 ``engine`` connects and migrates, ``transaction`` is the interactive write transaction,
 ``store`` the :class:`DatabaseStorage` itself; single-record writes are group-committed
-(:mod:`limit_graph.storage.group_commit`).
+(:mod:`limit_graph.storage.database.group_commit`).
 """
 
 from limit_graph.storage.database.store import DatabaseStorage

@@ -1,46 +1,38 @@
 """The quota store of the database backend (SQLite and Postgres).
 
-A claim is one statement: ``UPDATE limit_quota_counters SET reserved = reserved + :a
-WHERE <key> AND used + reserved + :a <= :limit``, after an ``INSERT ... ON CONFLICT DO
-NOTHING`` has made sure the counter exists.  On Postgres the update waits for the row
-lock of any concurrent claim and then evaluates its condition again on the row as that
-claim left it (read committed), so no number of API processes can overshoot a limit;
-on SQLite the ``IMMEDIATE`` transaction holds the whole database.  An execution's claims
-run in one transaction in counter-key order, so two reservations never wait on each
-other in a cycle, and a refused claim rolls the transaction back: what was taken before
-it is given back.
-
-Reconciling deletes the execution's reservation rows with ``DELETE ... RETURNING`` and
-settles exactly the rows it deleted, in the same transaction: of two processes
-reconciling one execution, the second deletes (and settles) nothing.
+Reserving and reconciling are writes of the group-commit writer, batched with the
+records (:mod:`~limit_graph.storage.database.quota_statements` says how a claim stays
+within its limit with several API processes on one database); an execution's write
+changes its quotas in its own transaction
+(:class:`~limit_graph.storage.quotas.QuotaWrite`).  Limits are set in an interactive
+transaction with their ledger entry; reads are plain queries.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, delete, select, tuple_, update
-from sqlalchemy import exc as sa_exc
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from limit_graph.core.models import utcnow
 from limit_graph.core.quotas import QuotaLimits, QuotaResource
 from limit_graph.storage import schema as t
+from limit_graph.storage.database.group_commit import ExecutionWrite
 from limit_graph.storage.database.transaction import DatabaseTransaction
 from limit_graph.storage.ledger import EntryDraft
 from limit_graph.storage.quotas import (
-    ClaimRefused,
     CounterKey,
+    PreparedQuotaWrite,
     QuotaClaim,
     QuotaCounter,
     QuotaRefusal,
     QuotaReservation,
     ScopeLimits,
-    UnitClaim,
     checked_scope,
     prepare_claims,
     prepare_used,
@@ -53,33 +45,23 @@ _COUNTERS = t.quota_counters.c
 _HELD = t.quota_reservations.c
 
 
-def _counter(key: CounterKey) -> ColumnElement[bool]:
-    scope, resource, window = key
-    return and_(
-        _COUNTERS.scope == scope,
-        _COUNTERS.resource == resource.value,
-        _COUNTERS.window_key == window,
-    )
-
-
 class DatabaseQuotaStore:
     """:class:`~limit_graph.storage.quotas.QuotaStore` on the backend's engine: ``begin``
-    opens a write transaction, ``read`` a read-only connection."""
+    opens a write transaction, ``read`` a read-only connection, ``submit`` hands a write
+    to the group-commit writer."""
 
     def __init__(
         self,
         begin: Callable[[], AbstractAsyncContextManager[DatabaseTransaction]],
         read: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
+        submit: Callable[[ExecutionWrite], Awaitable[Any]],
         *,
         is_sqlite: bool,
     ) -> None:
         self._begin = begin
         self._read = read
-        self._dialect_insert = sqlite.insert if is_sqlite else postgresql.insert
-
-    def _insert(self, table: Table) -> Any:
-        """An ``INSERT`` of the backend's dialect, which has ``ON CONFLICT``."""
-        return self._dialect_insert(table)
+        self._submit = submit
+        self._upsert = sqlite.insert if is_sqlite else postgresql.insert
 
     async def set_limits(
         self, scope: str, limits: QuotaLimits, *, entry: EntryDraft
@@ -88,7 +70,7 @@ class DatabaseQuotaStore:
         async with self._begin() as tx:
             if limits.limits():
                 values = {"updated_us": t.to_micros(utcnow()), "document": limits.document()}
-                upsert = self._insert(t.quota_limits).values(scope=scope, **values)
+                upsert = self._upsert(t.quota_limits).values(scope=scope, **values)
                 await tx.conn.execute(
                     upsert.on_conflict_do_update(index_elements=[_LIMITS.scope], set_=values)
                 )
@@ -115,65 +97,20 @@ class DatabaseQuotaStore:
         prepared = prepare_claims(claims)
         if not prepared:
             return None
-        execution = {"execution_id": execution_id, "created_us": t.to_micros(utcnow())}
-        held = [{**execution, **_key_columns(c.key), "amount": c.amount} for c in prepared]
-        try:
-            async with self._begin() as tx:
-                conn = tx.conn
-                if await self._holds(conn, execution_id):
-                    return None
-                # The reservation rows first: a concurrent reservation of the same
-                # execution waits here, then fails on the primary key, taking nothing.
-                await conn.execute(t.quota_reservations.insert(), held)
-                new = self._insert(t.quota_counters).values(
-                    [{**_key_columns(c.key), "used": 0, "reserved": 0} for c in prepared]
-                )
-                await conn.execute(new.on_conflict_do_nothing())
-                for claim in prepared:
-                    taken = await conn.execute(
-                        update(t.quota_counters)
-                        .where(
-                            _counter(claim.key),
-                            _COUNTERS.used + _COUNTERS.reserved + claim.amount <= claim.limit,
-                        )
-                        .values(reserved=_COUNTERS.reserved + claim.amount)
-                    )
-                    if taken.rowcount != 1:
-                        raise await _refused(conn, claim)
-        except ClaimRefused as refused:
-            return refused.refusal
-        except sa_exc.IntegrityError:
-            if await self.reservations(execution_id):
-                return None  # the concurrent reservation of this execution stands
-            raise
-        return None
-
-    async def _holds(self, conn: AsyncConnection, execution_id: uuid.UUID) -> bool:
-        query = select(_HELD.execution_id).where(_HELD.execution_id == execution_id).limit(1)
-        return await conn.scalar(query) is not None
+        write = PreparedQuotaWrite(prepared, None)
+        refusal: QuotaRefusal | None = await self._submit(
+            ExecutionWrite(None, quota=write, quota_only=execution_id)
+        )
+        return refusal
 
     async def reconcile(
         self, execution_id: uuid.UUID, used: Mapping[QuotaResource, float]
     ) -> list[QuotaReservation]:
-        spent = prepare_used(used)
-        async with self._begin() as tx:
-            deleted = await tx.conn.execute(
-                delete(t.quota_reservations)
-                .where(_HELD.execution_id == execution_id)
-                .returning(_HELD.scope, _HELD.resource, _HELD.window_key, _HELD.amount)
-            )
-            settled = sorted(deleted.all())
-            for scope, name, window, amount in settled:
-                resource = QuotaResource(name)
-                await tx.conn.execute(
-                    update(t.quota_counters)
-                    .where(_counter((scope, resource, window)))
-                    .values(
-                        used=_COUNTERS.used + spent.get(resource, 0),
-                        reserved=_COUNTERS.reserved - amount,
-                    )
-                )
-        return [_reservation(execution_id, *row) for row in settled]
+        write = PreparedQuotaWrite([], prepare_used(used))
+        settled: list[QuotaReservation] = await self._submit(
+            ExecutionWrite(None, quota=write, quota_only=execution_id)
+        )
+        return settled
 
     async def reservations(self, execution_id: uuid.UUID) -> list[QuotaReservation]:
         query = (
@@ -197,20 +134,6 @@ class DatabaseQuotaStore:
                 for scope, name, window, used, reserved in await conn.execute(query):
                     counted[(scope, QuotaResource(name), window)] = (used, reserved)
         return [QuotaCounter.from_units(key, *counted.get(key, (0, 0))) for key in keys]
-
-
-def _key_columns(key: CounterKey) -> dict[str, Any]:
-    """The columns that hold a counter key, in its counter's row and its reservations'."""
-    scope, resource, window = key
-    return {"scope": scope, "resource": resource.value, "window_key": window}
-
-
-async def _refused(conn: AsyncConnection, claim: UnitClaim) -> ClaimRefused:
-    """The refusal of ``claim``, with its counter as this transaction sees it."""
-    used, reserved = (
-        await conn.execute(select(_COUNTERS.used, _COUNTERS.reserved).where(_counter(claim.key)))
-    ).one()
-    return claim.refused(used, reserved)
 
 
 def _reservation(

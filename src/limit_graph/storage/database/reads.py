@@ -194,6 +194,22 @@ class DatabaseReads:
             documents = list(await conn.scalars(query))
         return await self._seals.open_executions(documents)
 
+    async def stale_reservations(self, before: datetime, *, limit: int = 100) -> list[uuid.UUID]:
+        held, runs = t.quota_reservations.c, t.executions.c
+        taken = func.min(held.created_us)
+        unfinished = [ExecutionState.QUEUED.value, ExecutionState.RUNNING.value]
+        query = (
+            select(held.execution_id)
+            .select_from(t.quota_reservations.outerjoin(t.executions, runs.id == held.execution_id))
+            .where(or_(runs.id.is_(None), runs.state.not_in(unfinished)))
+            .group_by(held.execution_id)
+            .having(taken < t.to_micros(before))
+            .order_by(taken, held.execution_id)
+            .limit(limit)
+        )
+        async with self._read() as conn:
+            return list(await conn.scalars(query))
+
     async def get_workflow_run(self, run_id: uuid.UUID) -> WorkflowRun | None:
         async with self._read() as conn:
             row = await conn.scalar(

@@ -32,15 +32,16 @@ from limit_graph.storage.database.engine import (
     run_migrations,
     sync_driver,
 )
+from limit_graph.storage.database.group_commit import ExecutionWrite, GroupCommitter
 from limit_graph.storage.database.identity import DatabaseIdentityStore
 from limit_graph.storage.database.keyring import DatabaseKeyRingBackend
 from limit_graph.storage.database.quotas import DatabaseQuotaStore
 from limit_graph.storage.database.reads import DatabaseReads
 from limit_graph.storage.database.sealing import DatabaseSeals
 from limit_graph.storage.database.transaction import DatabaseTransaction
-from limit_graph.storage.group_commit import ExecutionWrite, GroupCommitter
 from limit_graph.storage.keyring import KeyRing
 from limit_graph.storage.ledger import EntryDraft
+from limit_graph.storage.quotas import QuotaWrite
 from limit_graph.storage.sealed import SealedRecord, with_salts
 
 __all__ = ["DatabaseStorage"]
@@ -72,7 +73,9 @@ class DatabaseStorage(DatabaseReads):
         self._identity = DatabaseIdentityStore(
             self.transaction, self._read, is_sqlite=self.is_sqlite
         )
-        self._quotas = DatabaseQuotaStore(self.transaction, self._read, is_sqlite=self.is_sqlite)
+        self._quotas = DatabaseQuotaStore(
+            self.transaction, self._read, self._submit, is_sqlite=self.is_sqlite
+        )
         self._keyring = KeyRing(
             DatabaseKeyRingBackend(self.transaction, self._read), keks, refresh_s=key_refresh_s
         )
@@ -141,7 +144,9 @@ class DatabaseStorage(DatabaseReads):
         action: str,
         require_active_session: bool = False,
         started: Execution | None = None,
+        quota: QuotaWrite | None = None,
     ) -> Execution:
+        prepared = quota.prepared() if quota is not None else None
         execution = with_salts(execution)
         started = with_salts(started, like=execution) if started is not None else None
         stored: Execution | SealedRecord = await self._submit(
@@ -152,6 +157,7 @@ class DatabaseStorage(DatabaseReads):
                 require_active_session=require_active_session,
                 started=started,
                 sealed=await self._seals.seal_execution(execution),
+                quota=prepared,
             )
         )
         if isinstance(stored, SealedRecord):  # an earlier execution with the same key

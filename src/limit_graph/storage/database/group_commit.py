@@ -13,6 +13,18 @@ no canonical JSON form, say) is answered with that error and left out of its bat
 which commits without it; a batch the database refuses is retried one record at a
 time, so only the record it refuses fails (a data error as :class:`InvalidInput`).
 
+An execution's quotas change in the transaction that records it
+(:mod:`~limit_graph.storage.database.quota_statements`): its claims are taken before
+its record joins the batch, and a final record settles its reservations; a claim that
+does not fit answers that write with :class:`ClaimRefused`, and the batch commits
+without it.  Reserving and settling with no record are writes of their own, batched
+with the rest.  A batch of nothing but reservations commits without waiting for the disk
+(SQLite's ``synchronous=NORMAL`` in WAL mode, Postgres's ``synchronous_commit = off``):
+it is as visible to every other process as any commit, and the next durable commit --
+its execution's record, at the latest -- carries it to disk, since both logs are written
+in order.  A crash before that loses the reservation with the only trace of its
+execution, as giving it back would have.
+
 The batch runs on a synchronous engine in one dedicated writer thread: a whole
 transaction is one hop off the event loop, where the async driver would pay a loop
 round trip per statement (measured here: ~0.5 ms each with aiosqlite through
@@ -21,9 +33,8 @@ SQLAlchemy's async layer, against ~10 µs for the statement itself).
 The statements of every batch (lock and move the ledger head, insert entries, insert
 and update executions) are compiled once for the engine's dialect and sent to the
 driver's cursor with the parameters SQLAlchemy's own column types would bind
-(:class:`_Prepared`): SQLAlchemy Core spends ~0.15 ms per statement on building and
-looking up its compiled form, more than SQLite takes to run it, and a batch of one
-record (a lone request) paid that six times.
+(:mod:`~limit_graph.storage.database.statements`): a batch of one record (a lone
+request) paid SQLAlchemy's ~0.15 ms of compiling six times.
 """
 
 from __future__ import annotations
@@ -34,12 +45,10 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Dialect, Engine, bindparam, insert, select
+from sqlalchemy import Connection, Dialect, Engine, insert, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.sql import ClauseElement
-from sqlalchemy.sql.compiler import SQLCompiler
 
 from limit_graph.core.errors import InvalidInput, StateDenied
 from limit_graph.core.models import (
@@ -48,6 +57,7 @@ from limit_graph.core.models import (
     Session,
     SessionState,
     WorkflowRun,
+    utcnow,
 )
 from limit_graph.storage import schema as t
 from limit_graph.storage.base import (
@@ -56,7 +66,10 @@ from limit_graph.storage.base import (
     session_draft,
     workflow_run_draft,
 )
+from limit_graph.storage.database.quota_statements import QuotaStatements
+from limit_graph.storage.database.statements import Lookup, Prepared
 from limit_graph.storage.ledger import EntryDraft, LedgerHead, chain_entry
+from limit_graph.storage.quotas import ClaimRefused, PreparedQuotaWrite
 from limit_graph.storage.sealed import SealedRecord
 
 __all__ = ["ExecutionWrite", "GroupCommitter"]
@@ -64,100 +77,24 @@ __all__ = ["ExecutionWrite", "GroupCommitter"]
 MAX_BATCH = 512
 
 
-class _Prepared:
-    """A statement compiled once for a dialect: its SQL, the order of its parameters
-    (for positional drivers) and each parameter's bind processor (UUIDs as SQLite's
-    32-digit hex, documents through the dialect's JSON serializer...)."""
-
-    def __init__(
-        self, statement: ClauseElement, dialect: Dialect, columns: list[str] | None = None
-    ) -> None:
-        compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=columns))
-        self.sql = compiled.string
-        self.order: list[str] | None = (
-            list(compiled.positiontup) if compiled.positiontup is not None else None
-        )
-        self.processors: dict[str, Any] = {}
-        self.fixed: dict[str, Any] = {}
-        for name, bind in compiled.binds.items():
-            if self.order is not None and name not in self.order:
-                continue
-            if self.order is None and f"%({name})s" not in self.sql:
-                continue  # named style (psycopg): only the names the SQL uses
-            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if processor is not None:
-                self.processors[name] = processor
-            if not bind.required:  # a value written in the statement, e.g. the head's id
-                self.fixed[name] = bind.effective_value
-
-    def bound(self, row: dict[str, Any]) -> dict[str, Any]:
-        """``row`` (and the statement's own values) as the driver is given them."""
-        return {
-            name: (processor(value) if (processor := self.processors.get(name)) else value)
-            for name, value in (self.fixed | row).items()
-        }
-
-    def parameters(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
-        bound = self.bound(row)
-        return tuple(bound[name] for name in self.order) if self.order is not None else bound
-
-    def execute(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        """Run for each row in the connection's transaction, on the driver's cursor."""
-        with contextlib.closing(conn.connection.cursor()) as cursor:
-            if len(rows) == 1:
-                cursor.execute(self.sql, self.parameters(rows[0]))
-            else:
-                cursor.executemany(self.sql, [self.parameters(row) for row in rows])  # type: ignore[arg-type]
-
-    def rows(self, conn: Connection, row: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """The rows it selects, as the driver returns them (no result processing)."""
-        with contextlib.closing(conn.connection.cursor()) as cursor:
-            cursor.execute(self.sql, self.parameters(row))
-            return [tuple(found) for found in cursor.fetchall()]
-
-
-class _Lookup:
-    """``SELECT <columns> WHERE <key> IN (...)``, prepared for each number of keys.
-
-    Rows come back as the driver returns them, so keys are matched in the driver's
-    form: each wanted key is bound the way the statement binds it, and the rows are
-    given back under the key as passed in.
-    """
-
-    def __init__(self, key: Any, columns: list[Any], dialect: Dialect) -> None:
-        self._key = key
-        self._columns = columns
-        self._dialect = dialect
-        self._prepared: dict[int, _Prepared] = {}
-
-    def find(self, conn: Connection, keys: list[Any]) -> dict[Any, tuple[Any, ...]]:
-        prepared = self._prepared.get(len(keys))
-        if prepared is None:
-            names = [bindparam(f"k{n}", type_=self._key.type) for n in range(len(keys))]
-            statement = select(self._key, *self._columns).where(self._key.in_(names))
-            prepared = self._prepared.setdefault(len(keys), _Prepared(statement, self._dialect))
-        row = {f"k{n}": key for n, key in enumerate(keys)}
-        bound = prepared.bound(row)
-        wanted = {bound[f"k{n}"]: key for n, key in enumerate(keys)}
-        return {wanted[found[0]]: found[1:] for found in prepared.rows(conn, row)}
-
-
 class _Statements:
     """The writer's statements, prepared for one dialect."""
 
     def __init__(self, dialect: Dialect) -> None:
-        self.lock_head = _Prepared(t.LOCK_LEDGER_HEAD, dialect)
-        self.move_head = _Prepared(t.MOVE_LEDGER_HEAD, dialect)
-        self.insert_entries = _Prepared(insert(t.ledger), dialect)
-        self.insert_executions = _Prepared(insert(t.executions), dialect)
-        self.update_executions = _Prepared(
+        self.lock_head = Prepared(t.LOCK_LEDGER_HEAD, dialect)
+        self.move_head = Prepared(t.MOVE_LEDGER_HEAD, dialect)
+        self.insert_entries = Prepared(insert(t.ledger), dialect)
+        self.insert_executions = Prepared(insert(t.executions), dialect)
+        self.update_executions = Prepared(
             t.UPDATE_EXECUTIONS, dialect, ["state", "backend", "document", "workflow_run_id"]
         )
-        self.executions_found = _Lookup(t.executions.c.id, [], dialect)
-        self.insert_runs = _Prepared(insert(t.workflow_runs), dialect)
-        self.update_runs = _Prepared(t.UPDATE_WORKFLOW_RUNS, dialect, ["state", "document"])
-        self.runs_found = _Lookup(t.workflow_runs.c.id, [], dialect)
-        self.session_states = _Lookup(t.sessions.c.id, [t.sessions.c.state], dialect)
+        self.executions_found = Lookup(t.executions.c.id, [], dialect)
+        self.insert_runs = Prepared(insert(t.workflow_runs), dialect)
+        self.update_runs = Prepared(t.UPDATE_WORKFLOW_RUNS, dialect, ["state", "document"])
+        self.runs_found = Lookup(t.workflow_runs.c.id, [], dialect)
+        self.session_states = Lookup(t.sessions.c.id, [t.sessions.c.state], dialect)
+        self.quotas = QuotaStatements(dialect)
+        self.no_wait_for_disk = Prepared(text("SET LOCAL synchronous_commit TO OFF"), dialect)
 
 
 @dataclass
@@ -176,9 +113,20 @@ class ExecutionWrite:
     sealed: dict[str, Any] | None = None
     """The stored document of a sensitive execution, sealed before it was submitted
     (no key is fetched on the writer thread); its entry index is set here."""
+    quota: PreparedQuotaWrite | None = None
+    """What the write does to the execution's quotas
+    (:class:`~limit_graph.storage.quotas.QuotaWrite`)."""
+    quota_only: uuid.UUID | None = None
+    """With no record: the execution whose quotas ``quota`` reserves (its claims; the
+    answer is the refusal or ``None``) or settles (the reservations it settled)."""
     done: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+
+    @property
+    def is_reservation(self) -> bool:
+        """A reservation with no record: committed without waiting for the disk."""
+        return self.quota_only is not None and self.quota is not None and bool(self.quota.claims)
 
     @property
     def gated_session(self) -> uuid.UUID | None:
@@ -215,6 +163,8 @@ class _Batch:
     existing: set[uuid.UUID]
     existing_runs: set[uuid.UUID]
     session_states: dict[uuid.UUID, str]
+    quotas: QuotaStatements
+    now_us: int
     entries: list[ProvenanceEntry] = field(default_factory=list)
     keyed: dict[tuple[uuid.UUID, str], Execution] = field(default_factory=dict)
     new_sessions: list[Session] = field(default_factory=list)
@@ -227,13 +177,35 @@ class _Batch:
         """Chain one record's entries (``drafts()``) onto the batch; the last one's
         returned.  A record whose documents cannot be built or hashed raises
         :class:`_Unhashable` and leaves the batch as it was."""
+        return self.keep(self.chain(drafts))
+
+    def chain(self, drafts: Callable[[], list[EntryDraft]]) -> list[ProvenanceEntry]:
+        """One record's entries, following the batch's, not yet kept; :class:`_Unhashable`
+        for a record whose documents cannot be built or hashed."""
         try:
-            chained = _chained(self.head, drafts())
+            return _chained(self.head, drafts())
         except Exception as exc:
             raise _Unhashable(exc) from exc
+
+    def keep(self, chained: list[ProvenanceEntry]) -> ProvenanceEntry:
+        """Add entries :meth:`chain` made (none since) to the batch; the last one."""
         self.entries.extend(chained)
         self.head = LedgerHead.after(chained[-1])
         return chained[-1]
+
+    def release(self, conn: Connection, write: ExecutionWrite) -> None:
+        """Give back what the execution of a write that does not record it holds."""
+        if write.quota is not None and write.execution is not None:
+            self.quotas.settle(conn, write.execution.id, {})
+
+    def quota_only(self, conn: Connection, write: ExecutionWrite) -> Any:
+        """A reservation (the refusal, or ``None``) or a settling (what was settled) of
+        an execution's quotas, with no record."""
+        quota, execution_id = write.quota, write.quota_only
+        assert quota is not None and execution_id is not None
+        if quota.claims:
+            return self.quotas.claim(conn, execution_id, quota.claims, self.now_us)
+        return self.quotas.settle(conn, execution_id, quota.spent or {})
 
     def refused(self, write: ExecutionWrite) -> StateDenied | None:
         session_id = write.gated_session
@@ -264,9 +236,11 @@ class _Batch:
             if earlier is None:
                 document = conn.scalar(t.execution_by_key(execution.session_id, key))
                 if document is not None and document.get("sensitive"):
+                    self.release(conn, write)
                     return SealedRecord(document)  # opened by the submitter, who can fetch keys
                 earlier = Execution.model_validate(document) if document is not None else None
             if earlier is not None:
+                self.release(conn, write)
                 return earlier
 
         def drafts() -> list[EntryDraft]:
@@ -276,7 +250,13 @@ class _Batch:
             started = execution_draft(write.started, actor=write.actor, action="execution.started")
             return [started, final]
 
-        entry = self.append(drafts)
+        chained = self.chain(drafts)
+        quota = write.quota
+        if quota is not None and quota.claims:
+            refusal = self.quotas.claim(conn, execution.id, quota.claims, self.now_us)
+            if refusal is not None:
+                return ClaimRefused(refusal)
+        entry = self.keep(chained)
         stored = execution.model_copy(update={"provenance_entry": entry.index})
         row = t.execution_row(stored) if is_new else t.execution_changes(stored)
         if write.sealed is not None:
@@ -288,6 +268,8 @@ class _Batch:
                 self.keyed[(stored.session_id, key)] = stored
         else:
             self.updates.append(row)
+        if quota is not None and quota.spent is not None:
+            self.quotas.settle(conn, execution.id, quota.spent)
         return stored
 
 
@@ -299,6 +281,7 @@ class GroupCommitter:
         self._queue: asyncio.Queue[ExecutionWrite] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._statements = _Statements(engine.dialect)
+        self._is_sqlite = engine.dialect.name == "sqlite"
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="limit-group-commit")
@@ -361,8 +344,26 @@ class GroupCommitter:
                 write.done.set_result(result)
 
     def _commit_sync(self, batch: list[ExecutionWrite]) -> list[Any]:
-        with self._engine.begin() as conn:
-            return self._write(conn, batch)
+        if not all(w.is_reservation for w in batch):
+            with self._engine.begin() as conn:
+                return self._write(conn, batch)
+        with self._engine.connect() as conn:
+            if self._is_sqlite:  # only outside a transaction; back to FULL after
+                self._sqlite_synchronous(conn, "NORMAL")
+            try:
+                with conn.begin():
+                    if not self._is_sqlite:
+                        sql = self._statements.no_wait_for_disk
+                        sql.execute(conn, [{}])
+                    return self._write(conn, batch)
+            finally:
+                if self._is_sqlite:
+                    self._sqlite_synchronous(conn, "FULL")
+
+    @staticmethod
+    def _sqlite_synchronous(conn: Connection, level: str) -> None:
+        with contextlib.closing(conn.connection.cursor()) as cursor:
+            cursor.execute(f"PRAGMA synchronous={level}")
 
     def _write(self, conn: Connection, batch: list[ExecutionWrite]) -> list[Any]:
         sql = self._statements
@@ -377,7 +378,14 @@ class GroupCommitter:
             if gated
             else {}
         )
-        work = _Batch(LedgerHead(size, last_hash), found, found_runs, states)
+        work = _Batch(
+            LedgerHead(size, last_hash),
+            found,
+            found_runs,
+            states,
+            sql.quotas,
+            t.to_micros(utcnow()),
+        )
         results: list[Any] = []
         for write in batch:
             try:
@@ -408,12 +416,15 @@ class GroupCommitter:
         :class:`_Unhashable` raised before the write changed the batch."""
         if write.new_session is not None:
             return work.add_session(write.new_session, write)
+        if write.quota_only is not None:
+            return work.quota_only(conn, write)
         if write.execution is None and write.workflow_run is None:
             draft = write.draft
             assert draft is not None
             return work.append(lambda: [draft])
         refused = work.refused(write)
         if refused is not None:
+            work.release(conn, write)
             return refused
         if write.workflow_run is not None:
             return work.add_workflow_run(write.workflow_run, write)

@@ -1,0 +1,88 @@
+"""Records as the rows (and executemany parameters) the writers insert: a session and
+its tags, an execution, a workflow run and a ledger entry, each with its document.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from limit_graph.core.models import Execution, ProvenanceEntry, Session, WorkflowRun
+from limit_graph.storage.schema.columns import to_micros
+
+__all__ = [
+    "execution_changes",
+    "execution_row",
+    "ledger_row",
+    "session_row",
+    "tag_rows",
+    "workflow_run_changes",
+    "workflow_run_row",
+]
+
+
+def ledger_row(entry: ProvenanceEntry) -> dict[str, Any]:
+    return {
+        "idx": entry.index,
+        "session_id": entry.session_id,
+        "entry_hash": entry.entry_hash,
+        "document": entry.document(),
+    }
+
+
+def session_row(session: Session) -> dict[str, Any]:
+    return {
+        "id": session.id,
+        "tenant": session.tenant,
+        "state": session.state.value,
+        "created_us": to_micros(session.created_at),
+        "document": session.document(),
+    }
+
+
+def tag_rows(session: Session) -> list[dict[str, Any]]:
+    return [{"session_id": session.id, "tag": tag} for tag in sorted(set(session.config.tags))]
+
+
+def execution_row(execution: Execution) -> dict[str, Any]:
+    return {
+        "id": execution.id,
+        "session_id": execution.session_id,
+        "state": execution.state.value,
+        "backend": execution.backend.value,
+        "submitted_us": to_micros(execution.submitted_at),
+        "idempotency_key": execution.idempotency_key,
+        "document": execution.document(),
+        "workflow_run_id": _run_id_of(execution),
+    }
+
+
+def execution_changes(execution: Execution) -> dict[str, Any]:
+    """The parameters of :data:`UPDATE_EXECUTIONS` for ``execution``."""
+    return {
+        "b_id": execution.id,
+        "state": execution.state.value,
+        "backend": execution.backend.value,
+        "document": execution.document(),
+        "workflow_run_id": _run_id_of(execution),
+    }
+
+
+def _run_id_of(execution: Execution) -> uuid.UUID | None:
+    return execution.workflow.run_id if execution.workflow is not None else None
+
+
+def workflow_run_row(run: WorkflowRun) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "session_id": run.session_id,
+        "state": run.state.value,
+        "created_us": to_micros(run.created_at),
+        "document": run.document(),
+    }
+
+
+def workflow_run_changes(run: WorkflowRun) -> dict[str, Any]:
+    """The parameters of :data:`UPDATE_WORKFLOW_RUNS` for ``run`` (its session and
+    creation time never change)."""
+    return {"b_id": run.id, "state": run.state.value, "document": run.document()}
