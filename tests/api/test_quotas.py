@@ -150,3 +150,25 @@ async def test_bad_quota_settings_are_a_422_and_nothing_is_written(api: Api) -> 
         assert_problem(await api.client.put(f"/quotas/{scope}", json=body), 422)
     assert await api.ledger_size() == before
     assert (await api.other.get("/quotas")).json()["items"] == []
+
+
+async def test_quick_local_work_over_its_quota_is_refused_unrecorded_and_counted_once(
+    api: Api,
+) -> None:
+    sid = await api.new_session(quotas={"executions": 2, "concurrent": 1})
+    for n in range(2):
+        done = await api.client.post(
+            f"/sessions/{sid}/execute", json={"agent": "echo", "inputs": {"n": n}}
+        )
+        assert done.status_code == 200, done.text
+        assert done.json()["state"] == "succeeded"
+    size = await api.ledger_size()
+    over = await api.client.post(f"/sessions/{sid}/execute", json={"agent": "echo", "inputs": {}})
+    body = assert_problem(over, 403)
+    assert body["quota"]["resource"] == "executions" and body["quota"]["used"] == 2
+    assert await api.actions_since(size) == ["execution.denied"]  # no record of the run
+    listed = await api.client.get(f"/sessions/{sid}/results")
+    assert len(listed.json()["items"]) == 2
+    quotas = await api.client.get("/quotas", params={"session_id": sid})
+    use = {i["resource"]: (i["used"], i["reserved"]) for i in quotas.json()["items"]}
+    assert use == {"executions": (2, 0), "concurrent": (0, 0)}

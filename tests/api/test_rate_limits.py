@@ -309,7 +309,10 @@ async def test_two_api_processes_share_one_rate_and_follow_fail_open(
             # A first round spends the burst and warms every connection and both
             # servers; the round counted starts from an empty bucket, at a time Redis
             # recorded -- nothing the callers' clocks or a slow first request can blur.
-            warm = await hammer(client, urls, seconds=1.0)
+            for _ in range(10):  # a loaded machine may need more than a second for it
+                warm = await hammer(client, urls, seconds=1.0)
+                if warm.answered(429):
+                    break
             assert warm.answered(429) > 0, warm.statuses
             before = await the_bucket(redis_server.url)
             run = await hammer(client, urls, seconds=5.0)

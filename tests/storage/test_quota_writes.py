@@ -158,6 +158,14 @@ async def test_a_cache_hit_claims_and_settles_in_one_write(
     assert await counter(storage, SHOTS) == (0, 0)
     assert await counter(storage, RUNS) == (1, 0)
 
+    big = QuotaClaim("tenant:acme", R.SHOTS, LIFETIME, 1001, 1000)
+    refused = make_execution(session)
+    with pytest.raises(ClaimRefused):  # the executions claim fits first, then is undone
+        await write(storage, refused, QuotaWrite([big, RUNS], used={R.EXECUTIONS: 1}))
+    assert await storage.get_execution(refused.id) is None
+    assert await counter(storage, RUNS) == (1, 0)
+    assert await counter(storage, SHOTS) == (0, 0)
+
 
 async def test_bad_claims_or_use_are_refused_before_anything_is_written(
     storage: Storage, session: Session

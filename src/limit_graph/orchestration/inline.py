@@ -72,7 +72,8 @@ class InlineRunner:
         reservation: Reservation | None = None,
     ) -> Execution:
         """Run the agent here; the record, finished or (past ``wait_s``) running.  The
-        ``reservation``'s claims are taken before the agent starts."""
+        ``reservation``'s claims are taken before the agent starts, or, for a quick
+        deterministic agent, by its one write (see :meth:`_run_at_once`)."""
         now = utcnow()
         new = Execution(
             id=execution_id or uuid.uuid4(),
@@ -94,9 +95,9 @@ class InlineRunner:
             sensitive=sensitive,
         )
         if not agent.is_async and not agent.blocking:
-            if reservation is not None:
+            if reservation is not None and not agent.deterministic:
                 await self.recorder.reserve(reservation)
-            return await self._run_at_once(agent, validated, new)
+            return await self._run_at_once(agent, validated, new, reservation)
         execution = await self.recorder.write(
             new, "execution.started", require_active_session=True, reservation=reservation
         )
@@ -142,7 +143,17 @@ class InlineRunner:
         agent: AgentSpec,
         inputs: BaseModel,
         started: Execution,
+        reservation: Reservation | None = None,
     ) -> Execution:
+        """Run a quick sync agent on the loop and record it once, started and ended.
+
+        Its quota claims were taken before it ran, unless it is deterministic: then they
+        ride its one write, and if one does not fit the result is dropped unrecorded
+        (:class:`~limit_graph.storage.quotas.ClaimRefused`).  Running such an agent --
+        which neither blocks nor burns CPU, and whose result the platform already treats
+        as standing for its run (the result cache) -- uses nothing a quota counts, so
+        refusing after it is refusing before it, without a write of its own.
+        """
         with self._observed(agent, started) as span:
             outcome = await run_agent(agent, inputs, None)
             span.set_attribute("limit.state", outcome.state.value)
@@ -152,6 +163,7 @@ class InlineRunner:
                 f"execution.{outcome.state.value}",
                 require_active_session=True,
                 started=started,
+                reservation=reservation,
             )
         if stored.id == final.id:
             self.recorder.finished(stored, was_running=False)

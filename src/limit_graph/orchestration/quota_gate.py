@@ -6,7 +6,8 @@ shots and estimated QPU seconds its work profile asks for, and the bytes its inp
 take.  The claims are taken in the transaction of the execution's first write, so that
 they cost no commit of their own (storage takes none when an earlier execution answers
 the idempotency key, or the session is no longer active); work that runs before it is
-written reserves in a write of its own first.  A recorded execution's quotas are
+written reserves in a write of its own first, unless it is a quick deterministic agent
+(:meth:`~limit_graph.orchestration.inline.InlineRunner.run`).  A recorded execution's quotas are
 reconciled by the write that records it final (:mod:`.recording`).
 """
 

@@ -252,8 +252,13 @@ class _Batch:
 
         chained = self.chain(drafts)
         quota = write.quota
+        settled = False
         if quota is not None and quota.claims:
-            refusal = self.quotas.claim(conn, execution.id, quota.claims, self.now_us)
+            if quota.spent is not None:  # claimed and ended in this one write
+                refusal = self.quotas.claim_spent(conn, execution.id, quota.claims, quota.spent)
+                settled = True
+            else:
+                refusal = self.quotas.claim(conn, execution.id, quota.claims, self.now_us)
             if refusal is not None:
                 return ClaimRefused(refusal)
         entry = self.keep(chained)
@@ -268,7 +273,7 @@ class _Batch:
                 self.keyed[(stored.session_id, key)] = stored
         else:
             self.updates.append(row)
-        if quota is not None and quota.spent is not None:
+        if quota is not None and quota.spent is not None and not settled:
             self.quotas.settle(conn, execution.id, quota.spent)
         return stored
 

@@ -86,6 +86,18 @@ class QuotaStatements:
             ),
             dialect,
         )
+        self._take_spent = Prepared(
+            update(t.quota_counters)
+            .where(counter, _COUNTERS.used + _COUNTERS.reserved + amount <= bindparam("k_limit"))
+            .values(used=_COUNTERS.used + bindparam("k_spent")),
+            dialect,
+        )
+        self._unspend = Prepared(
+            update(t.quota_counters)
+            .where(counter)
+            .values(used=_COUNTERS.used - bindparam("k_spent")),
+            dialect,
+        )
         self._counter = Prepared(select(_COUNTERS.used, _COUNTERS.reserved).where(counter), dialect)
         self._hold = Prepared(insert(t.quota_reservations), dialect)
         execution = _HELD.execution_id == bindparam("k_execution")
@@ -132,6 +144,35 @@ class QuotaStatements:
             for c in claims
         ]
         self._hold.execute(conn, held)
+        return None
+
+    def claim_spent(
+        self,
+        conn: Connection,
+        execution_id: uuid.UUID,
+        claims: Sequence[UnitClaim],
+        spent: Mapping[QuotaResource, int],
+    ) -> QuotaRefusal | None:
+        """:meth:`claim` and :meth:`settle` at once, for work recorded final by the write
+        that claims for it: each claim is one conditional statement that adds what was
+        spent to its counter, and no reservation is kept in between."""
+        if self.holds(conn, execution_id):
+            self.settle(conn, execution_id, spent)
+            return None
+        self._new_counter.execute(conn, [_key(c.key) for c in claims])
+        for index, claim in enumerate(claims):
+            used = spent.get(claim.claim.resource, 0)
+            asked = {**_key(claim.key), "k_amount": claim.amount, "k_limit": claim.limit}
+            if self._take_spent.count(conn, asked | {"k_spent": used}) == 1:
+                continue
+            [(now_used, reserved)] = self._counter.rows(conn, _key(claim.key))
+            taken = claims[:index]
+            if taken:
+                self._unspend.execute(
+                    conn,
+                    [{**_key(c.key), "k_spent": spent.get(c.claim.resource, 0)} for c in taken],
+                )
+            return claim.refused(now_used, reserved).refusal
         return None
 
     def settle(
