@@ -155,7 +155,9 @@ async def test_the_runner_enforces_the_timeout(tmp_path: Path) -> None:
 
 
 async def test_cancel_reaches_the_running_task_on_the_runner(tmp_path: Path) -> None:
-    async with stack(tmp_path) as s:
+    # The cancel rides on the runner's next heartbeat, one every lease_s / 3: a 3 s lease
+    # has it there within a second instead of the default lease's 3.3 s.
+    async with stack(tmp_path, dispatch__lease_s=3.0) as s:
         loop = s.runner()
         async with running(loop):
             session_id = await s.session()
