@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 import limit_graph.api.routes
 from limit_graph.api.ijson import IJSONRoute
 from limit_graph.core.agents import AgentSpec
-from limit_graph.storage.ledger import verify_chain
+from limit_graph.storage.ledger import verify_entries
 from tests.fixtures.api import Api, assert_problem
 
 JSON = {"Content-Type": "application/json"}
@@ -118,7 +118,7 @@ async def test_ijson_at_its_limits_is_accepted(api: Api) -> None:
     assert result["pair"] == "\U0001f600" and result["max"] == 2**53 - 1
     assert result["min"] == -(2**53 - 1) and result["big"] == 1e308 and result["nul"] == "\x00"
     entries = await api.platform.storage.list_entries()
-    assert verify_chain(entries) is None
+    assert verify_entries(entries) is None
 
 
 def _route_modules() -> list[Any]:
@@ -242,7 +242,7 @@ async def test_an_agent_returning_nan_fails_alone_with_a_clear_error(api: Api) -
     assert error["type"] == "InvalidOutput"
     assert "NaN" in error["message"] and "result.energy" in error["message"]
     entries = await api.platform.storage.list_entries()
-    assert verify_chain(entries) is None
+    assert verify_entries(entries) is None
 
 
 def _raise_with_a_surrogate(_: _Anything) -> None:

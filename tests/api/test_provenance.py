@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from limit_graph.storage.ledger import verify_chain
+from limit_graph.storage.ledger import verify_entries
 from tests.fixtures.api import Api, assert_problem
 
 ENTRY_FIELDS = {
@@ -18,9 +18,12 @@ ENTRY_FIELDS = {
     "action",
     "resource_type",
     "resource_id",
+    "tenant",
+    "session_id",
     "payload_sha256",
-    "prev_hash",
-    "entry_hash",
+    "erasable",
+    "leaf_hash",
+    "proof",
 }
 
 
@@ -62,9 +65,9 @@ async def test_the_ledger_says_who_deleted_a_session(api: Api) -> None:
     # Another tenant's provenance is unknown to the platform admin too.
     assert_problem(await api.client.get(f"/sessions/{theirs}/provenance"), 404)
     stored = await api.platform.storage.list_entries(session_id=uuid.UUID(theirs))
-    assert [e["entry_hash"] for e in entries] == [e.entry_hash for e in stored]
+    assert [e["leaf_hash"] for e in entries] == [e.leaf_hash for e in stored]
     assert [e["index"] for e in entries] == [e.index for e in stored]
-    assert verify_chain(stored, contiguous=False) is None
+    assert verify_entries(stored, contiguous=False) is None
 
 
 async def test_denials_are_in_the_provenance_too(api: Api) -> None:
@@ -101,4 +104,4 @@ async def test_the_route_is_published_with_its_response_model(api: Api) -> None:
     assert schema == {"$ref": "#/components/schemas/ProvenancePage"}
     assert {p["name"] for p in operation["parameters"]} == {"session_id", "limit", "cursor"}
     entry = document["components"]["schemas"]["ProvenanceEntryOut"]
-    assert set(entry["required"]) == ENTRY_FIELDS
+    assert set(entry["required"]) == ENTRY_FIELDS - {"proof"}

@@ -268,7 +268,7 @@ async def test_tampered_bundles_are_refused_naming_the_bad_part(api: Api) -> Non
         (tampered(set_result, rehash=False), "bundle_sha256"),
         (tampered(set_result), "does not match its ledger entry"),
         (tampered(set_payload), f"entry {bundle['entries'][2]['index']}: payload"),
-        (tampered(set_actor), f"entry {bundle['entries'][1]['index']}: entry_hash"),
+        (tampered(set_actor), f"entry {bundle['entries'][1]['index']}: leaf_hash"),
         (tampered(set_tags), "session record does not match"),
         (tampered(drop_pointed_entry), "has no ledger entry"),
         (tampered(drop_entry), f"entry {bundle['entries'][1]['index']} of this ledger is missing"),

@@ -312,8 +312,8 @@ async def test_a_runner_signs_in_with_the_key_of_the_instance_its_execution_was_
         }
         runner = RunnerLoop("http://127.0.0.1:9", "k", "quantum")
 
-        routed = await runner._outcome(execution)
-        fallback = await runner._outcome({**execution, "instance": "west"})
+        routed, _ = await runner._outcome(execution)
+        fallback, _ = await runner._outcome({**execution, "instance": "west"})
         await asyncio.to_thread(EventsWorker.drain_all, 10)  # "loaded" events, sent here
 
     assert routed.state is ExecutionState.SUCCEEDED, routed.error

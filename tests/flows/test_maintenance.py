@@ -28,13 +28,15 @@ from tests.fixtures.api import ADMIN_KEY, Api, assert_problem
 from tests.fixtures.clock import FakeUtcClock
 from tests.fixtures.live import live_server
 
-SET_ACTOR = "UPDATE limit_ledger SET document = json_set(document, '$.actor', 'x') WHERE idx = ?"
+SET_ACTOR = "UPDATE limit_ledger SET leaf = json_set(leaf, '$.actor', 'x') WHERE idx = ?"
 DROP = "DELETE FROM limit_ledger WHERE idx = ?"
 
 
 def _tamper(database: Path, sql: str, index: int) -> None:
     """Change the stored ledger behind the platform's back."""
-    with sqlite3.connect(database) as connection:
+    with sqlite3.connect(database) as connection:  # past the append-only triggers
+        for trigger in ("limit_ledger_no_update", "limit_ledger_no_delete"):
+            connection.execute(f"DROP TRIGGER IF EXISTS {trigger}")
         connection.execute(sql, (index,))
 
 
@@ -112,12 +114,12 @@ async def test_verify_ledger_names_the_first_bad_entry(api: Api, tmp_path: Path)
     _tamper(database, SET_ACTOR, 4)
     altered = (await api.client.post("/maintenance/verify-ledger")).json()
     assert (altered["ok"], altered["size"], altered["first_bad"]) == (False, size, 4)
-    assert altered["detail"].startswith("entry 4: entry_hash")
+    assert altered["detail"].startswith("entry 4: its leaf_hash")
 
     _tamper(database, DROP, 2)
     dropped = (await api.client.post("/maintenance/verify-ledger")).json()
     assert (dropped["ok"], dropped["first_bad"]) == (False, 2)
-    assert dropped["detail"] == "entry 2 is missing"
+    assert dropped["detail"].startswith("entry 2 is missing")
 
 
 async def test_expire_caches_deletes_only_expired_documents(api: Api) -> None:

@@ -19,7 +19,7 @@ from limit_graph.orchestration.data_keys import DataKeyRotation, RotationPhase
 from limit_graph.storage.base import Storage
 from limit_graph.storage.database import DatabaseStorage
 from limit_graph.storage.keyring import DataKeyState
-from limit_graph.storage.ledger import verify_chain
+from limit_graph.storage.ledger import verify_entries
 from limit_graph.storage.memory import MemoryStorage
 from tests.fixtures.records import commit_session, make_session
 from tests.fixtures.sealing import (
@@ -110,7 +110,7 @@ async def test_rotation_under_concurrent_writes_and_reads_loses_nothing(
         states = {r.kid: r.state for r in store.keyring.records()}
         assert states == {old: DataKeyState.RETIRED, done.active: DataKeyState.ACTIVE}
         await written.check(store)
-        assert verify_chain(await store.list_entries(limit=100_000)) is None
+        assert verify_entries(await store.list_entries(limit=100_000)) is None
         actions = [e.action for e in await store.list_entries(limit=100_000)]
         assert actions.count("data_key.rotated") == 1 and actions.count("data_key.retired") == 1
     assert f"lgenc:v1:{old}:" not in dump(backend)

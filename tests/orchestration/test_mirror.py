@@ -123,7 +123,7 @@ async def test_sessions_are_flow_runs_and_executions_task_runs(
         }
         last = (await platform.storage.list_entries(after=-1, limit=10_000))[-1]
         summary = found["markdown"].data
-        assert last.entry_hash in summary
+        assert last.leaf_hash in summary
         assert f"{last.index + 1:,} entries" in summary
         assert f"/sessions/{session.id}/results" in summary
 

@@ -22,6 +22,7 @@ from tests.security.cast import NOOP_POLICY, WORKFLOW, Things, unique
 __all__ = [
     "BODIES",
     "PATH_PARAMETERS",
+    "QUERY_PARAMETERS",
     "TENANT_OBJECTS",
     "Answer",
     "Body",
@@ -32,6 +33,17 @@ __all__ = [
     "request_for",
     "send",
 ]
+
+QUERY_PARAMETERS: dict[str, str] = {
+    # the ledger's proofs: of its first entry in, and between, trees the world has made
+    "index": "0",
+    "size": "1",
+    "first": "1",
+    "second": "1",
+    # the lineage of some content: a well-formed hash nothing has (an empty answer)
+    "hash": "0" * 64,
+}
+"""A value for each required query parameter a route has."""
 
 PATH_PARAMETERS: dict[str, str] = {
     "session_id": "a session of the caller's tenant, owned by its author",
@@ -184,11 +196,13 @@ def request_for(
             f"{operation}: no value for path parameters {unknown}; say what each names in "
             "tests/security/catalogue.py PATH_PARAMETERS (and make one in cast.py)"
         )
-    if operation.required_query:
+    unknown_query = [q for q in operation.required_query if q not in QUERY_PARAMETERS]
+    if unknown_query:
         raise AssertionError(
-            f"{operation}: required query parameters {list(operation.required_query)} "
-            "are not known to the security tests"
+            f"{operation}: required query parameters {unknown_query} are not known to the "
+            "security tests: give each a value in tests/security/catalogue.py QUERY_PARAMETERS"
         )
+    params = {q: QUERY_PARAMETERS[q] for q in operation.required_query} or None
     if operation.takes_body and body is None and operation.key not in BODIES:
         raise AssertionError(
             f"{operation} takes a body the security tests do not know: add one to "
@@ -198,7 +212,7 @@ def request_for(
     url = re.sub(r"\{(\w+)\}", lambda m: given[m.group(1)], operation.path)
     if body is None and operation.takes_body:
         body = BODIES[operation.key](things)
-    return Request(operation.method, url, body, streams=operation.streams)
+    return Request(operation.method, url, body, params=params, streams=operation.streams)
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,14 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/sessions/{session_id}/status"): READERS,
     ("GET", "/sessions/{session_id}/executions/{execution_id}"): READERS,
     ("POST", "/sessions/{session_id}/executions/{execution_id}/cancel"): OWNERS,
+    ("POST", "/sessions/{session_id}/executions/{execution_id}/replay"): OWNERS,
+    # agent.read, then session.execute on the execution's session
+    ("POST", "/executions/{execution_id}/replay"): OWNERS,
     ("GET", "/sessions/{session_id}/events"): READERS,
     ("GET", "/sessions/{session_id}/provenance"): READERS,
+    ("GET", "/sessions/{session_id}/lineage"): READERS,
+    # session.list on the caller's tenant
+    ("GET", "/lineage"): READERS,
     ("GET", "/sessions/{session_id}/workflows"): READERS,
     ("GET", "/sessions/{session_id}/workflows/{run_id}"): READERS,
     ("POST", "/sessions/{session_id}/workflows/{run_id}/cancel"): OWNERS,
@@ -95,6 +101,12 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/policies/{policy_id}/versions"): READERS,
     ("PUT", "/policies/{policy_id}"): TENANT_ADMINS,
     ("GET", "/quotas"): READERS,
+    # audit.read: the tenant's admins (admins-manage-tenant) and auditors
+    ("GET", "/audit"): TENANT_ADMINS,
+    # ledger.read: everyone who reads (readers-read-ledger-proofs)
+    ("GET", "/audit/checkpoint"): READERS,
+    ("GET", "/audit/proof/inclusion"): READERS,
+    ("GET", "/audit/proof/consistency"): READERS,
     ("PUT", "/quotas/{scope}"): TENANT_ADMINS,
 }
 

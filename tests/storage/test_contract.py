@@ -25,7 +25,7 @@ from limit_graph.core.models import (
     SessionState,
 )
 from limit_graph.storage.base import SessionFilter, Storage
-from limit_graph.storage.ledger import GENESIS_HASH, EntryDraft, verify_chain
+from limit_graph.storage.ledger import EntryDraft, verify_entries
 from limit_graph.storage.paging import encode_cursor
 from tests.fixtures.backends import Backend
 from tests.fixtures.records import (
@@ -36,6 +36,7 @@ from tests.fixtures.records import (
     make_execution,
     make_session,
 )
+from tests.fixtures.tree import assert_tree
 
 ALL = SessionFilter()
 
@@ -109,14 +110,14 @@ async def test_a_transaction_that_raises_leaves_nothing(storage: Storage) -> Non
     await commit_session(storage, session)
     entries = await storage.list_entries()
     assert [e.index for e in entries] == [0, 1]
-    assert entries[1].prev_hash == entries[0].entry_hash
-    assert verify_chain(entries) is None
+    await assert_tree(storage)
+    assert verify_entries(entries) is None
 
 
 # --- the ledger ------------------------------------------------------------------
 
 
-async def test_every_save_appends_one_chained_entry(storage: Storage) -> None:
+async def test_every_save_appends_one_entry_to_the_tree(storage: Storage) -> None:
     session = make_session()
     execution = make_execution(session, state=ExecutionState.RUNNING)
 
@@ -133,8 +134,8 @@ async def test_every_save_appends_one_chained_entry(storage: Storage) -> None:
 
     entries = await storage.list_entries()
     assert [e.index for e in entries] == [0, 1, 2, 3]
-    assert entries[0].prev_hash == GENESIS_HASH
-    assert verify_chain(entries) is None
+    await assert_tree(storage)
+    assert verify_entries(entries) is None
 
     first, _, _, last = entries
     assert first.payload == session.document()
@@ -172,7 +173,7 @@ async def test_several_saves_in_one_transaction_chain_in_order(storage: Storage)
     assert [e.provenance_entry for e in stored] == [1, 2, 3]
 
     entries = await storage.list_entries()
-    assert verify_chain(entries) is None
+    assert verify_entries(entries) is None
     assert entries[-1] == note
     assert entries[-1].session_id is None
 
@@ -190,7 +191,7 @@ async def test_list_entries_filters_by_session_and_pages_by_index(storage: Stora
     assert [e.index for e in await storage.list_entries(after=0, limit=2)] == [1, 2]
     assert [e.index for e in await storage.list_entries(session_id=a.id, after=0, limit=1)] == [2]
     assert await storage.list_entries(after=4) == []
-    assert verify_chain(await storage.list_entries(session_id=a.id), contiguous=False) is None
+    assert verify_entries(await storage.list_entries(session_id=a.id), contiguous=False) is None
 
 
 async def test_a_deleted_sessions_entries_stay_listed_in_pages(storage: Storage) -> None:
@@ -265,7 +266,7 @@ async def test_documents_keep_their_exact_json_values(storage: Storage) -> None:
     assert canonical_json(archive) == canonical_json({"bundle": awkward})
     entries = await storage.list_entries()
     assert canonical_json(entries[1].payload["inputs"]) == canonical_json(awkward)
-    assert verify_chain(entries) is None
+    assert verify_entries(entries) is None
 
 
 # --- listing sessions --------------------------------------------------------------
@@ -457,7 +458,7 @@ async def test_session_records_inside_a_transaction(storage: Storage) -> None:
         assert [e.index for e in entries] == [0, 2, 3, 4, 6]
         assert {e.session_id for e in entries} == {a.id}
         assert entries[-1].payload["state"] == "cancelled"
-        assert verify_chain(entries, contiguous=False) is None
+        assert verify_entries(entries, contiguous=False) is None
         assert [e.index for e in await tx.session_entries(b.id)] == [1, 5]
 
 
@@ -497,7 +498,7 @@ async def test_concurrent_transactions_append_contiguous_entries(storage: Storag
 
     entries = await storage.list_entries()
     assert [e.index for e in entries] == list(range(21))
-    assert verify_chain(entries) is None
+    assert verify_entries(entries) is None
     assert sorted(e.actor for e in entries[1:]) == sorted(f"w{i}" for i in range(20))
     assert await storage.ledger_size() == 21
     sessions = await storage.list_sessions(ALL, limit=100, cursor=None)
@@ -536,8 +537,8 @@ async def test_a_reopened_store_keeps_its_data_and_chain(durable_backend: Backen
         completed = await commit_session(reopened, advanced(session, SessionState.COMPLETED))
         after = await reopened.list_entries()
         assert [e.index for e in after] == [0, 1, 2]
-        assert after[2].prev_hash == entries[-1].entry_hash
-        assert verify_chain(after) is None
+        await assert_tree(reopened)
+        assert verify_entries(after) is None
         assert await reopened.get_session(session.id) == completed
     finally:
         await reopened.close()
@@ -565,7 +566,7 @@ async def test_concurrent_standalone_writes_chain_and_land_once(storage: Storage
     )
     entries = await storage.list_entries(after=-1, limit=10_000)
     assert len(entries) == base + 120
-    assert verify_chain(entries) is None
+    assert verify_entries(entries) is None
     by_index = {e.index: e for e in entries}
     for final in finals:
         assert final.provenance_entry is not None
@@ -610,15 +611,16 @@ async def test_standalone_write_can_require_an_active_session(storage: Storage) 
     assert (await storage.list_executions(done.id, state=None, limit=5, cursor=None)).items == []
 
 
-async def test_standalone_entries_chain_with_transactions(storage: Storage) -> None:
+async def test_standalone_entries_follow_transactions_in_the_tree(storage: Storage) -> None:
     session = await commit_session(storage, make_session())
     draft = EntryDraft("alice", "execution.denied", "execution", "echo", session.id, {"n": 1})
     entry = await storage.write_entry(draft)
     after = await commit_session(storage, advanced(session, SessionState.COMPLETED))
     entries = await storage.list_entries()
-    assert entries[-2] == entry and entries[-1].prev_hash == entry.entry_hash
+    assert entries[-2] == entry and entries[-1].index == entry.index + 1
+    await assert_tree(storage)
     assert after.state is SessionState.COMPLETED
-    assert verify_chain(entries) is None
+    assert verify_entries(entries) is None
 
 
 async def test_new_sessions_written_alone_or_in_batches(storage: Storage) -> None:
@@ -633,7 +635,7 @@ async def test_new_sessions_written_alone_or_in_batches(storage: Storage) -> Non
     running = make_execution(first, state=ExecutionState.RUNNING)
     await storage.write_execution(running, actor="a", action="x", require_active_session=True)
     entries = await storage.list_entries()
-    assert len(entries) == 21 and verify_chain(entries) is None
+    assert len(entries) == 21 and verify_entries(entries) is None
     assert entries[0].payload == first.document()
 
 

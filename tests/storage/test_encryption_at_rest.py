@@ -23,7 +23,7 @@ from limit_graph.governance.tokens import TokenService
 from limit_graph.storage import schema as t
 from limit_graph.storage.base import Storage
 from limit_graph.storage.database.engine import sync_driver
-from limit_graph.storage.ledger import verify_chain
+from limit_graph.storage.ledger import verify_entries
 from limit_graph.storage.memory import MemoryStorage
 from limit_graph.storage.sealed import ledger_document, signing_key_place
 from tests.fixtures.records import commit_execution, commit_session, make_execution, make_session
@@ -130,7 +130,7 @@ async def test_the_ledger_commits_to_salted_hashes_and_verifies_without_a_key(
             entries = await keyless.list_entries()
             with pytest.raises(SealError, match="no key-encryption key"):
                 await keyless.get_execution(stored.id)
-    assert verify_chain(entries) is None
+    assert verify_entries(entries) is None
     [entry] = [e for e in entries if e.resource_id == str(stored.id)]
     assert entry.payload["inputs"] == commitment(stored.inputs, stored.salts["inputs"])
     assert entry.payload["result"] == commitment(stored.result, stored.salts["result"])

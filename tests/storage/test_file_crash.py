@@ -18,7 +18,7 @@ import pytest
 from limit_graph.core.errors import Conflict
 from limit_graph.core.models import Execution, Session
 from limit_graph.storage.file import JOURNAL, FileStorage
-from limit_graph.storage.ledger import verify_chain
+from limit_graph.storage.ledger import verify_entries
 from tests.fixtures.file_crash import CRASHED, crashing_script
 from tests.fixtures.records import make_execution, make_session
 
@@ -96,7 +96,7 @@ async def test_a_crashed_commit_is_all_or_nothing(
             await tx.save_session(later, actor="alice", action="session.created")
         after = await store.list_entries()
         assert after[:-1] == entries
-        assert verify_chain(after) is None
+        assert verify_entries(after) is None
     finally:
         await store.close()
 
@@ -154,7 +154,7 @@ async def test_a_journal_left_by_failed_renames_is_rolled_forward(
         assert await recovered.get_archive(session.id) == {"bundle": 1}
         entries = await recovered.list_entries()
         assert [e.index for e in entries] == [0, 1]
-        assert verify_chain(entries) is None
+        assert verify_entries(entries) is None
     finally:
         await recovered.close()
 
@@ -184,7 +184,7 @@ async def test_a_store_whose_commit_failed_after_its_journal_refuses_more_writes
     try:
         assert await recovered.get_session(first.id) == first
         assert await recovered.get_session(second.id) is None
-        assert verify_chain(await recovered.list_entries()) is None
+        assert verify_entries(await recovered.list_entries()) is None
         assert await recovered.ledger_size() == 1
     finally:
         await recovered.close()

@@ -21,7 +21,7 @@ from limit_graph.core.models import Execution, ExecutionState, Session
 from limit_graph.storage.base import Storage
 from limit_graph.storage.database import DatabaseStorage
 from limit_graph.storage.file import FileStorage
-from limit_graph.storage.ledger import EntryDraft, verify_chain
+from limit_graph.storage.ledger import EntryDraft, verify_entries
 from limit_graph.storage.memory import MemoryStorage
 from tests.fixtures.records import commit_session, make_execution, make_session
 
@@ -80,7 +80,7 @@ async def _assert_only_good_landed(
     assert all(isinstance(r, Execution | Session) for r in good), good
     entries = await store.list_entries(after=-1, limit=10_000)
     assert len(entries) == before + len(good) + len(also)
-    assert verify_chain(entries) is None
+    assert verify_entries(entries) is None
     written = {e.resource_id for e in entries[before:]}
     assert written == {str(r.id) for r in good} | also
     page = await store.list_executions(session.id, state=None, limit=100, cursor=None)
@@ -166,7 +166,7 @@ async def test_a_data_error_of_one_record_is_invalid_input(
         for i in (0, 2, 3):
             assert results[i] == sessions[i]
         entries = await store.list_entries()
-        assert len(entries) == 3 and verify_chain(entries) is None
+        assert len(entries) == 3 and verify_entries(entries) is None
         assert {e.resource_id for e in entries} == {str(sessions[i].id) for i in (0, 2, 3)}
     finally:
         await store.close()

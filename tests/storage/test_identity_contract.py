@@ -32,7 +32,7 @@ from limit_graph.core.identity import (
 from limit_graph.core.models import ProvenanceEntry
 from limit_graph.storage.base import Storage
 from limit_graph.storage.identity import encode_key_cursor
-from limit_graph.storage.ledger import EntryDraft, verify_chain
+from limit_graph.storage.ledger import EntryDraft, verify_entries
 from limit_graph.storage.paging import encode_cursor
 from tests.fixtures.backends import Backend
 from tests.fixtures.records import T0
@@ -161,7 +161,7 @@ async def assert_one_write(storage: Storage, before: Mark, action: str) -> Prove
     assert after.entries[:-1] == before.entries
     assert len(after.entries) == len(before.entries) + 1
     assert after.entries[-1].action == action
-    assert verify_chain(after.entries) is None
+    assert verify_entries(after.entries) is None
     return after.entries[-1]
 
 
@@ -774,7 +774,7 @@ async def test_identity_records_survive_a_reopen(durable_backend: Backend) -> No
             await add_principal(reopened, make_principal("carol", client_id="c-a"))
         await ids.create_tenant(make_tenant("next"), entry=entry("t"))
         assert await ids.identity_epoch() == epoch + 1
-        assert verify_chain(await reopened.list_entries()) is None
+        assert verify_entries(await reopened.list_entries()) is None
     finally:
         await reopened.close()
 
@@ -802,7 +802,7 @@ async def test_two_stores_on_one_database_see_each_others_writes_and_epoch(
     assert (await two.identity.get_api_key("k1")) == key.model_copy(
         update={"revoked_at": at(5), "last_used_at": at(7)}
     )
-    assert verify_chain(await two.list_entries()) is None
+    assert verify_entries(await two.list_entries()) is None
 
 
 async def test_two_stores_racing_for_names_and_versions_have_one_winner_each(
@@ -835,4 +835,4 @@ async def test_two_stores_racing_for_names_and_versions_have_one_winner_each(
 
     assert await one.identity.identity_epoch() == 3
     entries = await two.list_entries()
-    assert len(entries) == 3 and verify_chain(entries) is None
+    assert len(entries) == 3 and verify_entries(entries) is None

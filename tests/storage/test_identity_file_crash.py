@@ -24,7 +24,7 @@ from limit_graph.core.identity import (
     Role,
 )
 from limit_graph.storage.file import JOURNAL, FileStorage
-from limit_graph.storage.ledger import EntryDraft, verify_chain
+from limit_graph.storage.ledger import EntryDraft, verify_entries
 from tests.fixtures.file_crash import CRASHED, crashing_script
 from tests.fixtures.records import T0
 
@@ -120,7 +120,7 @@ async def test_a_crashed_principal_deletion_is_all_or_nothing(
         assert stored is not None
         stored_keys = [await ids.get_api_key(k.id) for k in keys]
         entries = await store.list_entries()
-        assert verify_chain(entries) is None
+        assert verify_entries(entries) is None
         if survives:
             assert stored.deleted_at is not None
             assert all(k is not None and k.revoked_at == stored.deleted_at for k in stored_keys)

@@ -21,13 +21,8 @@ from limit_graph.storage import schema as t
 from limit_graph.storage.base import session_draft
 from limit_graph.storage.database import DatabaseStorage
 from limit_graph.storage.database import identity_rows as rows
-from limit_graph.storage.ledger import (
-    GENESIS_HASH,
-    EntryDraft,
-    LedgerHead,
-    chain_entry,
-    verify_chain,
-)
+from limit_graph.storage.ledger import EntryDraft, verify_entries
+from tests.fixtures.legacy_ledger import chained_rows, same_entry, write_chain
 from tests.fixtures.migrations import downgrade, migrate
 from tests.fixtures.records import T0, make_session
 
@@ -68,13 +63,10 @@ async def test_a_database_made_at_0003_upgrades_to_identity_with_its_data(
     migrate(engine, "0003")
     assert not IDENTITY_TABLES & _tables(engine)
     session = make_session()
-    first = chain_entry(
-        LedgerHead(0, GENESIS_HASH), session_draft(session, actor="alice", action="created")
-    )
+    chain = chained_rows([(session_draft(session, actor="alice", action="created"), T0)])
     with engine.begin() as conn:
         conn.execute(insert(t.sessions), [t.session_row(session)])
-        conn.execute(insert(t.ledger), [t.ledger_row(first)])
-        conn.execute(t.MOVE_LEDGER_HEAD, t.head_values(LedgerHead.after(first)))
+        write_chain(conn, chain)
 
     store = DatabaseStorage(url)
     await store.start()
@@ -98,9 +90,9 @@ async def test_a_database_made_at_0003_upgrades_to_identity_with_its_data(
         assert await store.identity.find_principal("acme", "alice") == alice
         assert await store.identity.identity_epoch() == 2
         entries = await store.list_entries()
-        assert entries[0] == first
+        assert same_entry(entries[0], chain[0])
         assert [e.action for e in entries[1:]] == ["tenant.created", "principal.created"]
-        assert verify_chain(entries) is None
+        assert verify_entries(entries) is None
     finally:
         await store.close()
 
@@ -167,6 +159,6 @@ async def test_0004_downgrades_to_0003_keeping_the_older_records(engine: Engine,
             Tenant(id=uuid.uuid4(), name="acme", created_at=T0), entry=_entry("tenant.created")
         )
         assert await reopened.identity.identity_epoch() == 1
-        assert verify_chain(await reopened.list_entries()) is None
+        assert verify_entries(await reopened.list_entries()) is None
     finally:
         await reopened.close()

@@ -1,23 +1,32 @@
-"""The hash chain: honest chains verify, and any edit, drop or swap is named by index."""
+"""Ledger entries as Merkle leaves: honest entries verify, any edit of a field, the
+payload or the leaf hash is named by index, and erasing an erasable payload keeps the
+leaf; the tree over them (:class:`LedgerHead`) is RFC 6962's."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
+from limit_graph.core import merkle
 from limit_graph.core.models import ProvenanceEntry
 from limit_graph.storage.ledger import (
-    GENESIS_HASH,
     EntryDraft,
     LedgerHead,
-    chain_entry,
-    compute_entry_hash,
-    verify_chain,
+    decode_hash,
+    encode_hash,
+    entry_leaf_hash,
+    leaf_bytes,
+    make_entry,
+    verify_entries,
     verify_entry,
 )
 
@@ -37,111 +46,179 @@ def draft(n: int, **changes: Any) -> EntryDraft:
     return EntryDraft(**{**fields, **changes})
 
 
-def build_chain(drafts: list[EntryDraft]) -> list[ProvenanceEntry]:
-    entries: list[ProvenanceEntry] = []
-    for n, each in enumerate(drafts):
-        head = LedgerHead.after(entries[-1] if entries else None)
-        entries.append(chain_entry(head, each, T0 + timedelta(seconds=n)))
-    return entries
+def build(drafts: list[EntryDraft]) -> list[ProvenanceEntry]:
+    return [
+        make_entry(n, each, tenant="acme", timestamp=T0 + timedelta(seconds=n))
+        for n, each in enumerate(drafts)
+    ]
 
 
-def tampered(entry: ProvenanceEntry, *, reseal: bool = False, **changes: Any) -> ProvenanceEntry:
-    """``entry`` with ``changes``; ``reseal`` recomputes its entry_hash as a forger would."""
+def tampered(entry: ProvenanceEntry, *, rehash: bool = False, **changes: Any) -> ProvenanceEntry:
+    """``entry`` with ``changes``; ``rehash`` recomputes its leaf hash as a forger would."""
     edited = ProvenanceEntry.model_validate({**entry.document(), **changes})
-    if reseal:
-        edited = edited.model_copy(update={"entry_hash": compute_entry_hash(edited.document())})
+    if rehash:
+        edited = edited.model_copy(update={"leaf_hash": encode_hash(entry_leaf_hash(edited))})
     return edited
 
 
-def with_entry(chain: list[ProvenanceEntry], i: int, entry: ProvenanceEntry) -> list[Any]:
-    return [*chain[:i], entry, *chain[i + 1 :]]
+def with_entry(entries: list[ProvenanceEntry], i: int, entry: ProvenanceEntry) -> list[Any]:
+    return [*entries[:i], entry, *entries[i + 1 :]]
 
 
 @pytest.fixture
-def chain() -> list[ProvenanceEntry]:
-    return build_chain([draft(n) for n in range(5)])
+def entries() -> list[ProvenanceEntry]:
+    return build([draft(n) for n in range(5)])
 
 
-def test_an_honest_chain_verifies(chain: list[ProvenanceEntry]) -> None:
-    assert [e.index for e in chain] == [0, 1, 2, 3, 4]
-    assert chain[0].prev_hash == GENESIS_HASH
-    assert all(b.prev_hash == a.entry_hash for a, b in zip(chain, chain[1:], strict=False))
-    assert verify_chain(chain) is None
-    assert verify_chain([]) is None
-    assert verify_chain(chain[2:]) is None
-    assert verify_chain(chain[::2], contiguous=False) is None
+def test_honest_entries_verify(entries: list[ProvenanceEntry]) -> None:
+    assert [e.index for e in entries] == [0, 1, 2, 3, 4]
+    assert {e.tenant for e in entries} == {"acme"}
+    assert verify_entries(entries) is None
+    assert verify_entries([]) is None
+    assert verify_entries(entries[2:]) is None
+    assert verify_entries(entries[::2], contiguous=False) is None
 
 
-def test_entries_verify_after_a_json_round_trip(chain: list[ProvenanceEntry]) -> None:
-    """Stored entries come back from JSON; their hashes must still match."""
+def test_the_leaf_is_the_rfc_6962_hash_of_the_fields_canonical_json(
+    entries: list[ProvenanceEntry],
+) -> None:
+    """What docs/provenance.md promises a verifier, recomputed from the exported JSON
+    with an independent RFC 8785 implementation."""
+    for entry in entries:
+        exported = json.loads(entry.model_dump_json())
+        payload = exported.pop("payload")
+        exported.pop("payload_salt")
+        leaf = base64.b64decode(exported.pop("leaf_hash"))
+        assert rfc8785.dumps(exported) == leaf_bytes(entry)
+        assert leaf == hashlib.sha256(b"\x00" + rfc8785.dumps(exported)).digest()
+        assert hashlib.sha256(rfc8785.dumps(payload)).hexdigest() == entry.payload_sha256
+        assert set(exported) == {
+            "index",
+            "timestamp",
+            "actor",
+            "tenant",
+            "action",
+            "resource_type",
+            "resource_id",
+            "session_id",
+            "payload_sha256",
+            "erasable",
+        }
+
+
+def test_a_tenant_comes_from_the_draft_the_session_or_the_payload() -> None:
+    named = make_entry(0, draft(0, tenant="beta"), tenant="acme")
+    from_session = make_entry(0, draft(0), tenant="acme")
+    from_payload = make_entry(0, draft(0, session_id=None, payload={"tenant": "gamma"}))
+    platform = make_entry(0, draft(0, session_id=None, payload={"tenant": 7}))
+    assert [e.tenant for e in (named, from_session, from_payload, platform)] == [
+        "beta",
+        "acme",
+        "gamma",
+        None,
+    ]
+
+
+def test_entries_verify_after_a_json_round_trip(entries: list[ProvenanceEntry]) -> None:
     offset = timezone(timedelta(hours=2))
-    local = chain_entry(LedgerHead.after(chain[-1]), draft(5), datetime.now(offset))
-    for entry in [*chain, local]:
+    local = make_entry(5, draft(5), timestamp=datetime.now(offset))
+    for entry in [*entries, local]:
         again = ProvenanceEntry.model_validate_json(entry.model_dump_json())
         assert verify_entry(again) is None
         assert again == entry
-    assert verify_chain([*chain, local]) is None
+    assert verify_entries([*entries, local]) is None
 
 
-def test_a_changed_payload_is_detected(chain: list[ProvenanceEntry]) -> None:
-    edited = tampered(chain[2], payload={**chain[2].payload, "state": "failed"})
-    assert verify_chain(with_entry(chain, 2, edited)) == (
+def test_a_changed_payload_is_detected(entries: list[ProvenanceEntry]) -> None:
+    payload = entries[2].payload
+    assert payload is not None
+    edited = tampered(entries[2], payload={**payload, "state": "failed"})
+    assert verify_entries(with_entry(entries, 2, edited)) == (
         "entry 2: payload does not match payload_sha256"
     )
 
 
 def test_a_changed_payload_with_its_digest_recomputed_is_detected(
-    chain: list[ProvenanceEntry],
+    entries: list[ProvenanceEntry],
 ) -> None:
-    payload = {**chain[2].payload, "state": "failed"}
-    forged = build_chain([draft(0), draft(1), draft(2, payload=payload)])[2]
-    edited = tampered(chain[2], payload=payload, payload_sha256=forged.payload_sha256)
-    assert verify_chain(with_entry(chain, 2, edited)) == (
-        "entry 2: entry_hash does not match the entry's fields"
+    payload = {**(entries[2].payload or {}), "state": "failed"}
+    forged = build([draft(0), draft(1), draft(2, payload=payload)])[2]
+    edited = tampered(entries[2], payload=payload, payload_sha256=forged.payload_sha256)
+    assert verify_entries(with_entry(entries, 2, edited)) == (
+        "entry 2: leaf_hash does not match the entry's fields"
     )
 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("actor", "mallory"), ("prev_hash", "f" * 64), ("timestamp", T0), ("action", "x")],
+    [("actor", "mallory"), ("tenant", "beta"), ("timestamp", T0), ("action", "x")],
 )
-def test_a_changed_field_is_detected(chain: list[ProvenanceEntry], field: str, value: Any) -> None:
-    edited = tampered(chain[3], **{field: value})
-    assert verify_chain(with_entry(chain, 3, edited)) == (
-        "entry 3: entry_hash does not match the entry's fields"
+def test_a_changed_field_is_detected(
+    entries: list[ProvenanceEntry], field: str, value: Any
+) -> None:
+    edited = tampered(entries[3], **{field: value})
+    assert verify_entries(with_entry(entries, 3, edited)) == (
+        "entry 3: leaf_hash does not match the entry's fields"
     )
 
 
-def test_a_resealed_entry_breaks_the_link_from_the_next(chain: list[ProvenanceEntry]) -> None:
-    edited = tampered(chain[1], reseal=True, actor="mallory")
+def test_a_rehashed_entry_verifies_alone_but_not_in_the_tree(
+    entries: list[ProvenanceEntry],
+) -> None:
+    """Each leaf stands alone; only the tree (and its signed checkpoints) shows that a
+    consistently rewritten entry is not the one committed."""
+    edited = tampered(entries[1], rehash=True, actor="mallory")
     assert verify_entry(edited) is None
-    assert verify_chain(with_entry(chain, 1, edited)) == "entry 2: does not link to entry 1"
+    honest, forged = LedgerHead(), LedgerHead()
+    honest.add(entries)
+    forged.add(with_entry(entries, 1, edited))
+    assert honest.root() != forged.root()
 
 
-def test_a_resealed_prev_hash_is_detected(chain: list[ProvenanceEntry]) -> None:
-    edited = tampered(chain[3], reseal=True, prev_hash="f" * 64)
-    assert verify_chain(with_entry(chain, 3, edited)) == "entry 3: does not link to entry 2"
-    first = tampered(chain[0], reseal=True, prev_hash="f" * 64)
-    assert verify_chain(with_entry(chain, 0, first)) == (
-        "entry 0: does not start from the genesis hash"
+def test_a_dropped_or_reordered_entry_is_detected(entries: list[ProvenanceEntry]) -> None:
+    assert verify_entries([*entries[:2], *entries[3:]]) == ("entry 2: missing (entry 3 follows 1)")
+    swapped = [entries[0], entries[2], entries[1], *entries[3:]]
+    assert verify_entries(swapped, contiguous=False) == "entry 1: out of order after entry 2"
+
+
+def test_renumbered_entries_are_detected(entries: list[ProvenanceEntry]) -> None:
+    edited = tampered(entries[2], index=7)
+    assert verify_entry(edited) == "entry 7: leaf_hash does not match the entry's fields"
+
+
+def test_an_erasable_payload_is_salted_and_can_be_erased() -> None:
+    personal = {"tenant": "acme", "name": "Ada Lovelace"}
+    first = make_entry(0, draft(0, payload=personal, erasable=True))
+    second = make_entry(0, draft(0, payload=personal, erasable=True))
+    assert first.payload_salt and second.payload_salt and first.payload_salt != second.payload_salt
+    # The salt keeps a guess of the payload from being tested against the leaf.
+    unsalted = hashlib.sha256(rfc8785.dumps(personal)).hexdigest()
+    assert unsalted not in (first.payload_sha256, second.payload_sha256)
+    assert first.payload_sha256 != second.payload_sha256
+    assert verify_entry(first) is None
+    erased = first.model_copy(update={"payload": None, "payload_salt": None})
+    assert verify_entry(erased) is None
+    assert erased.leaf_hash == first.leaf_hash
+    # Only an erasable entry may lose its payload, and it keeps its salt while it has it.
+    plain = make_entry(0, draft(0))
+    assert verify_entry(plain.model_copy(update={"payload": None})) == (
+        "entry 0: its payload is missing and it was not erasable"
     )
+    assert verify_entry(first.model_copy(update={"payload_salt": None})) is not None
 
 
-def test_a_dropped_entry_is_detected(chain: list[ProvenanceEntry]) -> None:
-    assert verify_chain([*chain[:2], *chain[3:]]) == "entry 3: does not link to entry 1"
-
-
-def test_reordered_entries_are_detected(chain: list[ProvenanceEntry]) -> None:
-    swapped = [chain[0], chain[2], chain[1], *chain[3:]]
-    assert verify_chain(swapped) == "entry 2: does not link to entry 0"
-    assert verify_chain(swapped, contiguous=False) == "entry 1: out of order after entry 2"
-
-
-def test_renumbered_entries_are_detected(chain: list[ProvenanceEntry]) -> None:
-    edited = tampered(chain[2], index=7)
-    assert verify_chain(with_entry(chain, 2, edited)) == (
-        "entry 7: entry_hash does not match the entry's fields"
-    )
+def test_the_head_is_the_rfc_6962_tree_of_the_leaves(entries: list[ProvenanceEntry]) -> None:
+    head = LedgerHead()
+    nodes = head.add(entries)
+    leaves = [decode_hash(e.leaf_hash) for e in entries]
+    assert head.size == 5 and head.root() == merkle.root_of(leaves)
+    assert ((0, 4), leaves[4]) in nodes and ((2, 0), merkle.root_of(leaves[:4])) in nodes
+    again = LedgerHead.stored(head.size, head.edge_bytes())
+    more = build([draft(n) for n in range(6)])[5]
+    again.add([more])
+    assert again.root() == merkle.root_of([*leaves, decode_hash(more.leaf_hash)])
+    with pytest.raises(ValueError, match="does not follow"):
+        again.add([entries[0]])
 
 
 # --- properties ----------------------------------------------------------------------
@@ -150,7 +227,7 @@ texts = st.text(min_size=1, max_size=12)
 json_values = st.recursive(
     st.none()
     | st.booleans()
-    | st.integers()
+    | st.integers(-(2**53) + 1, 2**53 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | texts,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
@@ -164,37 +241,34 @@ drafts = st.builds(
     resource_id=texts,
     session_id=st.none() | st.uuids(),
     payload=st.dictionaries(texts, json_values, max_size=4),
+    tenant=st.none() | texts,
+    erasable=st.booleans(),
 )
-chains = st.lists(drafts, min_size=1, max_size=6).map(build_chain)
+ledgers = st.lists(drafts, min_size=1, max_size=6).map(build)
 
 FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "index": st.integers(-5, 50),
     "timestamp": st.datetimes(timezones=st.just(UTC)),
     "actor": texts,
+    "tenant": st.none() | texts,
     "action": texts,
     "resource_type": texts,
     "resource_id": texts,
     "session_id": st.none() | st.uuids(),
     "payload": st.dictionaries(texts, json_values, max_size=4),
     "payload_sha256": st.text("0123456789abcdef", min_size=64, max_size=64),
-    "prev_hash": st.text("0123456789abcdef", min_size=64, max_size=64),
-    "entry_hash": st.text("0123456789abcdef", min_size=64, max_size=64),
+    "leaf_hash": st.binary(min_size=32, max_size=32).map(encode_hash),
 }
 
 
 @st.composite
 def single_field_tampers(
-    draw: st.DrawFn, *, followed: bool = False
+    draw: st.DrawFn,
 ) -> tuple[list[ProvenanceEntry], int, ProvenanceEntry]:
-    """A chain, an index in it and that entry with one field changed.
-
-    With ``followed`` the entry has a successor and its ``entry_hash`` is left alone
-    (resealing would undo an edit of that field alone).
-    """
-    entries = draw(chains.filter(lambda c: len(c) > 1) if followed else chains)
-    i = draw(st.integers(0, len(entries) - (2 if followed else 1)))
-    fields = sorted(set(FIELD_VALUES) - ({"entry_hash"} if followed else set()))
-    field = draw(st.sampled_from(fields))
+    """A ledger, an index in it and that entry with one field changed."""
+    entries = draw(ledgers)
+    i = draw(st.integers(0, len(entries) - 1))
+    field = draw(st.sampled_from(sorted(FIELD_VALUES)))
     original = entries[i].document()
     value = draw(
         FIELD_VALUES[field].filter(
@@ -209,15 +283,7 @@ def test_any_single_field_tamper_is_detected_and_named(
     case: tuple[list[ProvenanceEntry], int, ProvenanceEntry],
 ) -> None:
     entries, i, edited = case
-    assert verify_chain(entries) is None
-    problem = verify_chain(with_entry(entries, i, edited))
+    assert verify_entries(entries) is None
+    problem = verify_entry(edited)
     assert problem is not None
     assert problem.startswith(f"entry {edited.index}:")
-
-
-@given(single_field_tampers(followed=True))
-def test_a_resealed_tamper_is_detected_by_the_next_entry(
-    case: tuple[list[ProvenanceEntry], int, ProvenanceEntry],
-) -> None:
-    entries, i, edited = case
-    assert verify_chain(with_entry(entries, i, tampered(edited, reseal=True))) is not None

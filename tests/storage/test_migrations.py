@@ -10,13 +10,15 @@ from __future__ import annotations
 from sqlalchemy import Engine, insert, inspect, select
 
 from limit_graph.core.models import ExecutionState
+from limit_graph.orchestration.ledger_verify import verify_ledger
 from limit_graph.storage import schema as t
 from limit_graph.storage.base import execution_draft, session_draft
 from limit_graph.storage.database import DatabaseStorage
-from limit_graph.storage.ledger import GENESIS_HASH, LedgerHead, chain_entry, verify_chain
+from limit_graph.storage.ledger import verify_entries
 from limit_graph.storage.paging import Page
+from tests.fixtures.legacy_ledger import chained_rows, same_entry, write_chain
 from tests.fixtures.migrations import downgrade, migrate
-from tests.fixtures.records import make_execution, make_session
+from tests.fixtures.records import T0, make_execution, make_session
 from tests.fixtures.workflow_records import make_workflow_run, step_execution
 
 
@@ -29,20 +31,19 @@ async def test_a_database_made_at_0002_upgrades_with_its_data(engine: Engine, ur
     assert "workflow_run_id" not in _execution_columns(engine)
     session = make_session(tags=("old",))
     execution = make_execution(session, key="k")
-    first = chain_entry(
-        LedgerHead(0, GENESIS_HASH), session_draft(session, actor="alice", action="created")
+    execution = execution.model_copy(update={"provenance_entry": 1})
+    chain = chained_rows(
+        [
+            (session_draft(session, actor="alice", action="created"), T0),
+            (execution_draft(execution, actor="alice", action="saved"), T0),
+        ]
     )
-    second = chain_entry(
-        LedgerHead.after(first), execution_draft(execution, actor="alice", action="saved")
-    )
-    execution = execution.model_copy(update={"provenance_entry": second.index})
     old_row = {k: v for k, v in t.execution_row(execution).items() if k != "workflow_run_id"}
     with engine.begin() as conn:
         conn.execute(insert(t.sessions), [t.session_row(session)])
         conn.execute(insert(t.session_tags), t.tag_rows(session))
         conn.execute(insert(t.executions), [old_row])
-        conn.execute(insert(t.ledger), [t.ledger_row(first), t.ledger_row(second)])
-        conn.execute(t.MOVE_LEDGER_HEAD, t.head_values(LedgerHead.after(second)))
+        write_chain(conn, chain)
 
     store = DatabaseStorage(url)
     await store.start()
@@ -53,7 +54,9 @@ async def test_a_database_made_at_0002_upgrades_with_its_data(engine: Engine, ur
         assert await store.get_session(session.id) == session
         assert await store.get_execution(execution.id) == execution
         assert await store.find_execution_by_key(session.id, "k") == execution
-        assert await store.list_entries() == [first, second]
+        migrated = await store.list_entries()
+        assert [same_entry(e, d) for e, d in zip(migrated, chain, strict=True)] == [True, True]
+        assert {e.tenant for e in migrated} == {session.tenant}
 
         run = make_workflow_run(session)
         await store.write_workflow_run(run, actor="alice", action="workflow.created")
@@ -67,7 +70,8 @@ async def test_a_database_made_at_0002_upgrades_with_its_data(engine: Engine, ur
         assert page == Page([run], None)
         assert await store.get_execution(execution.id) == later
         entries = await store.list_entries()
-        assert len(entries) == 5 and verify_chain(entries) is None
+        assert len(entries) == 5 and verify_entries(entries) is None
+        assert (await verify_ledger(store)).ok
     finally:
         await store.close()
 

@@ -19,7 +19,7 @@ import pytest
 from limit_graph.core.errors import InvalidInput
 from limit_graph.core.quotas import LIFETIME, QuotaLimits, QuotaPeriod, QuotaResource
 from limit_graph.storage.base import Storage
-from limit_graph.storage.ledger import EntryDraft, verify_chain
+from limit_graph.storage.ledger import EntryDraft, verify_entries
 from limit_graph.storage.quotas import (
     QuotaClaim,
     QuotaCounter,
@@ -99,7 +99,7 @@ async def test_set_limits_replaces_a_scopes_limits_each_with_its_ledger_entry(
         ("quota.set", ACME),
     ]
     assert entries[1].payload == {"scope": ACME, "limits": {"qpu_seconds": 12.5, "period": "hour"}}
-    assert verify_chain(entries) is None
+    assert verify_entries(entries) is None
 
 
 async def test_limits_of_a_bad_scope_are_refused_and_nothing_is_written(storage: Storage) -> None:

@@ -21,7 +21,7 @@ from limit_graph.core.errors import InvalidInput, StateDenied
 from limit_graph.core.models import Execution, ExecutionState, Session, SessionState, utcnow
 from limit_graph.core.quotas import LIFETIME, QuotaResource
 from limit_graph.storage.base import Storage
-from limit_graph.storage.ledger import verify_chain
+from limit_graph.storage.ledger import verify_entries
 from limit_graph.storage.quotas import ClaimRefused, QuotaClaim, QuotaRefusal, QuotaWrite
 from tests.fixtures.records import (
     advanced,
@@ -83,7 +83,7 @@ async def test_claims_land_with_the_record_and_its_final_write_settles_them(
 
     await write(storage, final(stored), QuotaWrite(used=used))  # settles nothing again
     assert await counter(storage, SHOTS) == (120, 0)
-    assert verify_chain(await storage.list_entries()) is None
+    assert verify_entries(await storage.list_entries()) is None
 
 
 async def test_a_claim_that_does_not_fit_writes_nothing_and_takes_back_the_others(
@@ -203,7 +203,7 @@ async def test_concurrent_writes_never_overshoot_and_each_refused_one_is_unrecor
     for execution in executions:
         held = await storage.quotas.reservations(execution.id)
         assert bool(held) == (await storage.get_execution(execution.id) is not None)
-    assert verify_chain(await storage.list_entries()) is None
+    assert verify_entries(await storage.list_entries()) is None
 
 
 async def test_an_unknown_execution_settles_nothing(storage: Storage) -> None:

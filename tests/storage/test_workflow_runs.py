@@ -21,7 +21,7 @@ from limit_graph.core.models import (
     WorkflowRunState,
 )
 from limit_graph.storage.base import Storage
-from limit_graph.storage.ledger import verify_chain
+from limit_graph.storage.ledger import verify_entries
 from limit_graph.storage.paging import encode_cursor
 from tests.fixtures.backends import Backend
 from tests.fixtures.records import (
@@ -32,6 +32,7 @@ from tests.fixtures.records import (
     make_execution,
     make_session,
 )
+from tests.fixtures.tree import assert_tree
 from tests.fixtures.workflow_records import make_workflow_run, step_execution
 
 
@@ -94,7 +95,7 @@ async def test_each_run_write_appends_an_entry_holding_its_document(storage: Sto
     await storage.write_workflow_run(done, actor="engine", action="workflow.succeeded")
 
     entries = await storage.list_entries(session_id=session.id)
-    assert verify_chain(entries) is None
+    assert verify_entries(entries) is None
     created_entry, started_entry, done_entry = entries[1:]
     for entry, record, actor, action in (
         (created_entry, run, "alice", "workflow.created"),
@@ -294,7 +295,7 @@ async def test_concurrent_run_writes_chain_and_keep_the_last_state(storage: Stor
 
     entries = await storage.list_entries(after=-1, limit=10_000)
     assert len(entries) == 1 + 3 * len(runs)
-    assert verify_chain(entries) is None
+    assert verify_entries(entries) is None
     for run, start, step in zip(runs, started, steps, strict=True):
         assert await storage.get_workflow_run(run.id) == start
         [found] = await storage.list_workflow_executions(run.id)
@@ -321,7 +322,7 @@ async def test_an_unhashable_run_fails_alone(storage: Storage) -> None:
     assert [results[0], *results[2:]] == good
     assert await storage.get_workflow_run(bad.id) is None
     entries = await storage.list_entries()
-    assert len(entries) == before + 3 and verify_chain(entries) is None
+    assert len(entries) == before + 3 and verify_entries(entries) is None
     assert {e.resource_id for e in entries[before:]} == {str(r.id) for r in good}
 
 
@@ -356,7 +357,8 @@ async def test_runs_and_their_executions_survive_a_reopen(durable_backend: Backe
         finished = _advanced(running, WorkflowRunState.SUCCEEDED, StepState.SUCCEEDED)
         await reopened.write_workflow_run(finished, actor="engine", action="workflow.succeeded")
         after = await reopened.list_entries()
-        assert after[-1].prev_hash == entries[-1].entry_hash and verify_chain(after) is None
+        assert after[-1].index == entries[-1].index + 1 and verify_entries(after) is None
+        await assert_tree(reopened)
         assert await reopened.list_unfinished_workflow_runs() == []
     finally:
         await reopened.close()

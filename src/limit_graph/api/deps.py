@@ -44,6 +44,7 @@ __all__ = [
     "CanManagePrincipals",
     "CanReadAgents",
     "CanReadAudit",
+    "CanReadLedger",
     "CanReadPolicies",
     "CanReadPrincipals",
     "CanReadSessions",
@@ -163,6 +164,7 @@ CanManageKeys = Annotated[Principal, Depends(Authorize(Action.KEY_MANAGE))]
 CanReadPolicies = Annotated[Principal, Depends(Authorize(Action.POLICY_READ))]
 CanWritePolicies = Annotated[Principal, Depends(Authorize(Action.POLICY_WRITE))]
 CanReadAudit = Annotated[Principal, Depends(Authorize(Action.AUDIT_READ))]
+CanReadLedger = Annotated[Principal, Depends(Authorize(Action.LEDGER_READ))]
 CanReadQuotas = Annotated[Principal, Depends(Authorize(Action.QUOTA_READ))]
 CanSetQuotas = Annotated[Principal, Depends(Authorize(Action.QUOTA_WRITE))]
 """A tenant admin; the quota service asks again for the scope (a tenant's quotas are the

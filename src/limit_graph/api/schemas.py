@@ -8,7 +8,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from limit_graph.api.audit_schemas import AuditEntryOut, CheckpointOut
 from limit_graph.core.models import BackendKind, Execution, Session, SessionConfig
+from limit_graph.core.run_context import RunContext
 
 __all__ = [
     "ERROR_RESPONSES",
@@ -110,25 +112,23 @@ class ExecutionPage(BaseModel):
     next_cursor: str | None
 
 
-class ProvenanceEntryOut(BaseModel):
-    """One ledger entry of a session: who did what to which resource, when, and its hashes.
+class ProvenanceEntryOut(AuditEntryOut):
+    """One ledger entry of a session, with its inclusion proof in the page's checkpoint.
 
     The written document itself is left out; an archive bundle carries it.
     """
 
-    index: int = Field(description="Position in the ledger.")
-    timestamp: datetime
-    actor: str
-    action: str = Field(description="e.g. session.created, execution.succeeded, session.deleted")
-    resource_type: str = Field(description="session or execution")
-    resource_id: str
-    payload_sha256: str = Field(description="SHA-256 of the canonical JSON written.")
-    prev_hash: str
-    entry_hash: str
+    proof: list[str] = Field(
+        default_factory=list,
+        description="RFC 6962 audit path (base64) of the entry in the checkpoint's tree.",
+    )
 
 
 class ProvenancePage(BaseModel):
     items: list[ProvenanceEntryOut]
+    checkpoint: CheckpointOut | None = Field(
+        default=None, description="The signed checkpoint the proofs are in."
+    )
     next_cursor: str | None
 
 
@@ -261,6 +261,7 @@ class ReportedResult(_Request):
     error: ReportedError | None = None
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
+    run_context: RunContext | None = None
 
 
 class ReportRequest(_RunnerRequest):

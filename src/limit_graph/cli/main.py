@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from limit_graph.cli.agents_cmd import agents_app
+from limit_graph.cli.audit_cmd import audit_app
 from limit_graph.cli.client import CliError
 from limit_graph.cli.deploy_cmd import deploy as deploy_command
 from limit_graph.cli.identity_cmd import keys_app, principal_app, tenant_app
@@ -53,6 +54,7 @@ app.add_typer(principal_app, name="principal")
 app.add_typer(keys_app, name="keys")
 app.add_typer(policy_app, name="policy")
 app.add_typer(quota_app, name="quota")
+app.add_typer(audit_app, name="audit")
 err = Console(stderr=True)
 
 

@@ -54,6 +54,8 @@ class Role(StrEnum):
     AUTHOR = "author"
     OPERATOR = "operator"
     ADMIN = "admin"
+    AUDITOR = "auditor"
+    """Reads what a viewer reads, and the tenant's audit trail (which a viewer does not)."""
     RUNNER = "runner"
     """A runner's service account: claims, heartbeats and reports work of its pools."""
 

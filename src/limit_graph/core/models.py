@@ -24,6 +24,7 @@ from pydantic import (
 
 from limit_graph.core.canonical import sha256_hex
 from limit_graph.core.quotas import COUNTED, QuotaLimits
+from limit_graph.core.run_context import RunContext
 
 __all__ = [
     "BackendKind",
@@ -289,13 +290,23 @@ class Execution(_Record):
         description="For a sensitive execution, the random salt (base64url) of each sealed "
         "field's commitment: `inputs`, `result`, `error.message`.",
     )
+    run_context: RunContext | None = Field(
+        default=None,
+        description="What the run depended on besides its inputs (library versions, seed, "
+        "quantum target and snapshot): what a replay repeats and compares.",
+    )
+    replay_of: uuid.UUID | None = Field(
+        default=None, description="The execution this one replayed from its ledger entry."
+    )
 
     def document(self) -> dict[str, Any]:
-        """As stored and hashed; ``workflow``, ``checks``, ``sensitive`` and ``salts`` only
-        when set, so records written before the fields existed hash as they did."""
+        """As stored and hashed; ``workflow``, ``checks``, ``sensitive``, ``salts``,
+        ``run_context`` and ``replay_of`` only when set, so records written before the
+        fields existed hash as they did."""
         doc = super().document()
-        if doc.get("workflow") is None:
-            doc.pop("workflow", None)
+        for name in ("workflow", "run_context", "replay_of"):
+            if doc.get(name) is None:
+                doc.pop(name, None)
         for name in ("checks", "sensitive", "salts"):
             if not doc.get(name):
                 doc.pop(name, None)
@@ -303,24 +314,33 @@ class Execution(_Record):
 
 
 class ProvenanceEntry(_Record):
-    """One line of the append-only ledger: who did what to which resource, and its hash.
+    """One leaf of the append-only ledger: who did what to which resource, when.
 
     ``payload_sha256`` is the SHA-256 of the canonical JSON of ``payload`` (what was
-    written); ``entry_hash`` covers every other field, ``prev_hash`` included, so the
-    entries form a hash chain.
+    written), salted for an ``erasable`` entry (``payload_salt``); ``leaf_hash``
+    (base64) is the RFC 6962 leaf hash of every other field, which is what the Merkle
+    tree and its signed checkpoints commit to (:mod:`limit_graph.storage.ledger`).
+    An erased payload is ``None``: its hash stays in the leaf.
     """
 
     index: int
     timestamp: datetime
     actor: str
+    tenant: str | None = None
     action: str
     resource_type: str
     resource_id: str
     session_id: uuid.UUID | None
-    payload: dict[str, Any]
+    payload: dict[str, Any] | None
     payload_sha256: str
-    prev_hash: str
-    entry_hash: str
+    erasable: bool = False
+    payload_salt: str | None = None
+    leaf_hash: str
+
+    def written(self) -> dict[str, Any]:
+        """The payload, or ``{}`` once erased (only an erasable entry can be: the
+        records' own entries -- sessions, executions, workflow runs -- never are)."""
+        return self.payload if self.payload is not None else {}
 
 
 class WorkflowRunState(StrEnum):

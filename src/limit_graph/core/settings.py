@@ -66,6 +66,8 @@ from limit_graph.core.instances import (
     api_key_variable,
     resolve_api_keys,
 )
+from limit_graph.core.ledger_settings import LedgerSettings
+from limit_graph.core.lineage_settings import LineageSettings
 from limit_graph.core.models import BackendKind
 
 __all__ = [
@@ -229,6 +231,8 @@ class Settings(_Section):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
     encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    lineage: LineageSettings = Field(default_factory=LineageSettings)
     source: str | None = Field(default=None, description="The config file these came from.")
 
     @model_validator(mode="after")
@@ -270,6 +274,16 @@ class Settings(_Section):
         return self.home / "auth.secret"
 
     @property
+    def checkpoints_path(self) -> Path:
+        """Where each signed checkpoint is also written, outside the database."""
+        return self.ledger.checkpoint_dir or self.home / "checkpoints"
+
+    @property
+    def openlineage_path(self) -> Path:
+        """Where OpenLineage events go with ``[lineage] openlineage = "file"``."""
+        return self.lineage.path or self.home / "lineage" / "openlineage.jsonl"
+
+    @property
     def datasets_path(self) -> Path:
         """Where data-quality checks read files from."""
         return self.governance.data_dir or self.home / "datasets"
@@ -307,6 +321,7 @@ _ENV_PATHS: dict[str, tuple[str, ...]] = {
     "LIMIT_AUTH_SECRET": ("auth", "secret"),
     "LIMIT_DATA_KEK": ("encryption", "kek"),
     "LIMIT_DATA_KEK_PREVIOUS": ("encryption", "previous_keks"),
+    "LIMIT_OPENLINEAGE_API_KEY": ("lineage", "api_key"),
     "LIMIT_PREFECT_WORKERS": ("prefect", "workers"),
     "LIMIT_STORAGE": ("storage", "type"),
     "LIMIT_CORS_ORIGINS": ("server", "cors_origins"),

@@ -37,8 +37,10 @@ from limit_graph.blocks.backends import runner_endpoint
 from limit_graph.core.agents import AgentRegistry, AgentSpec
 from limit_graph.core.errors import LimitError
 from limit_graph.core.models import ErrorInfo, ExecutionState
+from limit_graph.core.run_context import RunContext
 from limit_graph.core.running import Outcome, error_info, run_agent, running_on
 from limit_graph.core.settings import load_settings
+from limit_graph.flows.run_context import runner_context
 
 __all__ = ["RunnerLoop", "RunnerRefused", "RunnerSummary", "runner"]
 
@@ -73,6 +75,9 @@ def report_slices(results: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]
     for item in results:
         encoded = len(json.dumps(item, separators=(",", ":")))
         if encoded > RESULT_MAX_BYTES:
+            # The size of what it reports of the work: its run context is the runner's.
+            said = {k: v for k, v in item.items() if k != "run_context"}
+            encoded = len(json.dumps(said, separators=(",", ":")))
             item = {
                 **item,
                 "state": ExecutionState.FAILED.value,
@@ -279,8 +284,9 @@ class RunnerLoop:
 
     async def _run_one(self, execution: dict[str, Any], attempt: int) -> None:
         started = _now()
+        context: RunContext | None = None
         try:
-            outcome = await self._outcome(execution)
+            outcome, context = await self._outcome(execution)
         except asyncio.CancelledError:
             outcome = Outcome(
                 ExecutionState.CANCELLED,
@@ -298,11 +304,12 @@ class RunnerLoop:
                 "error": outcome.error.model_dump() if outcome.error else None,
                 "started_at": started,
                 "finished_at": _now(),
+                "run_context": context.model_dump(mode="json") if context else None,
             }
         )
         self._results_ready.set()
 
-    async def _outcome(self, execution: dict[str, Any]) -> Outcome:
+    async def _outcome(self, execution: dict[str, Any]) -> tuple[Outcome, RunContext | None]:
         name, version = execution["agent"], execution.get("agent_version")
         reference = f"{name}@{version}" if version else name
         if reference not in self.registry:
@@ -311,21 +318,23 @@ class RunnerLoop:
                 error=ErrorInfo(
                     type="UnknownAgent", message=f"this runner has no agent {reference!r}"
                 ),
-            )
+            ), None
         # Validating and running may resolve the instance's own target (its IBM key).
         with running_on(execution.get("instance")):
             return await self._run(self.registry.find(reference), execution)
 
-    async def _run(self, agent: AgentSpec, execution: dict[str, Any]) -> Outcome:
+    async def _run(
+        self, agent: AgentSpec, execution: dict[str, Any]
+    ) -> tuple[Outcome, RunContext | None]:
         try:
             inputs = agent.input_model.model_validate(execution["inputs"])
         except ValidationError as exc:
             return Outcome(
                 ExecutionState.FAILED,
                 error=ErrorInfo(type="InvalidInput", message=str(exc)[:4096]),
-            )
+            ), None
         except LimitError as exc:  # e.g. an IBM target whose sign-in failed
-            return Outcome(ExecutionState.FAILED, error=error_info(exc))
+            return Outcome(ExecutionState.FAILED, error=error_info(exc)), None
         if self.fault_rate and random.random() < self.fault_rate:
             return Outcome(
                 ExecutionState.FAILED,
@@ -334,8 +343,9 @@ class RunnerLoop:
                     message=f"fault injected by runner {self.runner_id}",
                     retryable=True,
                 ),
-            )
-        return await run_agent(agent, inputs, execution.get("timeout_s"))
+            ), None
+        outcome = await run_agent(agent, inputs, execution.get("timeout_s"))
+        return outcome, runner_context(inputs, quantum=self.pool == "quantum")
 
     async def _report_forever(self) -> None:
         while True:

@@ -220,6 +220,12 @@ class Authorizer:
         question = Question(action, PLATFORM.ref, (), lambda: platform_request(principal, action))
         return await self.require(principal, question)
 
+    def allows_on_platform(self, principal: Principal, action: str) -> bool:
+        """Whether ``action`` on the whole platform is allowed, asked without recording:
+        for reads that narrow to the caller's tenant when it is not (the audit trail)."""
+        question = Question(action, PLATFORM.ref, (), lambda: platform_request(principal, action))
+        return self.decide(principal, question).allowed
+
     async def on_tenant(
         self, principal: Principal, action: str, tenant: str | None = None
     ) -> Decision:

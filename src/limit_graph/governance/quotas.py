@@ -306,6 +306,7 @@ class QuotaService:
             resource_id=scope,
             session_id=None,
             payload={"scope": scope, "limits": parsed.document()},
+            tenant=scope.partition(":")[2] if scope.startswith("tenant:") else None,
         )
         stored = await self._store.set_limits(scope, parsed, entry=entry)
         self._generation += 1

@@ -19,7 +19,7 @@ from limit_graph.core.canonical import sha256_hex
 from limit_graph.core.errors import InvalidInput
 from limit_graph.core.models import Execution, ProvenanceEntry, Session, WorkflowRun, utcnow
 from limit_graph.storage.base import execution_draft, session_draft, workflow_run_draft
-from limit_graph.storage.ledger import verify_chain
+from limit_graph.storage.ledger import payload_digest, verify_entries
 
 __all__ = ["BUNDLE_FORMAT", "ArchiveBundle", "build_bundle", "parse_bundle", "verify_bundle"]
 
@@ -82,7 +82,7 @@ def verify_bundle(bundle: ArchiveBundle) -> None:
     for entry in bundle.entries:
         if entry.session_id != session_id:
             raise _reject(f"entry {entry.index} belongs to another session")
-    problem = verify_chain(bundle.entries, contiguous=False)
+    problem = verify_entries(bundle.entries, contiguous=False)
     if problem:
         raise _reject(problem)
     by_index = {e.index: e for e in bundle.entries}
@@ -91,7 +91,7 @@ def verify_bundle(bundle: ArchiveBundle) -> None:
         raise _reject("no ledger entry records the session")
     last = session_entries[-1]
     expected = session_draft(bundle.session, actor=last.actor, action=last.action).payload
-    if sha256_hex(expected) != last.payload_sha256:
+    if payload_digest(expected, last.payload_salt) != last.payload_sha256:
         raise _reject(f"session record does not match its ledger entry {last.index}")
     for execution in bundle.executions:
         if execution.session_id != session_id:
@@ -101,7 +101,7 @@ def verify_bundle(bundle: ArchiveBundle) -> None:
         if recorded is None or recorded.resource_id != str(execution.id):
             raise _reject(f"execution {execution.id} has no ledger entry in the bundle")
         payload = execution_draft(execution, actor=recorded.actor, action=recorded.action).payload
-        if sha256_hex(payload) != recorded.payload_sha256:
+        if payload_digest(payload, recorded.payload_salt) != recorded.payload_sha256:
             raise _reject(
                 f"execution {execution.id} does not match its ledger entry {recorded.index}"
             )
@@ -125,7 +125,7 @@ def _verify_workflow_runs(bundle: ArchiveBundle) -> None:
         if recorded is None:
             raise _reject(f"workflow run {run.id} has no ledger entry in the bundle")
         payload = workflow_run_draft(run, actor=recorded.actor, action=recorded.action).payload
-        if sha256_hex(payload) != recorded.payload_sha256:
+        if payload_digest(payload, recorded.payload_salt) != recorded.payload_sha256:
             raise _reject(f"workflow run {run.id} does not match its ledger entry {recorded.index}")
     missing = sorted(set(last_entries) - carried)
     if missing:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,3 +31,5 @@ class ExecuteCommand:
     new_key: bool = False
     """The caller made ``idempotency_key`` just now (a workflow step's first try): no
     earlier execution can have it, so it is not looked up (the write still checks)."""
+    replay_of: uuid.UUID | None = None
+    """Set by a replay: the execution this one runs again (never answered from the cache)."""

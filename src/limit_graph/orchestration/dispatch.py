@@ -27,6 +27,7 @@ from typing import Any
 
 from limit_graph.core.errors import InvalidInput
 from limit_graph.core.models import BackendKind, ErrorInfo, Execution, ExecutionState, utcnow
+from limit_graph.core.run_context import RunContext
 from limit_graph.core.settings import DispatchSettings
 from limit_graph.orchestration.router import Router, target_family
 from limit_graph.orchestration.telemetry import Telemetry
@@ -52,6 +53,8 @@ class RunnerResult:
     error: ErrorInfo | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    run_context: RunContext | None = None
+    """What the run depended on, as the runner saw it (its libraries, seed, target)."""
 
 
 @dataclass(frozen=True)
@@ -363,6 +366,9 @@ class Dispatcher:
                     return
             elif item.state is ExecutionState.SUCCEEDED:
                 self.router.health.record_success(instance)
+            context = item.run_context
+            if context is not None and running.sensitive:
+                context = context.without_inputs()  # its seed and target are sealed inputs
             final = running.model_copy(
                 update={
                     "state": item.state,
@@ -370,6 +376,7 @@ class Dispatcher:
                     "error": error,
                     "started_at": item.started_at or running.started_at,
                     "finished_at": item.finished_at or utcnow(),
+                    "run_context": context,
                 }
             )
             await self._finished(await self._write(final, f"execution.{item.state.value}"))

@@ -33,7 +33,7 @@ OPEN_STREAMS_POLICY = "open-streams"
 
 def event_of(entry: ProvenanceEntry) -> dict[str, Any]:
     """The public form of a ledger entry as a state-change event (no inputs or results)."""
-    payload = entry.payload
+    payload = entry.written()
     event: dict[str, Any] = {
         "index": entry.index,
         "timestamp": entry.timestamp.isoformat().replace("+00:00", "Z"),

@@ -197,7 +197,8 @@ class ExecutionService:
         store's bookkeeping in the clear, and whose result would answer by that hash."""
         asked = command.allow_cached or command.inputs.get("allow_cached") is True
         agent = admitted.agent
-        return asked and agent.deterministic and not admitted.sensitive and not command.fan_out
+        fresh = bool(command.fan_out) or command.replay_of is not None
+        return asked and agent.deterministic and not admitted.sensitive and not fresh
 
     @staticmethod
     def _inline(agent: AgentSpec, command: ExecuteCommand) -> bool:
@@ -231,6 +232,7 @@ class ExecutionService:
             attempts=0,
             cache_hit=True,
             cached_from=original.id,
+            run_context=original.run_context,  # what the result it returns depended on
             submitted_at=now,
             started_at=now,
             finished_at=now,
@@ -283,6 +285,7 @@ class ExecutionService:
             workflow=command.workflow,
             checks=checks,
             sensitive=admitted.sensitive,
+            replay_of=command.replay_of,
         )
         stored = await self.recorder.write(
             queued, "execution.queued", require_active_session=True, reservation=reservation

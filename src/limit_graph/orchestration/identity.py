@@ -87,6 +87,11 @@ class NewKey:
     """The whole key: shown this once, kept only as a digest."""
 
 
+ERASABLE = frozenset({"principal"})
+"""The records whose ledger payloads may hold personal data (a person's name, their
+identity provider's subject), committed by salted hash so that they can be erased."""
+
+
 def entry_of(actor: Principal, action: str, what: str, ident: str, **payload: Any) -> EntryDraft:
     return EntryDraft(
         actor=actor.name,
@@ -95,6 +100,7 @@ def entry_of(actor: Principal, action: str, what: str, ident: str, **payload: An
         resource_id=ident,
         session_id=payload.pop("session_id", None),
         payload={"tenant": payload.pop("tenant", actor.tenant), **payload},
+        erasable=what in ERASABLE,
     )
 
 

@@ -28,6 +28,7 @@ from limit_graph.core.models import (
     Session,
     utcnow,
 )
+from limit_graph.core.run_context import run_context, seed_of
 from limit_graph.core.running import Outcome, run_agent
 from limit_graph.governance.auth import Principal
 from limit_graph.orchestration.admission import validate_inputs
@@ -93,6 +94,7 @@ class InlineRunner:
             workflow=command.workflow,
             checks=list(checks),
             sensitive=sensitive,
+            replay_of=command.replay_of,
         )
         if not agent.is_async and not agent.blocking:
             if reservation is not None and not agent.deterministic:
@@ -157,7 +159,7 @@ class InlineRunner:
         with self._observed(agent, started) as span:
             outcome = await run_agent(agent, inputs, None)
             span.set_attribute("limit.state", outcome.state.value)
-            final = _finished(started, outcome)
+            final = _finished(started, outcome, inputs)
             stored = await self.recorder.write(
                 final,
                 f"execution.{outcome.state.value}",
@@ -196,7 +198,7 @@ class InlineRunner:
                 else:
                     outcome = Outcome(ExecutionState.CANCELLED, error=CANCELLED)
             span.set_attribute("limit.state", outcome.state.value)
-            final = _finished(execution, outcome)
+            final = _finished(execution, outcome, inputs)
             finishing = asyncio.ensure_future(
                 self.recorder.write(final, f"execution.{outcome.state.value}")
             )
@@ -229,12 +231,15 @@ class InlineRunner:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _finished(execution: Execution, outcome: Outcome) -> Execution:
+def _finished(execution: Execution, outcome: Outcome, inputs: BaseModel) -> Execution:
+    """The final record, with the run's context (a sensitive one's seed stays sealed)."""
+    seed = None if execution.sensitive else seed_of(inputs)
     return execution.model_copy(
         update={
             "state": outcome.state,
             "result": outcome.result,
             "error": outcome.error,
             "finished_at": utcnow(),
+            "run_context": run_context(seed),
         }
     )

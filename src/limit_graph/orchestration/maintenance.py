@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 from limit_graph.core.errors import Conflict
 from limit_graph.core.models import ProvenanceEntry, SessionState, utcnow
 from limit_graph.governance.auth import Principal
+from limit_graph.orchestration.ledger_verify import LedgerReport, verify_ledger
 from limit_graph.orchestration.sessions import SessionService
 from limit_graph.storage.base import SessionFilter, Storage
-from limit_graph.storage.ledger import verify_chain
 
 __all__ = [
     "ArchiveOutcome",
@@ -37,14 +37,6 @@ log = logging.getLogger("limit_graph.maintenance")
 class ArchiveOutcome:
     archived: list[uuid.UUID]
     skipped: dict[uuid.UUID, str]
-
-
-@dataclass(frozen=True)
-class LedgerReport:
-    ok: bool
-    size: int
-    first_bad: int | None
-    detail: str | None
 
 
 async def _last_activity(storage: Storage, session_id: uuid.UUID) -> datetime | None:
@@ -101,42 +93,6 @@ async def archive_idle_sessions(
             archived.append(session_id)
     log.info("archived %d idle sessions, skipped %d", len(archived), len(skipped))
     return ArchiveOutcome(archived, skipped)
-
-
-def _first_bad(previous: ProvenanceEntry | None, entries: list[ProvenanceEntry]) -> tuple[int, str]:
-    """The first entry of ``entries`` (which follow ``previous``) that is missing or does
-    not verify, and why."""
-    for entry in entries:
-        expected = 0 if previous is None else previous.index + 1
-        if entry.index != expected:
-            return expected, f"entry {expected} is missing"
-        problem = verify_chain([entry] if previous is None else [previous, entry])
-        if problem is not None:
-            return entry.index, problem
-        previous = entry
-    raise ValueError("the entries verify")
-
-
-async def verify_ledger(storage: Storage) -> LedgerReport:
-    """Check every entry's hashes and links from the genesis hash to the recorded head.
-
-    Pages are checked with :func:`verify_chain`; only a page that fails is walked entry
-    by entry to name the first bad one.
-    """
-    size = await storage.ledger_size()
-    previous: ProvenanceEntry | None = None
-    expected = 0
-    while entries := await storage.list_entries(after=expected - 1, limit=1000):
-        run = entries if previous is None else [previous, *entries]
-        if entries[0].index != expected or verify_chain(run) is not None:
-            first_bad, detail = _first_bad(previous, entries)
-            return LedgerReport(False, size, first_bad, detail)
-        previous = entries[-1]
-        expected = previous.index + 1
-    if expected != size:
-        detail = f"the ledger head records {size} entries but {expected} are stored"
-        return LedgerReport(False, size, min(expected, size), detail)
-    return LedgerReport(True, size, None, None)
 
 
 async def expire_caches(storage: Storage, now: datetime | None = None) -> int:

@@ -109,13 +109,13 @@ class SessionRuns:
     async def find(self, entry: ProvenanceEntry, _again: bool) -> None:
         """A created or restored session's flow run, before anything is filed under it."""
         assert entry.session_id is not None
-        await self.flow_run(entry.session_id, entry.payload)
+        await self.flow_run(entry.session_id, entry.written())
 
     async def set_state(self, entry: ProvenanceEntry, again: bool) -> None:
         assert entry.session_id is not None
-        state = FLOW_STATES[entry.payload["state"]]
+        state = FLOW_STATES[entry.written()["state"]]
         for _ in range(2):
-            flow_run_id = await self.flow_run(entry.session_id, entry.payload)
+            flow_run_id = await self.flow_run(entry.session_id, entry.written())
             if await self.api.set_state(flow_run_id, state, again=again):
                 return
             self.known.pop(entry.session_id, None)  # deleted in Prefect: make anew
@@ -126,13 +126,13 @@ class SessionRuns:
         ``again``, only if the first one did not make it."""
         assert entry.session_id is not None
         session_id = entry.session_id
-        flow_run_id = await self.flow_run(session_id, entry.payload)
+        flow_run_id = await self.flow_run(session_id, entry.written())
         counts = await self.storage.count_executions(session_id)
         total = sum(counts.values())
         shown = min(total, TABLE_ROWS)
         results = f"/sessions/{session_id}/results"
         description = (
-            f"Session {entry.payload.get('name', session_id)} {entry.payload['state']} "
+            f"Session {entry.written().get('name', session_id)} {entry.written()['state']} "
             f"at ledger entry {entry.index}"
         )
         if kind == "table":

@@ -94,7 +94,7 @@ class FinishedExecution:
 
     @classmethod
     def parse(cls, entry: ProvenanceEntry) -> FinishedExecution | None:
-        doc = entry.payload
+        doc = entry.written()
         if entry.action not in FINAL_ACTIONS or doc.get("state") not in FINAL_STATES:
             return None
         end = datetime.fromisoformat(doc["finished_at"] or entry.timestamp.isoformat())
@@ -335,7 +335,7 @@ def summary_markdown(
     by_cell = {(backend, state.value): n for (state, backend), n in counts.items()}
     total = sum(counts.values())
     lines = [
-        f"# Session {entry.payload.get('name', session_id)}: {entry.payload['state']}",
+        f"# Session {entry.written().get('name', session_id)}: {entry.written()['state']}",
         "",
         f"{total:,} executions; the table artifact lists the first {shown:,} "
         f"(at most {TABLE_ROWS:,}); every one is at `/sessions/{session_id}/results`.",
@@ -348,6 +348,6 @@ def summary_markdown(
         lines.append(f"| {backend} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"Ledger at this point: {entry.index + 1:,} entries; last entry hash `{entry.entry_hash}`.",
+        f"Ledger at this point: {entry.index + 1:,} entries; last leaf hash `{entry.leaf_hash}`.",
     ]
     return "\n".join(lines)

@@ -86,7 +86,7 @@ class WorkflowEntry:
     def parse(cls, entry: ProvenanceEntry) -> WorkflowEntry | None:
         if entry.resource_type != "workflow_run" or entry.action not in WORKFLOW_ACTIONS:
             return None
-        return cls.of(entry.payload, action=entry.action, index=entry.index)
+        return cls.of(entry.written(), action=entry.action, index=entry.index)
 
     @classmethod
     def of(cls, doc: dict[str, Any], *, action: str, index: int) -> WorkflowEntry:

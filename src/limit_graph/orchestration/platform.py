@@ -32,7 +32,9 @@ from limit_graph.governance.secrets import ServerSecret
 from limit_graph.governance.tokens import TokenService
 from limit_graph.governance.watch import IdentityWatch
 from limit_graph.orchestration.admission import Admission
+from limit_graph.orchestration.audit import AuditService
 from limit_graph.orchestration.cache import ResultCache
+from limit_graph.orchestration.checkpoints import Checkpointer, load_ledger_key
 from limit_graph.orchestration.data_keys import DataKeyRotation
 from limit_graph.orchestration.dispatch import Dispatcher
 from limit_graph.orchestration.events import SessionEvents
@@ -41,12 +43,16 @@ from limit_graph.orchestration.grants import GrantService
 from limit_graph.orchestration.health import Probe, prefect_ping
 from limit_graph.orchestration.identity import IdentityService
 from limit_graph.orchestration.inline import InlineRunner
+from limit_graph.orchestration.lineage import LineageFollower
+from limit_graph.orchestration.lineage_reads import LineageReads
 from limit_graph.orchestration.mirror import PrefectMirror
+from limit_graph.orchestration.openlineage import event_sink
 from limit_graph.orchestration.policies import PolicyService
 from limit_graph.orchestration.quota_gate import QuotaGate
 from limit_graph.orchestration.quota_sweep import ReservationSweeper
 from limit_graph.orchestration.quotas import QuotaAdmin
 from limit_graph.orchestration.recording import ExecutionRecorder
+from limit_graph.orchestration.replay import ReplayService
 from limit_graph.orchestration.router import Router
 from limit_graph.orchestration.sessions import SessionCache, SessionService, require_visible
 from limit_graph.orchestration.supervisor import RunnerSupervisor, prefect_runner_starter
@@ -110,6 +116,11 @@ class Platform:
     quotas: QuotaAdmin
     data_keys: DataKeyRotation
     reservations: ReservationSweeper
+    checkpoints: Checkpointer
+    audit: AuditService
+    replay: ReplayService
+    lineage_follower: LineageFollower
+    lineage: LineageReads
     oidc: OidcVerifier | None = field(default=None)
     supervisor: RunnerSupervisor | None = field(default=None)
     mirror: PrefectMirror | None = field(default=None)
@@ -188,12 +199,24 @@ class Platform:
             QuotaGate(quotas, recorder, store),
         )
         finals.append(executions)
+        checkpoints = Checkpointer(
+            store,
+            await load_ledger_key(store, secret, settings.ledger.origin),
+            settings.ledger,
+            settings.checkpoints_path,
+        )
         rates = RateGuard(
             build_limiter(settings.governance),
             settings.governance.rates,
             observe=telemetry.count_rate_decision,
         )
         telemetry.watch_rate_limiter(lambda: rates.failing)
+        lineage = LineageFollower(
+            store,
+            settings.lineage,
+            sink=event_sink(settings.lineage, settings.openlineage_path),
+            data_dir=settings.datasets_path,
+        )
         platform = cls(
             settings=settings,
             storage=store,
@@ -236,6 +259,13 @@ class Platform:
                 stale_s=settings.governance.stale_reservation_s,
                 every_s=settings.governance.reservation_sweep_s,
             ),
+            checkpoints=checkpoints,
+            audit=AuditService(store, authorizer, checkpoints),
+            replay=ReplayService(
+                store, executions, agents, cache, authorizer, notify=events.notify
+            ),
+            lineage_follower=lineage,
+            lineage=LineageReads(store, lineage, authorizer),
             oidc=oidc,
             rates=rates,
         )
@@ -246,6 +276,8 @@ class Platform:
         await platform.workflows.start()
         await platform.data_keys.start()
         platform.reservations.start()
+        platform.checkpoints.start()
+        platform.lineage_follower.start()
         if settings.prefect.api_url:
             platform.supervisor = RunnerSupervisor(
                 dispatcher,
@@ -312,6 +344,8 @@ class Platform:
             await self.mirror.close()
         await self.data_keys.close()
         await self.reservations.close()
+        await self.checkpoints.close()
+        await self.lineage_follower.close()
         await self.watch.close()
         await self.rates.close()
         await self.authenticator.close()

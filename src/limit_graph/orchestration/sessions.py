@@ -291,7 +291,7 @@ class SessionService:
                 raise InvalidInput(
                     f"archive bundle does not verify: entry {index} of this ledger is missing"
                 )
-            if carried[index].entry_hash != entry.entry_hash:
+            if carried[index].leaf_hash != entry.leaf_hash:
                 raise InvalidInput(
                     f"archive bundle does not verify: entry {index} differs from this ledger"
                 )

@@ -32,6 +32,8 @@ from limit_graph.core.models import (
 from limit_graph.storage.identity import IdentityStore
 from limit_graph.storage.keyring import KeyRing
 from limit_graph.storage.ledger import EntryDraft
+from limit_graph.storage.ledger_store import LedgerStore
+from limit_graph.storage.lineage import LineageStore
 from limit_graph.storage.paging import Page
 from limit_graph.storage.quotas import ClaimRefused, QuotaRefusal, QuotaStore, QuotaWrite
 from limit_graph.storage.sealed import ledger_document, with_salts
@@ -222,8 +224,16 @@ class Storage(Protocol):
         """Tenants, principals, keys, signing keys, policies and grants, in this store."""
 
     @property
+    def ledger(self) -> LedgerStore:
+        """The ledger's tree, checkpoints, trail reads and erasure, in this store."""
+
+    @property
     def quotas(self) -> QuotaStore:
         """Quota limits, counters and reservations, in this store."""
+
+    @property
+    def lineage(self) -> LineageStore:
+        """The lineage graph derived from the ledger, and its followers' cursors."""
 
     @property
     def keyring(self) -> KeyRing:
@@ -359,8 +369,11 @@ class Storage(Protocol):
         value: dict[str, Any],
         *,
         expires_at: datetime | None = None,
-    ) -> None:
-        """Insert or replace a bookkeeping document, durably."""
+        only_if_absent: bool = False,
+    ) -> bool:
+        """Insert or replace a bookkeeping document, durably; with ``only_if_absent``
+        only insert it, ``False`` when one was there (an expired one counts as there
+        until it is deleted)."""
 
     async def delete_expired(self, namespace: str | None, now: datetime) -> int:
         """Remove documents whose ``expires_at`` is at or before ``now``; how many went."""

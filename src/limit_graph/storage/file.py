@@ -24,9 +24,18 @@ from limit_graph.core.errors import Conflict
 from limit_graph.core.models import ProvenanceEntry, Session, WorkflowRun
 from limit_graph.core.sealing import KeyEncryptionKeys
 from limit_graph.storage.file_identity import IDENTITY_FOLDERS, identity_files, load_identity
+from limit_graph.storage.file_ledger import (
+    CHECKPOINTS_FOLDER,
+    FileLedger,
+    load_checkpoints,
+    replace_durably,
+)
+from limit_graph.storage.file_lineage import FileLineageStore
 from limit_graph.storage.file_quotas import QUOTA_FOLDERS, load_quotas, quota_files
 from limit_graph.storage.file_sealing import FileKeyRingBackend, FileSeals
 from limit_graph.storage.keyring import KeyRing
+from limit_graph.storage.ledger_upgrade import leaf_of_chained
+from limit_graph.storage.legacy_chain import GENESIS_HASH, verify_chain_document
 from limit_graph.storage.memory import MemoryStorage
 from limit_graph.storage.memory_transaction import StagedWrites
 
@@ -40,6 +49,7 @@ RECORD_FOLDERS = (
     "workflow_runs",
     "archives",
     "ledger",
+    CHECKPOINTS_FOLDER,
     *IDENTITY_FOLDERS,
     *QUOTA_FOLDERS,
 )
@@ -68,8 +78,8 @@ class FileStorage(MemoryStorage):
     def __init__(
         self, root: Path, *, keks: KeyEncryptionKeys | None = None, key_refresh_s: float = 30.0
     ) -> None:
-        super().__init__()
         self.root = Path(root)
+        super().__init__()
         self._lock_file: IO[bytes] | None = None
         self._unfinished_commit = False
         self._keys = FileKeyRingBackend(
@@ -78,6 +88,12 @@ class FileStorage(MemoryStorage):
         self._keyring = KeyRing(self._keys, keks, refresh_s=key_refresh_s)
         self._seals = FileSeals(self._keyring)
         """Sensitive executions and archives are sealed in their files."""
+        self._lineage = FileLineageStore(self.root / "lineage")
+
+    def _make_ledger(self) -> FileLedger:
+        return FileLedger(
+            self._entries, self._lock, self.root, replace_durably(_write_durably, _fsync_dir)
+        )
 
     def _tenant_of(self, staged: StagedWrites, session_id: uuid.UUID) -> str | None:
         session = staged.sessions.get(session_id) or self._sessions.get(session_id)
@@ -166,11 +182,11 @@ class FileStorage(MemoryStorage):
             staged.archives[session_id] = self._seals.load_archive(
                 session_id, path.read_bytes(), tenant
             )
-        for path in sorted(self._folder("ledger").glob("*.json")):
-            staged.entries.append(ProvenanceEntry.model_validate_json(path.read_bytes()))
+        staged.entries = self._load_ledger(staged)
         staged.identity = load_identity(self.root)
         staged.quotas = load_quotas(self.root)
         self._apply(staged)
+        self._ledger.load_checkpoints(load_checkpoints(self.root))
         for path in self._folder("kv").glob("*.json"):
             item = json.loads(path.read_bytes())
             expires = item["expires_at"]
@@ -178,6 +194,29 @@ class FileStorage(MemoryStorage):
                 item["value"],
                 datetime.fromisoformat(expires) if expires else None,
             )
+
+    def _load_ledger(self, staged: StagedWrites) -> list[ProvenanceEntry]:
+        """The ledger's entries; a folder written before the Merkle ledger (a hash chain)
+        has its chain checked and is rewritten as leaves, in one journalled commit."""
+        paths = sorted(self._folder("ledger").glob("*.json"))
+        documents = [json.loads(path.read_bytes()) for path in paths]
+        if not any("entry_hash" in document for document in documents):
+            return [ProvenanceEntry.model_validate(document) for document in documents]
+        prev = GENESIS_HASH
+        for n, document in enumerate(documents):
+            problem = verify_chain_document(document, n, prev)
+            if problem is not None:
+                raise RuntimeError(
+                    f"storage folder {self.root}: the ledger's hash chain does not verify: "
+                    f"{problem}; it is not upgraded (restore it from a backup first)"
+                )
+            prev = document["entry_hash"]
+        tenants = {session.id: session.tenant for session in staged.sessions.values()}
+        entries = [leaf_of_chained(document, tenants) for document in documents]
+        self._write_files(
+            [(f"ledger/{e.index:012d}.json", e.model_dump_json().encode()) for e in entries]
+        )
+        return entries
 
     def _value_path(self, namespace: str, key: str) -> Path:
         name = hashlib.sha256(f"{namespace}\0{key}".encode()).hexdigest()
@@ -237,7 +276,11 @@ class FileStorage(MemoryStorage):
         return files
 
     def _commit_files(self, staged: StagedWrites) -> None:
-        files = self._files_of(staged)
+        self._write_files(self._files_of(staged))
+
+    def _write_files(self, files: list[tuple[str, bytes]]) -> None:
+        """Write ``files`` (name under the root, bytes) all or none: each to a temporary
+        file, then a journal of their renames, then the renames."""
         renames = [[name + TMP_SUFFIX, name] for name, _ in files]
         journal = self.root / JOURNAL
         try:

@@ -1,38 +1,71 @@
-"""The provenance hash chain: building, hashing and verifying ledger entries.
+"""The provenance ledger's entries: how they are built, hashed into leaves and verified.
 
-Every storage backend appends entries through :func:`chain_entry`, so the entry
-format and its hashes are defined here and nowhere else.  Each entry carries the
-SHA-256 of its payload and of itself (which covers ``prev_hash``), so altering,
-dropping or reordering an entry breaks the chain.
+Every storage backend appends entries through :func:`make_entry`, so the entry format
+and its hashes are defined here and nowhere else (``docs/provenance.md`` says the same
+in prose, for verifiers outside the platform):
+
+- ``payload_sha256`` is the SHA-256 of the payload's canonical JSON (RFC 8785); for an
+  *erasable* entry (one whose payload may hold personal data) it is the SHA-256 of a
+  random 16-byte salt followed by that JSON, the salt kept (base64url) beside the
+  payload, so that erasing both later leaves a commitment nobody can test a guess
+  against;
+- the **leaf** of entry ``i`` in the RFC 6962 Merkle tree is ``SHA-256(0x00 || L)``,
+  where ``L`` is the canonical JSON of the entry's :func:`leaf_document`: every field
+  but the payload, its salt and the leaf hash itself.  The payload is covered through
+  its hash, which is why erasing it does not change the tree.
+
+The tree over the leaves (:mod:`limit_graph.core.merkle`) is kept by the backends:
+:class:`LedgerHead` is the right edge a writer extends, and the perfect-subtree nodes
+each append completes are what a backend stores for its proofs.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
-from limit_graph.core.canonical import sha256_hex
+from limit_graph.core import merkle
+from limit_graph.core.canonical import canonical_json
 from limit_graph.core.models import ProvenanceEntry, utcnow
 
 __all__ = [
-    "GENESIS_HASH",
     "EntryDraft",
     "LedgerHead",
-    "chain_entry",
-    "compute_entry_hash",
-    "verify_chain",
+    "NodeRow",
+    "decode_hash",
+    "encode_hash",
+    "entry_leaf_hash",
+    "leaf_bytes",
+    "leaf_document",
+    "make_entry",
+    "payload_digest",
+    "verify_entries",
     "verify_entry",
 ]
 
-GENESIS_HASH = "0" * 64
+_SALT_BYTES = 16
+_UNHASHED = ("payload", "payload_salt", "leaf_hash")
+"""The fields of an entry its leaf does not hash (the payload counts by its hash)."""
+
+NodeRow = tuple[merkle.NodeId, bytes]
+"""A perfect subtree's id and hash, as an append completes it."""
 
 
 @dataclass(frozen=True)
 class EntryDraft:
-    """What a writer knows of an entry before it takes its place in the chain."""
+    """What a writer knows of an entry before it takes its place in the ledger.
+
+    ``tenant`` is whose trail the entry belongs to; a backend fills it from the
+    session when the draft names a session and no tenant (``None`` with no session:
+    the platform's own, seen by admins only).  ``erasable`` commits the payload by a
+    salted hash, so that it can be erased later without breaking the tree.
+    """
 
     actor: str
     action: str
@@ -40,65 +73,116 @@ class EntryDraft:
     resource_id: str
     session_id: uuid.UUID | None
     payload: dict[str, Any]
+    tenant: str | None = None
+    erasable: bool = False
 
 
-class LedgerHead(NamedTuple):
-    """Where the ledger ends: how many entries it holds and the last one's hash."""
-
-    size: int
-    last_hash: str
-
-    @classmethod
-    def after(cls, entry: ProvenanceEntry | None) -> LedgerHead:
-        if entry is None:
-            return cls(0, GENESIS_HASH)
-        return cls(entry.index + 1, entry.entry_hash)
+def encode_hash(digest: bytes) -> str:
+    """A hash as the ledger's documents and the API show it: standard base64."""
+    return base64.b64encode(digest).decode("ascii")
 
 
-def compute_entry_hash(fields: dict[str, Any]) -> str:
-    """SHA-256 over every field of an entry's JSON document but ``entry_hash`` itself.
+def decode_hash(text: str) -> bytes:
+    """The bytes of a base64 hash; :class:`ValueError` unless it is 32 of them."""
+    try:
+        digest = base64.b64decode(text, validate=True)
+    except ValueError:
+        raise ValueError(f"{text!r} is not base64") from None
+    if len(digest) != merkle.HASH_SIZE:
+        raise ValueError(f"a hash is {merkle.HASH_SIZE} bytes, not {len(digest)}")
+    return digest
 
-    The document is the entry's pydantic JSON form, so timestamps hash as they are
-    stored and exported (RFC 3339, ``Z``).
-    """
-    return sha256_hex({k: v for k, v in fields.items() if k != "entry_hash"})
+
+def payload_digest(payload: Any, salt: str | None) -> str:
+    """``payload_sha256`` of a payload: of its canonical JSON, after the salt if any."""
+    text = canonical_json(payload).encode("utf-8")
+    if salt is None:
+        return hashlib.sha256(text).hexdigest()
+    raw = base64.urlsafe_b64decode(salt + "=" * (-len(salt) % 4))
+    return hashlib.sha256(raw + text).hexdigest()
 
 
-def chain_entry(
-    head: LedgerHead, draft: EntryDraft, timestamp: datetime | None = None
+def leaf_document(entry: ProvenanceEntry) -> dict[str, Any]:
+    """The fields an entry's leaf hashes: all but the payload, its salt and the leaf."""
+    return {k: v for k, v in entry.document().items() if k not in _UNHASHED}
+
+
+def leaf_bytes(entry: ProvenanceEntry) -> bytes:
+    """The bytes whose RFC 6962 leaf hash is the entry's leaf: its leaf document's
+    canonical JSON."""
+    return canonical_json(leaf_document(entry)).encode("utf-8")
+
+
+def entry_leaf_hash(entry: ProvenanceEntry) -> bytes:
+    """``SHA-256(0x00 || leaf_bytes(entry))``."""
+    return merkle.leaf_hash(leaf_bytes(entry))
+
+
+def make_entry(
+    index: int,
+    draft: EntryDraft,
+    *,
+    tenant: str | None = None,
+    timestamp: datetime | None = None,
 ) -> ProvenanceEntry:
-    """The entry for ``draft`` that follows ``head``, the current end of the ledger."""
+    """The entry for ``draft`` at ``index``, its payload hash and leaf hash set.
+
+    The entry's tenant is the draft's, else ``tenant`` (the one the backend found for
+    the draft's session), else the payload's ``tenant`` (identity and policy changes
+    name the tenant they change).
+    """
+    if draft.tenant is not None:
+        tenant = draft.tenant
+    elif tenant is None and isinstance(named := draft.payload.get("tenant"), str):
+        tenant = named
+    salt = (
+        base64.urlsafe_b64encode(os.urandom(_SALT_BYTES)).rstrip(b"=").decode("ascii")
+        if draft.erasable
+        else None
+    )
     unhashed = ProvenanceEntry(
-        index=head.size,
+        index=index,
         timestamp=timestamp or utcnow(),
         actor=draft.actor,
+        tenant=tenant,
         action=draft.action,
         resource_type=draft.resource_type,
         resource_id=draft.resource_id,
         session_id=draft.session_id,
         payload=draft.payload,
-        payload_sha256=sha256_hex(draft.payload),
-        prev_hash=head.last_hash,
-        entry_hash="",
+        payload_sha256=payload_digest(draft.payload, salt),
+        erasable=draft.erasable,
+        payload_salt=salt,
+        leaf_hash="",
     )
-    return unhashed.model_copy(update={"entry_hash": compute_entry_hash(unhashed.document())})
+    return unhashed.model_copy(update={"leaf_hash": encode_hash(entry_leaf_hash(unhashed))})
 
 
 def verify_entry(entry: ProvenanceEntry) -> str | None:
-    """Why ``entry`` does not verify on its own, or ``None`` when it does."""
-    if sha256_hex(entry.payload) != entry.payload_sha256:
+    """Why ``entry`` does not verify on its own, or ``None`` when it does.
+
+    An erased payload (``None``) verifies only on an erasable entry; there is nothing
+    left to check it against but the leaf, which still covers its hash.
+    """
+    if entry.payload is None:
+        if not entry.erasable:
+            return f"entry {entry.index}: its payload is missing and it was not erasable"
+    elif entry.erasable != (entry.payload_salt is not None):
+        return f"entry {entry.index}: an erasable payload needs its salt, and only it"
+    elif payload_digest(entry.payload, entry.payload_salt) != entry.payload_sha256:
         return f"entry {entry.index}: payload does not match payload_sha256"
-    if compute_entry_hash(entry.document()) != entry.entry_hash:
-        return f"entry {entry.index}: entry_hash does not match the entry's fields"
+    if encode_hash(entry_leaf_hash(entry)) != entry.leaf_hash:
+        return f"entry {entry.index}: leaf_hash does not match the entry's fields"
     return None
 
 
-def verify_chain(entries: Iterable[ProvenanceEntry], *, contiguous: bool = True) -> str | None:
+def verify_entries(entries: Iterable[ProvenanceEntry], *, contiguous: bool = True) -> str | None:
     """Why a run of entries does not verify, or ``None``.
 
-    With ``contiguous`` the entries must be consecutive ledger indexes, each linked
-    to the one before; without it (a session's entries, interleaved with others in
-    the ledger) each entry must verify and indexes must only increase.
+    With ``contiguous`` the entries must be consecutive ledger indexes (from the first
+    one's); without it (a session's entries, interleaved with others in the ledger)
+    each entry must verify and indexes must only increase.  That they are the ledger's
+    own is for the tree to show (:mod:`limit_graph.orchestration.audit`).
     """
     prev: ProvenanceEntry | None = None
     for entry in entries:
@@ -108,9 +192,46 @@ def verify_chain(entries: Iterable[ProvenanceEntry], *, contiguous: bool = True)
         if prev is not None:
             if entry.index <= prev.index:
                 return f"entry {entry.index}: out of order after entry {prev.index}"
-            if contiguous and (entry.index != prev.index + 1 or entry.prev_hash != prev.entry_hash):
-                return f"entry {entry.index}: does not link to entry {prev.index}"
-        elif contiguous and entry.index == 0 and entry.prev_hash != GENESIS_HASH:
-            return "entry 0: does not start from the genesis hash"
+            if contiguous and entry.index != prev.index + 1:
+                return f"entry {prev.index + 1}: missing (entry {entry.index} follows {prev.index})"
         prev = entry
     return None
+
+
+class LedgerHead:
+    """The end of the ledger as a writer extends it: the tree's right edge
+    (:class:`~limit_graph.core.merkle.CompactRange`), from which the next entry's
+    index, the root, and the nodes each new leaf completes all follow."""
+
+    __slots__ = ("edge",)
+
+    def __init__(self, edge: merkle.CompactRange | None = None) -> None:
+        self.edge = edge if edge is not None else merkle.CompactRange.empty()
+
+    @classmethod
+    def stored(cls, size: int, edge: bytes) -> LedgerHead:
+        """The head as a store keeps it: the size and the edge's hashes."""
+        return cls(merkle.CompactRange.from_bytes(size, edge))
+
+    @property
+    def size(self) -> int:
+        return self.edge.size
+
+    def root(self) -> bytes:
+        return self.edge.root()
+
+    def edge_bytes(self) -> bytes:
+        return self.edge.to_bytes()
+
+    def copy(self) -> LedgerHead:
+        return LedgerHead.stored(self.size, self.edge_bytes())
+
+    def add(self, entries: Iterable[ProvenanceEntry]) -> list[NodeRow]:
+        """Extend the tree by the entries' leaves (which must follow it); the perfect
+        nodes they complete, leaves included."""
+        nodes: list[NodeRow] = []
+        for entry in entries:
+            if entry.index != self.edge.size:
+                raise ValueError(f"entry {entry.index} does not follow a ledger of {self.size}")
+            nodes.extend(self.edge.append(decode_hash(entry.leaf_hash)))
+        return nodes

@@ -31,6 +31,8 @@ from limit_graph.storage.keyring import KeyRing
 from limit_graph.storage.ledger import EntryDraft
 from limit_graph.storage.memory_identity import IdentityState, MemoryIdentityStore
 from limit_graph.storage.memory_keyring import MemoryKeyRingBackend
+from limit_graph.storage.memory_ledger import MemoryLedger
+from limit_graph.storage.memory_lineage import MemoryLineageStore
 from limit_graph.storage.memory_quotas import MemoryQuotaStore, QuotaState
 from limit_graph.storage.memory_transaction import MemoryTransaction, StagedWrites, run_key
 from limit_graph.storage.paging import Page, SortKey, decode_cursor, encode_cursor
@@ -59,11 +61,13 @@ class MemoryStorage:
         self._by_run: dict[uuid.UUID, set[uuid.UUID]] = {}
         self._archives: dict[uuid.UUID, dict[str, Any]] = {}
         self._entries: list[ProvenanceEntry] = []
+        self._ledger = self._make_ledger()
         self._values: dict[tuple[str, str], tuple[dict[str, Any], datetime | None]] = {}
         self._identity_state = IdentityState()
         self._identity = MemoryIdentityStore(self._identity_state, self.transaction)
         self._quota_state = QuotaState()
         self._quotas = MemoryQuotaStore(self._quota_state, self.transaction)
+        self._lineage = MemoryLineageStore()
         self._keyring = KeyRing(
             MemoryKeyRingBackend(self.transaction, self._identity), keks, refresh_s=key_refresh_s
         )
@@ -73,8 +77,19 @@ class MemoryStorage:
         return self._identity
 
     @property
+    def ledger(self) -> MemoryLedger:
+        return self._ledger
+
+    def _make_ledger(self) -> MemoryLedger:
+        return MemoryLedger(self._entries, self._lock)
+
+    @property
     def quotas(self) -> MemoryQuotaStore:
         return self._quotas
+
+    @property
+    def lineage(self) -> MemoryLineageStore:
+        return self._lineage
 
     @property
     def keyring(self) -> KeyRing:
@@ -90,9 +105,6 @@ class MemoryStorage:
 
     async def ping(self) -> None:
         return None
-
-    def _last_entry(self) -> ProvenanceEntry | None:
-        return self._entries[-1] if self._entries else None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[MemoryTransaction]:
@@ -123,6 +135,7 @@ class MemoryStorage:
         self._workflow_runs.update(staged.workflow_runs)
         self._archives.update(staged.archives)
         self._entries.extend(staged.entries)
+        self._ledger.extend(staged.entries)
         self._identity_state.apply(staged.identity)
         self._quota_state.apply(staged.quotas)
 
@@ -296,10 +309,14 @@ class MemoryStorage:
         value: dict[str, Any],
         *,
         expires_at: datetime | None = None,
-    ) -> None:
+        only_if_absent: bool = False,
+    ) -> bool:
+        if only_if_absent and await self.get_value(namespace, key) is not None:
+            return False
         document = copy.deepcopy(value)
         await self._persist_value(namespace, key, document, expires_at)
         self._values[(namespace, key)] = (document, expires_at)
+        return True
 
     async def _persist_value(
         self, namespace: str, key: str, value: dict[str, Any], expires_at: datetime | None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from limit_graph.core.models import Execution, ProvenanceEntry, Session, WorkflowRun
 from limit_graph.storage.base import execution_draft, session_draft, workflow_run_draft
-from limit_graph.storage.ledger import EntryDraft, LedgerHead, chain_entry
+from limit_graph.storage.ledger import EntryDraft, make_entry
 from limit_graph.storage.memory_identity import IdentityWrites
 from limit_graph.storage.memory_quotas import QuotaWrites
 from limit_graph.storage.paging import SortKey
@@ -104,8 +104,12 @@ class MemoryTransaction:
         return entries[index] if 0 <= index < len(entries) else None
 
     async def append_entry(self, draft: EntryDraft) -> ProvenanceEntry:
-        last = self.staged.entries[-1] if self.staged.entries else self._store._last_entry()
-        entry = chain_entry(LedgerHead.after(last), draft)
+        tenant = None
+        if draft.tenant is None and draft.session_id is not None:
+            session = await self.get_session(draft.session_id)
+            tenant = session.tenant if session is not None else None
+        index = len(self._store._entries) + len(self.staged.entries)
+        entry = make_entry(index, draft, tenant=tenant)
         self.staged.entries.append(entry)
         return entry
 

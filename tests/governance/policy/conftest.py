@@ -22,6 +22,7 @@ class People:
     author: Principal
     operator: Principal
     admin: Principal
+    auditor: Principal
     runner: Principal
     quantum_runner: Principal
     nobody: Principal
@@ -41,6 +42,7 @@ def people() -> People:
         author=person("alice", "acme", "author", groups=frozenset({"ops"})),
         operator=person("oscar", "acme", "operator"),
         admin=person("ada", "acme", "admin"),
+        auditor=person("audrey", "acme", "auditor"),
         runner=person("runner-all", "acme", "runner", kind="service"),
         quantum_runner=person(
             "runner-q", "acme", "runner", kind="service", pools=frozenset({"quantum"})

@@ -30,7 +30,6 @@ VIEWER_TENANT = {
     A.SESSION_LIST,
     A.PRINCIPAL_READ,
     A.POLICY_READ,
-    A.AUDIT_READ,
     A.WORKFLOW_VALIDATE,
     A.QUOTA_READ,
 }
@@ -48,14 +47,17 @@ IDENTITY = {A.PRINCIPAL_MANAGE, A.PRINCIPAL_READ, A.KEY_MANAGE}
 
 # What each role may do, by resource: "own"/"other" are sessions of its tenant that it
 # owns or that someone else owns; agent runs are in such a session on a target.
+READS = {A.AGENT_READ, A.LEDGER_READ}
 VIEWER = {
-    "platform": {A.AGENT_READ},
+    "platform": READS,
     "tenant": VIEWER_TENANT,
     "own": {A.SESSION_READ},
     "other": {A.SESSION_READ},
 }
+# An auditor reads what a viewer reads, and its tenant's audit trail.
+AUDITOR = {**VIEWER, "tenant": VIEWER_TENANT | {A.AUDIT_READ}}
 AUTHOR = {
-    "platform": {A.AGENT_READ},
+    "platform": READS,
     "tenant": VIEWER_TENANT | {A.SESSION_CREATE, A.SESSION_RESTORE},
     "own": {A.SESSION_READ} | RUN | MANAGE,
     "other": {A.SESSION_READ},
@@ -63,11 +65,11 @@ AUTHOR = {
 }
 OPERATOR = {
     **AUTHOR,
-    "platform": {A.AGENT_READ, A.RUNNER_MANAGE},
+    "platform": READS | {A.RUNNER_MANAGE},
     "run-own-ibm": {A.AGENT_EXECUTE},
 }
 ADMIN = {
-    "platform": {A.AGENT_READ, A.RUNNER_MANAGE},
+    "platform": READS | {A.RUNNER_MANAGE},
     "tenant": ALL_TENANT,
     "own": ALL_SESSION,
     "other": ALL_SESSION,
@@ -88,6 +90,8 @@ PLATFORM_ADMIN = {
         A.DATA_KEY_READ,
         A.DATA_KEY_ROTATE,
         A.MAINTENANCE_RUN,
+        A.AUDIT_READ_ALL,
+        A.LEDGER_READ,
     },
     "tenant": IDENTITY,
     "beta": IDENTITY,
@@ -144,6 +148,7 @@ ROLES = {
     "author": AUTHOR,
     "operator": OPERATOR,
     "admin": ADMIN,
+    "auditor": AUDITOR,
     "platform_admin": PLATFORM_ADMIN,
     "runner": RUNNER,
     "quantum_runner": QUANTUM_RUNNER,

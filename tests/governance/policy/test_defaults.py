@@ -26,11 +26,13 @@ EXPECTED = {
     "platform-admin-identity",
     "platform-admin-runs-work",
     "platform-admin-tenants",
+    "readers-read-ledger-proofs",
     "runners-claim-pools",
     "runners-maintenance",
     "session-grants-read",
     "tenant-isolation",
     "viewers-read",
+    "auditors-read-audit",
 }
 
 

@@ -163,9 +163,9 @@ def test_a_slice_holds_only_the_policies_its_action_can_match() -> None:
     )
     assert SLICED.applicable("acme", "audit.read") == (
         "admins-manage-tenant",
+        "auditors-read-audit",
         "ops-read-audit",
         "tenant-isolation",
-        "viewers-read",
     )
     # A tenant without policies of its own for an action shares the platform's slice;
     # gamma's unscoped permit is bounded to the tenant's actions.

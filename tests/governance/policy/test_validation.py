@@ -113,7 +113,7 @@ def test_a_set_that_does_not_validate_is_refused_whole_and_the_old_one_stays(peo
     engine = CedarEngine(default_policies())
     before = engine.generation
     viewer = people.viewer
-    request = tenant_request(viewer, Action.AUDIT_READ)
+    request = tenant_request(viewer, Action.POLICY_READ)
     bad = [
         *default_policies(),
         cast.policy("loose", "permit(principal, action, resource);", tenant="acme"),
@@ -151,16 +151,16 @@ def test_the_newest_version_counts_and_deleted_policies_are_gone(people, cast) -
     )
     second = cast.policy(
         "viewers-write",
-        'forbid(principal, action == Action::"audit.read", resource);',
+        'forbid(principal, action == Action::"policy.read", resource);',
         tenant="acme",
         version=2,
     )
     engine = CedarEngine([*default_policies(), second, first])
-    assert engine.decide(tenant_request(viewer, Action.AUDIT_READ), tenant="acme") == Decision(
+    assert engine.decide(tenant_request(viewer, Action.POLICY_READ), tenant="acme") == Decision(
         False, ("viewers-write",)
     )
     assert not engine.decide(tenant_request(viewer, Action.POLICY_WRITE), tenant="acme").allowed
     gone = second.model_copy(update={"version": 3, "deleted": True})
     engine.load([*default_policies(), first, second, gone])
-    assert engine.decide(tenant_request(viewer, Action.AUDIT_READ), tenant="acme").allowed
+    assert engine.decide(tenant_request(viewer, Action.POLICY_READ), tenant="acme").allowed
     assert {record.id for record in engine.records} == {record.id for record in default_policies()}

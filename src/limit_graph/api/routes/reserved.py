@@ -24,12 +24,7 @@ class NotBuiltYet(LimitError):
 
 
 RESERVED: dict[str, tuple[str, Action]] = {
-    "/audit": ("the audit trail", Action.AUDIT_READ),
-    "/audit/checkpoint": ("signed ledger checkpoints", Action.AUDIT_READ),
-    "/audit/proof/inclusion": ("Merkle inclusion proofs", Action.AUDIT_READ),
-    "/audit/proof/consistency": ("Merkle consistency proofs", Action.AUDIT_READ),
     "/audit/export": ("audit export", Action.AUDIT_READ),
-    "/sessions/{session_id:uuid}/lineage": ("lineage graphs", Action.SESSION_READ),
 }
 
 

@@ -106,6 +106,7 @@ async def report(
             error=ErrorInfo(**item.error.model_dump()) if item.error else None,
             started_at=item.started_at,
             finished_at=item.finished_at,
+            run_context=item.run_context,
         )
         for item in body.results
     ]

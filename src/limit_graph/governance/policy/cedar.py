@@ -17,9 +17,9 @@ Cedar's errors.
 >>> from limit_graph.governance.policy.entities import tenant_request
 >>> engine = CedarEngine(default_policies())
 >>> viewer = Principal("vera", "acme", frozenset({"viewer"}))
->>> engine.decide(tenant_request(viewer, "audit.read"), tenant="acme")
+>>> engine.decide(tenant_request(viewer, "policy.read"), tenant="acme")
 Decision(allowed=True, policy_ids=('viewers-read',), errors=())
->>> engine.decide(tenant_request(viewer, "policy.write"), tenant="acme").policy_ids
+>>> engine.decide(tenant_request(viewer, "audit.read"), tenant="acme").policy_ids
 ('default-deny',)
 """
 

@@ -58,6 +58,7 @@ ROLE_HIERARCHY: tuple[Entity, ...] = (
     Entity(_role(Role.ADMIN), parents=(_role(Role.OPERATOR),)),
     Entity(_role(Role.OPERATOR), parents=(_role(Role.AUTHOR),)),
     Entity(_role(Role.AUTHOR), parents=(_role(Role.VIEWER),)),
+    Entity(_role(Role.AUDITOR), parents=(_role(Role.VIEWER),)),
     Entity(_role(Role.VIEWER)),
     Entity(_role(Role.RUNNER)),
 )

@@ -54,6 +54,8 @@ class Action(StrEnum):
     POLICY_READ = "policy.read"
     POLICY_WRITE = "policy.write"
     AUDIT_READ = "audit.read"
+    AUDIT_READ_ALL = "audit.read_all"
+    LEDGER_READ = "ledger.read"
     WORKFLOW_VALIDATE = "workflow.validate"
     QUOTA_READ = "quota.read"
     QUOTA_WRITE = "quota.write"

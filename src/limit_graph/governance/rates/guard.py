@@ -43,6 +43,8 @@ _READS = frozenset(
         Action.PRINCIPAL_READ,
         Action.POLICY_READ,
         Action.AUDIT_READ,
+        Action.AUDIT_READ_ALL,
+        Action.LEDGER_READ,
         Action.QUOTA_READ,
         Action.SESSION_READ,
         Action.WORKFLOW_VALIDATE,  # validating a workflow changes nothing

@@ -68,13 +68,15 @@ from limit_graph.storage.base import (
 )
 from limit_graph.storage.database.quota_statements import QuotaStatements
 from limit_graph.storage.database.statements import Lookup, Prepared
-from limit_graph.storage.ledger import EntryDraft, LedgerHead, chain_entry
+from limit_graph.storage.ledger import EntryDraft, LedgerHead, NodeRow, make_entry
 from limit_graph.storage.quotas import ClaimRefused, PreparedQuotaWrite
 from limit_graph.storage.sealed import SealedRecord
 
 __all__ = ["ExecutionWrite", "GroupCommitter"]
 
 MAX_BATCH = 512
+_TENANTS_KEPT = 100_000
+"""How many sessions' tenants the writer remembers before it starts again."""
 
 
 class _Statements:
@@ -84,6 +86,8 @@ class _Statements:
         self.lock_head = Prepared(t.LOCK_LEDGER_HEAD, dialect)
         self.move_head = Prepared(t.MOVE_LEDGER_HEAD, dialect)
         self.insert_entries = Prepared(insert(t.ledger), dialect)
+        self.insert_nodes = Prepared(insert(t.ledger_nodes), dialect)
+        self.session_tenants = Lookup(t.sessions.c.id, [t.sessions.c.tenant], dialect)
         self.insert_executions = Prepared(insert(t.executions), dialect)
         self.update_executions = Prepared(
             t.UPDATE_EXECUTIONS, dialect, ["state", "backend", "document", "workflow_run_id"]
@@ -137,14 +141,19 @@ class ExecutionWrite:
         return record.session_id if record is not None else None
 
 
-def _chained(head: LedgerHead, drafts: list[EntryDraft]) -> list[ProvenanceEntry]:
-    """The entries of one record, following ``head``; raises before any is kept, so a
-    record whose documents cannot be hashed leaves the batch's chain as it was."""
-    entries: list[ProvenanceEntry] = []
-    for draft in drafts:
-        entries.append(chain_entry(head, draft))
-        head = LedgerHead.after(entries[-1])
-    return entries
+def _entries(
+    size: int, drafts: list[EntryDraft], tenants: dict[uuid.UUID, str]
+) -> list[ProvenanceEntry]:
+    """The entries of one record, at ``size`` and after; raises before any is kept, so a
+    record whose documents cannot be hashed leaves the batch's ledger as it was."""
+    return [
+        make_entry(
+            size + i,
+            draft,
+            tenant=tenants.get(draft.session_id) if draft.session_id is not None else None,
+        )
+        for i, draft in enumerate(drafts)
+    ]
 
 
 class _Unhashable(Exception):
@@ -165,7 +174,9 @@ class _Batch:
     session_states: dict[uuid.UUID, str]
     quotas: QuotaStatements
     now_us: int
+    tenants: dict[uuid.UUID, str]
     entries: list[ProvenanceEntry] = field(default_factory=list)
+    nodes: list[NodeRow] = field(default_factory=list)
     keyed: dict[tuple[uuid.UUID, str], Execution] = field(default_factory=dict)
     new_sessions: list[Session] = field(default_factory=list)
     inserts: list[dict[str, Any]] = field(default_factory=list)
@@ -183,14 +194,14 @@ class _Batch:
         """One record's entries, following the batch's, not yet kept; :class:`_Unhashable`
         for a record whose documents cannot be built or hashed."""
         try:
-            return _chained(self.head, drafts())
+            return _entries(self.head.size, drafts(), self.tenants)
         except Exception as exc:
             raise _Unhashable(exc) from exc
 
     def keep(self, chained: list[ProvenanceEntry]) -> ProvenanceEntry:
         """Add entries :meth:`chain` made (none since) to the batch; the last one."""
         self.entries.extend(chained)
-        self.head = LedgerHead.after(chained[-1])
+        self.nodes.extend(self.head.add(chained))
         return chained[-1]
 
     def release(self, conn: Connection, write: ExecutionWrite) -> None:
@@ -214,6 +225,7 @@ class _Batch:
         return None
 
     def add_session(self, session: Session, write: ExecutionWrite) -> Session:
+        self.tenants[session.id] = session.tenant
         self.append(lambda: [session_draft(session, actor=write.actor, action=write.action)])
         self.session_states[session.id] = session.state.value
         self.new_sessions.append(session)
@@ -287,6 +299,7 @@ class GroupCommitter:
         self._task: asyncio.Task[None] | None = None
         self._statements = _Statements(engine.dialect)
         self._is_sqlite = engine.dialect.name == "sqlite"
+        self._tenants: dict[uuid.UUID, str] = {}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="limit-group-commit")
@@ -372,7 +385,7 @@ class GroupCommitter:
 
     def _write(self, conn: Connection, batch: list[ExecutionWrite]) -> list[Any]:
         sql = self._statements
-        [(size, last_hash)] = sql.lock_head.rows(conn, {})
+        [(size, edge)] = sql.lock_head.rows(conn, {})
         executions = list(dict.fromkeys(w.execution.id for w in batch if w.execution))
         runs = list(dict.fromkeys(w.workflow_run.id for w in batch if w.workflow_run))
         gated = list(dict.fromkeys(s for w in batch if (s := w.gated_session) is not None))
@@ -384,12 +397,13 @@ class GroupCommitter:
             else {}
         )
         work = _Batch(
-            LedgerHead(size, last_hash),
+            LedgerHead.stored(size, bytes(edge)),
             found,
             found_runs,
             states,
             sql.quotas,
             t.to_micros(utcnow()),
+            self._tenants_of(conn, batch),
         )
         results: list[Any] = []
         for write in batch:
@@ -404,6 +418,9 @@ class GroupCommitter:
                 conn.execute(insert(t.session_tags), tags)
         if work.entries:
             sql.insert_entries.execute(conn, [t.ledger_row(e) for e in work.entries])
+            nodes = t.node_rows(work.nodes)
+            if nodes:
+                sql.insert_nodes.execute(conn, nodes)
             sql.move_head.execute(conn, [t.head_values(work.head)])
         for statement, rows in (
             (sql.insert_executions, work.inserts),
@@ -414,6 +431,24 @@ class GroupCommitter:
             if rows:
                 statement.execute(conn, rows)
         return results
+
+    def _tenants_of(self, conn: Connection, batch: list[ExecutionWrite]) -> dict[uuid.UUID, str]:
+        """The tenants of the sessions the batch's entries belong to (a session's tenant
+        never changes, so those seen before are remembered)."""
+        wanted: set[uuid.UUID] = set()
+        for write in batch:
+            record = write.execution or write.workflow_run
+            if record is not None:
+                wanted.add(record.session_id)
+            elif write.draft is not None and write.draft.session_id is not None:
+                wanted.add(write.draft.session_id)
+        unknown = [s for s in wanted if s not in self._tenants]
+        if unknown:
+            if len(self._tenants) > _TENANTS_KEPT:
+                self._tenants.clear()
+            found = self._statements.session_tenants.find(conn, unknown)
+            self._tenants.update({key: row[0] for key, row in found.items()})
+        return {s: self._tenants[s] for s in wanted if s in self._tenants}
 
     @staticmethod
     def _add(conn: Connection, work: _Batch, write: ExecutionWrite) -> Any:

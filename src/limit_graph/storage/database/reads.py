@@ -148,25 +148,26 @@ class DatabaseReads:
 
     async def last_change_at(self, session_id: uuid.UUID) -> datetime | None:
         query = (
-            select(t.ledger.c.document)
+            select(t.ledger.c.ts_us)
             .where(t.ledger.c.session_id == session_id)
             .order_by(t.ledger.c.idx.desc())
             .limit(1)
         )
         async with self._read() as conn:
-            row = await conn.scalar(query)
-        return datetime.fromisoformat(row["timestamp"]) if row is not None else None
+            micros = await conn.scalar(query)
+        return t.from_micros(micros) if micros is not None else None
 
     async def list_entries(
         self, *, session_id: uuid.UUID | None = None, after: int = -1, limit: int = 1000
     ) -> list[ProvenanceEntry]:
-        query = select(t.ledger.c.document).where(t.ledger.c.idx > after)
+        c = t.ledger.c
+        query = select(*t.ENTRY_COLUMNS).where(c.idx > after)
         if session_id is not None:
-            query = query.where(t.ledger.c.session_id == session_id)
-        query = query.order_by(t.ledger.c.idx).limit(limit)
+            query = query.where(c.session_id == session_id)
+        query = query.order_by(c.idx).limit(limit)
         async with self._read() as conn:
-            rows = await conn.scalars(query)
-            return [ProvenanceEntry.model_validate(r) for r in rows]
+            rows = (await conn.execute(query)).all()
+        return [t.ledger_entry(*row) for row in rows]
 
     async def ledger_size(self) -> int:
         async with self._read() as conn:

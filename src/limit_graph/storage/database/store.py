@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, delete, insert, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from limit_graph.core.errors import ConfigError
 from limit_graph.core.models import Execution, ProvenanceEntry, Session, WorkflowRun
@@ -35,6 +37,8 @@ from limit_graph.storage.database.engine import (
 from limit_graph.storage.database.group_commit import ExecutionWrite, GroupCommitter
 from limit_graph.storage.database.identity import DatabaseIdentityStore
 from limit_graph.storage.database.keyring import DatabaseKeyRingBackend
+from limit_graph.storage.database.ledger import DatabaseLedger
+from limit_graph.storage.database.lineage import DatabaseLineageStore
 from limit_graph.storage.database.quotas import DatabaseQuotaStore
 from limit_graph.storage.database.reads import DatabaseReads
 from limit_graph.storage.database.sealing import DatabaseSeals
@@ -80,15 +84,25 @@ class DatabaseStorage(DatabaseReads):
             DatabaseKeyRingBackend(self.transaction, self._read), keks, refresh_s=key_refresh_s
         )
         self._seals = DatabaseSeals(self._keyring, self._read)
+        self._ledger = DatabaseLedger(self._read, self._write_conn, is_sqlite=self.is_sqlite)
         """Sensitive executions and archives are sealed in their rows."""
+        self._lineage = DatabaseLineageStore(self._read, self._write_conn, is_sqlite=self.is_sqlite)
 
     @property
     def identity(self) -> DatabaseIdentityStore:
         return self._identity
 
     @property
+    def ledger(self) -> DatabaseLedger:
+        return self._ledger
+
+    @property
     def quotas(self) -> DatabaseQuotaStore:
         return self._quotas
+
+    @property
+    def lineage(self) -> DatabaseLineageStore:
+        return self._lineage
 
     @property
     def keyring(self) -> KeyRing:
@@ -130,6 +144,11 @@ class DatabaseStorage(DatabaseReads):
         if self._writer is not None:
             self._writer.dispose()
             self._writer = None
+
+    @asynccontextmanager
+    async def _write_conn(self) -> AsyncIterator[AsyncConnection]:
+        async with self._write_lock or contextlib.nullcontext(), self.engine.begin() as conn:
+            yield conn
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[DatabaseTransaction]:
@@ -206,22 +225,26 @@ class DatabaseStorage(DatabaseReads):
         value: dict[str, Any],
         *,
         expires_at: datetime | None = None,
-    ) -> None:
+        only_if_absent: bool = False,
+    ) -> bool:
         c = t.kv.c
         expires_us = t.to_micros(expires_at) if expires_at is not None else None
+        row = {"namespace": namespace, "key": key, "document": value, "expires_us": expires_us}
         async with self.transaction() as tx:
             conn = tx.conn
+            if only_if_absent:
+                dialect = sqlite_insert if self.is_sqlite else pg_insert
+                statement = dialect(t.kv).values(**row).on_conflict_do_nothing()
+                added = await conn.execute(statement.returning(c.key))
+                return added.first() is not None
             changed = await conn.execute(
                 update(t.kv)
                 .where(c.namespace == namespace, c.key == key)
                 .values(document=value, expires_us=expires_us)
             )
             if changed.rowcount == 0:
-                await conn.execute(
-                    insert(t.kv).values(
-                        namespace=namespace, key=key, document=value, expires_us=expires_us
-                    )
-                )
+                await conn.execute(insert(t.kv).values(**row))
+        return True
 
     async def delete_expired(self, namespace: str | None, now: datetime) -> int:
         c = t.kv.c

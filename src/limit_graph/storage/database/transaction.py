@@ -17,7 +17,7 @@ from limit_graph.core.models import Execution, ProvenanceEntry, Session, Workflo
 from limit_graph.storage import schema as t
 from limit_graph.storage.base import execution_draft, session_draft, workflow_run_draft
 from limit_graph.storage.database.sealing import DatabaseSeals
-from limit_graph.storage.ledger import EntryDraft, LedgerHead, chain_entry
+from limit_graph.storage.ledger import EntryDraft, LedgerHead, make_entry
 from limit_graph.storage.sealed import with_salts
 
 __all__ = ["DatabaseTransaction"]
@@ -76,24 +76,31 @@ class DatabaseTransaction:
         return [WorkflowRun.model_validate(r) for r in rows]
 
     async def session_entries(self, session_id: uuid.UUID) -> list[ProvenanceEntry]:
-        rows = await self.conn.scalars(
-            select(t.ledger.c.document)
-            .where(t.ledger.c.session_id == session_id)
-            .order_by(t.ledger.c.idx)
+        c = t.ledger.c
+        rows = await self.conn.execute(
+            select(*t.ENTRY_COLUMNS).where(c.session_id == session_id).order_by(c.idx)
         )
-        return [ProvenanceEntry.model_validate(r) for r in rows]
+        return [t.ledger_entry(*row) for row in rows]
 
     async def get_entry(self, index: int) -> ProvenanceEntry | None:
-        row = await self.conn.scalar(select(t.ledger.c.document).where(t.ledger.c.idx == index))
-        return ProvenanceEntry.model_validate(row) if row is not None else None
+        c = t.ledger.c
+        row = (await self.conn.execute(select(*t.ENTRY_COLUMNS).where(c.idx == index))).first()
+        return t.ledger_entry(*row) if row is not None else None
 
     async def append_entry(self, draft: EntryDraft) -> ProvenanceEntry:
         if self._head is None:
-            size, last_hash = (await self.conn.execute(t.LOCK_LEDGER_HEAD)).one()
-            self._head = LedgerHead(size, last_hash)
-        entry = chain_entry(self._head, draft)
+            size, edge = (await self.conn.execute(t.LOCK_LEDGER_HEAD)).one()
+            self._head = LedgerHead.stored(size, edge)
+        tenant = None
+        if draft.tenant is None and draft.session_id is not None:
+            tenant = await self.conn.scalar(
+                select(t.sessions.c.tenant).where(t.sessions.c.id == draft.session_id)
+            )
+        entry = make_entry(self._head.size, draft, tenant=tenant)
         await self.conn.execute(insert(t.ledger).values(**t.ledger_row(entry)))
-        self._head = LedgerHead.after(entry)
+        nodes = t.node_rows(self._head.add([entry]))
+        if nodes:
+            await self.conn.execute(insert(t.ledger_nodes), nodes)
         await self.conn.execute(t.MOVE_LEDGER_HEAD, t.head_values(self._head))
         return entry
 

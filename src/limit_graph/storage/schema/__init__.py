@@ -7,13 +7,14 @@ order the same way on SQLite and Postgres.  Callers import the package
 modules hold one area each:
 
 - ``columns``: the :data:`metadata`, the document column and the microsecond keys;
-- ``records``: sessions, executions, workflow runs, the ledger, archives, the store;
-- ``identity``, ``quotas``, ``keyring``: the tables of those stores;
+- ``records``: sessions, executions, workflow runs, archives, the store;
+- ``ledger``: the ledger's entries, tree nodes, head and checkpoints;
+- ``identity``, ``quotas``, ``keyring``, ``lineage``: the tables of those stores;
 - ``rows``: records as the rows and parameters the writers send;
 - ``statements``: the ledger head's lock and move, the executemany updates.
 
 >>> sorted(metadata.tables)[:3]
-['limit_api_keys', 'limit_archives', 'limit_data_keys']
+['limit_api_keys', 'limit_archives', 'limit_checkpoints']
 """
 
 from limit_graph.storage.schema.columns import EPOCH, Document, from_micros, metadata, to_micros
@@ -27,13 +28,19 @@ from limit_graph.storage.schema.identity import (
     tenants,
 )
 from limit_graph.storage.schema.keyring import data_keys
+from limit_graph.storage.schema.ledger import (
+    ENTRY_COLUMNS,
+    checkpoints,
+    ledger,
+    ledger_head,
+    ledger_nodes,
+)
+from limit_graph.storage.schema.lineage import lineage_cursors, lineage_edges, lineage_nodes
 from limit_graph.storage.schema.quotas import quota_counters, quota_limits, quota_reservations
 from limit_graph.storage.schema.records import (
     archives,
     executions,
     kv,
-    ledger,
-    ledger_head,
     session_tags,
     sessions,
     workflow_runs,
@@ -41,7 +48,9 @@ from limit_graph.storage.schema.records import (
 from limit_graph.storage.schema.rows import (
     execution_changes,
     execution_row,
+    ledger_entry,
     ledger_row,
+    node_rows,
     session_row,
     tag_rows,
     workflow_run_changes,
@@ -57,6 +66,7 @@ from limit_graph.storage.schema.statements import (
 )
 
 __all__ = [
+    "ENTRY_COLUMNS",
     "EPOCH",
     "LOCK_LEDGER_HEAD",
     "MOVE_LEDGER_HEAD",
@@ -65,6 +75,7 @@ __all__ = [
     "Document",
     "api_keys",
     "archives",
+    "checkpoints",
     "data_keys",
     "execution_by_key",
     "execution_changes",
@@ -76,9 +87,15 @@ __all__ = [
     "identity_epoch",
     "kv",
     "ledger",
+    "ledger_entry",
     "ledger_head",
+    "ledger_nodes",
     "ledger_row",
+    "lineage_cursors",
+    "lineage_edges",
+    "lineage_nodes",
     "metadata",
+    "node_rows",
     "policies",
     "principals",
     "quota_counters",

@@ -1,5 +1,5 @@
-"""The tables of the records: sessions and their tags, executions, workflow runs, the
-provenance ledger and its head, archives, and the key-value store.
+"""The tables of the records: sessions and their tags, executions, workflow runs,
+archives, and the key-value store (the ledger's are in ``ledger``).
 
 Each record is kept whole as a JSON document, with the columns it is filtered, ordered or
 joined by beside it.
@@ -12,7 +12,6 @@ from sqlalchemy import (
     Column,
     ForeignKey,
     Index,
-    Integer,
     String,
     Table,
     UniqueConstraint,
@@ -25,8 +24,6 @@ __all__ = [
     "archives",
     "executions",
     "kv",
-    "ledger",
-    "ledger_head",
     "session_tags",
     "sessions",
     "workflow_runs",
@@ -81,24 +78,6 @@ workflow_runs = Table(
     Column("document", Document, nullable=False),
     Index("ix_limit_workflow_runs_order", "session_id", "created_us", "id"),
     Index("ix_limit_workflow_runs_state", "state"),
-)
-
-ledger = Table(
-    "limit_ledger",
-    metadata,
-    Column("idx", BigInteger, primary_key=True, autoincrement=False),
-    Column("session_id", Uuid, nullable=True),
-    Column("entry_hash", String(64), nullable=False),
-    Column("document", Document, nullable=False),
-    Index("ix_limit_ledger_session", "session_id", "idx"),
-)
-
-ledger_head = Table(
-    "limit_ledger_head",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("size", BigInteger, nullable=False),
-    Column("last_hash", String(64), nullable=False),
 )
 
 archives = Table(

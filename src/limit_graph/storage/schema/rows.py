@@ -4,16 +4,23 @@ its tags, an execution, a workflow run and a ledger entry, each with its documen
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
+from limit_graph.core.canonical import canonical_json
 from limit_graph.core.models import Execution, ProvenanceEntry, Session, WorkflowRun
+from limit_graph.storage.ledger import leaf_bytes
 from limit_graph.storage.schema.columns import to_micros
 
 __all__ = [
     "execution_changes",
     "execution_row",
+    "ledger_entry",
     "ledger_row",
+    "node_rows",
     "session_row",
     "tag_rows",
     "workflow_run_changes",
@@ -22,12 +29,42 @@ __all__ = [
 
 
 def ledger_row(entry: ProvenanceEntry) -> dict[str, Any]:
+    """An entry as its ``limit_ledger`` row: the leaf's bytes and the payload's canonical
+    JSON as text, each exactly what its hash covers."""
     return {
         "idx": entry.index,
         "session_id": entry.session_id,
-        "entry_hash": entry.entry_hash,
-        "document": entry.document(),
+        "tenant": entry.tenant,
+        "actor": entry.actor,
+        "action": entry.action,
+        "ts_us": to_micros(entry.timestamp),
+        "leaf_hash": base64.b64decode(entry.leaf_hash),
+        "leaf": leaf_bytes(entry).decode("utf-8"),
+        "erasable": entry.erasable,
+        "payload": canonical_json(entry.payload) if entry.payload is not None else None,
+        "salt": entry.payload_salt,
     }
+
+
+def ledger_entry(
+    leaf: str, leaf_hash: bytes, payload: str | None, salt: str | None
+) -> ProvenanceEntry:
+    """The entry a ``limit_ledger`` row holds (its ``leaf``, ``leaf_hash``, ``payload``
+    and ``salt`` columns, in that order)."""
+    return ProvenanceEntry.model_validate(
+        {
+            **json.loads(leaf),
+            "payload": json.loads(payload) if payload is not None else None,
+            "payload_salt": salt,
+            "leaf_hash": base64.b64encode(leaf_hash).decode("ascii"),
+        }
+    )
+
+
+def node_rows(nodes: Iterable[tuple[tuple[int, int], bytes]]) -> list[dict[str, Any]]:
+    """The ``limit_ledger_nodes`` rows of perfect subtrees an append completed; leaves
+    (level 0) are the entries' own ``leaf_hash`` and are left out."""
+    return [{"level": level, "idx": idx, "hash": h} for (level, idx), h in nodes if level]
 
 
 def session_row(session: Session) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.sql import Select
 
 from limit_graph.storage.ledger import LedgerHead
-from limit_graph.storage.schema.records import executions, ledger_head, workflow_runs
+from limit_graph.storage.schema.ledger import ledger_head
+from limit_graph.storage.schema.records import executions, workflow_runs
 
 __all__ = [
     "LOCK_LEDGER_HEAD",
@@ -24,9 +25,7 @@ __all__ = [
 ]
 
 LOCK_LEDGER_HEAD = (
-    select(ledger_head.c.size, ledger_head.c.last_hash)
-    .where(ledger_head.c.id == 1)
-    .with_for_update()
+    select(ledger_head.c.size, ledger_head.c.edge).where(ledger_head.c.id == 1).with_for_update()
 )
 
 UPDATE_EXECUTIONS = update(executions).where(executions.c.id == bindparam("b_id"))
@@ -39,14 +38,14 @@ UPDATE_WORKFLOW_RUNS = update(workflow_runs).where(workflow_runs.c.id == bindpar
 MOVE_LEDGER_HEAD = (
     update(ledger_head)
     .where(ledger_head.c.id == 1)
-    .values(size=bindparam("size"), last_hash=bindparam("last_hash"))
+    .values(size=bindparam("size"), edge=bindparam("edge"))
 )
 """Parameters: :func:`head_values` of the head after the new entries."""
 
 
 def head_values(head: LedgerHead) -> dict[str, Any]:
     """The parameters of :data:`MOVE_LEDGER_HEAD` for ``head``."""
-    return {"size": head.size, "last_hash": head.last_hash}
+    return {"size": head.size, "edge": head.edge_bytes()}
 
 
 def execution_by_key(session_id: uuid.UUID, idempotency_key: str) -> Select[tuple[Any]]:
