@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from limit_graph.core import merkle
 from limit_graph.core.errors import NotFound
 from limit_graph.core.models import ProvenanceEntry
 from limit_graph.governance.auth import Principal
@@ -107,8 +108,8 @@ class AuditService:
         if not page.items:
             return ProvenWith([], None, page.next_cursor)
         checkpoint = await self.checkpoint()  # signed after the entries were read: has them
-        proven = []
-        for entry in page.items:
-            proof = await inclusion_proof(self.storage.ledger, entry.index, checkpoint.tree_size)
-            proven.append((entry, proof))
+        size = checkpoint.tree_size
+        wanted = {i for e in page.items for i in merkle.inclusion_node_ids(e.index, size)}
+        nodes = await self.storage.ledger.nodes(sorted(wanted))  # one read for the page
+        proven = [(e, merkle.inclusion_proof(e.index, size, nodes)) for e in page.items]
         return ProvenWith(proven, checkpoint, page.next_cursor)

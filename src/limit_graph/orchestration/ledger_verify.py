@@ -19,8 +19,6 @@ exported public key; one cut short fails against a checkpoint copied outside it.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +26,7 @@ from dataclasses import dataclass, field
 from limit_graph.core import merkle, notes
 from limit_graph.core.errors import NotFound
 from limit_graph.storage.base import Storage
-from limit_graph.storage.ledger import LedgerHead
+from limit_graph.storage.ledger import LedgerHead, text_digest
 from limit_graph.storage.ledger_store import LeafRow, StoredCheckpoint
 
 __all__ = ["LedgerReport", "verify_ledger"]
@@ -90,8 +88,7 @@ def _row_problem(row: LeafRow, expected: int) -> str | None:
         return None if erasable else f"entry {expected}: its payload is missing"
     if erasable != (row.salt is not None):
         return f"entry {expected}: an erasable payload needs its salt, and only it"
-    salt = base64.urlsafe_b64decode(row.salt + "=" * (-len(row.salt) % 4)) if row.salt else b""
-    if hashlib.sha256(salt + row.payload).hexdigest() != leaf.get("payload_sha256"):
+    if text_digest(row.payload, row.salt) != leaf.get("payload_sha256"):
         return f"entry {expected}: its payload does not match payload_sha256"
     return None
 

@@ -45,6 +45,7 @@ __all__ = [
     "leaf_document",
     "make_entry",
     "payload_digest",
+    "text_digest",
     "verify_entries",
     "verify_entry",
 ]
@@ -95,7 +96,11 @@ def decode_hash(text: str) -> bytes:
 
 def payload_digest(payload: Any, salt: str | None) -> str:
     """``payload_sha256`` of a payload: of its canonical JSON, after the salt if any."""
-    text = canonical_json(payload).encode("utf-8")
+    return text_digest(canonical_json(payload).encode("utf-8"), salt)
+
+
+def text_digest(text: bytes, salt: str | None) -> str:
+    """``payload_sha256`` of a payload's canonical JSON as stored: after the salt if any."""
     if salt is None:
         return hashlib.sha256(text).hexdigest()
     raw = base64.urlsafe_b64decode(salt + "=" * (-len(salt) % 4))
@@ -222,9 +227,6 @@ class LedgerHead:
 
     def edge_bytes(self) -> bytes:
         return self.edge.to_bytes()
-
-    def copy(self) -> LedgerHead:
-        return LedgerHead.stored(self.size, self.edge_bytes())
 
     def add(self, entries: Iterable[ProvenanceEntry]) -> list[NodeRow]:
         """Extend the tree by the entries' leaves (which must follow it); the perfect
