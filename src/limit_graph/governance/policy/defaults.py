@@ -5,7 +5,7 @@ its leading ``//`` comment its description.  They are what a new platform starts
 with; a test holds each valid against the schema.
 
 >>> sorted(record.id for record in default_policies())[:3]
-['admins-manage-tenant', 'authors-create-sessions', 'authors-manage-sessions']
+['admins-manage-tenant', 'auditors-read-audit', 'authors-create-sessions']
 """
 
 from __future__ import annotations
