@@ -32,12 +32,17 @@ SET_ACTOR = "UPDATE limit_ledger SET leaf = json_set(leaf, '$.actor', 'x') WHERE
 DROP = "DELETE FROM limit_ledger WHERE idx = ?"
 
 
-def _tamper(database: Path, sql: str, index: int) -> None:
-    """Change the stored ledger behind the platform's back."""
-    with sqlite3.connect(database) as connection:  # past the append-only triggers
+def _tamper_now(database: Path, sql: str, index: int) -> None:
+    with sqlite3.connect(database, timeout=60) as connection:  # past the append-only triggers
         for trigger in ("limit_ledger_no_update", "limit_ledger_no_delete"):
             connection.execute(f"DROP TRIGGER IF EXISTS {trigger}")
         connection.execute(sql, (index,))
+
+
+async def _tamper(database: Path, sql: str, index: int) -> None:
+    """Change the stored ledger behind the platform's back, from a thread, so that the
+    platform's own background writers (checkpoints, lineage) finish and free the lock."""
+    await asyncio.to_thread(_tamper_now, database, sql, index)
 
 
 async def _state(api: Api, session_id: str) -> SessionState:
@@ -111,12 +116,12 @@ async def test_verify_ledger_names_the_first_bad_entry(api: Api, tmp_path: Path)
     assert clean.json() == {"ok": True, "size": size, "first_bad": None, "detail": None}
 
     database = tmp_path / "api.db"
-    _tamper(database, SET_ACTOR, 4)
+    await _tamper(database, SET_ACTOR, 4)
     altered = (await api.client.post("/maintenance/verify-ledger")).json()
     assert (altered["ok"], altered["size"], altered["first_bad"]) == (False, size, 4)
     assert altered["detail"].startswith("entry 4: its leaf_hash")
 
-    _tamper(database, DROP, 2)
+    await _tamper(database, DROP, 2)
     dropped = (await api.client.post("/maintenance/verify-ledger")).json()
     assert (dropped["ok"], dropped["first_bad"]) == (False, 2)
     assert dropped["detail"].startswith("entry 2 is missing")
@@ -181,7 +186,7 @@ def test_the_flows_call_the_platform_and_fail_on_a_broken_ledger(
         assert asyncio.run(expire_caches()) == {"expired": 0}
         assert asyncio.run(verify_ledger())["ok"] is True
 
-        _tamper(tmp_path / "limit.db", SET_ACTOR, 0)
+        _tamper_now(tmp_path / "limit.db", SET_ACTOR, 0)
         state = asyncio.run(verify_ledger(return_state=True))
         assert state.is_failed()
         with pytest.raises(LedgerVerificationFailed, match="breaks at entry 0"):
