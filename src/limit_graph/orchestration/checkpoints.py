@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from pathlib import Path
 import httpx
 
 from limit_graph.core import notes
+from limit_graph.core.durable import replace_durably
 from limit_graph.core.ledger_settings import LedgerSettings
 from limit_graph.core.models import utcnow
 from limit_graph.governance.secrets import ServerSecret
@@ -102,16 +102,6 @@ async def stored_verifier_key(storage: Storage, origin: str) -> str | None:
     yet).  A verifier that does not trust the store brings its own exported copy."""
     stored = await storage.get_value(KEY_NAMESPACE, f"{KEY_NAME}:{origin}")
     return str(stored["verifier_key"]) if stored is not None else None
-
-
-def _replace(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class Checkpointer:
@@ -186,7 +176,9 @@ class Checkpointer:
 
     async def _publish(self, checkpoint: StoredCheckpoint) -> None:
         try:
-            await asyncio.to_thread(_replace, self.latest_path, checkpoint.note)
+            await asyncio.to_thread(
+                replace_durably, self.latest_path, checkpoint.note.encode(), make_parents=True
+            )
         except OSError as exc:
             log.error(
                 "checkpoint %d not written to %s: %s", checkpoint.tree_size, self._folder, exc

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from limit_graph.core import durable
 from limit_graph.core.errors import Conflict
 from limit_graph.core.models import ProvenanceEntry, Session, WorkflowRun
 from limit_graph.core.sealing import KeyEncryptionKeys
@@ -28,7 +29,6 @@ from limit_graph.storage.file_ledger import (
     CHECKPOINTS_FOLDER,
     FileLedger,
     load_checkpoints,
-    replace_durably,
 )
 from limit_graph.storage.file_lineage import FileLineageStore
 from limit_graph.storage.file_quotas import QUOTA_FOLDERS, load_quotas, quota_files
@@ -42,7 +42,6 @@ from limit_graph.storage.memory_transaction import StagedWrites
 __all__ = ["FileStorage"]
 
 JOURNAL = "journal.json"
-TMP_SUFFIX = ".tmp"
 RECORD_FOLDERS = (
     "sessions",
     "executions",
@@ -53,21 +52,6 @@ RECORD_FOLDERS = (
     *IDENTITY_FOLDERS,
     *QUOTA_FOLDERS,
 )
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 class FileStorage(MemoryStorage):
@@ -91,9 +75,7 @@ class FileStorage(MemoryStorage):
         self._lineage = FileLineageStore(self.root / "lineage")
 
     def _make_ledger(self) -> FileLedger:
-        return FileLedger(
-            self._entries, self._lock, self.root, replace_durably(_write_durably, _fsync_dir)
-        )
+        return FileLedger(self._entries, self._lock, self.root)
 
     def _tenant_of(self, staged: StagedWrites, session_id: uuid.UUID) -> str | None:
         session = staged.sessions.get(session_id) or self._sessions.get(session_id)
@@ -151,7 +133,7 @@ class FileStorage(MemoryStorage):
                 renames = []  # the journal itself was torn: the commit was never decided
             self._roll_forward(renames)
             journal.unlink()
-        for stray in self.root.rglob(f"*{TMP_SUFFIX}"):
+        for stray in self.root.rglob(f"*{durable.TMP_SUFFIX}"):
             stray.unlink()
 
     def _roll_forward(self, renames: list[list[str]]) -> None:
@@ -160,7 +142,7 @@ class FileStorage(MemoryStorage):
             if tmp_path.exists():
                 os.replace(tmp_path, self.root / final)
         for name in RECORD_FOLDERS:
-            _fsync_dir(self._folder(name))
+            durable.fsync_dir(self._folder(name))
 
     def _load(self) -> None:
         staged = StagedWrites()
@@ -234,19 +216,13 @@ class FileStorage(MemoryStorage):
         }
         path = self._value_path(namespace, key)
 
-        def write() -> None:
-            tmp = path.with_suffix(TMP_SUFFIX)
-            _write_durably(tmp, json.dumps(item).encode())
-            os.replace(tmp, path)
-            _fsync_dir(path.parent)
-
-        await asyncio.to_thread(write)
+        await asyncio.to_thread(durable.replace_durably, path, json.dumps(item).encode())
 
     async def _forget_values(self, gone: list[tuple[str, str]]) -> None:
         def remove() -> None:
             for namespace, key in gone:
                 self._value_path(namespace, key).unlink(missing_ok=True)
-            _fsync_dir(self._folder("kv"))
+            durable.fsync_dir(self._folder("kv"))
 
         if gone:
             await asyncio.to_thread(remove)
@@ -281,14 +257,16 @@ class FileStorage(MemoryStorage):
     def _write_files(self, files: list[tuple[str, bytes]]) -> None:
         """Write ``files`` (name under the root, bytes) all or none: each to a temporary
         file, then a journal of their renames, then the renames."""
-        renames = [[name + TMP_SUFFIX, name] for name, _ in files]
+        renames = [[name + durable.TMP_SUFFIX, name] for name, _ in files]
         journal = self.root / JOURNAL
         try:
             for (tmp, _), (_, data) in zip(renames, files, strict=True):
-                _write_durably(self.root / tmp, data)
-            _write_durably(journal.with_suffix(TMP_SUFFIX), json.dumps(renames).encode())
-            os.replace(journal.with_suffix(TMP_SUFFIX), journal)
-            _fsync_dir(self.root)
+                durable.write_durably(self.root / tmp, data)
+            durable.write_durably(
+                journal.with_suffix(durable.TMP_SUFFIX), json.dumps(renames).encode()
+            )
+            os.replace(journal.with_suffix(durable.TMP_SUFFIX), journal)
+            durable.fsync_dir(self.root)
         except BaseException:
             for tmp, _ in renames:
                 (self.root / tmp).unlink(missing_ok=True)

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from limit_graph.core.durable import replace_durably
 from limit_graph.core.models import ProvenanceEntry
 from limit_graph.storage.ledger import decode_hash, encode_hash
 from limit_graph.storage.ledger_store import StoredCheckpoint
@@ -19,9 +18,6 @@ from limit_graph.storage.memory_ledger import MemoryLedger
 __all__ = ["CHECKPOINTS_FOLDER", "FileLedger", "load_checkpoints"]
 
 CHECKPOINTS_FOLDER = "checkpoints"
-
-Replace = Callable[[Path, bytes], None]
-"""Writes bytes to a path durably and atomically (a temporary file, fsync, rename)."""
 
 
 def _checkpoint_bytes(checkpoint: StoredCheckpoint) -> bytes:
@@ -59,30 +55,14 @@ class FileLedger(MemoryLedger):
         entries: list[ProvenanceEntry],
         lock: asyncio.Lock,
         root: Path,
-        replace: Replace,
     ) -> None:
         super().__init__(entries, lock)
         self._root = root
-        self._replace = replace
 
     async def persist_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
         path = self._root / CHECKPOINTS_FOLDER / f"{checkpoint.tree_size:012d}.json"
-        await asyncio.to_thread(self._replace, path, _checkpoint_bytes(checkpoint))
+        await asyncio.to_thread(replace_durably, path, _checkpoint_bytes(checkpoint))
 
     async def persist_entry(self, entry: ProvenanceEntry) -> None:
         path = self._root / "ledger" / f"{entry.index:012d}.json"
-        await asyncio.to_thread(self._replace, path, entry.model_dump_json().encode())
-
-
-def replace_durably(
-    write: Callable[[Path, bytes], None], fsync_dir: Callable[[Path], None]
-) -> Replace:
-    """A :data:`Replace` from the store's durable write and directory fsync."""
-
-    def replace(path: Path, data: bytes) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        write(tmp, data)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-
-    return replace
+        await asyncio.to_thread(replace_durably, path, entry.model_dump_json().encode())

@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from limit_graph.core.durable import fsync_dir
 from limit_graph.storage.lineage import LineageBatch, LineageEdge, LineageNode
 from limit_graph.storage.memory_lineage import LineageState, MemoryLineageStore
 
@@ -99,14 +100,6 @@ def _batches(doc: dict[str, Any]) -> list[LineageBatch]:
     return batches
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class FileLineageStore(MemoryLineageStore):
     """Lineage under ``folder`` (the backend's ``<root>/lineage``), loaded on first use."""
 
@@ -177,7 +170,7 @@ class FileLineageStore(MemoryLineageStore):
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(fresh, self._log)
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
 
     async def _persist(self, batch: LineageBatch) -> None:
         line = _line(
@@ -198,4 +191,4 @@ class FileLineageStore(MemoryLineageStore):
         finally:
             os.close(fd)
         if created:
-            _fsync_dir(self.folder)
+            fsync_dir(self.folder)

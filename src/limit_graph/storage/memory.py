@@ -63,6 +63,8 @@ class MemoryStorage:
         self._entries: list[ProvenanceEntry] = []
         self._ledger = self._make_ledger()
         self._values: dict[tuple[str, str], tuple[dict[str, Any], datetime | None]] = {}
+        self._values_lock = asyncio.Lock()
+        """One bookkeeping write at a time: ``only_if_absent`` checks and writes as one."""
         self._identity_state = IdentityState()
         self._identity = MemoryIdentityStore(self._identity_state, self.transaction)
         self._quota_state = QuotaState()
@@ -311,12 +313,13 @@ class MemoryStorage:
         expires_at: datetime | None = None,
         only_if_absent: bool = False,
     ) -> bool:
-        if only_if_absent and await self.get_value(namespace, key) is not None:
-            return False
-        document = copy.deepcopy(value)
-        await self._persist_value(namespace, key, document, expires_at)
-        self._values[(namespace, key)] = (document, expires_at)
-        return True
+        async with self._values_lock:
+            if only_if_absent and await self.get_value(namespace, key) is not None:
+                return False
+            document = copy.deepcopy(value)
+            await self._persist_value(namespace, key, document, expires_at)
+            self._values[(namespace, key)] = (document, expires_at)
+            return True
 
     async def _persist_value(
         self, namespace: str, key: str, value: dict[str, Any], expires_at: datetime | None
