@@ -1,4 +1,4 @@
-"""``limit audit verify`` and ``limit audit prove`` as an operator runs them on the
+"""``limit audit verify``, ``prove`` and ``key`` as an operator runs them on the
 embedded platform: a clean ledger verifies, an inclusion proof checks against the signed
 checkpoint, one byte changed in SQLite (past the triggers) is named, and a database
 rewritten from scratch -- its checkpoints signed by another key -- fails against the
@@ -73,16 +73,22 @@ def test_a_rewritten_database_fails_against_the_exported_key_and_copy(tmp_path: 
         _run_some(server)
         checkpoint = _ok_json(server, "audit", "prove", "0", "--json")["checkpoint"]
         assert isinstance(checkpoint, dict)
+        exported = tmp_path / "ledger.pub"
+        saved = server.limit("audit", "key", "--output", str(exported))
+        assert saved.returncode == 0, saved.stderr
     finally:
         server.stop()
-    exported = tmp_path / "ledger.pub"
-    exported.write_text(str(checkpoint["public_key"]))
+    assert exported.read_text(encoding="utf-8") == f"{checkpoint['public_key']}\n"
+    offline = server.limit("audit", "key", "--local")
+    assert (offline.returncode, offline.stdout) == (0, f"{checkpoint['public_key']}\n")
     kept = tmp_path / "kept.note"
     shutil.copy(tmp_path / ".limit" / "checkpoints" / "latest.note", kept)
 
     # The database rewritten from scratch, with a history of its own and a new key.
     for stale in (tmp_path / ".limit").glob("*.db*"):
         stale.unlink()
+    none_yet = server.limit("audit", "key", "--local")
+    assert none_yet.returncode == 1 and "holds no ledger key yet" in none_yet.stderr
     server = start(tmp_path)
     try:
         _run_some(server)

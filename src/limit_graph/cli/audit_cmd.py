@@ -10,6 +10,7 @@ Examples::
     limit audit replay <execution-id> --session <session-id> --json
     limit audit verify --public-key ledger.pub             # exit 1 naming the first bad entry
     limit audit prove 42                                   # entry 42's inclusion proof
+    limit audit key --output ledger.pub                    # export the ledger's public key
 
 >>> replay_path("4f0c8a8e-2d9b-4c31-9d8e-0a3d2b7f1e55", None)
 '/executions/4f0c8a8e-2d9b-4c31-9d8e-0a3d2b7f1e55/replay'
@@ -217,3 +218,48 @@ def audit_prove(
     if tree == checkpoint["tree_size"]:
         print_text("verified against the signed checkpoint:")
         print_text(checkpoint["note"].rstrip("\n"))
+
+
+async def _local_key(settings: Settings) -> str | None:
+    from limit_graph.orchestration.checkpoints import stored_verifier_key
+    from limit_graph.storage.factory import open_storage
+
+    store = open_storage(settings)
+    await store.start()
+    try:
+        return await stored_verifier_key(store, settings.ledger.origin)
+    finally:
+        await store.close()
+
+
+@audit_app.command("key")
+def audit_key(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the key to this file.")
+    ] = None,
+    local: Annotated[
+        bool,
+        typer.Option("--local", help="Read it from the configured store, not from the API."),
+    ] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML config file (or LIMIT_CONFIG).")
+    ] = None,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Print the ledger's public key, in the note verifier-key format, to keep where the
+    database's operator cannot change it and give to verifiers and witnesses."""
+    if local or config is not None:
+        try:
+            key = asyncio.run(_local_key(load_settings(config)))
+        except ConfigError as exc:
+            raise CliError(str(exc)) from exc
+        if key is None:
+            raise CliError("the store holds no ledger key yet: start the platform once")
+    else:
+        key = str(call(url, api_key, "GET", "/audit/checkpoint")["public_key"])
+    if output is None:
+        print_text(key)
+        return
+    output.write_text(key + "\n", encoding="utf-8")
+    print_text(f"wrote the ledger's public key to {output}")
