@@ -1,24 +1,35 @@
 """Files that survive a crash: written, flushed to the disk, then renamed into place.
 
 A reader sees the old file or the new one, never a part of either: the bytes go to a
-temporary beside the target, are fsynced, replace the target by ``os.replace`` (atomic
-on POSIX), and the folder is fsynced so that the rename itself is on the disk.
+temporary beside the target (named for this process and write, so that concurrent
+writers never share one), are fsynced, replace the target by ``os.replace`` (atomic on
+POSIX) -- or, for a file that must not exist yet, are linked to it, which fails if it
+does -- and the folder is fsynced so that the rename itself is on the disk.  A write
+that fails (a full disk, say) leaves the target as it was and no temporary behind.
 
 >>> import tempfile, pathlib
 >>> folder = pathlib.Path(tempfile.mkdtemp())
 >>> replace_durably(folder / "head.note", b"size 3\\n")
+>>> create_durably(folder / "head.note", b"size 4\\n")
+Traceback (most recent call last):
+...
+FileExistsError: [Errno 17] File exists: ...
 >>> (folder / "head.note").read_bytes(), sorted(p.name for p in folder.iterdir())
 (b'size 3\\n', ['head.note'])
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
-__all__ = ["TMP_SUFFIX", "fsync_dir", "replace_durably", "write_durably"]
+__all__ = ["TMP_SUFFIX", "create_durably", "fsync_dir", "replace_durably", "write_durably"]
 
 TMP_SUFFIX = ".tmp"
+"""Every temporary ends so; a store may remove those it finds at start."""
+
+_writes = itertools.count()
 
 
 def fsync_dir(path: Path) -> None:
@@ -30,25 +41,47 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_durably(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` (truncating it) and flush it to the disk."""
-    with open(path, "wb") as fh:
+def write_durably(path: Path, data: bytes, mode: int = 0o666) -> None:
+    """Write ``data`` to ``path`` (made with ``mode`` less the umask, or truncated) and
+    flush it to the disk."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with open(fd, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
 
 
-def replace_durably(path: Path, data: bytes, *, make_parents: bool = False) -> None:
-    """Replace ``path`` by a file of ``data`` atomically and durably (module docstring).
-    If the write fails (a full disk, say), the target is as it was and the temporary is
-    removed."""
+def _temporary(path: Path, data: bytes, mode: int) -> Path:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_writes)}{TMP_SUFFIX}")
+    try:
+        write_durably(tmp, data, mode)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def replace_durably(
+    path: Path, data: bytes, *, mode: int = 0o666, make_parents: bool = False
+) -> None:
+    """Replace ``path`` by a file of ``data`` atomically and durably (module docstring)."""
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + TMP_SUFFIX)
+    tmp = _temporary(path, data, mode)
     try:
-        write_durably(tmp, data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+
+
+def create_durably(path: Path, data: bytes, *, mode: int = 0o666) -> None:
+    """Make ``path`` a file of ``data``, whole, durably; :class:`FileExistsError` if it
+    exists already (then nothing is changed)."""
+    tmp = _temporary(path, data, mode)
+    try:
+        os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
