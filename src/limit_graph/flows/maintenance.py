@@ -7,7 +7,11 @@ answer.  Their deployments and schedules are in ``prefect.yaml`` and
 :mod:`limit_graph.deployments.apply`.  A ledger that does not verify fails its flow
 run, so the alarm is a red run in the Prefect UI (and whatever automation follows).
 
->>> # asyncio.run(verify_ledger())  # {'ok': True, 'size': 42, 'first_bad': None, ...}
+``verify_ledger`` answers the platform's report -- ``ok``, ``size``, ``first_bad``,
+``detail`` and how many ``checkpoints``, ``external`` copies and ``erased`` payloads it
+checked -- which the platform also records as a ``ledger.verified`` ledger entry; the
+flow shows it as the markdown artifact ``ledger-verification`` of its run, whether the
+ledger verifies or not.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 import httpx
 from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact
 
 from limit_graph.blocks.backends import runner_endpoint
 
@@ -29,6 +34,16 @@ __all__ = [
 
 FLOW_NAME = "limit-maintenance"
 TIMEOUT_S = 600.0
+ARTIFACT_KEY = "ledger-verification"
+_REPORT_ROWS = (
+    ("ok", "verified"),
+    ("size", "entries"),
+    ("first_bad", "first bad entry"),
+    ("detail", "detail"),
+    ("checkpoints", "signed checkpoints"),
+    ("external", "copies outside the database"),
+    ("erased", "erased payloads"),
+)
 
 
 class LedgerVerificationFailed(RuntimeError):
@@ -63,10 +78,33 @@ async def archive_idle_sessions(idle_days: float = 7) -> dict[str, Any]:
     return answer
 
 
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _report_markdown(answer: dict[str, Any]) -> str:
+    """The verification report as the markdown table of its artifact."""
+    verdict = "verifies" if answer.get("ok") else "does NOT verify"
+    rows = [f"| {label} | {_cell(answer.get(key))} |" for key, label in _REPORT_ROWS]
+    return "\n".join(
+        [f"# The ledger {verdict}", "", "| check | result |", "| --- | --- |", *rows, ""]
+    )
+
+
 @flow(name=FLOW_NAME, persist_result=False)
 async def verify_ledger() -> dict[str, Any]:
-    """Verify the whole provenance ledger; fail the run if any entry does not verify."""
+    """Verify the whole provenance ledger; show the report as the run's
+    ``ledger-verification`` artifact; fail the run if any entry does not verify."""
     answer = await _post("/maintenance/verify-ledger")
+    await acreate_markdown_artifact(
+        markdown=_report_markdown(answer),
+        key=ARTIFACT_KEY,
+        description="The provenance ledger's verification (POST /maintenance/verify-ledger).",
+    )
     logger = get_run_logger()
     if not answer["ok"]:
         logger.error(

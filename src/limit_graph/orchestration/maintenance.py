@@ -1,5 +1,5 @@
 """Housekeeping asked for by the scheduled maintenance flows: archive idle sessions,
-verify the whole ledger, drop expired cache documents.
+verify the whole ledger (and record that it did), drop expired cache documents.
 
 The flows run in Prefect workers and reach these over REST (``/maintenance``); the
 work itself happens here, next to the store, so a flow never needs database access.
@@ -9,28 +9,36 @@ the flows carry) is decided by the route, through the governance authorizer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from limit_graph.core.errors import Conflict
 from limit_graph.core.models import ProvenanceEntry, SessionState, utcnow
 from limit_graph.governance.auth import Principal
+from limit_graph.orchestration.checkpoints import Checkpointer
 from limit_graph.orchestration.ledger_verify import LedgerReport, verify_ledger
 from limit_graph.orchestration.sessions import SessionService
 from limit_graph.storage.base import SessionFilter, Storage
+from limit_graph.storage.ledger import EntryDraft
 
 __all__ = [
+    "VERIFIED",
     "ArchiveOutcome",
     "LedgerReport",
     "archive_idle_sessions",
     "expire_caches",
+    "verify_and_record",
     "verify_ledger",
 ]
 
 PAGE = 500
 log = logging.getLogger("limit_graph.maintenance")
+
+VERIFIED = "ledger.verified"
+"""The action of the ledger entry that records a verification of the whole ledger."""
 
 
 @dataclass(frozen=True)
@@ -100,3 +108,53 @@ async def expire_caches(storage: Storage, now: datetime | None = None) -> int:
     expired = await storage.delete_expired(namespace=None, now=now or utcnow())
     log.info("expired %d cached documents", expired)
     return expired
+
+
+async def _external_copy(checkpoints: Checkpointer) -> list[tuple[str, str]]:
+    """The checkpoint copy kept outside the database, as (where, note), if there is one."""
+    path = checkpoints.latest_path
+
+    def read() -> list[tuple[str, str]]:
+        if not path.is_file():
+            return []
+        return [(f"the copy {path.name} outside the database", path.read_text("utf-8"))]
+
+    return await asyncio.to_thread(read)
+
+
+async def verify_and_record(
+    storage: Storage, checkpoints: Checkpointer, principal: Principal
+) -> LedgerReport:
+    """Verify the whole ledger with the platform's own checkpoint key and origin, and
+    against the checkpoint copy outside the database (``latest.note``, when there is
+    one); then record the report as a ``ledger.verified`` entry of the platform's own
+    trail, by ``principal``.  The report's size is the ledger verified, without that
+    entry; a copy that cannot be read fails the report rather than being left out."""
+    verifiers = [checkpoints.key.verifier]
+    try:
+        external = await _external_copy(checkpoints)
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        head = await storage.ledger.head()
+        report = LedgerReport(
+            False, head.size, None, f"{checkpoints.latest_path.name} cannot be read: {why}"
+        )
+    else:
+        report = await verify_ledger(
+            storage, verifiers=verifiers, origin=checkpoints.origin, external=external
+        )
+    await storage.write_entry(
+        EntryDraft(
+            actor=principal.name,
+            action=VERIFIED,
+            resource_type="ledger",
+            resource_id=checkpoints.origin,
+            session_id=None,
+            payload=asdict(report),
+        )
+    )
+    if report.ok:
+        log.info("the ledger verifies: %d entries", report.size)
+    else:
+        log.error("the ledger does not verify at entry %s: %s", report.first_bad, report.detail)
+    return report

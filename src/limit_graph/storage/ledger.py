@@ -1,8 +1,8 @@
 """The provenance ledger's entries: how they are built, hashed into leaves and verified.
 
-Every storage backend appends entries through :func:`make_entry`, so the entry format
-and its hashes are defined here and nowhere else (``docs/provenance.md`` says the same
-in prose, for verifiers outside the platform):
+Every storage backend appends entries through :func:`make_entry`; the leaf and payload
+hashes are those of :mod:`limit_graph.core.ledger_leaf`, the one definition a verifier
+outside the platform uses too (``docs/provenance.md`` says the same in prose):
 
 - ``payload_sha256`` is the SHA-256 of the payload's canonical JSON (RFC 8785); for an
   *erasable* entry (one whose payload may hold personal data) it is the SHA-256 of a
@@ -22,7 +22,6 @@ each append completes are what a backend stores for its proofs.
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import uuid
 from collections.abc import Iterable
@@ -30,8 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from limit_graph.core import merkle
-from limit_graph.core.canonical import canonical_json
+from limit_graph.core import ledger_leaf, merkle
+from limit_graph.core.ledger_leaf import decode_hash, encode_hash, payload_digest, text_digest
 from limit_graph.core.models import ProvenanceEntry, utcnow
 
 __all__ = [
@@ -51,8 +50,6 @@ __all__ = [
 ]
 
 _SALT_BYTES = 16
-_UNHASHED = ("payload", "payload_salt", "leaf_hash")
-"""The fields of an entry its leaf does not hash (the payload counts by its hash)."""
 
 NodeRow = tuple[merkle.NodeId, bytes]
 """A perfect subtree's id and hash, as an append completes it."""
@@ -78,49 +75,21 @@ class EntryDraft:
     erasable: bool = False
 
 
-def encode_hash(digest: bytes) -> str:
-    """A hash as the ledger's documents and the API show it: standard base64."""
-    return base64.b64encode(digest).decode("ascii")
-
-
-def decode_hash(text: str) -> bytes:
-    """The bytes of a base64 hash; :class:`ValueError` unless it is 32 of them."""
-    try:
-        digest = base64.b64decode(text, validate=True)
-    except ValueError:
-        raise ValueError(f"{text!r} is not base64") from None
-    if len(digest) != merkle.HASH_SIZE:
-        raise ValueError(f"a hash is {merkle.HASH_SIZE} bytes, not {len(digest)}")
-    return digest
-
-
-def payload_digest(payload: Any, salt: str | None) -> str:
-    """``payload_sha256`` of a payload: of its canonical JSON, after the salt if any."""
-    return text_digest(canonical_json(payload).encode("utf-8"), salt)
-
-
-def text_digest(text: bytes, salt: str | None) -> str:
-    """``payload_sha256`` of a payload's canonical JSON as stored: after the salt if any."""
-    if salt is None:
-        return hashlib.sha256(text).hexdigest()
-    raw = base64.urlsafe_b64decode(salt + "=" * (-len(salt) % 4))
-    return hashlib.sha256(raw + text).hexdigest()
-
-
 def leaf_document(entry: ProvenanceEntry) -> dict[str, Any]:
-    """The fields an entry's leaf hashes: all but the payload, its salt and the leaf."""
-    return {k: v for k, v in entry.document().items() if k not in _UNHASHED}
+    """The fields an entry's leaf hashes: all but the payload, its salt and the leaf
+    (:func:`limit_graph.core.ledger_leaf.leaf_document` of its document)."""
+    return ledger_leaf.leaf_document(entry.document())
 
 
 def leaf_bytes(entry: ProvenanceEntry) -> bytes:
     """The bytes whose RFC 6962 leaf hash is the entry's leaf: its leaf document's
     canonical JSON."""
-    return canonical_json(leaf_document(entry)).encode("utf-8")
+    return ledger_leaf.leaf_bytes(entry.document())
 
 
 def entry_leaf_hash(entry: ProvenanceEntry) -> bytes:
     """``SHA-256(0x00 || leaf_bytes(entry))``."""
-    return merkle.leaf_hash(leaf_bytes(entry))
+    return ledger_leaf.entry_leaf_hash(entry.document())
 
 
 def make_entry(
@@ -169,14 +138,11 @@ def verify_entry(entry: ProvenanceEntry) -> str | None:
     An erased payload (``None``) verifies only on an erasable entry; there is nothing
     left to check it against but the leaf, which still covers its hash.
     """
-    if entry.payload is None:
-        if not entry.erasable:
-            return f"entry {entry.index}: its payload is missing and it was not erasable"
-    elif entry.erasable != (entry.payload_salt is not None):
-        return f"entry {entry.index}: an erasable payload needs its salt, and only it"
-    elif payload_digest(entry.payload, entry.payload_salt) != entry.payload_sha256:
-        return f"entry {entry.index}: payload does not match payload_sha256"
-    if encode_hash(entry_leaf_hash(entry)) != entry.leaf_hash:
+    document = entry.document()
+    problem = ledger_leaf.payload_problem(document)
+    if problem is not None:
+        return problem
+    if encode_hash(ledger_leaf.entry_leaf_hash(document)) != entry.leaf_hash:
         return f"entry {entry.index}: leaf_hash does not match the entry's fields"
     return None
 

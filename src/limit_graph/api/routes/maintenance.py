@@ -33,10 +33,20 @@ class ArchiveIdleOut(BaseModel):
 
 
 class VerifyLedgerOut(BaseModel):
+    """What the verification found; it is also recorded as a ``ledger.verified`` entry
+    (which this ``size`` does not count)."""
+
     ok: bool
-    size: int = Field(description="Entries the ledger head records.")
+    size: int = Field(description="Entries the ledger head records: the ledger verified.")
     first_bad: int | None = Field(description="Index of the first entry that does not verify.")
     detail: str | None
+    checkpoints: int = Field(
+        description="Signed checkpoints checked (signature, root, consistency with the next)."
+    )
+    external: int = Field(
+        description="Checkpoint copies kept outside the database checked (latest.note)."
+    )
+    erased: int = Field(description="Erasable entries whose payload has been erased.")
 
 
 class ExpireCachesOut(BaseModel):
@@ -59,11 +69,11 @@ async def archive_idle(
 
 
 @router.post("/verify-ledger", response_model=VerifyLedgerOut)
-async def verify_ledger(platform: CurrentPlatform, _: CanRunMaintenance) -> VerifyLedgerOut:
-    report = await maintenance.verify_ledger(platform.storage)
-    return VerifyLedgerOut(
-        ok=report.ok, size=report.size, first_bad=report.first_bad, detail=report.detail
-    )
+async def verify_ledger(platform: CurrentPlatform, principal: CanRunMaintenance) -> VerifyLedgerOut:
+    """Verify the whole ledger with the platform's checkpoint key, against the checkpoint
+    copy outside the database too, and record the result in the ledger."""
+    report = await maintenance.verify_and_record(platform.storage, platform.checkpoints, principal)
+    return VerifyLedgerOut.model_validate(report, from_attributes=True)
 
 
 @router.post("/expire-caches", response_model=ExpireCachesOut)
