@@ -153,7 +153,8 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
     _maintenance(
         "verify-ledger",
         "verify_ledger",
-        "Verify the provenance ledger end to end (hourly).",
+        "Verify the ledger's tree, entries and signed checkpoints, and the copy kept "
+        "outside the database; record the result as a ledger entry and an artifact (hourly).",
         interval_s=3600,
     ),
     _maintenance(
