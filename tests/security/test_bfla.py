@@ -103,6 +103,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/quotas"): READERS,
     # audit.read: the tenant's admins (admins-manage-tenant) and auditors
     ("GET", "/audit"): TENANT_ADMINS,
+    ("GET", "/audit/export"): TENANT_ADMINS,
     # ledger.read: everyone who reads (readers-read-ledger-proofs)
     ("GET", "/audit/checkpoint"): READERS,
     ("GET", "/audit/proof/inclusion"): READERS,

@@ -44,6 +44,7 @@ from limit_graph.api.routes import (
     sessions,
     workflows,
 )
+from limit_graph.api.routes.audit import CHECKPOINT_HEADERS
 from limit_graph.api.schemas import ERROR_RESPONSES
 from limit_graph.core.settings import Settings
 from limit_graph.orchestration.platform import Platform
@@ -85,7 +86,13 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
             allow_origins=settings.server.cors_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "Last-Event-ID"],
-            expose_headers=["Location", "Retry-After", "X-Request-ID"],
+            expose_headers=[
+                "Location",
+                "Retry-After",
+                "X-Request-ID",
+                "Content-Disposition",
+                *CHECKPOINT_HEADERS,  # an export's checkpoint, for a browser client to read
+            ],
         )
     app.add_middleware(
         RequestObserver,

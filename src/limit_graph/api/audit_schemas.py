@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -17,9 +18,13 @@ from limit_graph.storage.ledger_store import StoredCheckpoint
 
 __all__ = [
     "AuditEntryOut",
+    "AuditExportEntryOut",
+    "AuditExportOut",
     "AuditPage",
     "CheckpointOut",
     "ConsistencyProofOut",
+    "ExportFiltersOut",
+    "ExportVerificationOut",
     "InclusionProofOut",
 ]
 
@@ -89,3 +94,63 @@ class ConsistencyProofOut(BaseModel):
     first: int
     second: int
     hashes: list[str] = Field(description="The consistency proof, base64.")
+
+
+class AuditExportEntryOut(AuditEntryOut):
+    """An exported entry: every field of the trail's, the written payload, and the proof."""
+
+    payload: dict[str, Any] | None = Field(
+        description="What was written (none: an erasable payload, erased)."
+    )
+    payload_salt: str | None = Field(
+        description="The salt (base64url) ``payload_sha256`` hashes first, for an erasable "
+        "entry whose payload is still there."
+    )
+    proof: list[str] = Field(
+        description="RFC 6962 audit path (base64) of the entry in the export's checkpoint."
+    )
+
+
+class ExportFiltersOut(BaseModel):
+    """What was exported; ``tenant`` none: every tenant's trail and the platform's own."""
+
+    tenant: str | None
+    actor: str | None
+    action: str | None
+    session_id: uuid.UUID | None
+    since: datetime | None
+    until: datetime | None
+
+
+class ExportFailureOut(BaseModel):
+    index: int
+    problem: str
+
+
+class ExportVerificationOut(BaseModel):
+    """What checking every exported entry against the checkpoint found, as it was written."""
+
+    ok: bool = Field(description="The checkpoint's signature and every entry verify.")
+    entries: int
+    verified: int
+    failed: int
+    failures: list[ExportFailureOut] = Field(description="The first failures (100 at most).")
+    checkpoint_signature: str = Field(
+        description="``ok``, or why the checkpoint's note does not verify under the ledger's key."
+    )
+    summary: str = Field(description="The result in one sentence.")
+
+
+class AuditExportOut(BaseModel):
+    """``GET /audit/export?format=json``: the trail with the checkpoint it verifies against.
+
+    ``entries`` are those with an index below the checkpoint's tree size, in ledger order;
+    the document is streamed, one entry a line, ``verification`` last.
+    """
+
+    format: str = Field(description="``limit-graph.audit-export/1``.")
+    exported_at: datetime
+    filters: ExportFiltersOut
+    checkpoint: CheckpointOut | None = Field(description="None only for an empty ledger.")
+    entries: list[AuditExportEntryOut]
+    verification: ExportVerificationOut

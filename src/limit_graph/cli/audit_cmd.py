@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["audit_app", "replay_path"]
 
 audit_app = typer.Typer(
-    help="Check the provenance ledger: replay an execution from its entry to see that it "
-    "reproduces."
+    help="Check the provenance ledger: verify it, prove entries, export the trail and its "
+    "report, witness its checkpoints, and replay an execution from its entry."
 )
 
 

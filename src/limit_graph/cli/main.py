@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from limit_graph.cli import witness_cmd  # noqa: F401 - adds `limit audit witness`
+from limit_graph.cli import audit_export_cmd, witness_cmd  # noqa: F401 - `limit audit export|witness`
 from limit_graph.cli.agents_cmd import agents_app
 from limit_graph.cli.audit_cmd import audit_app
 from limit_graph.cli.client import CliError

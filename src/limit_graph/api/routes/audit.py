@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
 
 from limit_graph.api.audit_schemas import (
     AuditEntryOut,
+    AuditExportOut,
     AuditPage,
     CheckpointOut,
     ConsistencyProofOut,
@@ -18,10 +21,11 @@ from limit_graph.api.audit_schemas import (
 from limit_graph.api.deps import CanReadAudit, CanReadLedger, CurrentPlatform
 from limit_graph.api.ijson import IJSONRoute
 from limit_graph.core.errors import InvalidInput
+from limit_graph.orchestration.audit_export import ExportFormat, start_export
 from limit_graph.storage.ledger import encode_hash
 from limit_graph.storage.ledger_store import EntryFilter
 
-__all__ = ["router"]
+__all__ = ["CHECKPOINT_HEADERS", "router"]
 
 router = APIRouter(prefix="/audit", tags=["audit"], route_class=IJSONRoute)
 
@@ -41,10 +45,7 @@ def _moment(text: str | None, name: str) -> datetime | None:
         ) from None
 
 
-@router.get("", response_model=AuditPage)
-async def trail(
-    platform: CurrentPlatform,
-    principal: CanReadAudit,
+def _trail_filter(
     actor: str | None = Query(default=None, max_length=256),
     action: str | None = Query(default=None, max_length=128),
     session_id: uuid.UUID | None = None,
@@ -54,17 +55,25 @@ async def trail(
     until: str | None = Query(
         default=None, pattern=RFC3339, description="Before this moment (RFC 3339)."
     ),
-    limit: int = Query(default=100, ge=1, le=1000),
-    cursor: str | None = Query(default=None, max_length=512),
-) -> AuditPage:
-    """Who did what when: the ledger's entries of the caller's tenant, in ledger order."""
-    where = EntryFilter(
+) -> EntryFilter:
+    return EntryFilter(
         actor=actor,
         action=action,
         session_id=session_id,
         since=_moment(since, "since"),
         until=_moment(until, "until"),
     )
+
+
+@router.get("", response_model=AuditPage)
+async def trail(
+    platform: CurrentPlatform,
+    principal: CanReadAudit,
+    where: Annotated[EntryFilter, Depends(_trail_filter)],
+    limit: int = Query(default=100, ge=1, le=1000),
+    cursor: str | None = Query(default=None, max_length=512),
+) -> AuditPage:
+    """Who did what when: the ledger's entries of the caller's tenant, in ledger order."""
     page = await platform.audit.trail(principal, where, limit=limit, cursor=cursor)
     return AuditPage(items=[AuditEntryOut.of(e) for e in page.items], next_cursor=page.next_cursor)
 
@@ -103,3 +112,49 @@ async def consistency(
     """Proof that the tree of ``first`` entries is a prefix of the tree of ``second``."""
     hashes = await platform.audit.consistency(first, second)
     return ConsistencyProofOut(first=first, second=second, hashes=[encode_hash(h) for h in hashes])
+
+
+_EXPORT_MEDIA = {ExportFormat.JSON: "application/json", ExportFormat.CSV: "text/csv; charset=utf-8"}
+CHECKPOINT_HEADERS = {
+    "X-Checkpoint-Size": "The tree size of the checkpoint the export verifies against.",
+    "X-Checkpoint-Root": "Its root hash, base64.",
+    "X-Checkpoint-Timestamp": "When it was signed.",
+    "X-Checkpoint-Key-Id": "The signing key's id (hex).",
+    "X-Checkpoint-Public-Key": "The signing key in the note verifier-key format.",
+    "X-Checkpoint-Note": "The C2SP signed note, base64 of its UTF-8 text.",
+}
+
+
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "model": AuditExportOut,
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "headers": {
+                k: {"description": v, "schema": {"type": "string"}}
+                for k, v in CHECKPOINT_HEADERS.items()
+            },
+        }
+    },
+)
+async def export(
+    platform: CurrentPlatform,
+    principal: CanReadAudit,
+    where: Annotated[EntryFilter, Depends(_trail_filter)],
+    format_: ExportFormat = Query(
+        default=ExportFormat.JSON, alias="format", description="json (default) or csv."
+    ),
+) -> StreamingResponse:
+    """The caller's trail (filtered as ``GET /audit``) with the signed checkpoint it
+    verifies against and each entry's inclusion proof, checked as it is written; a
+    download, streamed (``docs/provenance.md``, "Export and report")."""
+    made = await start_export(platform.audit, principal, where)
+    chunks = made.json_chunks() if format_ is ExportFormat.JSON else made.csv_chunks()
+    disposition = f'attachment; filename="{made.filename(format_.value)}"'
+    return StreamingResponse(
+        chunks,
+        media_type=_EXPORT_MEDIA[format_],
+        headers={"Content-Disposition": disposition, **made.headers()},
+    )

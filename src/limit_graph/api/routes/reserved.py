@@ -23,9 +23,7 @@ class NotBuiltYet(LimitError):
     slug = "not-implemented"
 
 
-RESERVED: dict[str, tuple[str, Action]] = {
-    "/audit/export": ("audit export", Action.AUDIT_READ),
-}
+RESERVED: dict[str, tuple[str, Action]] = {}
 
 
 def _reserve(path: str, feature: str, action: Action) -> None:
