@@ -28,6 +28,7 @@ its working directory's git checkout.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Sequence
@@ -85,6 +86,12 @@ def job_name(agent: str, workflow_name: str | None, step: str | None) -> str:
     if workflow_name is not None and step is not None:
         return f"{workflow_name}.{step}"
     return agent
+
+
+@functools.cache
+def _adapter_version() -> str:
+    """openlineage-python's version, read once: a metadata lookup walks ``sys.path``."""
+    return version("openlineage-python")
 
 
 def _dataset_facets(content: Content) -> dict[str, Any]:
@@ -191,7 +198,7 @@ def run_events(
         "processing_engine": processing_engine_run.ProcessingEngineRunFacet(
             version=__version__,
             name="limit-graph",
-            openlineageAdapterVersion=version("openlineage-python"),
+            openlineageAdapterVersion=_adapter_version(),
             producer=PRODUCER,
         ),
     }
