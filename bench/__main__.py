@@ -3,8 +3,10 @@
 HTTP: the platform (`limit up`, embedded SQLite) and a bare FastAPI app with one
 pydantic POST endpoint, both under uvicorn with the same settings, driven by the same
 load generator.  In-process: the orchestrator's execute call for `echo` on the local
-backend, durable writes included.  Prints a markdown table and writes it to
-bench/results/latest.md.
+backend, durable writes included.  The ledger's benches (``bench/ledger``: append,
+whole-ledger verification, proofs, what it costs an execute) close the run
+(``--ledger quick`` for a smaller one, ``off`` to skip them).  Prints a markdown table
+and writes it to bench/results/latest.md.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from bench import auth_overhead, pipeline_overhead, workflow_validation
 from bench import authorization as authorization_bench
 from bench import data_quality as data_quality_bench
 from bench import dispatch as dispatch_bench
+from bench import ledger as ledger_bench
 from bench import mirror as mirror_bench
 from bench import quantum as quantum_bench
 from bench import workflows as workflows_bench
@@ -111,6 +114,12 @@ def main() -> None:
     parser.add_argument("--quantum-small", type=int, default=500, help="small circuits run")
     parser.add_argument(
         "--no-prefect", action="store_true", help="skip the rows that need a Prefect server"
+    )
+    parser.add_argument(
+        "--ledger",
+        choices=[*sorted(ledger_bench.SIZES), "off"],
+        default="full",
+        help="the ledger's benches at this size (quick: about a minute)",
     )
     args = parser.parse_args()
 
@@ -264,6 +273,9 @@ def main() -> None:
     say("")
     for line in data_quality_bench.rows(data_quality_bench.measure(), 100_000, 21):
         say(line)
+    if args.ledger != "off":
+        say("")
+        ledger_bench.run(workdir / "ledger", ledger_bench.SIZES[args.ledger], say)
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
     (results / "latest.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

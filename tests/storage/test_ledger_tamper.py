@@ -4,6 +4,7 @@ hash chain refuses a chain that does not verify, and the downgrade writes it bac
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -50,8 +51,11 @@ def _bypassing(engine: Engine, statements: list[str]) -> None:
         if engine.dialect.name == "postgresql":
             conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
         else:
-            for name in ("limit_ledger_no_update", "limit_ledger_no_delete"):
-                conn.execute(sa.text(f"DROP TRIGGER IF EXISTS {name}"))
+            triggers = conn.execute(
+                sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            ).scalars()
+            for name in list(triggers):
+                conn.execute(sa.text(f'DROP TRIGGER "{name}"'))
         for statement in statements:
             conn.execute(sa.text(statement))
 
@@ -114,7 +118,28 @@ TAMPERS = {
     "edit-a-byte": ([EDIT_A_BYTE], 3, "entry 3: its leaf_hash does not match"),
     "delete": (["DELETE FROM limit_ledger WHERE idx = 2"], 2, "entry 2 is missing"),
     "swap": (SWAP, 2, "entry 2: its fields say it is entry 4"),
-    "insert": (INSERT, 6, "entry 6: its fields say it is entry 5"),
+    "insert": (INSERT, 6, "entry 6 is stored beyond the head of 6 entries"),
+    "node": (
+        [
+            "UPDATE limit_ledger_nodes SET hash = (SELECT n.hash FROM limit_ledger_nodes n "
+            "WHERE n.level = 1 AND n.idx = 1) WHERE level = 1 AND idx = 0"
+        ],
+        0,
+        "the stored tree node over entries 0..1 does not match those entries",
+    ),
+    "head-cut-short": (
+        [
+            "UPDATE limit_ledger_head SET size = 4, edge = (SELECT n.hash FROM "
+            "limit_ledger_nodes n WHERE n.level = 2 AND n.idx = 0)"
+        ],
+        4,
+        "the ledger's head holds 4 entries, fewer than checkpoint 6 saw",
+    ),
+    "checkpoint-row": (
+        ["UPDATE limit_checkpoints SET tree_size = 5 WHERE tree_size = 6"],
+        None,
+        "checkpoint 5: its note and its row disagree",
+    ),
     "payload": (
         ["UPDATE limit_ledger SET payload = replace(payload, '4', '9') WHERE idx = 4"],
         4,
@@ -175,3 +200,25 @@ async def test_a_downgrade_refuses_when_a_payload_was_erased(engine: Engine, url
         await store.close()
     with pytest.raises(RuntimeError, match="erased"):
         downgrade(engine, "0006")
+
+
+async def test_a_ledger_verifies_while_entries_are_written(url: str) -> None:
+    await _filled(url)
+    store = DatabaseStorage(url)
+    await store.start()
+    try:
+
+        async def write() -> None:
+            for n in range(ENTRIES, ENTRIES + 150):
+                await store.write_entry(_draft(n))
+
+        writing = asyncio.create_task(write())
+        reports = []
+        while not writing.done():
+            reports.append(await verify_ledger(store))
+        await writing
+        reports.append(await verify_ledger(store))
+    finally:
+        await store.close()
+    assert [r.detail for r in reports if not r.ok] == []
+    assert len(reports) > 1 and reports[-1].size == ENTRIES + 150

@@ -2,9 +2,14 @@
 checkpoints and erasure (:class:`~limit_graph.storage.ledger_store.LedgerStore`).
 
 A proof's nodes come in one query: the leaves it needs from ``limit_ledger`` and the
-larger subtrees from ``limit_ledger_nodes``, as one ``UNION ALL`` of two keyed lookups.
-Erasure is the one UPDATE the migration's triggers let through: an erasable entry's
-``payload`` and ``salt`` to null.
+larger subtrees from ``limit_ledger_nodes``, as one ``UNION ALL`` of ranges of the two
+tables' keys (a verification asks for thousands of consecutive nodes at once: runs of
+them are one range each).  The head, the nodes, trail reads and a verification's scan
+are read with the driver itself, outside a transaction (one round trip each, rows as
+the driver gives them, Postgres's binary format); the scan reads the leaf and the
+payload as the bytes of their UTF-8, which is what their hashes cover.  Erasure is the
+one UPDATE the migration's triggers let through: an erasable entry's ``payload`` and
+``salt`` to null.
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from sqlalchemy import and_, literal, null, select, tuple_, union_all, update
+from sqlalchemy import null, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.dialects.sqlite.aiosqlite import dialect as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from limit_graph.core import merkle
@@ -40,37 +46,105 @@ def _checkpoint(row: Any) -> StoredCheckpoint:
     )
 
 
+_RUNS_PER_QUERY = 256
+"""Ranges of consecutive nodes one query reads at most (a proof's are a few dozen; a
+whole-ledger verification asks for thousands at once)."""
+
+_Run = tuple[int, int, int]
+"""Nodes ``(level, first)`` to ``(level, last)``."""
+
+
+def _runs(ids: Sequence[merkle.NodeId]) -> list[_Run]:
+    """The ids as runs of consecutive indexes on one level, level by level (one pass
+    when they come so ordered, as a verification's do).
+
+    >>> _runs([(0, 5), (1, 2), (0, 6), (1, 4), (0, 7), (1, 3), (3, 0), (1, 3)])
+    [(0, 5, 7), (1, 2, 4), (3, 0, 0)]
+    """
+    runs: list[_Run] = []
+    level = first = last = -1
+    for node_level, idx in ids:
+        if node_level == level and idx == last + 1:
+            last = idx
+            continue
+        if level >= 0:
+            runs.append((level, first, last))
+        level, first, last = node_level, idx, idx
+    if level >= 0:
+        runs.append((level, first, last))
+    pairs = zip(runs, runs[1:], strict=False)
+    if all(a[0] < b[0] or (a[0] == b[0] and a[2] + 1 < b[1]) for a, b in pairs):
+        return runs
+    by_level: dict[int, set[int]] = {}  # out of order or repeated: sort them out
+    for node_level, idx in ids:
+        by_level.setdefault(node_level, set()).add(idx)
+    runs = []
+    for level in sorted(by_level):
+        ordered = sorted(by_level[level])
+        first = last = ordered[0]
+        for idx in ordered[1:]:
+            if idx != last + 1:
+                runs.append((level, first, last))
+                first = idx
+            last = idx
+        runs.append((level, first, last))
+    return runs
+
+
+def _nodes_query(runs: list[_Run]) -> str:
+    """One query of the runs' hashes: leaves (level 0) from ``limit_ledger``, the larger
+    subtrees from ``limit_ledger_nodes``, each run a range of the table's key.  The
+    numbers are integers this module made, written into the text, so that the driver
+    sends it as it is (a statement of hundreds of placeholders is parsed in Python)."""
+
+    def ranges(column: str, runs: list[_Run]) -> str:
+        return " OR ".join(
+            f"{column} = {first}" if first == last else f"{column} BETWEEN {first} AND {last}"
+            for _, first, last in runs
+        )
+
+    parts = []
+    leaves = [run for run in runs if run[0] == 0]
+    if leaves:
+        parts.append(f"SELECT 0, idx, leaf_hash FROM {t.ledger.name} WHERE {ranges('idx', leaves)}")
+    by_level: dict[int, list[_Run]] = {}
+    for run in runs:
+        if run[0] > 0:
+            by_level.setdefault(run[0], []).append(run)
+    if by_level:
+        where = " OR ".join(
+            f"(level = {level} AND ({ranges('idx', level_runs)}))"
+            for level, level_runs in by_level.items()
+        )
+        parts.append(f"SELECT level, idx, hash FROM {t.ledger_nodes.name} WHERE {where}")
+    return " UNION ALL ".join(parts)
+
+
 class DatabaseLedger:
     def __init__(self, read: Connect, write: Connect, *, is_sqlite: bool) -> None:
         self._read = read
         self._write = write
+        self._is_sqlite = is_sqlite
+        uuid_type = t.ledger.c.session_id.type
+        sqlite = sqlite_dialect()
+        processor = uuid_type.dialect_impl(sqlite).bind_processor(sqlite) if is_sqlite else None
+        self._uuid: Callable[[Any], Any] = processor or (lambda value: value)
+        """A session id as the driver is given it (SQLite keeps a UUID as 32 hex digits)."""
         self._insert = sqlite_insert if is_sqlite else pg_insert
 
     async def head(self) -> TreeHead:
-        async with self._read() as conn:
-            row = (await conn.execute(select(t.ledger_head.c.size, t.ledger_head.c.edge))).one()
-        head = LedgerHead.stored(row.size, bytes(row.edge))
+        [(size, edge)] = await self._rows(
+            f"SELECT size, edge FROM {t.ledger_head.name} WHERE id = 1"
+        )
+        head = LedgerHead.stored(size, bytes(edge))
         return TreeHead(head.size, head.root())
 
     async def nodes(self, ids: Sequence[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
-        leaves = [idx for level, idx in ids if level == 0]
-        larger = [(level, idx) for level, idx in ids if level > 0]
-        parts = []
-        if leaves:
-            parts.append(
-                select(literal(0).label("level"), t.ledger.c.idx, t.ledger.c.leaf_hash).where(
-                    t.ledger.c.idx.in_(leaves)
-                )
-            )
-        if larger:
-            n = t.ledger_nodes.c
-            parts.append(select(n.level, n.idx, n.hash).where(tuple_(n.level, n.idx).in_(larger)))
-        if not parts:
-            return {}
-        query = parts[0] if len(parts) == 1 else union_all(*parts)
-        async with self._read() as conn:
-            rows = (await conn.execute(query)).all()
-        found = {(int(level), int(idx)): bytes(h) for level, idx, h in rows}
+        found: dict[merkle.NodeId, bytes] = {}
+        runs = _runs(ids)
+        for start in range(0, len(runs), _RUNS_PER_QUERY):
+            rows = await self._rows(_nodes_query(runs[start : start + _RUNS_PER_QUERY]))
+            found.update(((level, idx), digest) for level, idx, digest in rows)
         missing = [i for i in ids if i not in found]
         if missing:
             raise NotFound(f"the ledger holds no node {missing[0]} (of {len(missing)} missing)")
@@ -79,48 +153,61 @@ class DatabaseLedger:
     async def entries(
         self, where: EntryFilter, *, after: int = -1, limit: int = 1000
     ) -> list[ProvenanceEntry]:
-        c = t.ledger.c
-        query = select(*t.ENTRY_COLUMNS).where(c.idx > after)
-        conditions = []
-        if where.tenant is not None:
-            conditions.append(c.tenant == where.tenant)
-        if where.actor is not None:
-            conditions.append(c.actor == where.actor)
-        if where.action is not None:
-            conditions.append(c.action == where.action)
-        if where.session_id is not None:
-            conditions.append(c.session_id == where.session_id)
-        if where.since is not None:
-            conditions.append(c.ts_us >= t.to_micros(where.since))
-        if where.until is not None:
-            conditions.append(c.ts_us < t.to_micros(where.until))
-        if conditions:
-            query = query.where(and_(*conditions))
-        query = query.order_by(c.idx).limit(limit)
-        async with self._read() as conn:
-            rows = (await conn.execute(query)).all()
-        return [t.ledger_entry(*row) for row in rows]
+        mark = "?" if self._is_sqlite else "%s"
+        conditions = [f"idx > {int(after)}"]
+        values: list[Any] = []
+        for column, value in (
+            ("tenant =", where.tenant),
+            ("actor =", where.actor),
+            ("action =", where.action),
+            ("session_id =", None if where.session_id is None else self._uuid(where.session_id)),
+            ("ts_us >=", t.to_micros(where.since) if where.since is not None else None),
+            ("ts_us <", t.to_micros(where.until) if where.until is not None else None),
+        ):
+            if value is not None:
+                conditions.append(f"{column} {mark}")
+                values.append(value)
+        rows = await self._rows(
+            f"SELECT leaf, leaf_hash, payload, salt FROM {t.ledger.name} "
+            f"WHERE {' AND '.join(conditions)} ORDER BY idx LIMIT {int(limit)}",
+            values,
+        )
+        return [
+            t.ledger_entry(leaf, bytes(digest), payload, salt)
+            for leaf, digest, payload, salt in rows
+        ]
 
     async def scan(self, *, after: int = -1, limit: int = 1000) -> list[LeafRow]:
-        c = t.ledger.c
-        query = (
-            select(c.idx, c.leaf, c.leaf_hash, c.payload, c.salt)
-            .where(c.idx > after)
-            .order_by(c.idx)
-            .limit(limit)
+        rows = await self._rows(
+            f"SELECT idx, {self._as_bytes('leaf')}, leaf_hash, {self._as_bytes('payload')}, "
+            f"salt FROM {t.ledger.name} WHERE idx > {int(after)} ORDER BY idx LIMIT {int(limit)}"
         )
+        return [LeafRow(*row) for row in rows]
+
+    def _as_bytes(self, column: str) -> str:
+        """A text column as the bytes of its UTF-8, which is what its hash covers."""
+        return f"CAST({column} AS BLOB)" if self._is_sqlite else f"convert_to({column}, 'UTF8')"
+
+    async def _rows(self, query: str, values: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of a query (``values`` for its placeholders), read with the driver
+        itself, outside a transaction: for the reads of thousands of rows a whole-ledger
+        verification makes, where building SQLAlchemy's rows would cost more than the
+        driver's fetch (and Postgres's binary format sends ``bytea`` as it is, not
+        doubled into hex), and for a proof's reads, which then cost one round trip each
+        (no ``BEGIN`` and ``ROLLBACK`` around them).  Each query sees the committed
+        ledger as it is."""
         async with self._read() as conn:
-            rows = (await conn.execute(query)).all()
-        return [
-            LeafRow(
-                idx,
-                leaf.encode("utf-8"),
-                bytes(leaf_hash),
-                payload.encode("utf-8") if payload is not None else None,
-                salt,
-            )
-            for idx, leaf, leaf_hash, payload, salt in rows
-        ]
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            if self._is_sqlite:  # its connections are in autocommit mode already
+                async with driver.execute(query, values) as cursor:
+                    return list(await cursor.fetchall())
+            await driver.set_autocommit(True)
+            try:
+                async with driver.cursor(binary=True) as cursor:
+                    await cursor.execute(query, values or None)
+                    return list(await cursor.fetchall())
+            finally:
+                await driver.set_autocommit(False)
 
     async def add_checkpoint(self, checkpoint: StoredCheckpoint) -> bool:
         row = {
