@@ -67,8 +67,14 @@ async def test_proofs_of_every_entry_verify_against_the_head(storage: Storage) -
 
 async def test_proofs_outside_the_ledger_are_refused(storage: Storage) -> None:
     await _fill(storage, 3)
-    for index, size in ((3, 3), (0, 4), (-1, 2), (0, 0)):
-        with pytest.raises(InvalidInput):
+    for index, size, why in (
+        (3, 3, "index 3 is not an entry of a tree of size 3"),
+        (0, 4, r"size 4 is not a tree size of this ledger \(1..3\)"),
+        (2, 5, r"size 5 is not a tree size of this ledger \(1..3\)"),
+        (-1, 2, "index -1 is not an entry"),
+        (0, 0, "index 0 is not an entry of a tree of size 0"),
+    ):
+        with pytest.raises(InvalidInput, match=why):
             await inclusion_proof(storage.ledger, index, size)
     for first, second in ((0, 2), (3, 2), (1, 4)):
         with pytest.raises(InvalidInput):

@@ -23,12 +23,11 @@ from limit_graph.governance.policy.schema import Action
 from limit_graph.orchestration.checkpoints import Checkpointer
 from limit_graph.orchestration.provenance import session_provenance
 from limit_graph.storage.base import Storage
-from limit_graph.storage.ledger import decode_hash
 from limit_graph.storage.ledger_store import (
     EntryFilter,
     StoredCheckpoint,
     consistency_proof,
-    inclusion_proof,
+    proven_leaf,
 )
 from limit_graph.storage.paging import Page, decode_index_cursor, encode_index_cursor
 
@@ -91,9 +90,8 @@ class AuditService:
         return made
 
     async def inclusion(self, index: int, size: int) -> InclusionProof:
-        hashes = await inclusion_proof(self.storage.ledger, index, size)
-        [entry] = await self.storage.ledger.entries(EntryFilter(), after=index - 1, limit=1)
-        return InclusionProof(index, size, decode_hash(entry.leaf_hash), hashes)
+        leaf, hashes = await proven_leaf(self.storage.ledger, index, size)
+        return InclusionProof(index, size, leaf, hashes)
 
     async def consistency(self, first: int, second: int) -> list[bytes]:
         return await consistency_proof(self.storage.ledger, first, second)

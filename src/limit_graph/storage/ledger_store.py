@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Protocol
 
 from limit_graph.core import merkle
-from limit_graph.core.errors import InvalidInput
+from limit_graph.core.errors import InvalidInput, NotFound
 from limit_graph.core.models import ProvenanceEntry
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "TreeHead",
     "consistency_proof",
     "inclusion_proof",
+    "proven_leaf",
 ]
 
 
@@ -131,9 +132,23 @@ def _sizes(index: int, size: int, tree: int) -> None:
 async def inclusion_proof(ledger: LedgerStore, index: int, size: int) -> list[bytes]:
     """The RFC 6962 audit path of entry ``index`` in the tree of the first ``size``
     entries; :class:`InvalidInput` for an index or size the ledger does not have."""
-    _sizes(index, size, (await ledger.head()).size)
-    nodes = await ledger.nodes(merkle.inclusion_node_ids(index, size))
-    return merkle.inclusion_proof(index, size, nodes)
+    return (await proven_leaf(ledger, index, size))[1]
+
+
+async def proven_leaf(ledger: LedgerStore, index: int, size: int) -> tuple[bytes, list[bytes]]:
+    """Entry ``index``'s leaf hash and audit path in the tree of ``size`` entries, in one
+    read of the tree's nodes.  The ledger's head is read only to explain a refusal: the
+    nodes of a tree larger than the ledger are not all there, so a read that finds every
+    one proves the size is the ledger's."""
+    if not 0 <= index < size:
+        raise InvalidInput(f"index {index} is not an entry of a tree of size {size}")
+    path = merkle.inclusion_node_ids(index, size)
+    try:
+        nodes = await ledger.nodes([(0, index), *path])
+    except NotFound:
+        _sizes(index, size, (await ledger.head()).size)
+        raise  # the sizes are the ledger's, yet a node is missing: a damaged store
+    return nodes[(0, index)], merkle.inclusion_proof(index, size, nodes)
 
 
 async def consistency_proof(ledger: LedgerStore, first: int, second: int) -> list[bytes]:
