@@ -17,12 +17,9 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -37,34 +34,11 @@ from bench import quantum as quantum_bench
 from bench import workflows as workflows_bench
 from bench.inprocess import measure_inprocess
 from bench.loadgen import LoadResult, build_request, run_load
+from bench.serving import serve
 from limit_graph.deployments.server import PrefectServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-admin-key-0123456789abcdef"
-
-
-@contextmanager
-def serve(command: list[str], port: int, env: dict[str, str], cwd: Path) -> Iterator[None]:
-    process = subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{command[0]} exited: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{command[0]} did not start")
-            time.sleep(0.2)
-        yield
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def drive(port: int, requests: list[bytes], args: argparse.Namespace) -> LoadResult:

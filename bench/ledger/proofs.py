@@ -23,17 +23,16 @@ import asyncio
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from sqlalchemy import text
 
+from bench.serving import serve
 from limit_graph.core import merkle
 from limit_graph.core.settings import load_settings
 from limit_graph.deployments.server import free_port
@@ -133,31 +132,6 @@ async def _service_proofs(
         await platform.close()
 
 
-@contextmanager
-def _serving(command: list[str], port: int, env: dict[str, str], cwd: Path) -> Iterator[None]:
-    process = subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            if process.poll() is not None:
-                assert process.stderr is not None
-                raise RuntimeError(f"{command[0]} exited: {process.stderr.read().decode()[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{command[0]} did not start")
-            time.sleep(0.2)
-        yield
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
 def _http_samples(
     port: int, count: int, path: Callable[[], str], headers: dict[str, str]
 ) -> list[float]:
@@ -192,14 +166,14 @@ def _http_proofs(
         sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--host", "127.0.0.1",
         "--port", str(bare_port), "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
-    with _serving(bare, bare_port, env, ROOT):
+    with serve(bare, bare_port, env, ROOT):
         found[BARE] = _http_samples(bare_port, count, lambda: "/health", {})
     port = free_port()
     limit = str(Path(sys.executable).parent / "limit")
     config = home / "bench.toml"
     config.write_text("[lineage]\nenabled = false\n", encoding="utf-8")
     command = [limit, "up", "--no-prefect", "--config", str(config), "--bind", f"127.0.0.1:{port}"]
-    with _serving(command, port, env, home):
+    with serve(command, port, env, home):
         auth = {"X-API-Key": KEY}
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=auth) as client:
             checkpoint = client.get("/audit/checkpoint").json()
