@@ -48,7 +48,7 @@ KEY = "bench-ledger-admin-key-0123456789abcdef"
 ROOT = Path(__file__).resolve().parents[2]
 POOL = "anchor: a bare round trip on the store's pool (`SELECT 1`)"
 STORE = "the store's nodes read + `merkle.inclusion_proof`"
-SERVICE = "`AuditService.inclusion` of a started platform (head, nodes, the entry)"
+SERVICE = "`AuditService.inclusion` of a started platform (one read of the nodes, leaf included)"
 BARE = "anchor: bare FastAPI `GET /health` under uvicorn"
 API = "`GET /audit/proof/inclusion`, `limit up` under uvicorn (random index, size = head)"
 
