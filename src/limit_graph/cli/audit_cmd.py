@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from limit_graph.cli.client import CliError
-from limit_graph.cli.inputs import require_uuid
+from limit_graph.cli.inputs import key_text, require_uuid
 from limit_graph.cli.options import JsonOption, KeyOption, UrlOption, call
 from limit_graph.cli.output import print_json, print_table, print_text
 from limit_graph.core.errors import ConfigError
@@ -99,14 +99,6 @@ def audit_replay(
         raise typer.Exit(1)
 
 
-def _trusted_key(given: str | None) -> str | None:
-    """A verifier key given on the command line, or read from the file it names."""
-    if given is None:
-        return None
-    path = Path(given)
-    return path.read_text(encoding="utf-8").strip() if path.is_file() else given.strip()
-
-
 async def _verify(
     settings: Settings, public_key: str | None, checkpoints: list[Path]
 ) -> tuple[LedgerReport, str]:
@@ -162,7 +154,8 @@ def audit_verify(
     Exits 1 naming the first bad entry."""
     try:
         settings = load_settings(config)
-        report, checked = asyncio.run(_verify(settings, _trusted_key(public_key), checkpoint or []))
+        trusted = key_text(public_key, "the public key") if public_key else None
+        report, checked = asyncio.run(_verify(settings, trusted, checkpoint or []))
     except (ConfigError, ValueError) as exc:  # a bad key or note is a ValueError
         raise CliError(str(exc)) from exc
     if as_json:

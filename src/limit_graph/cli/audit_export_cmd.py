@@ -39,7 +39,7 @@ import typer
 
 from limit_graph.cli.audit_cmd import audit_app
 from limit_graph.cli.client import TIMEOUT_S, ApiClient, CliError, describe
-from limit_graph.cli.inputs import require_uuid
+from limit_graph.cli.inputs import key_text, require_uuid
 from limit_graph.cli.options import KeyOption, UrlOption
 from limit_graph.cli.target import Configuration, Target
 from limit_graph.client.errors import error_from_response
@@ -186,14 +186,6 @@ def _unreachable(target: Target, reason: str) -> str:
         api.close()
 
 
-def _trusted_key(given: str | None) -> str | None:
-    """A verifier key given on the command line, or read from the file it names."""
-    if given is None:
-        return None
-    path = Path(given)
-    return path.read_text(encoding="utf-8").strip() if path.is_file() else given.strip()
-
-
 @audit_app.command("export")
 def audit_export(
     format_: Annotated[
@@ -226,7 +218,7 @@ def audit_export(
     it does not verify."""
     if public_key is not None and format_ is not ExportFormat.HTML:
         raise CliError("--public-key is for the html report, which verifies the export here")
-    trusted = _trusted_key(public_key)
+    trusted = key_text(public_key, "the public key") if public_key else None
     params = {
         "format": "csv" if format_ is ExportFormat.CSV else "json",
         **{

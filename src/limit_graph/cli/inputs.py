@@ -14,7 +14,7 @@ from typing import Any
 
 from limit_graph.cli.client import CliError
 
-__all__ = ["parse_params", "read_workflow_file", "require_uuid"]
+__all__ = ["key_text", "parse_params", "read_workflow_file", "require_uuid"]
 
 
 def require_uuid(value: str, what: str) -> str:
@@ -23,6 +23,17 @@ def require_uuid(value: str, what: str) -> str:
         return str(uuid.UUID(value))
     except ValueError:
         raise CliError(f"{value!r} is not a {what} id (a UUID)") from None
+
+
+def key_text(given: str, what: str = "the key") -> str:
+    """A verifier key given as text, or read from the file it names."""
+    path = Path(given)
+    if path.is_file():
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"cannot read {what} {path}: {exc}") from None
+    return given.strip()
 
 
 def parse_params(pairs: Iterable[str] | None) -> dict[str, Any]:

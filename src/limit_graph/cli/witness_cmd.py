@@ -28,6 +28,7 @@ import typer
 
 from limit_graph.cli.audit_cmd import audit_app
 from limit_graph.cli.client import CliError
+from limit_graph.cli.inputs import key_text
 from limit_graph.cli.options import JsonOption, KeyOption, UrlOption
 from limit_graph.cli.output import print_json, print_text, tell
 from limit_graph.cli.witness_http import HttpLog, pusher
@@ -72,17 +73,6 @@ def _state_errors() -> Iterator[None]:
         raise CliError(str(exc)) from None
 
 
-def _key_text(given: str) -> str:
-    """A verifier key given as text, or read from the file it names."""
-    path = Path(given)
-    if path.is_file():
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CliError(f"cannot read the log key {path}: {exc}") from None
-    return given.strip()
-
-
 def _anchor(size: int | None, root: str | None) -> Anchor | None:
     from limit_graph.orchestration.witness import Anchor
 
@@ -105,7 +95,9 @@ def _open_witness(
     from limit_graph.orchestration.witness import TrustedLog, Witness
 
     with _state_errors():
-        given = TrustedLog.of(_key_text(log_key), origin) if log_key is not None else None
+        given = (
+            TrustedLog.of(key_text(log_key, "the log key"), origin) if log_key is not None else None
+        )
         witness = Witness(state, log=given, name=name, expect=expect)
     if origin is not None and origin != witness.log.origin:
         witness.close()

@@ -18,6 +18,7 @@ from typing import Any
 from limit_graph.core import merkle
 from limit_graph.core.canonical import canonical_json
 from limit_graph.core.errors import NotFound
+from limit_graph.core.ledger_leaf import LEAF_FIELDS
 from limit_graph.core.models import ProvenanceEntry, utcnow
 from limit_graph.governance.auth import Principal
 from limit_graph.orchestration.audit import AuditService
@@ -46,16 +47,7 @@ PAGE = 256
 """Entries read (and proved, with one read of their nodes) at a time."""
 
 CSV_COLUMNS = (
-    "index",
-    "timestamp",
-    "actor",
-    "tenant",
-    "action",
-    "resource_type",
-    "resource_id",
-    "session_id",
-    "payload_sha256",
-    "erasable",
+    *LEAF_FIELDS,
     "leaf_hash",
     "payload",
     "payload_salt",
