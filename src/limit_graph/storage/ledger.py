@@ -1,6 +1,7 @@
 """The provenance ledger's entries: how they are built, hashed into leaves and verified.
 
-Every storage backend appends entries through :func:`make_entry`; the leaf and payload
+Every storage backend appends entries through :func:`make_entry` (or
+:func:`build_entry`, which also keeps the texts it hashed for the row); the leaf and payload
 hashes are those of :mod:`limit_graph.core.ledger_leaf`, the one definition a verifier
 outside the platform uses too (``docs/provenance.md`` says the same in prose):
 
@@ -29,11 +30,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from limit_graph.core import ledger_leaf, merkle
+from limit_graph.core.canonical import canonical_json
 from limit_graph.core.ledger_leaf import decode_hash, encode_hash, payload_digest, text_digest
 from limit_graph.core.models import ProvenanceEntry, utcnow
 
 __all__ = [
+    "BuiltEntry",
     "EntryDraft",
     "LedgerHead",
     "NodeRow",
@@ -42,6 +47,7 @@ __all__ = [
     "entry_leaf_hash",
     "leaf_bytes",
     "leaf_document",
+    "build_entry",
     "make_entry",
     "payload_digest",
     "text_digest",
@@ -50,6 +56,8 @@ __all__ = [
 ]
 
 _SALT_BYTES = 16
+_TIMESTAMP = TypeAdapter(datetime)
+"""A timestamp as an entry's document writes it (pydantic's JSON form)."""
 
 NodeRow = tuple[merkle.NodeId, bytes]
 """A perfect subtree's id and hash, as an append completes it."""
@@ -92,18 +100,37 @@ def entry_leaf_hash(entry: ProvenanceEntry) -> bytes:
     return ledger_leaf.entry_leaf_hash(entry.document())
 
 
-def make_entry(
+@dataclass(frozen=True, slots=True)
+class BuiltEntry:
+    """An entry with the exact texts its two hashes cover, as a store writes its row:
+    ``leaf`` (the leaf bytes, as text), ``payload`` (the payload's canonical JSON) and
+    ``leaf_hash`` (raw)."""
+
+    entry: ProvenanceEntry
+    leaf: str
+    payload: str | None
+    leaf_hash: bytes
+
+    @property
+    def index(self) -> int:
+        return self.entry.index
+
+
+def build_entry(
     index: int,
     draft: EntryDraft,
     *,
     tenant: str | None = None,
     timestamp: datetime | None = None,
-) -> ProvenanceEntry:
-    """The entry for ``draft`` at ``index``, its payload hash and leaf hash set.
+) -> BuiltEntry:
+    """The entry for ``draft`` at ``index``, its payload hash and leaf hash set, with the
+    texts they hash.
 
     The entry's tenant is the draft's, else ``tenant`` (the one the backend found for
     the draft's session), else the payload's ``tenant`` (identity and policy changes
-    name the tenant they change).
+    name the tenant they change).  Each text is made once, from the validated entry's
+    own fields, so the leaf is exactly that of its document
+    (:func:`limit_graph.core.ledger_leaf.leaf_bytes`) without dumping it.
     """
     if draft.tenant is not None:
         tenant = draft.tenant
@@ -114,6 +141,7 @@ def make_entry(
         if draft.erasable
         else None
     )
+    payload = canonical_json(draft.payload)
     unhashed = ProvenanceEntry(
         index=index,
         timestamp=timestamp or utcnow(),
@@ -124,12 +152,40 @@ def make_entry(
         resource_id=draft.resource_id,
         session_id=draft.session_id,
         payload=draft.payload,
-        payload_sha256=payload_digest(draft.payload, salt),
+        payload_sha256=text_digest(payload.encode("utf-8"), salt),
         erasable=draft.erasable,
         payload_salt=salt,
         leaf_hash="",
     )
-    return unhashed.model_copy(update={"leaf_hash": encode_hash(entry_leaf_hash(unhashed))})
+    leaf = canonical_json(
+        {
+            "index": unhashed.index,
+            "timestamp": _TIMESTAMP.dump_python(unhashed.timestamp, mode="json"),
+            "actor": unhashed.actor,
+            "tenant": unhashed.tenant,
+            "action": unhashed.action,
+            "resource_type": unhashed.resource_type,
+            "resource_id": unhashed.resource_id,
+            "session_id": str(unhashed.session_id) if unhashed.session_id is not None else None,
+            "payload_sha256": unhashed.payload_sha256,
+            "erasable": unhashed.erasable,
+        }
+    )
+    digest = merkle.leaf_hash(leaf.encode("utf-8"))
+    entry = unhashed.model_copy(update={"leaf_hash": encode_hash(digest)})
+    return BuiltEntry(entry, leaf, payload, digest)
+
+
+def make_entry(
+    index: int,
+    draft: EntryDraft,
+    *,
+    tenant: str | None = None,
+    timestamp: datetime | None = None,
+) -> ProvenanceEntry:
+    """The entry for ``draft`` at ``index``, its payload hash and leaf hash set
+    (:func:`build_entry`'s entry)."""
+    return build_entry(index, draft, tenant=tenant, timestamp=timestamp).entry
 
 
 def verify_entry(entry: ProvenanceEntry) -> str | None:
@@ -194,12 +250,15 @@ class LedgerHead:
     def edge_bytes(self) -> bytes:
         return self.edge.to_bytes()
 
-    def add(self, entries: Iterable[ProvenanceEntry]) -> list[NodeRow]:
+    def add(self, entries: Iterable[ProvenanceEntry | BuiltEntry]) -> list[NodeRow]:
         """Extend the tree by the entries' leaves (which must follow it); the perfect
         nodes they complete, leaves included."""
         nodes: list[NodeRow] = []
         for entry in entries:
             if entry.index != self.edge.size:
                 raise ValueError(f"entry {entry.index} does not follow a ledger of {self.size}")
-            nodes.extend(self.edge.append(decode_hash(entry.leaf_hash)))
+            leaf = (
+                entry.leaf_hash if isinstance(entry, BuiltEntry) else decode_hash(entry.leaf_hash)
+            )
+            nodes.extend(self.edge.append(leaf))
         return nodes

@@ -69,7 +69,7 @@ from limit_graph.storage.base import (
 from limit_graph.storage.database.ledger_append import LedgerAppend
 from limit_graph.storage.database.quota_statements import QuotaStatements
 from limit_graph.storage.database.statements import Lookup, Prepared
-from limit_graph.storage.ledger import EntryDraft, LedgerHead, NodeRow, make_entry
+from limit_graph.storage.ledger import BuiltEntry, EntryDraft, LedgerHead, NodeRow, build_entry
 from limit_graph.storage.quotas import ClaimRefused, PreparedQuotaWrite
 from limit_graph.storage.sealed import SealedRecord
 
@@ -141,11 +141,11 @@ class ExecutionWrite:
 
 def _entries(
     size: int, drafts: list[EntryDraft], tenants: dict[uuid.UUID, str]
-) -> list[ProvenanceEntry]:
+) -> list[BuiltEntry]:
     """The entries of one record, at ``size`` and after; raises before any is kept, so a
     record whose documents cannot be hashed leaves the batch's ledger as it was."""
     return [
-        make_entry(
+        build_entry(
             size + i,
             draft,
             tenant=tenants.get(draft.session_id) if draft.session_id is not None else None,
@@ -175,7 +175,7 @@ class _Batch:
     tenants: dict[uuid.UUID, str]
     record_entries: bool = True
     """:attr:`GroupCommitter.record_entries` (bench/ledger's switch)."""
-    entries: list[ProvenanceEntry] = field(default_factory=list)
+    entries: list[BuiltEntry] = field(default_factory=list)
     nodes: list[NodeRow] = field(default_factory=list)
     keyed: dict[tuple[uuid.UUID, str], Execution] = field(default_factory=dict)
     new_sessions: list[Session] = field(default_factory=list)
@@ -190,7 +190,7 @@ class _Batch:
         :class:`_Unhashable` and leaves the batch as it was."""
         return self.keep(self.chain(drafts))
 
-    def chain(self, drafts: Callable[[], list[EntryDraft]]) -> list[ProvenanceEntry]:
+    def chain(self, drafts: Callable[[], list[EntryDraft]]) -> list[BuiltEntry]:
         """One record's entries, following the batch's, not yet kept; :class:`_Unhashable`
         for a record whose documents cannot be built or hashed."""
         try:
@@ -198,11 +198,11 @@ class _Batch:
         except Exception as exc:
             raise _Unhashable(exc) from exc
 
-    def keep(self, chained: list[ProvenanceEntry]) -> ProvenanceEntry:
+    def keep(self, chained: list[BuiltEntry]) -> ProvenanceEntry:
         """Add entries :meth:`chain` made (none since) to the batch; the last one."""
         self.entries.extend(chained)
         self.nodes.extend(self.head.add(chained))
-        return chained[-1]
+        return chained[-1].entry
 
     def release(self, conn: Connection, write: ExecutionWrite) -> None:
         """Give back what the execution of a write that does not record it holds."""
@@ -368,31 +368,51 @@ class GroupCommitter:
                 write.done.set_result(result)
 
     def _commit_sync(self, batch: list[ExecutionWrite]) -> list[Any]:
+        try:
+            return self._commit_once(batch)
+        except Exception:
+            if not self._statements.ledger.forget():
+                raise
+            # It extended the head it had left, unread: another writer may have moved it.
+            return self._commit_once(batch)
+
+    def _commit_once(self, batch: list[ExecutionWrite]) -> list[Any]:
         if not all(w.is_reservation for w in batch):
             with self._engine.begin() as conn:
-                return self._write(conn, batch)
-        with self._engine.connect() as conn:
-            if self._is_sqlite:  # only outside a transaction; back to FULL after
-                self._sqlite_synchronous(conn, "NORMAL")
-            try:
-                with conn.begin():
-                    if not self._is_sqlite:
-                        sql = self._statements.no_wait_for_disk
-                        sql.execute(conn, [{}])
-                    return self._write(conn, batch)
-            finally:
-                if self._is_sqlite:
-                    self._sqlite_synchronous(conn, "FULL")
+                results, moved = self._write(conn, batch)
+        else:
+            with self._engine.connect() as conn:
+                if self._is_sqlite:  # only outside a transaction; back to FULL after
+                    self._sqlite_synchronous(conn, "NORMAL")
+                try:
+                    with conn.begin():
+                        if not self._is_sqlite:
+                            sql = self._statements.no_wait_for_disk
+                            sql.execute(conn, [{}])
+                        results, moved = self._write(conn, batch)
+                finally:
+                    if self._is_sqlite:
+                        self._sqlite_synchronous(conn, "FULL")
+        if moved is not None:
+            self._statements.ledger.committed(moved)
+        return results
 
     @staticmethod
     def _sqlite_synchronous(conn: Connection, level: str) -> None:
         with contextlib.closing(conn.connection.cursor()) as cursor:
             cursor.execute(f"PRAGMA synchronous={level}")
 
-    def _write(self, conn: Connection, batch: list[ExecutionWrite]) -> list[Any]:
+    def _write(
+        self, conn: Connection, batch: list[ExecutionWrite]
+    ) -> tuple[list[Any], LedgerHead | None]:
+        """Write the batch in ``conn``'s transaction: each write's answer, and the head
+        its entries moved the ledger to (``None``: it has none)."""
         sql = self._statements
-        recorded = self.record_entries or any(w.execution is None for w in batch)
-        head = sql.ledger.lock_head(conn) if recorded else LedgerHead()
+        recorded = any(
+            w.quota_only is None and (self.record_entries or w.execution is None) for w in batch
+        )
+        head = sql.ledger.head(conn) if recorded else LedgerHead()
+        was = (head.size, head.edge_bytes())
         executions = list(dict.fromkeys(w.execution.id for w in batch if w.execution))
         runs = list(dict.fromkeys(w.workflow_run.id for w in batch if w.workflow_run))
         gated = list(dict.fromkeys(s for w in batch if (s := w.gated_session) is not None))
@@ -425,7 +445,8 @@ class GroupCommitter:
             if tags:
                 conn.execute(insert(t.session_tags), tags)
         if work.entries:
-            sql.ledger.append(conn, [t.ledger_row(e) for e in work.entries], work.nodes, work.head)
+            entry_rows = [t.ledger_row(e) for e in work.entries]
+            sql.ledger.append(conn, entry_rows, work.nodes, work.head, was)
         for statement, rows in (
             (sql.insert_executions, work.inserts),
             (sql.update_executions, work.updates),
@@ -434,7 +455,7 @@ class GroupCommitter:
         ):
             if rows:
                 statement.execute(conn, rows)
-        return results
+        return results, (work.head if work.entries else None)
 
     def _tenants_of(self, conn: Connection, batch: list[ExecutionWrite]) -> dict[uuid.UUID, str]:
         """The tenants of the sessions the batch's entries belong to (a session's tenant

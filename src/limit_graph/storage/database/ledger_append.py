@@ -16,6 +16,16 @@ Either way the rows are those :func:`~limit_graph.storage.schema.rows.ledger_row
 records they describe: a batch the database refuses leaves nothing behind, and a data
 error (a NUL in a text, say) is still the database's to name, record by record, when
 the writer retries the batch one write at a time.
+
+Reading the head is a round trip of its own on Postgres (about a third of a
+millisecond, as long as the append).  A writer that has found, batch after batch, the
+head where it left it is the only one writing (one API process), so it extends the head
+it committed last without reading it (:meth:`LedgerAppend.head`); the move still
+checks it, changing the head only from the size it was extended from, and an entry's
+index is its primary key.  If another writer moved it meanwhile, the append fails (the
+move changes no row, or an index is taken) before anything commits, and the batch is
+written again from the stored head, locked: the head's lock is then the first thing
+every batch takes again, as it is whenever writers share the ledger.
 """
 
 from __future__ import annotations
@@ -30,7 +40,11 @@ from limit_graph.storage import schema as t
 from limit_graph.storage.database.statements import Prepared
 from limit_graph.storage.ledger import LedgerHead, NodeRow
 
-__all__ = ["LedgerAppend"]
+__all__ = ["LedgerAppend", "StaleHead"]
+
+TRUSTED_AFTER = 16
+"""How many batches in a row must find the stored head where this writer left it before
+it stops reading it."""
 
 _SHAPES_KEPT = 4096
 """How many statements (one per number of entries and of nodes) are kept written.  The
@@ -62,8 +76,13 @@ class _Values:
             into.extend([row[name] for name in names])
 
 
+class StaleHead(Exception):
+    """The stored head is not the one the batch extended: another writer moved it."""
+
+
 class LedgerAppend:
-    """The ledger's statements of one dialect, for the writer's transaction."""
+    """The ledger's statements of one dialect, for the writer's transaction, and what
+    the writer knows of the head."""
 
     def __init__(self, dialect: Dialect) -> None:
         self._lock = Prepared(t.LOCK_LEDGER_HEAD, dialect)
@@ -74,6 +93,36 @@ class LedgerAppend:
         self._insert_entries = Prepared(insert(t.ledger), dialect)
         self._insert_nodes = Prepared(insert(t.ledger_nodes), dialect)
         self._move_head = Prepared(t.MOVE_LEDGER_HEAD, dialect)
+        self._left: tuple[int, bytes] | None = None
+        """The head as this writer's last committed append left it."""
+        self._agreed = 0
+        """How many locked reads in a row found the head at :attr:`_left`."""
+
+    @property
+    def trusting(self) -> bool:
+        """Whether :meth:`head` extends the head it left without reading it."""
+        return self._left is not None and self._agreed >= TRUSTED_AFTER
+
+    def head(self, conn: Connection) -> LedgerHead:
+        """The head a batch extends: where this writer left it, if it is the only writer
+        it has seen (:data:`TRUSTED_AFTER`), else the stored head, locked."""
+        if self._left is not None and self._agreed >= TRUSTED_AFTER:
+            return LedgerHead.stored(*self._left)
+        head = self.lock_head(conn)
+        found = (head.size, head.edge_bytes())
+        self._agreed = self._agreed + 1 if found == self._left else 0
+        return head
+
+    def committed(self, head: LedgerHead) -> None:
+        """The transaction that moved the head to ``head`` committed."""
+        self._left = (head.size, head.edge_bytes())
+
+    def forget(self) -> bool:
+        """A transaction failed: read the head again from now on; whether the batch had
+        extended an unread head (and may have failed for that alone)."""
+        trusted = self.trusting
+        self._left, self._agreed = None, 0
+        return trusted
 
     def lock_head(self, conn: Connection) -> LedgerHead:
         """The head, locked until the transaction ends (``SELECT ... FOR UPDATE``; on
@@ -87,24 +136,29 @@ class LedgerAppend:
         entries: list[dict[str, Any]],
         nodes: list[NodeRow],
         head: LedgerHead,
+        was: tuple[int, bytes],
     ) -> None:
         """Insert the entries' rows and the nodes they completed, and move the head to
-        ``head`` (the locked head extended by them)."""
+        ``head`` (the head ``was``, its size and edge, extended by them);
+        :class:`StaleHead` if the stored head is not ``was``."""
         node_rows = t.node_rows(nodes)
-        moved = t.head_values(head)
+        moved = t.head_values(head, was)
         if not self._is_postgres:
             self._insert_entries.execute(conn, entries)
             if node_rows:
                 self._insert_nodes.execute(conn, node_rows)
-            self._move_head.execute(conn, [moved])
-            return
-        params: list[Any] = []
-        self._entries.bind(entries, params)
-        self._nodes.bind(node_rows, params)
-        params += (moved["size"], moved["edge"])
-        driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
-        with contextlib.closing(psycopg.RawCursor(driver)) as cursor:
-            cursor.execute(self._statement(len(entries), len(node_rows)), params)
+            changed = self._move_head.count(conn, moved)
+        else:
+            params: list[Any] = []
+            self._entries.bind(entries, params)
+            self._nodes.bind(node_rows, params)
+            params += (moved["size"], moved["edge"], *was)
+            driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+            with contextlib.closing(psycopg.RawCursor(driver)) as cursor:
+                cursor.execute(self._statement(len(entries), len(node_rows)), params)
+                changed = cursor.rowcount
+        if changed != 1:
+            raise StaleHead(f"the ledger's head is no longer the one of {was[0]} entries")
 
     def _statement(self, entries: int, nodes: int) -> str:
         """The one statement that appends ``entries`` rows and ``nodes`` nodes and moves
@@ -118,7 +172,8 @@ class LedgerAppend:
                 after += nodes * len(self._nodes.names)
             sql = (
                 f"WITH {', '.join(parts)} UPDATE {t.ledger_head.name} "
-                f"SET size = ${after}, edge = ${after + 1} WHERE id = 1"
+                f"SET size = ${after}, edge = ${after + 1} WHERE id = 1 "
+                f"AND size = ${after + 2} AND edge = ${after + 3}"
             )
             if len(self._sql) >= _SHAPES_KEPT:
                 self._sql.clear()

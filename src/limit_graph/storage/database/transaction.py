@@ -96,12 +96,13 @@ class DatabaseTransaction:
             tenant = await self.conn.scalar(
                 select(t.sessions.c.tenant).where(t.sessions.c.id == draft.session_id)
             )
+        was = (self._head.size, self._head.edge_bytes())
         entry = make_entry(self._head.size, draft, tenant=tenant)
         await self.conn.execute(insert(t.ledger).values(**t.ledger_row(entry)))
         nodes = t.node_rows(self._head.add([entry]))
         if nodes:
             await self.conn.execute(insert(t.ledger_nodes), nodes)
-        await self.conn.execute(t.MOVE_LEDGER_HEAD, t.head_values(self._head))
+        await self.conn.execute(t.MOVE_LEDGER_HEAD, t.head_values(self._head, was))
         return entry
 
     async def save_session(self, session: Session, *, actor: str, action: str) -> Session:

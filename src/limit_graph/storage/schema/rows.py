@@ -12,7 +12,7 @@ from typing import Any
 
 from limit_graph.core.canonical import canonical_json
 from limit_graph.core.models import Execution, ProvenanceEntry, Session, WorkflowRun
-from limit_graph.storage.ledger import leaf_bytes
+from limit_graph.storage.ledger import BuiltEntry, leaf_bytes
 from limit_graph.storage.schema.columns import to_micros
 
 __all__ = [
@@ -28,9 +28,25 @@ __all__ = [
 ]
 
 
-def ledger_row(entry: ProvenanceEntry) -> dict[str, Any]:
+def ledger_row(entry: ProvenanceEntry | BuiltEntry) -> dict[str, Any]:
     """An entry as its ``limit_ledger`` row: the leaf's bytes and the payload's canonical
-    JSON as text, each exactly what its hash covers."""
+    JSON as text, each exactly what its hash covers (a built entry's own texts, made
+    when it was hashed)."""
+    if isinstance(entry, BuiltEntry):
+        built = entry.entry
+        return {
+            "idx": built.index,
+            "session_id": built.session_id,
+            "tenant": built.tenant,
+            "actor": built.actor,
+            "action": built.action,
+            "ts_us": to_micros(built.timestamp),
+            "leaf_hash": entry.leaf_hash,
+            "leaf": entry.leaf,
+            "erasable": built.erasable,
+            "payload": entry.payload,
+            "salt": built.payload_salt,
+        }
     return {
         "idx": entry.index,
         "session_id": entry.session_id,

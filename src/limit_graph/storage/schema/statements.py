@@ -37,15 +37,26 @@ UPDATE_WORKFLOW_RUNS = update(workflow_runs).where(workflow_runs.c.id == bindpar
 
 MOVE_LEDGER_HEAD = (
     update(ledger_head)
-    .where(ledger_head.c.id == 1)
+    .where(
+        ledger_head.c.id == 1,
+        ledger_head.c.size == bindparam("was_size"),
+        ledger_head.c.edge == bindparam("was_edge"),
+    )
     .values(size=bindparam("size"), edge=bindparam("edge"))
 )
-"""Parameters: :func:`head_values` of the head after the new entries."""
+"""Parameters: :func:`head_values` of the head after the new entries.  It moves the head
+only from the one it was extended from: no row changes when another writer moved it."""
 
 
-def head_values(head: LedgerHead) -> dict[str, Any]:
-    """The parameters of :data:`MOVE_LEDGER_HEAD` for ``head``."""
-    return {"size": head.size, "edge": head.edge_bytes()}
+def head_values(head: LedgerHead, was: tuple[int, bytes]) -> dict[str, Any]:
+    """The parameters of :data:`MOVE_LEDGER_HEAD` for ``head``, extended from the head
+    ``was`` (its size and edge)."""
+    return {
+        "size": head.size,
+        "edge": head.edge_bytes(),
+        "was_size": was[0],
+        "was_edge": was[1],
+    }
 
 
 def execution_by_key(session_id: uuid.UUID, idempotency_key: str) -> Select[tuple[Any]]:
