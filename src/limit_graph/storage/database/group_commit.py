@@ -68,7 +68,7 @@ from limit_graph.storage.base import (
 )
 from limit_graph.storage.database.ledger_append import LedgerAppend
 from limit_graph.storage.database.quota_statements import QuotaStatements
-from limit_graph.storage.database.statements import Lookup, Prepared
+from limit_graph.storage.database.statements import Lookup, Prepared, pipelined
 from limit_graph.storage.ledger import BuiltEntry, EntryDraft, LedgerHead, NodeRow, build_entry
 from limit_graph.storage.quotas import ClaimRefused, PreparedQuotaWrite
 from limit_graph.storage.sealed import SealedRecord
@@ -167,6 +167,9 @@ class _Batch:
     """What one batch writes, gathered record by record before any statement runs."""
 
     head: LedgerHead
+    """The head the batch's entries extend (as they are added to it)."""
+    was: tuple[int, bytes]
+    """The head's size and edge before the batch: where the move checks it still is."""
     existing: set[uuid.UUID]
     existing_runs: set[uuid.UUID]
     session_states: dict[uuid.UUID, str]
@@ -343,13 +346,14 @@ class GroupCommitter:
                     self._queue.task_done()
 
     def _refusal(self, exc: Exception) -> Exception:
-        """What the caller of a record the database refused is told: a data error
-        (SQLSTATE class 22, such as a NUL in a Postgres text column) is the record's
-        own fault, so it is :class:`InvalidInput`; anything else stays as it was."""
+        """What the caller of a record the database refused is told: the driver's own
+        error, whether the statement raised it or (its writes sent pipelined) the
+        commit; a data error (SQLSTATE class 22, such as a NUL in a Postgres text
+        column) is the record's own fault, so it is :class:`InvalidInput`."""
         dbapi = self._engine.dialect.loaded_dbapi
-        cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+        cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
         if not isinstance(cause, dbapi.DataError):
-            return exc
+            return cause if isinstance(cause, Exception) else exc
         reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
         refused = InvalidInput(f"the database cannot store this record: {reason}")
         refused.__cause__ = exc
@@ -377,24 +381,24 @@ class GroupCommitter:
             return self._commit_once(batch)
 
     def _commit_once(self, batch: list[ExecutionWrite]) -> list[Any]:
-        if not all(w.is_reservation for w in batch):
-            with self._engine.begin() as conn:
-                results, moved = self._write(conn, batch)
-        else:
-            with self._engine.connect() as conn:
-                if self._is_sqlite:  # only outside a transaction; back to FULL after
-                    self._sqlite_synchronous(conn, "NORMAL")
-                try:
-                    with conn.begin():
-                        if not self._is_sqlite:
-                            sql = self._statements.no_wait_for_disk
-                            sql.execute(conn, [{}])
-                        results, moved = self._write(conn, batch)
-                finally:
-                    if self._is_sqlite:
-                        self._sqlite_synchronous(conn, "FULL")
-        if moved is not None:
-            self._statements.ledger.committed(moved)
+        """One transaction for the batch: its reads and claims, each answered as it
+        runs, then its writes sent together (:func:`pipelined`), then the commit."""
+        durable = not all(w.is_reservation for w in batch)
+        with self._engine.connect() as conn:
+            if not durable and self._is_sqlite:  # only outside a transaction; FULL after
+                self._sqlite_synchronous(conn, "NORMAL")
+            try:
+                with conn.begin():
+                    if not durable and not self._is_sqlite:
+                        self._statements.no_wait_for_disk.execute(conn, [{}])
+                    work, results = self._gather(conn, batch)
+                    with pipelined(conn):  # its end waits for them, and raises their error
+                        self._store(conn, work)
+            finally:
+                if not durable and self._is_sqlite:
+                    self._sqlite_synchronous(conn, "FULL")
+        if work.entries:
+            self._statements.ledger.committed(work.head)
         return results
 
     @staticmethod
@@ -402,17 +406,14 @@ class GroupCommitter:
         with contextlib.closing(conn.connection.cursor()) as cursor:
             cursor.execute(f"PRAGMA synchronous={level}")
 
-    def _write(
-        self, conn: Connection, batch: list[ExecutionWrite]
-    ) -> tuple[list[Any], LedgerHead | None]:
-        """Write the batch in ``conn``'s transaction: each write's answer, and the head
-        its entries moved the ledger to (``None``: it has none)."""
+    def _gather(self, conn: Connection, batch: list[ExecutionWrite]) -> tuple[_Batch, list[Any]]:
+        """What the batch writes, in ``conn``'s transaction (the reads it needs and the
+        quota claims, whose answers decide), and each write's answer."""
         sql = self._statements
         recorded = any(
             w.quota_only is None and (self.record_entries or w.execution is None) for w in batch
         )
         head = sql.ledger.head(conn) if recorded else LedgerHead()
-        was = (head.size, head.edge_bytes())
         executions = list(dict.fromkeys(w.execution.id for w in batch if w.execution))
         runs = list(dict.fromkeys(w.workflow_run.id for w in batch if w.workflow_run))
         gated = list(dict.fromkeys(s for w in batch if (s := w.gated_session) is not None))
@@ -425,6 +426,7 @@ class GroupCommitter:
         )
         work = _Batch(
             head,
+            (head.size, head.edge_bytes()),
             found,
             found_runs,
             states,
@@ -439,6 +441,11 @@ class GroupCommitter:
                 results.append(self._add(conn, work, write))
             except _Unhashable as unhashable:
                 results.append(unhashable.error)
+        return work, results
+
+    def _store(self, conn: Connection, work: _Batch) -> None:
+        """Write what :meth:`_gather` gathered: statements whose answers nobody reads."""
+        sql = self._statements
         if work.new_sessions:
             conn.execute(insert(t.sessions), [t.session_row(n) for n in work.new_sessions])
             tags = [row for n in work.new_sessions for row in t.tag_rows(n)]
@@ -446,7 +453,7 @@ class GroupCommitter:
                 conn.execute(insert(t.session_tags), tags)
         if work.entries:
             entry_rows = [t.ledger_row(e) for e in work.entries]
-            sql.ledger.append(conn, entry_rows, work.nodes, work.head, was)
+            sql.ledger.append(conn, entry_rows, work.nodes, work.head, work.was)
         for statement, rows in (
             (sql.insert_executions, work.inserts),
             (sql.update_executions, work.updates),
@@ -455,7 +462,6 @@ class GroupCommitter:
         ):
             if rows:
                 statement.execute(conn, rows)
-        return results, (work.head if work.entries else None)
 
     def _tenants_of(self, conn: Connection, batch: list[ExecutionWrite]) -> dict[uuid.UUID, str]:
         """The tenants of the sessions the batch's entries belong to (a session's tenant

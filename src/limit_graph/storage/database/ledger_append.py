@@ -22,8 +22,8 @@ millisecond, as long as the append).  A writer that has found, batch after batch
 head where it left it is the only one writing (one API process), so it extends the head
 it committed last without reading it (:meth:`LedgerAppend.head`); the move still
 checks it, changing the head only from the size it was extended from, and an entry's
-index is its primary key.  If another writer moved it meanwhile, the append fails (the
-move changes no row, or an index is taken) before anything commits, and the batch is
+index is its primary key.  If another writer moved it meanwhile, the append fails (an
+index is taken, or the move is refused) before anything commits, and the batch is
 written again from the stored head, locked: the head's lock is then the first thing
 every batch takes again, as it is whenever writers share the ledger.
 """
@@ -40,7 +40,7 @@ from limit_graph.storage import schema as t
 from limit_graph.storage.database.statements import Prepared
 from limit_graph.storage.ledger import LedgerHead, NodeRow
 
-__all__ = ["LedgerAppend", "StaleHead"]
+__all__ = ["LedgerAppend"]
 
 TRUSTED_AFTER = 16
 """How many batches in a row must find the stored head where this writer left it before
@@ -74,10 +74,6 @@ class _Values:
         names = self.names
         for row in rows:
             into.extend([row[name] for name in names])
-
-
-class StaleHead(Exception):
-    """The stored head is not the one the batch extended: another writer moved it."""
 
 
 class LedgerAppend:
@@ -139,15 +135,15 @@ class LedgerAppend:
         was: tuple[int, bytes],
     ) -> None:
         """Insert the entries' rows and the nodes they completed, and move the head to
-        ``head`` (the head ``was``, its size and edge, extended by them);
-        :class:`StaleHead` if the stored head is not ``was``."""
+        ``head`` (the head ``was``, its size and edge, extended by them); the database
+        refuses the move (an integrity error) if the stored head is not ``was``."""
         node_rows = t.node_rows(nodes)
         moved = t.head_values(head, was)
         if not self._is_postgres:
             self._insert_entries.execute(conn, entries)
             if node_rows:
                 self._insert_nodes.execute(conn, node_rows)
-            changed = self._move_head.count(conn, moved)
+            self._move_head.execute(conn, [moved])
         else:
             params: list[Any] = []
             self._entries.bind(entries, params)
@@ -156,9 +152,6 @@ class LedgerAppend:
             driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
             with contextlib.closing(psycopg.RawCursor(driver)) as cursor:
                 cursor.execute(self._statement(len(entries), len(node_rows)), params)
-                changed = cursor.rowcount
-        if changed != 1:
-            raise StaleHead(f"the ledger's head is no longer the one of {was[0]} entries")
 
     def _statement(self, entries: int, nodes: int) -> str:
         """The one statement that appends ``entries`` rows and ``nodes`` nodes and moves
@@ -172,8 +165,8 @@ class LedgerAppend:
                 after += nodes * len(self._nodes.names)
             sql = (
                 f"WITH {', '.join(parts)} UPDATE {t.ledger_head.name} "
-                f"SET size = ${after}, edge = ${after + 1} WHERE id = 1 "
-                f"AND size = ${after + 2} AND edge = ${after + 3}"
+                f"SET size = CASE WHEN size = ${after + 2} AND edge = ${after + 3} "
+                f"THEN ${after}::bigint END, edge = ${after + 1} WHERE id = 1"
             )
             if len(self._sql) >= _SHAPES_KEPT:
                 self._sql.clear()

@@ -11,11 +11,26 @@ from __future__ import annotations
 import contextlib
 from typing import Any, cast
 
+import psycopg
 from sqlalchemy import Connection, Dialect, bindparam, select
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-__all__ = ["Lookup", "Prepared"]
+__all__ = ["Lookup", "Prepared", "pipelined"]
+
+
+def pipelined(conn: Connection) -> contextlib.AbstractContextManager[Any]:
+    """On Postgres, psycopg's pipeline mode for ``conn`` until the block ends: statements
+    whose answer nobody reads are sent without waiting for it, and the next read or the
+    block's end waits for them all at once (one round trip for the writes of a batch),
+    raising the first one's error; nested, the inner block's end waits.  Nothing
+    elsewhere: SQLite runs in the process.  Only statements run on the driver's cursor
+    or whose result is not read belong in it: SQLAlchemy reads a result's columns as
+    soon as it has run the statement, before the pipeline has its answer."""
+    if conn.dialect.name != "postgresql":
+        return contextlib.nullcontext()
+    driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+    return driver.pipeline()
 
 
 class Prepared:
@@ -64,9 +79,12 @@ class Prepared:
                 cursor.executemany(self.sql, [self.parameters(row) for row in rows])  # type: ignore[arg-type]
 
     def count(self, conn: Connection, row: dict[str, Any]) -> int:
-        """Run once with ``row``: the number of rows it changed."""
+        """Run once with ``row``: the number of rows it changed (on Postgres, in a
+        pipeline of its own, whose end waits for the answer when the writer sends its
+        statements pipelined, :func:`pipelined`)."""
         with contextlib.closing(conn.connection.cursor()) as cursor:
-            cursor.execute(self.sql, self.parameters(row))
+            with pipelined(conn):
+                cursor.execute(self.sql, self.parameters(row))
             return int(cursor.rowcount)
 
     def rows(self, conn: Connection, row: dict[str, Any]) -> list[tuple[Any, ...]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import and_, bindparam, case, select, update
 from sqlalchemy.sql import Select
 
 from limit_graph.storage.ledger import LedgerHead
@@ -37,15 +37,26 @@ UPDATE_WORKFLOW_RUNS = update(workflow_runs).where(workflow_runs.c.id == bindpar
 
 MOVE_LEDGER_HEAD = (
     update(ledger_head)
-    .where(
-        ledger_head.c.id == 1,
-        ledger_head.c.size == bindparam("was_size"),
-        ledger_head.c.edge == bindparam("was_edge"),
+    .where(ledger_head.c.id == 1)
+    .values(
+        size=case(
+            (
+                and_(
+                    ledger_head.c.size == bindparam("was_size"),
+                    ledger_head.c.edge == bindparam("was_edge"),
+                ),
+                bindparam("size"),
+            ),
+            else_=None,
+        ),
+        edge=bindparam("edge"),
     )
-    .values(size=bindparam("size"), edge=bindparam("edge"))
 )
 """Parameters: :func:`head_values` of the head after the new entries.  It moves the head
-only from the one it was extended from: no row changes when another writer moved it."""
+only from the one it was extended from: when another writer moved it, the new size is
+null, which the column refuses (an integrity error, raised by the database itself, so
+that a writer sending its statements without waiting for each one's answer still
+fails before it commits)."""
 
 
 def head_values(head: LedgerHead, was: tuple[int, bytes]) -> dict[str, Any]:
