@@ -33,6 +33,7 @@ from datetime import datetime
 from limit_graph.core.errors import AuthenticationRequired
 from limit_graph.core.identity import ROLES, ApiKeyRecord, PrincipalRecord
 from limit_graph.core.models import utcnow
+from limit_graph.core.stopping import Stopper
 from limit_graph.governance.auth import Principal
 from limit_graph.governance.jwt_claims import TokenClaims, peek_issuer
 from limit_graph.governance.oidc import OidcVerifier
@@ -119,6 +120,7 @@ class Authenticator:
         self._tenants: dict[str, bool] = {}
         self._used: dict[str, datetime] = {}
         self._flusher: asyncio.Task[None] | None = None
+        self._stopper = Stopper()
 
     def add_static(self, key: str, principal: Principal) -> None:
         """Accept ``key`` (a key of the settings) as ``principal``."""
@@ -222,11 +224,11 @@ class Authenticator:
 
     def start(self) -> None:
         """Write keys' last use every ``TOUCH_EVERY_S`` seconds, in the background."""
+        self._stopper = Stopper()
         self._flusher = asyncio.create_task(self._flush_every(TOUCH_EVERY_S))
 
     async def _flush_every(self, period_s: float) -> None:
-        while True:
-            await asyncio.sleep(period_s)
+        while await self._stopper.wait(period_s):
             try:
                 await self.flush()
             except Exception:  # the next round tries again; a lost touch is harmless
@@ -239,8 +241,6 @@ class Authenticator:
             await self.identity.touch_api_keys(used)
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
-            self._flusher = None
+        await self._stopper.stop(self._flusher)
+        self._flusher = None
         await self.flush()

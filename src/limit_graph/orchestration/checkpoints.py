@@ -23,7 +23,6 @@ tried again with the next checkpoint.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from limit_graph.core import notes
 from limit_graph.core.durable import replace_durably
 from limit_graph.core.ledger_settings import LedgerSettings
 from limit_graph.core.models import utcnow
+from limit_graph.core.stopping import Stopper
 from limit_graph.governance.secrets import ServerSecret
 from limit_graph.storage.base import Storage
 from limit_graph.storage.ledger_store import StoredCheckpoint
@@ -126,6 +126,7 @@ class Checkpointer:
         self._monotonic = monotonic
         self._http = http
         self._task: asyncio.Task[None] | None = None
+        self._stopper = Stopper()
         self._last_size = -1
         self._last_at = monotonic()
         self._lock = asyncio.Lock()
@@ -200,6 +201,7 @@ class Checkpointer:
             log.error("checkpoint %d not accepted by %s: %s", checkpoint.tree_size, url, exc)
 
     def start(self) -> None:
+        self._stopper = Stopper()
         self._task = asyncio.create_task(self._run(), name="limit-checkpointer")
 
     async def _run(self) -> None:
@@ -209,11 +211,9 @@ class Checkpointer:
                     await self.checkpoint()
             except Exception:  # noqa: BLE001 - the next round tries again
                 log.exception("the ledger checkpoint failed; trying again")
-            await asyncio.sleep(self._poll_s)
+            if not await self._stopper.wait(self._poll_s):
+                return
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._stopper.stop(self._task)
+        self._task = None

@@ -31,7 +31,6 @@ run in a worker thread.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -41,6 +40,7 @@ from pathlib import Path
 
 from limit_graph.core.lineage_settings import LineageSettings
 from limit_graph.core.models import ProvenanceEntry
+from limit_graph.core.stopping import Stopper
 from limit_graph.orchestration.lineage_derive import Derived, derive, execution_record
 from limit_graph.orchestration.openlineage import EventSink, run_events
 from limit_graph.storage.base import Storage
@@ -78,6 +78,7 @@ class LineageFollower:
         self._graph_turn = asyncio.Lock()
         self._events_turn = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._stopper = Stopper()
         self._names: OrderedDict[uuid.UUID, str | None] = OrderedDict()
         self._derived: dict[int, Derived] = {}
         self._failures = 0
@@ -91,6 +92,7 @@ class LineageFollower:
 
     def start(self) -> None:
         if self._settings.enabled and self._task is None:
+            self._stopper = Stopper()
             self._task = asyncio.create_task(self._run(), name="limit-lineage-follower")
 
     def wake(self) -> None:
@@ -98,24 +100,20 @@ class LineageFollower:
         self._wake.set()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._stopper.stop(self._task)
+        self._task = None
         if self._sink is not None:
             await asyncio.to_thread(self._sink.close)
 
     async def _run(self) -> None:
         while True:
             try:
-                while await self.step():
+                while not self._stopper.stopping and await self.step():
                     pass
             except Exception:
                 log.exception("deriving lineage from the ledger failed; trying again")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.poll_s)
-            self._wake.clear()
+            if not await self._stopper.wait(self._settings.poll_s, self._wake):
+                return
 
     async def step(self) -> int:
         """Derive one batch into the graph and send one batch of events; how many ledger

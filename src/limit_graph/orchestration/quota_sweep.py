@@ -15,7 +15,6 @@ store settles exactly the rows it deletes).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from limit_graph.core.models import utcnow
+from limit_graph.core.stopping import Stopper
 from limit_graph.governance.quotas import QuotaService
 from limit_graph.orchestration.recording import ExecutionRecorder
 from limit_graph.storage.base import Storage
@@ -62,6 +62,7 @@ class ReservationSweeper:
         self._every_s = every_s
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
+        self._stopper = Stopper()
 
     async def sweep(self) -> SweepReport:
         """Give back or settle every reservation that is stale now."""
@@ -92,19 +93,16 @@ class ReservationSweeper:
         return SweepReport(released, settled)
 
     def start(self) -> None:
+        self._stopper = Stopper()
         self._task = asyncio.create_task(self._run(), name="limit-reservation-sweep")
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._every_s)
+        while await self._stopper.wait(self._every_s):
             try:
                 await self.sweep()
             except Exception:
                 log.exception("the sweep for stale quota reservations failed; trying again")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._stopper.stop(self._task)
+        self._task = None

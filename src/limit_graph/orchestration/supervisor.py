@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from limit_graph.core.models import BackendKind
+from limit_graph.core.stopping import Stopper
 from limit_graph.orchestration.dispatch import DISPATCHED, Dispatcher
 
 __all__ = ["RunnerStarter", "RunnerSupervisor", "prefect_runner_starter"]
@@ -71,6 +72,7 @@ class RunnerSupervisor:
         self.started: dict[BackendKind, list[float]] = {pool: [] for pool in POOLS}
         self._failing_since: dict[BackendKind, float] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopper = Stopper()
 
     def maximum(self, pool: BackendKind) -> int:
         return sum(i.max_runners for i in self.dispatcher.router.instances(pool))
@@ -121,13 +123,13 @@ class RunnerSupervisor:
                 await self.tick()
             except Exception:
                 log.exception("runner supervision failed; trying again")
-            await asyncio.sleep(self.interval_s)
+            if not await self._stopper.wait(self.interval_s):
+                return
 
     def start(self) -> None:
+        self._stopper = Stopper()
         self._task = asyncio.create_task(self._forever(), name="limit-runner-supervisor")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._stopper.stop(self._task)
+        self._task = None
