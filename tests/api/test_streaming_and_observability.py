@@ -31,6 +31,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         admin_api_key=ADMIN_KEY,
         storage__url=f"sqlite:///{home / 'live.db'}",
         server__cors_origins=["https://app.example.org"],
+        telemetry__tracing=True,  # spans with no exporter, for the test's own processor
     )
     with live_server(settings) as running:
         yield running

@@ -134,8 +134,8 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
         for route in router.routes
         if isinstance(route, APIRoute)
     ]
-    configure_tracing(settings.telemetry.otlp_endpoint)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="/health,/metrics")
+    if configure_tracing(settings.telemetry.otlp_endpoint, settings.telemetry.tracing):
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="/health,/metrics")
     return app
 
 

@@ -154,6 +154,11 @@ class TelemetrySettings(_Section):
     otlp_endpoint: str | None = Field(
         default=None, description="OTLP/HTTP collector base URL; traces are exported there."
     )
+    tracing: bool | None = Field(
+        default=None,
+        description="Make spans (one per request, one per execution); by default only "
+        "when they are exported (otlp_endpoint or OTEL_EXPORTER_OTLP_ENDPOINT).",
+    )
 
 
 class PrefectSettings(_Section):

@@ -3,8 +3,9 @@
 Each platform owns a Prometheus registry (no process-wide globals, so several
 platforms can live in one test process); the API adds its request metrics to it.
 Spans go to the global OpenTelemetry tracer provider, which ``configure_tracing``
-sets up: spans are always made (so ``traceparent`` propagates), and exported over
-OTLP only when an endpoint is configured.
+sets up when tracing is on: by default only when an OTLP endpoint is configured, since
+spans nobody exports cost each request about as much as the rest of its middleware
+(``[telemetry] tracing = true`` makes them anyway, for a processor added in process).
 """
 
 from __future__ import annotations
@@ -20,21 +21,33 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from limit_graph import __version__
 
-__all__ = ["Telemetry", "configure_tracing", "tracer"]
+__all__ = ["Telemetry", "configure_tracing", "tracer", "tracing_enabled"]
 
 tracer = trace.get_tracer("limit_graph")
 
 _configured = False
 
 
-def configure_tracing(otlp_endpoint: str | None = None) -> None:
-    """Install the tracer provider once; export to ``otlp_endpoint`` when given.
+def tracing_enabled(otlp_endpoint: str | None = None, tracing: bool | None = None) -> bool:
+    """Whether spans are made: as ``tracing`` says, else when they are exported
+    (``otlp_endpoint`` or the standard ``OTEL_EXPORTER_OTLP_ENDPOINT``)."""
+    if tracing is not None:
+        return tracing
+    return bool(otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+
+def configure_tracing(otlp_endpoint: str | None = None, tracing: bool | None = None) -> bool:
+    """Install the tracer provider once if tracing is on (:func:`tracing_enabled`),
+    exporting to ``otlp_endpoint`` when given; whether it is on.  Off, the global
+    provider stays OpenTelemetry's default, whose spans record nothing.
 
     The standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` variable also turns export on.
     """
     global _configured
+    if not tracing_enabled(otlp_endpoint, tracing):
+        return False
     if _configured:
-        return
+        return True
     provider = TracerProvider(resource=Resource.create({"service.name": "limit-graph"}))
     endpoint = otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     if endpoint:
@@ -45,6 +58,7 @@ def configure_tracing(otlp_endpoint: str | None = None) -> None:
         )
     trace.set_tracer_provider(provider)
     _configured = True
+    return True
 
 
 class Telemetry:
