@@ -137,8 +137,26 @@ def main() -> None:
         bare_get = drive(
             bare_port, [build_request("GET", "127.0.0.1", bare_port, "/health", {})], args
         )
+    durable_port = free_port()
+    durable_cmd = [*bare_cmd[:3], "bench.durable_app:app", *bare_cmd[4:]]
+    durable_cmd[durable_cmd.index(str(bare_port))] = str(durable_port)
+    durable_env = {**env, "LIMIT_BENCH_DB": str(workdir / "durable-anchor.db")}
+    with serve(durable_cmd, durable_port, durable_env, ROOT):
+        durable = drive(
+            durable_port,
+            [build_request("POST", "127.0.0.1", durable_port, "/echo", {}, body)],
+            args,
+        )
     say(row("bare FastAPI `POST /echo`", bare, None))
     say(row("bare FastAPI `GET /health`", bare_get, bare))
+    say(
+        row(
+            "anchor: minimal durable FastAPI `POST /echo` (record + chained entry, "
+            "group-committed to SQLite)",
+            durable,
+            bare,
+        )
+    )
 
     port = free_port()
     limit = str(Path(sys.executable).parent / "limit")
@@ -179,6 +197,11 @@ def main() -> None:
     if mirrored is not None:
         say(row("platform `POST /sessions`, Prefect mirror on", mirrored, bare))
     say(row("platform `POST /sessions/{id}/execute` (echo, local, sync)", execute, bare))
+    say("")
+    say(
+        f"The platform's execute is {execute.rps / durable.rps:.2f}x the minimal durable app "
+        f"(target >= 0.8x) and {execute.rps / bare.rps:.2f}x the bare POST (target >= 0.6x)."
+    )
     say("")
     say(f"Executions recorded as succeeded during the run: {check['succeeded']:,}.")
 

@@ -16,9 +16,11 @@ START_TIMEOUT_S = 120
 
 
 @contextmanager
-def serve(command: list[str], port: int, env: dict[str, str], cwd: Path) -> Iterator[None]:
-    """Run ``command`` until its ``GET /health`` on ``port`` answers 200, yield, then stop
-    it; a server that exits or does not answer in time is a :class:`RuntimeError` with
+def serve(
+    command: list[str], port: int, env: dict[str, str], cwd: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` until its ``GET /health`` on ``port`` answers 200, yield its process,
+    then stop it; a server that exits or does not answer in time is a :class:`RuntimeError` with
     the end of what it printed."""
     process = subprocess.Popen(
         command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -37,7 +39,7 @@ def serve(command: list[str], port: int, env: dict[str, str], cwd: Path) -> Iter
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{command[0]} did not start")
             time.sleep(0.2)
-        yield
+        yield process
     finally:
         process.terminate()
         process.wait(timeout=30)

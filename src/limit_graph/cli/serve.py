@@ -185,7 +185,8 @@ def serve(
                     ssl_certfile=settings.server.ssl_certfile,
                     ssl_keyfile=settings.server.ssl_keyfile,
                     timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-                )
+                ),
+                freeze=True,  # this process serves and does nothing else
             )
             server.run()
             if not server.started:
