@@ -6,6 +6,8 @@ writers never share one), are fsynced, replace the target by ``os.replace`` (ato
 POSIX) -- or, for a file that must not exist yet, are linked to it, which fails if it
 does -- and the folder is fsynced so that the rename itself is on the disk.  A write
 that fails (a full disk, say) leaves the target as it was and no temporary behind.
+Logs grow instead (:func:`append_durably`): a record appended and fsynced, the folder too
+when the append made the file.
 
 >>> import tempfile, pathlib
 >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -24,7 +26,14 @@ import itertools
 import os
 from pathlib import Path
 
-__all__ = ["TMP_SUFFIX", "create_durably", "fsync_dir", "replace_durably", "write_durably"]
+__all__ = [
+    "TMP_SUFFIX",
+    "append_durably",
+    "create_durably",
+    "fsync_dir",
+    "replace_durably",
+    "write_durably",
+]
 
 TMP_SUFFIX = ".tmp"
 """Every temporary ends so; a store may remove those it finds at start."""
@@ -39,6 +48,22 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def append_durably(path: Path, data: bytes, mode: int = 0o666) -> None:
+    """Append ``data`` to ``path`` (made with ``mode`` less the umask if it is not there)
+    and flush it, and a new file's entry in its folder, to the disk."""
+    created = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:
+        fsync_dir(path.parent)
 
 
 def write_durably(path: Path, data: bytes, mode: int = 0o666) -> None:

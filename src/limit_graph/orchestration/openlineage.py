@@ -30,7 +30,6 @@ its working directory's git checkout.
 from __future__ import annotations
 
 import functools
-import os
 import re
 from collections.abc import Sequence
 from importlib.metadata import version
@@ -51,6 +50,7 @@ from openlineage.client.transport.http import ApiKeyTokenProvider, HttpConfig, H
 from openlineage.client.transport.http_common import DEFAULT_RETRY_CONFIG
 
 from limit_graph import __version__
+from limit_graph.core.durable import append_durably
 from limit_graph.core.lineage_settings import LineageSettings
 from limit_graph.orchestration.lineage_derive import Content, Derived
 
@@ -259,14 +259,7 @@ class FileSink:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lines = "".join(Serde.to_json(event) + "\n" for event in events).encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            view = memoryview(lines)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_durably(self.path, lines, 0o644)
 
     def close(self) -> None:
         """Nothing is held open between batches."""

@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from limit_graph.core.durable import fsync_dir
+from limit_graph.core.durable import append_durably, fsync_dir
 from limit_graph.storage.lineage import LineageBatch, LineageEdge, LineageNode
 from limit_graph.storage.memory_lineage import LineageState, MemoryLineageStore
 
@@ -181,14 +181,4 @@ class FileLineageStore(MemoryLineageStore):
         await asyncio.to_thread(self._append, line)
 
     def _append(self, line: bytes) -> None:
-        created = not self._log.exists()
-        fd = os.open(self._log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            view = memoryview(line)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if created:
-            fsync_dir(self.folder)
+        append_durably(self._log, line, 0o600)
