@@ -21,8 +21,8 @@ Reading the head is a round trip of its own on Postgres (about a third of a
 millisecond, as long as the append).  A writer that has found, batch after batch, the
 head where it left it is the only one writing (one API process), so it extends the head
 it committed last without reading it (:meth:`LedgerAppend.head`); the move still
-checks it, changing the head only from the size it was extended from, and an entry's
-index is its primary key.  If another writer moved it meanwhile, the append fails (an
+checks it, changing the head only from the head it extended (size and edge), and an
+entry's index is its primary key.  If another writer moved it meanwhile, the append fails (an
 index is taken, or the move is refused) before anything commits, and the batch is
 written again from the stored head, locked: the head's lock is then the first thing
 every batch takes again, as it is whenever writers share the ledger.
@@ -102,7 +102,7 @@ class LedgerAppend:
     def head(self, conn: Connection) -> LedgerHead:
         """The head a batch extends: where this writer left it, if it is the only writer
         it has seen (:data:`TRUSTED_AFTER`), else the stored head, locked."""
-        if self._left is not None and self._agreed >= TRUSTED_AFTER:
+        if self._left is not None and self.trusting:
             return LedgerHead.stored(*self._left)
         head = self.lock_head(conn)
         found = (head.size, head.edge_bytes())
