@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -10,7 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from limit_graph.core.errors import LimitError, QuotaExceeded, RateLimited
+from limit_graph.core.errors import LimitError, QuotaExceeded, RateLimited, StorageUnavailable
+from limit_graph.storage.database.errors import DATABASE_ERRORS, storage_unavailable
 
 __all__ = [
     "PROBLEM_TYPE_BASE",
@@ -18,6 +20,8 @@ __all__ = [
     "internal_error_response",
     "problem_response",
 ]
+
+log = logging.getLogger("limit_graph.api")
 
 PROBLEM_TYPE_BASE = "https://limit-graph.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -51,7 +55,8 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 async def _limit_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LimitError)
     headers = None
-    if isinstance(exc, RateLimited | QuotaExceeded) and exc.retry_after_s is not None:
+    retrying = RateLimited | QuotaExceeded | StorageUnavailable
+    if isinstance(exc, retrying) and exc.retry_after_s is not None:
         # Retry-After is whole seconds (RFC 9110): rounded up, so a retry is never early.
         headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
     if exc.status_code == 401:
@@ -106,6 +111,21 @@ async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """A database error that passes (a lost connection, SQLite busy) is a 503 with
+    ``Retry-After``; any other is raised on, to be the logged 500 of an unexpected error."""
+    unavailable = storage_unavailable(exc)
+    if unavailable is None:
+        raise exc
+    log.warning(
+        "storage unavailable on %s %s: %s",
+        request.method,
+        request.url.path,
+        " ".join(str(exc).split())[:300],
+    )
+    return await _limit_error(request, unavailable)
+
+
 def internal_error_response() -> JSONResponse:
     """The answer to an error no handler expected (the guard logs it, once)."""
     return problem_response(
@@ -123,4 +143,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(LimitError, _limit_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
+    for database_error in DATABASE_ERRORS:
+        app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(Exception, _unexpected)

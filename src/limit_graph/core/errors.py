@@ -21,6 +21,9 @@
     │   │   └── QuotaCapReached   403  a quota that never resets (a session's totals)
     │   └── RateLimited           429  with ``retry_after_s``
     ├── BackendError              502  a backend failed (``retryable`` says if a retry may help)
+    ├── StorageUnavailable        503  the store is busy or out of reach for now (a lost
+    │                                  connection, a database that refuses them, SQLite's
+    │                                  write lock taken too long): ``retry_after_s``
     └── SealError                 500  a sealed field cannot be opened or made: wrong or
                                        missing key, altered, or moved to another record
 
@@ -50,6 +53,7 @@ __all__ = [
     "RateLimited",
     "SealError",
     "StateDenied",
+    "StorageUnavailable",
     "TokenRequestError",
 ]
 
@@ -230,6 +234,24 @@ class BackendError(LimitError):
 
     def extras(self) -> dict[str, Any]:
         return {"retryable": self.retryable}
+
+
+class StorageUnavailable(LimitError):
+    """The store cannot answer now, for a reason that passes (the database is restarting
+    or refuses connections, a connection was lost, another writer held SQLite's lock
+    past the busy timeout): nothing of the request was written, and the same request
+    may succeed after ``retry_after_s``."""
+
+    status_code = 503
+    title = "Storage unavailable"
+    slug = "storage-unavailable"
+
+    def __init__(self, detail: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+    def extras(self) -> dict[str, Any]:
+        return {"retry_after_s": self.retry_after_s}
 
 
 class SealError(LimitError):
