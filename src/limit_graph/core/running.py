@@ -12,6 +12,7 @@ routed to, so what it resolves (an IBM target's credentials) can be the instance
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,8 +24,10 @@ from pydantic import BaseModel, ValidationError
 
 from limit_graph.core.agents import AgentSpec
 from limit_graph.core.canonical import escape_surrogates, ijson_errors
-from limit_graph.core.errors import BackendError
+from limit_graph.core.errors import BackendError, LimitError
 from limit_graph.core.models import ErrorInfo, ExecutionState
+
+log = logging.getLogger("limit_graph.agents")
 
 __all__ = [
     "Outcome",
@@ -111,6 +114,16 @@ def _not_ijson(agent: AgentSpec, problem: dict[str, Any]) -> ErrorInfo:
     )
 
 
+def _log_failure(agent: AgentSpec, exc: Exception) -> None:
+    """An agent's failure in the log: one line for an error the platform raises on
+    purpose (a backend's, say), with its traceback for anything else (a bug, in the
+    agent or below it); the execution records its type and message either way."""
+    if isinstance(exc, LimitError):
+        log.warning("agent %s failed: %s: %s", agent.name, type(exc).__name__, exc)
+    else:
+        log.error("agent %s raised %s", agent.name, type(exc).__name__, exc_info=exc)
+
+
 async def run_agent(agent: AgentSpec, inputs: BaseModel, timeout_s: float | None) -> Outcome:
     """Run ``agent`` on validated ``inputs``; never raises except on cancellation.  The
     agent sees this context's :func:`current_instance` (``wait_for``'s task copies it)."""
@@ -122,6 +135,7 @@ async def run_agent(agent: AgentSpec, inputs: BaseModel, timeout_s: float | None
             error=ErrorInfo(type="Timeout", message=f"no result within {timeout_s} s"),
         )
     except Exception as exc:
+        _log_failure(agent, exc)
         return Outcome(ExecutionState.FAILED, error=error_info(exc))
     # Checked before validation: the JSON dump below would turn NaN into null unseen.
     plain = raw.model_dump() if isinstance(raw, BaseModel) else raw
