@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -117,11 +118,15 @@ def _not_ijson(agent: AgentSpec, problem: dict[str, Any]) -> ErrorInfo:
 def _log_failure(agent: AgentSpec, exc: Exception) -> None:
     """An agent's failure in the log: one line for an error the platform raises on
     purpose (a backend's, say), with its traceback for anything else (a bug, in the
-    agent or below it); the execution records its type and message either way."""
+    agent or below it); the execution records its type and message either way.  Lone
+    surrogates in a message are escaped, as in the record: no log handler can write them.
+    """
     if isinstance(exc, LimitError):
-        log.warning("agent %s failed: %s: %s", agent.name, type(exc).__name__, exc)
+        shown = escape_surrogates(str(exc))
+        log.warning("agent %s failed: %s: %s", agent.name, type(exc).__name__, shown)
     else:
-        log.error("agent %s raised %s", agent.name, type(exc).__name__, exc_info=exc)
+        trace = escape_surrogates("".join(traceback.format_exception(exc)).rstrip())
+        log.error("agent %s raised %s\n%s", agent.name, type(exc).__name__, trace)
 
 
 async def run_agent(agent: AgentSpec, inputs: BaseModel, timeout_s: float | None) -> Outcome:
