@@ -73,7 +73,6 @@ def test_the_durable_anchor_answers_after_writing_the_record_and_its_entry(
     ids = [a.json()["id"] for a in answers]
     assert [json.loads(records[i])["inputs"] for i in ids] == [{"n": 0}, {"n": 1}, {"n": 2}]
     assert chain == [(0, ids[0]), (1, ids[1]), (2, ids[2])]
-    refused = None
     with serve(command, port, env, ROOT):
         refused = httpx.post(f"http://127.0.0.1:{port}/echo", json={"agent": "echo"})
     assert refused.status_code == 422

@@ -79,12 +79,10 @@ class Prepared:
                 cursor.executemany(self.sql, [self.parameters(row) for row in rows])  # type: ignore[arg-type]
 
     def count(self, conn: Connection, row: dict[str, Any]) -> int:
-        """Run once with ``row``: the number of rows it changed (on Postgres, in a
-        pipeline of its own, whose end waits for the answer when the writer sends its
-        statements pipelined, :func:`pipelined`)."""
+        """Run once with ``row``: the number of rows it changed (so never inside
+        :func:`pipelined`, where the count comes only with the block's end)."""
         with contextlib.closing(conn.connection.cursor()) as cursor:
-            with pipelined(conn):
-                cursor.execute(self.sql, self.parameters(row))
+            cursor.execute(self.sql, self.parameters(row))
             return int(cursor.rowcount)
 
     def rows(self, conn: Connection, row: dict[str, Any]) -> list[tuple[Any, ...]]:

@@ -33,32 +33,22 @@ def ledger_row(entry: ProvenanceEntry | BuiltEntry) -> dict[str, Any]:
     JSON as text, each exactly what its hash covers (a built entry's own texts, made
     when it was hashed)."""
     if isinstance(entry, BuiltEntry):
-        built = entry.entry
-        return {
-            "idx": built.index,
-            "session_id": built.session_id,
-            "tenant": built.tenant,
-            "actor": built.actor,
-            "action": built.action,
-            "ts_us": to_micros(built.timestamp),
-            "leaf_hash": entry.leaf_hash,
-            "leaf": entry.leaf,
-            "erasable": built.erasable,
-            "payload": entry.payload,
-            "salt": built.payload_salt,
-        }
+        fields, leaf, payload, leaf_hash = entry.entry, entry.leaf, entry.payload, entry.leaf_hash
+    else:
+        fields, leaf, leaf_hash = entry, leaf_bytes(entry).decode("utf-8"), None
+        payload = canonical_json(entry.payload) if entry.payload is not None else None
     return {
-        "idx": entry.index,
-        "session_id": entry.session_id,
-        "tenant": entry.tenant,
-        "actor": entry.actor,
-        "action": entry.action,
-        "ts_us": to_micros(entry.timestamp),
-        "leaf_hash": base64.b64decode(entry.leaf_hash),
-        "leaf": leaf_bytes(entry).decode("utf-8"),
-        "erasable": entry.erasable,
-        "payload": canonical_json(entry.payload) if entry.payload is not None else None,
-        "salt": entry.payload_salt,
+        "idx": fields.index,
+        "session_id": fields.session_id,
+        "tenant": fields.tenant,
+        "actor": fields.actor,
+        "action": fields.action,
+        "ts_us": to_micros(fields.timestamp),
+        "leaf_hash": leaf_hash or base64.b64decode(fields.leaf_hash),
+        "leaf": leaf,
+        "erasable": fields.erasable,
+        "payload": payload,
+        "salt": fields.payload_salt,
     }
 
 
