@@ -39,6 +39,7 @@ from limit_graph.tasks.quantum.agents import sample_usage
 from limit_graph.tasks.quantum.circuits import circuit_source
 from limit_graph.tasks.quantum.primitives import SampleRequest, run_sampler
 from tests.blocks.ibm_responses.server import FakeIBMQuantum
+from tests.fixtures.live import free_port
 from tests.fixtures.waiting import wait_until
 
 SHOTS = 200
@@ -215,6 +216,54 @@ def test_an_unknown_api_key_is_refused_at_sign_in_naming_the_credentials(
     assert "refused the IBM Quantum credentials given while signing in" in caught.value.detail
     assert "revoked-key" not in caught.value.detail
     assert [r.host for r in ibm.all_requests()] == ["iam.cloud.test"]
+
+
+def test_a_device_ibm_does_not_have_is_a_final_backend_error(ibm: FakeIBMQuantum) -> None:
+    """The client's own error (``QiskitBackendNotFoundError``): IBM answered, and no retry
+    will find the device."""
+    settings = IBMRuntimeTarget(backend_name="ibm_nowhere", credentials=credentials_for(ibm))
+
+    with pytest.raises(BackendError) as caught:
+        settings.get_target()
+
+    assert caught.value.retryable is False
+    assert "finding ibm_nowhere" in caught.value.detail
+    assert "No backend matches" in caught.value.detail
+
+
+def test_no_connection_to_ibm_at_sign_in_is_a_retryable_backend_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nothing listens where IAM and the proxy are: the client's account error, caused by
+    requests' ``ProxyError``, is worth retrying."""
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("IAM_URL", nowhere)
+    crn = "crn:v1:bluemix:public:quantum-computing:us-east:a/0:0::"
+    credentials = IBMQuantumCredentials(
+        api_key=SecretStr("key"),
+        instance=SecretStr(crn),
+        url="http://cloud.test",
+        proxy_url=nowhere,
+    )
+
+    with pytest.raises(BackendError) as caught:
+        credentials.get_service()
+
+    assert caught.value.retryable is True
+    assert "while signing in to IBM Quantum" in caught.value.detail
+
+
+def test_a_bug_on_the_way_to_ibm_propagates_as_itself(ibm: FakeIBMQuantum) -> None:
+    """A ``TypeError`` raised in our own code inside an IBM call (here a PUB whose
+    ``parameter_values`` is ``None``, which the submission turns into a dict) is the bug
+    it is, not a final ``BackendError`` that would hide it as IBM's failure."""
+    target = target_for(ibm)
+    broken = SamplePub(bell(target), SHOTS, parameter_values=None)  # type: ignore[arg-type]
+
+    with pytest.raises(TypeError, match="'NoneType' object is not iterable"):
+        target.sample([broken], seed=None)
+
+    assert ibm.calls("POST", "/jobs") == []
 
 
 def test_describe_names_the_current_calibration_and_transpile_targets_the_device(

@@ -11,7 +11,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from limit_graph.core.errors import LimitError, QuotaExceeded, RateLimited, StorageUnavailable
+from limit_graph.core.errors import (
+    ConfigError,
+    LimitError,
+    QuotaExceeded,
+    RateLimited,
+    StorageUnavailable,
+)
 from limit_graph.storage.database.errors import DATABASE_ERRORS, storage_unavailable
 
 __all__ = [
@@ -52,8 +58,12 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
-async def _limit_error(_: Request, exc: Exception) -> JSONResponse:
+async def _limit_error(request: Request, exc: Exception) -> JSONResponse:
+    """The error's own problem; a :class:`ConfigError` is the server's fault, so it is
+    also logged (here, once) for the operator it names the fix to."""
     assert isinstance(exc, LimitError)
+    if isinstance(exc, ConfigError):
+        log.error("server misconfigured on %s %s: %s", request.method, request.url.path, exc.detail)
     headers = None
     retrying = RateLimited | QuotaExceeded | StorageUnavailable
     if isinstance(exc, retrying) and exc.retry_after_s is not None:

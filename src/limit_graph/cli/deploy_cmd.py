@@ -32,7 +32,7 @@ from limit_graph.cli.options import JsonOption, KeyOption, UrlOption
 from limit_graph.cli.output import print_json, print_text, tell
 from limit_graph.cli.target import Configuration
 from limit_graph.cli.workflow_cmd import ParamOption, refuse_invalid
-from limit_graph.core.errors import InvalidInput
+from limit_graph.core.errors import ConfigError, InvalidInput
 from limit_graph.core.settings import Settings
 from limit_graph.core.workflows.loading import load_workflow
 
@@ -138,7 +138,7 @@ def deploy(
     try:
         deployment.check()
         done = asyncio.run(apply())
-    except InvalidInput as exc:  # ConfigError too: the Prefect API does not answer
+    except (InvalidInput, ConfigError) as exc:  # a bad deployment; a Prefect API not answering
         raise CliError(str(exc)) from None
     if as_json:
         print_json(done)

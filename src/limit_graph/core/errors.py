@@ -6,7 +6,6 @@
     ├── InvalidInput              422  bad request content (``errors`` lists each field)
     │   ├── MalformedJSON         400  a body that is not I-JSON (RFC 7493): syntax, UTF-8,
     │   │                              duplicate keys, NaN, lone surrogates (``errors``)
-    │   ├── ConfigError                a configuration file or variable is wrong (start-up)
     │   └── TokenRequestError     400  a malformed OAuth2 token request (``error``, RFC 6749)
     ├── AuthenticationRequired    401  no, unknown or invalid credentials (``error`` on the
     │                                  token endpoint: ``invalid_client``)
@@ -21,6 +20,9 @@
     │   │   └── QuotaCapReached   403  a quota that never resets (a session's totals)
     │   └── RateLimited           429  with ``retry_after_s``
     ├── BackendError              502  a backend failed (``retryable`` says if a retry may help)
+    ├── ConfigError               500  the server's configuration is wrong or incomplete: a
+    │                                  file, a variable, a block (credentials) it needs; stops
+    │                                  a start, and on a request names what the operator must fix
     ├── StorageUnavailable        503  the store is busy or out of reach for now (a lost
     │                                  connection, a database that refuses them, SQLite's
     │                                  write lock taken too long): ``retry_after_s``
@@ -93,11 +95,6 @@ class MalformedJSON(InvalidInput):
     status_code = 400
     title = "Malformed JSON"
     slug = "malformed-json"
-
-
-class ConfigError(InvalidInput):
-    title = "Invalid configuration"
-    slug = "invalid-config"
 
 
 class TokenRequestError(InvalidInput):
@@ -234,6 +231,22 @@ class BackendError(LimitError):
 
     def extras(self) -> dict[str, Any]:
         return {"retryable": self.retryable}
+
+
+class ConfigError(LimitError):
+    """The server is configured wrongly or not completely: a settings file or variable, an
+    agent file, a key, or a block it needs at run time (the IBM Quantum credentials of an
+    ``ibm:`` target).  The operator's to fix, never the caller's: at start-up it stops the
+    start; while serving a request it is a 500 (logged at error level by the API) whose
+    detail names what to fix and never a secret's value.  ``errors`` lists each bad
+    setting, for the start-up message; it is not sent to clients."""
+
+    title = "Server misconfigured"
+    slug = "server-misconfigured"
+
+    def __init__(self, detail: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail)
+        self.errors = errors or []
 
 
 class StorageUnavailable(LimitError):

@@ -18,10 +18,15 @@ the block, the client from a method) is kept.  The primitives used here are the
 client-side ``executor_sampler.Sampler`` and ``executor_estimator.Estimator``, which
 post-process ``executor`` jobs on this side.
 
-Errors are :class:`~limit_graph.core.errors.BackendError`: ``retryable`` when IBM or the
-network failed on the way (5xx after the client's own retries, 408/429, no connection),
-not when IBM refused the request; refused credentials (IAM, 401, 403) name the
-credentials block.  :class:`JobCancelled` is the one subclass.
+What the client and the libraries under it raise when IBM or the network fails
+(qiskit-ibm-runtime's errors, each a ``QiskitError``; ibm-cloud-sdk-core's ``ApiException``
+from IAM; requests' ``RequestException``) becomes a
+:class:`~limit_graph.core.errors.BackendError`: ``retryable`` when IBM or the network
+failed on the way (5xx after the client's own retries, 408/429, no connection), not when
+IBM refused the request; refused credentials (IAM, 401, 403) name the credentials block.
+:class:`JobCancelled` is the one subclass.  Anything else (a ``TypeError`` of a bug, a
+platform error such as a missing credentials block's
+:class:`~limit_graph.core.errors.ConfigError`) propagates as it is.
 
 The client derives IBM's hosts from ``url`` (``https://cloud.ibm.com`` by default:
 ``quantum.`` for the API, ``iam.`` and ``api.global-search-tagging.`` for the account);
@@ -574,7 +579,7 @@ class IBMTarget:
             stop.wait(self._settings.poll_interval_s)
         try:
             job.cancel()
-        except Exception as exc:
+        except _ibm_failures() as exc:
             outcome = f"IBM did not take the cancel request ({exc})"
         else:
             outcome = "IBM took the cancel request"
@@ -585,7 +590,7 @@ class IBMTarget:
     def _record(self, job: RuntimeJobV2) -> IBMJobRecord:
         try:
             metrics: dict[str, Any] = job.metrics()
-        except Exception as exc:  # the results are in hand; missing metrics must not lose them
+        except _ibm_failures() as exc:  # the results are in hand; metrics must not lose them
             log.warning("no metrics for IBM job %s: %s", job.job_id(), exc)
             metrics = {}
         stamps = metrics.get("timestamps") or {}
@@ -604,13 +609,25 @@ class IBMTarget:
         return _ibm_call(f"{doing} on {self.name}", self._credentials, call)
 
 
+@functools.cache
+def _ibm_failures() -> tuple[type[Exception], ...]:
+    """What qiskit-ibm-runtime raises when IBM or the way to it fails: its own errors
+    (``IBMError`` and the job errors, all ``QiskitError``), IAM's ``ApiException`` and
+    requests' errors (connection, timeout), which reach the caller unwrapped at times.
+    Imported on first use, as the client itself is."""
+    from ibm_cloud_sdk_core import ApiException  # type: ignore[import-untyped]
+    from qiskit.exceptions import QiskitError
+    from requests import RequestException
+
+    return (QiskitError, ApiException, RequestException)
+
+
 def _ibm_call(doing: str, credentials: IBMQuantumCredentials, call: Callable[[], _T]) -> _T:
-    """``call()``, its failures turned into :class:`BackendError` (see the module doc)."""
+    """``call()``, IBM's and the network's failures turned into :class:`BackendError`
+    (see the module doc); any other error, a bug's included, propagates unchanged."""
     try:
         return call()
-    except BackendError:
-        raise
-    except Exception as exc:
+    except _ibm_failures() as exc:
         raise _backend_error(doing, credentials, exc) from exc
 
 
@@ -624,7 +641,7 @@ def _backend_error(
     ``__context__``.  Status ``-1`` is the client's "no response": the connection failed
     or its own retries (five, on 5xx) ran out.  IAM answers 400 to an unknown API key.
     """
-    from ibm_cloud_sdk_core import ApiException  # type: ignore[import-untyped]
+    from ibm_cloud_sdk_core import ApiException
     from qiskit_ibm_runtime.exceptions import IBMNotAuthorizedError
     from requests import RequestException
 

@@ -126,7 +126,10 @@ class _TargetedInput(BaseModel):
     @field_validator("target")
     @classmethod
     def _known_target(cls, name: str) -> str:
-        """The target's canonical name; an unknown one is an error listing the forms."""
+        """The target's canonical name; an unknown one is an error listing the forms.
+        A known one the server is not configured to reach (an ``ibm:`` target with no
+        credentials block) stays a :class:`~limit_graph.core.errors.ConfigError`: the
+        operator's to fix, not the caller's."""
         try:
             return resolve_target(name).name
         except InvalidInput as exc:

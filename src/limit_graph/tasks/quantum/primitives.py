@@ -30,6 +30,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from qiskit import QuantumCircuit
+from qiskit.exceptions import QiskitError
 from qiskit.quantum_info import SparsePauliOp
 
 from limit_graph.blocks.quantum import (
@@ -39,7 +40,7 @@ from limit_graph.blocks.quantum import (
     SamplePub,
     SampleResult,
 )
-from limit_graph.core.errors import BackendError, LimitError
+from limit_graph.core.errors import BackendError
 from limit_graph.core.running import cancel_requested
 from limit_graph.tasks.quantum.circuits import (
     CircuitError,
@@ -193,9 +194,7 @@ def transpile_for(
     check_width(circuit, target.num_qubits, target.name)
     try:
         isa = target.transpile(circuit, optimization_level=optimization_level, seed=seed)
-    except LimitError:
-        raise
-    except Exception as exc:
+    except QiskitError as exc:  # the transpiler's (TranspilerError) and the target's own
         raise BackendError(f"transpiling for {target.name!r} failed: {exc}") from exc
     return Transpiled(
         circuit=isa,
@@ -237,13 +236,13 @@ def _prepared(
 def _guarded(
     target: QuantumTarget, what: str, run: Callable[[], Sequence[ResultT]]
 ) -> list[ResultT]:
-    """Run on the target; a failure that is not already a platform error is a
-    non-retryable :class:`BackendError` naming the target."""
+    """Run on the target; Qiskit's and the simulator's own failures (``QiskitError``,
+    ``AerError`` among them) are a non-retryable :class:`BackendError` naming the target.
+    A platform error (a device's :class:`BackendError`) and anything else, a bug's
+    ``TypeError`` say, propagate unchanged."""
     try:
         return list(run())
-    except LimitError:
-        raise
-    except Exception as exc:
+    except QiskitError as exc:
         raise BackendError(f"{what} on {target.name!r} failed: {exc}") from exc
 
 
