@@ -227,10 +227,13 @@ def main() -> None:
         platform_rows = dispatch_bench.measure_platform(
             workdir / "dispatch", args.latency_n, args.backlog
         )
+        shared_rows = dispatch_bench.measure_shared(
+            workdir / "dispatch-shared", args.latency_n, args.backlog
+        )
         prefect_rows = dispatch_bench.measure_prefect(
             workdir / "native", args.deployment_runs, args.task_runs
         )
-        for line in dispatch_bench.rows(platform_rows, prefect_rows):
+        for line in dispatch_bench.rows(platform_rows, prefect_rows, shared_rows):
             say(line)
         say("")
         mirror_args = argparse.Namespace(

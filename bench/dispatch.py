@@ -1,7 +1,9 @@
 """Dispatch to runners against Prefect's own ways of running work, in one run.
 
 Platform rows: the API (``limit up --no-prefect``, embedded SQLite) with ``limit runner``
-processes on the remote pool.
+processes on the remote pool; once with the queue in the API process (the default of
+one process on SQLite), once with it shared in the database by two API processes,
+the work submitted to one and the runners connected to the other.
 - dispatch latency: executions submitted one at a time to a warm, idle runner; from
   the platform accepting the request (``submitted_at``) to the runner starting the
   agent (the ``started_at`` it reports).
@@ -53,8 +55,11 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 @contextmanager
-def platform_server(workdir: Path, prefect_api_url: str | None = None) -> Iterator[str]:
-    """``limit up --no-prefect`` in ``workdir``; with ``prefect_api_url``, its mirror on."""
+def platform_server(
+    workdir: Path, prefect_api_url: str | None = None, *, config: Path | None = None
+) -> Iterator[str]:
+    """``limit up --no-prefect`` in ``workdir``; with ``prefect_api_url``, its mirror on;
+    with ``config``, that settings file.  Two in one ``workdir`` share its store."""
     port = free_port()
     env = {
         **os.environ,
@@ -65,6 +70,9 @@ def platform_server(workdir: Path, prefect_api_url: str | None = None) -> Iterat
     }
     env.pop("DATABASE_URL", None)
     env.pop("PREFECT_API_URL", None)
+    env.pop("LIMIT_CONFIG", None)
+    if config is not None:
+        env["LIMIT_CONFIG"] = str(config)
     if prefect_api_url is not None:
         env["PREFECT_API_URL"] = prefect_api_url
     workdir.mkdir(parents=True, exist_ok=True)
@@ -129,13 +137,29 @@ def _wait_runners(client: httpx.Client, count: int, timeout_s: float = 60) -> No
 
 
 def measure_platform(workdir: Path, latency_n: int, backlog: int) -> dict[str, Any]:
+    """One API process, its queue in memory."""
+    with platform_server(workdir) as url:
+        return _measure(url, url, latency_n, backlog)
+
+
+def measure_shared(workdir: Path, latency_n: int, backlog: int) -> dict[str, Any]:
+    """Two API processes on one SQLite file sharing the queue: the work is submitted to
+    the first, the runners claim from the second."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "shared.toml"
+    config.write_text('[dispatch]\nqueue = "shared"\n')
     with (
-        platform_server(workdir) as url,
-        httpx.Client(base_url=url, headers={"X-API-Key": ADMIN_KEY}, timeout=120) as client,
+        platform_server(workdir, config=config) as submit_url,
+        platform_server(workdir, config=config) as runner_url,
     ):
+        return _measure(submit_url, runner_url, latency_n, backlog)
+
+
+def _measure(url: str, runner_url: str, latency_n: int, backlog: int) -> dict[str, Any]:
+    with httpx.Client(base_url=url, headers={"X-API-Key": ADMIN_KEY}, timeout=120) as client:
         session_id = client.post("/sessions", json={}).json()["id"]
         execute = f"/sessions/{session_id}/execute"
-        with runners_for(url, "remote", 1, 16):
+        with runners_for(runner_url, "remote", 1, 16):
             _wait_runners(client, 1)
             latencies: list[float] = []
             for n in range(latency_n):
@@ -146,7 +170,7 @@ def measure_platform(workdir: Path, latency_n: int, backlog: int) -> dict[str, A
                 latencies.append(started.total_seconds())
                 time.sleep(0.01)
         ids = asyncio.run(_submit_backlog(url, session_id, backlog))
-        with runners_for(url, "remote", 2, 64):
+        with runners_for(runner_url, "remote", 2, 64):
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline:
                 counts = client.get(f"/sessions/{session_id}/status").json()["counts"]
@@ -231,9 +255,11 @@ def measure_prefect(workdir: Path, deployment_runs: int, task_runs: int) -> dict
         server.stop()
 
 
-def rows(platform: dict[str, Any], prefect: dict[str, Any]) -> list[str]:
+def rows(
+    platform: dict[str, Any], prefect: dict[str, Any], shared: dict[str, Any] | None = None
+) -> list[str]:
     ms = 1000.0
-    return [
+    lines = [
         "| dispatch path | p50 ms | p99 ms | executions/s | vs Prefect |",
         "| --- | ---: | ---: | ---: | ---: |",
         f"| Prefect `run_deployment` → RUNNING (process worker, 1 s polling; "
@@ -248,6 +274,17 @@ def rows(platform: dict[str, Any], prefect: dict[str, Any]) -> list[str]:
         f"{platform['throughput']:,.0f} | "
         f"{platform['throughput'] / prefect['task_runs_per_s']:.2f}x |",
     ]
+    if shared is not None:
+        lines += [
+            f"| shared queue, 2 API processes: accepted by one → running on a runner of the "
+            f"other (n={shared['latency_n']}) | {shared['latency_p50_s'] * ms:.1f} | "
+            f"{shared['latency_p99_s'] * ms:.1f} | | "
+            f"{prefect['deployment_p50_s'] / shared['latency_p50_s']:,.0f}x faster at p50 |",
+            f"| shared queue, 2 API processes: backlog of {shared['backlog']:,} submitted to one, "
+            f"2 runners on the other | | | {shared['throughput']:,.0f} | "
+            f"{shared['throughput'] / prefect['task_runs_per_s']:.2f}x |",
+        ]
+    return lines
 
 
 def main() -> None:
@@ -259,8 +296,9 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="limit-bench-dispatch-"))
     platform = measure_platform(workdir / "platform", args.latency_n, args.backlog)
+    shared = measure_shared(workdir / "shared", args.latency_n, args.backlog)
     prefect = measure_prefect(workdir, args.deployment_runs, args.task_runs)
-    for line in rows(platform, prefect):
+    for line in rows(platform, prefect, shared):
         print(line)
     print(
         f"\nbacklog drained: {platform['succeeded']:,} succeeded in {platform['window_s']:.1f} s; "

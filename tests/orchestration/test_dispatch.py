@@ -16,9 +16,18 @@ from typing import Any
 import pytest
 
 from limit_graph.flows.runner import report_slices
+from tests.fixtures import dispatch as dispatch_fixture
 from tests.fixtures.api import assert_problem
-from tests.fixtures.dispatch import Stack, running, stack
+from tests.fixtures.dispatch import QUEUES, Stack, running, stack
 from tests.fixtures.waiting import eventually
+
+
+@pytest.fixture(autouse=True, params=QUEUES)
+def _queue(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test here runs on the queue in the API process's memory and on the one in
+    the database that several API processes share."""
+    monkeypatch.setattr(dispatch_fixture, "queue", request.param)
+
 
 TWO_REMOTES = {
     "backends": {
@@ -260,6 +269,7 @@ async def test_the_runner_protocol_records_a_result_once_per_attempt(tmp_path: P
 async def test_runner_routes_refuse_other_callers_and_bad_bodies(tmp_path: Path) -> None:
     async with stack(tmp_path) as s:
         body = {"runner_id": "r1", "pool": "remote", "wait_s": 0}
+        assert s.plain is not None
         plain = await s.client.post("/runners/claim", json=body, headers=s.plain.headers)
         assert assert_problem(plain, 403)["policy_ids"] == ["default-deny"]
         bad_pool = await s.client.post("/runners/claim", json={**body, "pool": "gpu"})

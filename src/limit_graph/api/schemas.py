@@ -167,6 +167,10 @@ class AgentList(BaseModel):
 class HealthOut(BaseModel):
     status: str
     checks: dict[str, Any]
+    process: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The API process that answered (``pid``): one of ``[server] workers``.",
+    )
 
 
 class Problem(BaseModel):

@@ -80,7 +80,10 @@ def up(
         ),
     ] = True,
 ) -> None:
-    """Start Prefect, its workers and the platform; serve the REST API until Ctrl-C."""
+    """Start Prefect, its workers and the platform; serve the REST API until Ctrl-C.
+
+    The API runs in this process, or in `server.workers` processes on the one port.
+    """
     from limit_graph.cli.serve import serve
 
     serve(config, bind, ssl_certfile, ssl_keyfile, prefect=prefect)

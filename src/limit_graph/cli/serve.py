@@ -2,14 +2,16 @@
 
 In order: settings and keys; a Prefect server (unless ``[prefect] api_url`` names one
 or ``start_server`` is off); block types, blocks, work pools and deployments registered
-with it; one process worker per pool; then the REST API in this process.  Children are
+with it; one process worker per pool; then the REST API: in this process, or with
+``[server] workers = N`` in N API processes on one port
+(:class:`~limit_graph.cli.api_workers.ApiProcesses`).  The Prefect children are
 supervised by :class:`~limit_graph.cli.stack.Stack`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import gc
 import os
 import sys
 import warnings
@@ -18,25 +20,26 @@ from typing import Any
 from urllib.parse import urljoin
 
 import httpx
-import uvicorn
 
 from limit_graph.api import create_app
 from limit_graph.api.serving import PlatformServer
+from limit_graph.cli.api_workers import (
+    ApiProcesses,
+    check_shared_storage,
+    configure_process_logging,
+    uvicorn_config,
+)
 from limit_graph.cli.client import CliError
 from limit_graph.cli.record import remove_record, write_record
 from limit_graph.cli.stack import Shutdown, Stack
 from limit_graph.cli.target import connect_url
 from limit_graph.core.agents import AgentRegistry
 from limit_graph.core.errors import ConfigError
-from limit_graph.core.logs import configure_logging
 from limit_graph.core.settings import ConfigWarning, Settings, load_settings
 from limit_graph.deployments.server import prefect_env
 from limit_graph.governance.auth import AdminKey, ensure_admin_key, ensure_runner_key
 
 __all__ = ["describe_storage", "platform_url", "prefect_ui_url", "prefect_ui_warning", "serve"]
-
-PREFECT_CONSOLE_LOGGERS = ("uvicorn", "fastapi")
-GRACEFUL_SHUTDOWN_S = 3
 
 
 def describe_storage(settings: Settings) -> str:
@@ -138,6 +141,7 @@ def serve(
         for notice in notices:  # once: the settings are loaded again below, unchanged
             print(f"warning: {notice.message}", file=sys.stderr, flush=True)
         warnings.simplefilter("ignore", ConfigWarning)
+        check_shared_storage(settings)
         admin = ensure_admin_key(settings)
         runner = ensure_runner_key(settings)
     except ConfigError as exc:
@@ -149,13 +153,7 @@ def serve(
     if api_url is not None:
         # Before Prefect is imported, so this process's Prefect client uses it too.
         os.environ.update(prefect_env(settings.home.resolve() / "prefect", api_url))
-    import prefect.main as _prefect_main  # noqa: F401 - it configures logging; ours after
-
-    configure_logging(settings.log_level, json_format=settings.telemetry.json_logs)
-    for name in PREFECT_CONSOLE_LOGGERS:  # Prefect gives these a console handler of its own
-        logger = logging.getLogger(name)
-        logger.handlers.clear()
-        logger.propagate = True
+    configure_process_logging(settings)
     print(f"LIMIT-Graph {settings.mode} mode, {describe_storage(settings)}", flush=True)
     try:  # a broken agent file stops here, said in a line, before anything has started
         AgentRegistry.discover(settings.agents.paths)
@@ -171,26 +169,10 @@ def serve(
                 settings = _load(config, bind, ssl_certfile, ssl_keyfile, prefect__api_url=api_url)
                 runner_key = runner.key if runner is not None else admin.key
                 settings = _with_prefect(stack, settings, api_url, runner_key, start_server)
-            _print_banner(settings, admin)
-            # Clients on this machine find this server from any folder (cli/record.py).
-            write_record(platform_url(settings), settings.home, settings.server.ssl_certfile)
-            server = PlatformServer(
-                uvicorn.Config(
-                    create_app(settings),
-                    host=settings.server.host,
-                    port=settings.server.port,
-                    log_config=None,
-                    log_level=settings.log_level.lower(),
-                    access_log=False,
-                    ssl_certfile=settings.server.ssl_certfile,
-                    ssl_keyfile=settings.server.ssl_keyfile,
-                    timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-                ),
-                freeze=True,  # this process serves and does nothing else
-            )
-            server.run()
-            if not server.started:
-                raise CliError("the REST API did not start (the reason is logged above)")
+            if settings.server.workers > 1:
+                _serve_from_processes(settings, admin)
+            else:
+                _serve_here(settings, admin)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
     except Shutdown:
@@ -222,6 +204,32 @@ def _with_prefect(
     if not started and (warning := prefect_ui_warning(api_url)) is not None:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     return settings
+
+
+def _serve_here(settings: Settings, admin: AdminKey) -> None:
+    """The REST API in this process, until a signal (``[server] workers = 1``)."""
+    _print_banner(settings, admin)
+    # Clients on this machine find this server from any folder (cli/record.py).
+    write_record(platform_url(settings), settings.home, settings.server.ssl_certfile)
+    # freeze: this process serves and does nothing else
+    server = PlatformServer(uvicorn_config(create_app(settings), settings), freeze=True)
+    server.run()
+    if not server.started:
+        raise CliError("the REST API did not start (the reason is logged above)")
+
+
+def _serve_from_processes(settings: Settings, admin: AdminKey) -> None:
+    """The REST API from ``[server] workers`` processes on one port, until a signal."""
+    # From here this process only supervises: what its start made (Prefect's modules
+    # among it) is kept out of every collection, its exit's too (seconds otherwise).
+    gc.freeze()
+    with ApiProcesses(settings) as processes:
+        processes.start()
+        _print_banner(settings, admin)
+        pids = ", ".join(str(pid) for pid in processes.pids)
+        print(f"REST API processes: {len(processes.pids)} (pids {pids})", flush=True)
+        write_record(platform_url(settings), settings.home, settings.server.ssl_certfile)
+        processes.supervise()
 
 
 def _print_banner(settings: Settings, admin: AdminKey) -> None:

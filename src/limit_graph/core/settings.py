@@ -99,7 +99,13 @@ class _Section(BaseModel):
 
 class ServerSettings(_Section):
     bind_address: str = Field(default="127.0.0.1:8080", pattern=r"^[^\s:]+:\d{1,5}$")
-    workers: int = Field(default=1, ge=1, le=64)
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="API processes `limit up` serves the REST API from, on the one "
+        "bind_address; more than one needs storage type = database (SQLite or Postgres).",
+    )
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     max_streams_per_principal: int = Field(
         default=16,
@@ -179,6 +185,14 @@ class PrefectSettings(_Section):
         gt=0,
         description="Task runs the mirror creates per second before it groups executions.",
     )
+    leader_lease_s: float = Field(
+        default=5.0,
+        ge=0.1,
+        le=300,
+        description="The mirror's and the runner supervisor's leases: one API process of a "
+        "store runs each, renewing every third of this; another takes over this long after "
+        "it stops.",
+    )
 
 
 class DispatchSettings(_Section):
@@ -194,6 +208,15 @@ class DispatchSettings(_Section):
         ge=0,
         le=60,
         description="The longest a runner's claim waits for work, whatever wait_s it asks.",
+    )
+    queue: Literal["auto", "process", "shared"] = Field(
+        default="auto",
+        description=(
+            "Where the queue of work for runners lives: 'shared' in the database, so that "
+            "every API process on it serves any runner; 'process' in this API process's "
+            "memory (the records stay durable; faster, for one process alone); 'auto' "
+            "is shared on Postgres or with [server] workers above 1, else process."
+        ),
     )
 
 
@@ -261,6 +284,14 @@ class Settings(_Section):
         """The async SQLAlchemy URL of the platform database."""
         url = self.storage.url or f"sqlite:///{self.home / 'limit.db'}"
         return normalize_database_url(url)
+
+    @property
+    def shared_queue(self) -> bool:
+        """Whether the dispatch queue is in the database (``[dispatch] queue``)."""
+        queue = self.dispatch.queue
+        if queue != "auto":
+            return queue == "shared"
+        return self.server.workers > 1 or not self.database_url.startswith("sqlite")
 
     @property
     def file_storage_path(self) -> Path:

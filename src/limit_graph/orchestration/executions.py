@@ -152,6 +152,7 @@ class ExecutionService:
         )
         if key is not None and queued.state is ExecutionState.QUEUED:
             self._cache_on_success[queued.id] = key
+            self.dispatcher.follow(queued.id)
         return await self._await_final(queued, command.wait_s)
 
     async def execute_fan_out(
@@ -288,10 +289,14 @@ class ExecutionService:
             replay_of=command.replay_of,
         )
         stored = await self.recorder.write(
-            queued, "execution.queued", require_active_session=True, reservation=reservation
+            queued,
+            "execution.queued",
+            require_active_session=True,
+            reservation=reservation,
+            queue=self.dispatcher.work(queued, pinned=pinned, family=family),
         )
         if stored.id == queued.id:
-            self.dispatcher.submit(stored, pinned=pinned, family=family)
+            self.dispatcher.queued(stored)
         return stored
 
     async def wait_final(self, execution: Execution) -> Execution:
@@ -314,9 +319,11 @@ class ExecutionService:
         final = await self.dispatcher.wait_final(execution.id, wait_s)
         return final or await self.storage.get_execution(execution.id) or execution
 
-    async def dispatched_final(self, execution: Execution) -> None:
-        """The dispatcher's word that work it held ended: count it, cache its result."""
-        self.recorder.finished(execution, was_running=False)
+    async def dispatched_final(self, execution: Execution, here: bool = True) -> None:
+        """The dispatcher's word that dispatched work ended: count it where its end was
+        recorded (``here``), cache its result where it was asked for."""
+        if here:
+            self.recorder.finished(execution, was_running=False)
         key = self._cache_on_success.pop(execution.id, None)
         if key is not None and execution.state is ExecutionState.SUCCEEDED:
             await self.cache.store(key, execution)

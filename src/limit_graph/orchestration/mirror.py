@@ -179,13 +179,22 @@ class PrefectMirror:
 
     # --- lifecycle ----------------------------------------------------------------------
 
+    @property
+    def running(self) -> bool:
+        """Whether the loop runs (in this process: it holds the mirror's lease)."""
+        return self._task is not None
+
     async def start(self) -> None:
+        """Run the loop, from the cursor in the store: another process that held the
+        mirror's lease meanwhile may have moved it."""
         if self._task is None:
             self._stopping.clear()
+            self._cursor = self._chunk = None
             self._task = asyncio.create_task(self._loop(), name="limit-prefect-mirror")
 
-    async def close(self) -> None:
-        """Stop the loop, mirror what Prefect will take within a few seconds, let go."""
+    async def stop(self) -> None:
+        """Stop the loop, with no last read (another process mirrors now); the lookups
+        still answer, from the store."""
         self._stopping.set()
         task, self._task = self._task, None
         if task is not None:
@@ -194,7 +203,12 @@ class PrefectMirror:
             except TimeoutError:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        if self._failing_since is None:
+
+    async def close(self, *, flush: bool = True) -> None:
+        """Stop the loop, mirror what Prefect will take within a few seconds (unless not
+        ``flush``: another process mirrors), let go."""
+        await self.stop()
+        if flush and self._failing_since is None:
             try:
                 await asyncio.wait_for(self.run_once(), CLOSE_TIMEOUT_S)
             except Exception:

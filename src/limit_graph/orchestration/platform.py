@@ -43,6 +43,7 @@ from limit_graph.orchestration.grants import GrantService
 from limit_graph.orchestration.health import Probe, prefect_ping
 from limit_graph.orchestration.identity import IdentityService
 from limit_graph.orchestration.inline import InlineRunner
+from limit_graph.orchestration.leadership import Leadership, process_holder
 from limit_graph.orchestration.lineage import LineageFollower
 from limit_graph.orchestration.lineage_reads import LineageReads
 from limit_graph.orchestration.mirror import PrefectMirror
@@ -124,6 +125,9 @@ class Platform:
     oidc: OidcVerifier | None = field(default=None)
     supervisor: RunnerSupervisor | None = field(default=None)
     mirror: PrefectMirror | None = field(default=None)
+    """Runs where its lease is held; answers flow-run lookups (from the store) everywhere."""
+    leaderships: dict[str, Leadership] = field(default_factory=dict)
+    """The leases of the services one process of a store runs: the supervisor, the mirror."""
     rates: RateGuard = field(default_factory=RateGuard.unlimited)
     """Rate limits, checked once per request by the API (``api/deps.py``)."""
 
@@ -167,8 +171,8 @@ class Platform:
         results = ResultCache(store)
         finals: list[ExecutionService] = []
 
-        async def on_final(execution: Execution) -> None:
-            await finals[0].dispatched_final(execution)
+        async def on_final(execution: Execution, here: bool) -> None:
+            await finals[0].dispatched_final(execution, here)
 
         dispatcher = Dispatcher(
             store,
@@ -279,20 +283,38 @@ class Platform:
         platform.checkpoints.start()
         platform.lineage_follower.start()
         if settings.prefect.api_url:
-            platform.supervisor = RunnerSupervisor(
+            holder, ttl_s = process_holder(), settings.prefect.leader_lease_s
+            supervisor = platform.supervisor = RunnerSupervisor(
                 dispatcher,
                 prefect_runner_starter(settings.prefect.api_url),
                 idle_exit_s=settings.dispatch.idle_exit_s,
             )
-            platform.supervisor.start()
+            platform.leaderships["supervisor"] = Leadership(
+                store.leases,
+                "supervisor",
+                holder,
+                on_gained=supervisor.start,
+                on_lost=supervisor.close,
+                ttl_s=ttl_s,
+            )
             if settings.prefect.mirror:
-                platform.mirror = PrefectMirror(
+                mirror = platform.mirror = PrefectMirror(
                     store,
                     settings.prefect.api_url,
                     telemetry=telemetry,
                     task_runs_per_s=settings.prefect.mirror_task_runs_per_s,
                 )
-                await platform.mirror.start()
+                platform.leaderships["mirror"] = Leadership(
+                    store.leases,
+                    "mirror",
+                    holder,
+                    on_gained=mirror.start,
+                    on_lost=mirror.stop,
+                    on_resign=mirror.close,
+                    ttl_s=ttl_s,
+                )
+            for leadership in platform.leaderships.values():
+                await leadership.start()
         return platform
 
     async def with_flow_run(self, session: Session, *, lookup: bool = True) -> Session:
@@ -336,12 +358,14 @@ class Platform:
         self.events.drain()
 
     async def close(self) -> None:
-        if self.supervisor is not None:
-            await self.supervisor.close()
+        if (supervising := self.leaderships.get("supervisor")) is not None:
+            await supervising.close()
         await self.workflows.close()
         await self.executions.close()
+        if (mirroring := self.leaderships.get("mirror")) is not None:
+            await mirroring.close()  # where it runs, it mirrors what is left, under its lease
         if self.mirror is not None:
-            await self.mirror.close()
+            await self.mirror.close(flush=False)
         await self.data_keys.close()
         await self.reservations.close()
         await self.checkpoints.close()

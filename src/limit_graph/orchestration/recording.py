@@ -28,6 +28,7 @@ from limit_graph.governance.quotas import QUOTA_CHECK, QuotaService
 from limit_graph.orchestration.events import SessionEvents
 from limit_graph.orchestration.telemetry import Telemetry
 from limit_graph.storage.base import Storage
+from limit_graph.storage.dispatch import QueueChange
 from limit_graph.storage.ledger import EntryDraft
 from limit_graph.storage.quotas import ClaimRefused, QuotaClaim, QuotaWrite
 
@@ -110,11 +111,14 @@ class ExecutionRecorder:
         require_active_session: bool = False,
         started: Execution | None = None,
         reservation: Reservation | None = None,
+        queue: QueueChange | None = None,
+        relaxed: bool = False,
     ) -> Execution:
         """Write ``execution`` durably with its ledger entry, and what that does to its
         quotas in the same transaction: the claims of a ``reservation`` not yet taken are
         taken (:class:`ClaimRefused` when one does not fit, with nothing written), and a
-        final record settles what the execution holds with what it used."""
+        final record settles what the execution holds with what it used; ``queue``: the
+        change to its row of the dispatch queue, in the same transaction."""
         claims = reservation.claims if reservation is not None and not reservation.taken else []
         used = None
         if execution.state.is_final and (claims or holds_reservation(execution.checks)):
@@ -126,6 +130,8 @@ class ExecutionRecorder:
             require_active_session=require_active_session,
             started=started,
             quota=QuotaWrite(claims, used) if claims or used is not None else None,
+            queue=queue,
+            relaxed=relaxed,
         )
         if claims and reservation is not None and stored.id == execution.id:
             reservation.taken = True

@@ -139,8 +139,13 @@ class InstanceHealth:
         """List ``name`` in :meth:`snapshot` before anything is heard from it."""
         self._record(name)
 
-    def heartbeat(self, name: str) -> None:
-        self._record(name).heartbeat_at = self._clock()
+    def heartbeat(self, name: str, at: float | None = None) -> None:
+        """A runner of ``name`` was heard from now, or at ``at`` (on this clock), as
+        another process heard it."""
+        record = self._record(name)
+        moment = self._clock() if at is None else at
+        if record.heartbeat_at is None or moment > record.heartbeat_at:
+            record.heartbeat_at = moment
 
     def record_success(self, name: str) -> None:
         record = self._record(name)

@@ -29,8 +29,10 @@ from limit_graph.core.models import (
     SessionState,
     WorkflowRun,
 )
+from limit_graph.storage.dispatch import DispatchQueue, QueueChange
 from limit_graph.storage.identity import IdentityStore
 from limit_graph.storage.keyring import KeyRing
+from limit_graph.storage.leases import LeaseStore
 from limit_graph.storage.ledger import EntryDraft
 from limit_graph.storage.ledger_store import LedgerStore
 from limit_graph.storage.lineage import LineageStore
@@ -239,6 +241,15 @@ class Storage(Protocol):
     def keyring(self) -> KeyRing:
         """The data keys sealing this store's sensitive records (wrapped by the KEK)."""
 
+    @property
+    def dispatch(self) -> DispatchQueue:
+        """The executions waiting for runners and their leases, for every process
+        sharing this store."""
+
+    @property
+    def leases(self) -> LeaseStore:
+        """Named leases: which of the processes sharing this store runs a service."""
+
     async def start(self) -> None:
         """Open connections, create or migrate the schema, recover interrupted writes."""
 
@@ -256,6 +267,11 @@ class Storage(Protocol):
     ) -> Page[Session]: ...
 
     async def get_execution(self, execution_id: uuid.UUID) -> Execution | None: ...
+
+    async def get_executions(
+        self, execution_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, Execution]:
+        """The executions found among ``execution_ids``, in one read."""
 
     async def find_execution_by_key(
         self, session_id: uuid.UUID, idempotency_key: str
@@ -297,6 +313,8 @@ class Storage(Protocol):
         require_active_session: bool = False,
         started: Execution | None = None,
         quota: QuotaWrite | None = None,
+        queue: QueueChange | None = None,
+        relaxed: bool = False,
     ) -> Execution:
         """Save one execution and its entry in a transaction of its own (which the
         backend may share with concurrent writes: group commit).
@@ -310,6 +328,11 @@ class Storage(Protocol):
         ``quota`` is what the write does to the execution's quotas, in the same
         transaction (:class:`~limit_graph.storage.quotas.QuotaWrite`): claims that do not
         fit raise :class:`~limit_graph.storage.quotas.ClaimRefused`, with nothing written.
+        ``queue`` is what the write does to the execution's row of :attr:`dispatch`, in
+        the same transaction (none when the write is refused or finds an earlier one).
+        ``relaxed``: the commit need not wait for the disk (a record that, lost with the
+        machine, is written again: ``running``); it is atomic and visible at once, and
+        the next durable commit carries it to disk.
         """
 
     async def write_entry(self, draft: EntryDraft) -> ProvenanceEntry:

@@ -33,4 +33,9 @@ def open_storage(settings: Settings) -> Storage:
         return FileStorage(settings.file_storage_path, keks=keks, key_refresh_s=refresh_s)
     from limit_graph.storage.database import DatabaseStorage
 
-    return DatabaseStorage(settings.database_url, keks=keks, key_refresh_s=refresh_s)
+    return DatabaseStorage(
+        settings.database_url,
+        keks=keks,
+        key_refresh_s=refresh_s,
+        shared_queue=settings.shared_queue,
+    )

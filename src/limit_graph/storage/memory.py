@@ -27,10 +27,13 @@ from limit_graph.core.models import (
 )
 from limit_graph.core.sealing import KeyEncryptionKeys
 from limit_graph.storage.base import SessionFilter, write_execution_in, write_workflow_run_in
+from limit_graph.storage.dispatch import QueueChange
 from limit_graph.storage.keyring import KeyRing
 from limit_graph.storage.ledger import EntryDraft
+from limit_graph.storage.memory_dispatch import MemoryDispatchQueue
 from limit_graph.storage.memory_identity import IdentityState, MemoryIdentityStore
 from limit_graph.storage.memory_keyring import MemoryKeyRingBackend
+from limit_graph.storage.memory_leases import MemoryLeaseStore
 from limit_graph.storage.memory_ledger import MemoryLedger
 from limit_graph.storage.memory_lineage import MemoryLineageStore
 from limit_graph.storage.memory_quotas import MemoryQuotaStore, QuotaState
@@ -70,6 +73,8 @@ class MemoryStorage:
         self._quota_state = QuotaState()
         self._quotas = MemoryQuotaStore(self._quota_state, self.transaction)
         self._lineage = MemoryLineageStore()
+        self._dispatch = MemoryDispatchQueue(self._executions.get)
+        self._leases = MemoryLeaseStore()
         self._keyring = KeyRing(
             MemoryKeyRingBackend(self.transaction, self._identity), keks, refresh_s=key_refresh_s
         )
@@ -90,8 +95,17 @@ class MemoryStorage:
         return self._quotas
 
     @property
+    def dispatch(self) -> MemoryDispatchQueue:
+        return self._dispatch
+
+    @property
     def lineage(self) -> MemoryLineageStore:
         return self._lineage
+
+    @property
+    def leases(self) -> MemoryLeaseStore:
+        """In memory, for the file backend too: one process owns a file store."""
+        return self._leases
 
     @property
     def keyring(self) -> KeyRing:
@@ -160,6 +174,11 @@ class MemoryStorage:
     async def get_execution(self, execution_id: uuid.UUID) -> Execution | None:
         return self._executions.get(execution_id)
 
+    async def get_executions(
+        self, execution_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, Execution]:
+        return {i: e for i in execution_ids if (e := self._executions.get(i)) is not None}
+
     async def find_execution_by_key(
         self, session_id: uuid.UUID, idempotency_key: str
     ) -> Execution | None:
@@ -221,6 +240,8 @@ class MemoryStorage:
         require_active_session: bool = False,
         started: Execution | None = None,
         quota: QuotaWrite | None = None,
+        queue: QueueChange | None = None,
+        relaxed: bool = False,  # noqa: ARG002 - nothing here waits for a disk
     ) -> Execution:
         prepared = quota.prepared() if quota is not None else None
         async with self.transaction() as tx:
@@ -235,6 +256,8 @@ class MemoryStorage:
             )
         if isinstance(written, Exception):
             raise written
+        if queue is not None and written.id == execution.id:
+            self._dispatch.apply(queue)
         return written
 
     async def write_entry(self, draft: EntryDraft) -> ProvenanceEntry:

@@ -1,11 +1,13 @@
 """Liveness and readiness: ``GET /health`` needs no credentials.
 
 A rate limiter whose Redis is out of reach makes the platform degraded (still 200): it
-answers every request, as ``[governance] fail_open`` says.
+answers every request, as ``[governance] fail_open`` says.  ``process`` names the API
+process that answered (``limit up`` may run several: ``[server] workers``).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fastapi import APIRouter
@@ -61,7 +63,15 @@ async def health(platform: CurrentPlatform) -> Any:
         )
     checks["backends"] = backends_check(platform)
     checks["rate_limiter"] = await platform.rates.status()
+    if platform.leaderships:  # which process runs the mirror and the supervisor
+        checks["leases"] = {
+            name: {"holder": lead.current_holder, "this_process": lead.is_leader}
+            for name, lead in platform.leaderships.items()
+        }
+    process = {"pid": os.getpid()}
     if database is not None:
-        return JSONResponse({"status": "degraded", "checks": checks}, status_code=503)
+        return JSONResponse(
+            {"status": "degraded", "checks": checks, "process": process}, status_code=503
+        )
     degraded = checks["prefect"]["status"] == "error" or checks["rate_limiter"] != "ok"
-    return {"status": "degraded" if degraded else "ok", "checks": checks}
+    return {"status": "degraded" if degraded else "ok", "checks": checks, "process": process}

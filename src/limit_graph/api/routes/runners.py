@@ -84,7 +84,7 @@ async def heartbeat(
     """Renew the leases held; the answer names executions to cancel."""
     await platform.authorizer.on_pool(principal, body.pool)
     dispatcher = platform.dispatcher
-    cancel = dispatcher.heartbeat(body.runner_id, body.pool, body.instance, body.executions)
+    cancel = await dispatcher.heartbeat(body.runner_id, body.pool, body.instance, body.executions)
     return HeartbeatOut(cancel=cancel, lease_s=dispatcher.settings.lease_s)
 
 
@@ -93,7 +93,7 @@ async def report(
     body: ReportRequest, platform: CurrentPlatform, principal: CanClaimWork
 ) -> ReportOut:
     """Record results, once each per execution and attempt (of pools the caller holds)."""
-    leased = platform.dispatcher.lease_pools(i.execution_id for i in body.results)
+    leased = await platform.dispatcher.lease_pools(i.execution_id for i in body.results)
     await platform.authorizer.on_any_pool(principal, [kind.value for kind in BackendKind])
     for pool in sorted(leased):
         await platform.authorizer.on_pool(principal, pool)

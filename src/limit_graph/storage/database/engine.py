@@ -19,6 +19,7 @@ __all__ = [
     "MIGRATIONS",
     "MIGRATION_LOCK_ID",
     "READ_ONLY",
+    "RELAXED",
     "configure_sqlite",
     "run_migrations",
     "sync_driver",
@@ -28,6 +29,10 @@ MIGRATIONS = Path(__file__).parent.parent / "migrations"
 MIGRATION_LOCK_ID = 0x4C494D4954  # "LIMIT"
 READ_ONLY = "limit_read_only"
 """Execution option of a connection that only reads."""
+RELAXED = "limit_relaxed"
+"""Execution option of a connection whose commits need not wait for the disk (SQLite's
+``synchronous=NORMAL`` in WAL mode: atomic and visible at once, carried to disk by the
+next durable commit, lost only with the machine)."""
 
 
 def run_migrations(connection: Connection, revision: str = "head") -> None:
@@ -44,7 +49,8 @@ def sync_driver(url: URL) -> str:
 
 
 def configure_sqlite(engine: Engine) -> None:
-    """WAL, a busy timeout, foreign keys; writers begin IMMEDIATE, readers deferred."""
+    """WAL, a busy timeout, foreign keys; writers begin IMMEDIATE (durable, unless
+    :data:`RELAXED`), readers deferred."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -61,5 +67,13 @@ def configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        read_only = conn.get_execution_options().get(READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        options = conn.get_execution_options()
+        if options.get(READ_ONLY, False):
+            conn.exec_driver_sql("BEGIN")
+            return
+        level = "NORMAL" if options.get(RELAXED, False) else "FULL"
+        info = conn.connection.info
+        if info.get("synchronous", "FULL") != level:  # only outside a transaction
+            conn.exec_driver_sql(f"PRAGMA synchronous={level}")
+            info["synchronous"] = level
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -23,7 +23,13 @@ with the rest.  A batch of nothing but reservations commits without waiting for 
 it is as visible to every other process as any commit, and the next durable commit --
 its execution's record, at the latest -- carries it to disk, since both logs are written
 in order.  A crash before that loses the reservation with the only trace of its
-execution, as giving it back would have.
+execution, as giving it back would have.  So does a batch of nothing but relaxed
+records (an execution written ``running`` as a runner claims it: lost with the
+machine, the execution is still ``queued`` and runs again), and reservations.
+
+An execution's row of the dispatch queue changes in its record's transaction too
+(:class:`~limit_graph.storage.database.dispatch.QueueStatements`), with the signal that
+wakes the other processes.
 
 The batch runs on a synchronous engine in one dedicated writer thread: a whole
 transaction is one hop off the event loop, where the async driver would pay a loop
@@ -66,9 +72,11 @@ from limit_graph.storage.base import (
     session_draft,
     workflow_run_draft,
 )
+from limit_graph.storage.database.dispatch_statements import QueueStatements
 from limit_graph.storage.database.ledger_append import LedgerAppend
 from limit_graph.storage.database.quota_statements import QuotaStatements
 from limit_graph.storage.database.statements import Lookup, Prepared, pipelined
+from limit_graph.storage.dispatch import QueueChange
 from limit_graph.storage.ledger import BuiltEntry, EntryDraft, LedgerHead, NodeRow, build_entry
 from limit_graph.storage.quotas import ClaimRefused, PreparedQuotaWrite
 from limit_graph.storage.sealed import SealedRecord
@@ -118,6 +126,13 @@ class ExecutionWrite:
     quota: PreparedQuotaWrite | None = None
     """What the write does to the execution's quotas
     (:class:`~limit_graph.storage.quotas.QuotaWrite`)."""
+    queue: QueueChange | None = None
+    """What the write does to the execution's row of the dispatch queue."""
+    relaxed: bool = False
+    """Its commit need not wait for the disk (``Storage.write_execution``)."""
+    op: Callable[[Connection], Any] | None = None
+    """With no record: statements of the dispatch queue run in the batch's transaction
+    (their answer is ``op``'s); committed without waiting for the disk."""
     quota_only: uuid.UUID | None = None
     """With no record: the execution whose quotas ``quota`` reserves (its claims; the
     answer is the refusal or ``None``) or settles (the reservations it settled)."""
@@ -186,6 +201,7 @@ class _Batch:
     updates: list[dict[str, Any]] = field(default_factory=list)
     run_inserts: list[dict[str, Any]] = field(default_factory=list)
     run_updates: list[dict[str, Any]] = field(default_factory=list)
+    queue_changes: list[QueueChange] = field(default_factory=list)
 
     def append(self, drafts: Callable[[], list[EntryDraft]]) -> ProvenanceEntry:
         """Chain one record's entries (``drafts()``) onto the batch; the last one's
@@ -290,12 +306,20 @@ class _Batch:
             self.updates.append(row)
         if quota is not None and quota.spent is not None and not settled:
             self.quotas.settle(conn, execution.id, quota.spent)
+        if write.queue is not None:
+            self.queue_changes.append(write.queue)
         return stored
 
 
 class GroupCommitter:
-    def __init__(self, engine: Engine, write_lock: asyncio.Lock | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        write_lock: asyncio.Lock | None = None,
+        queue: QueueStatements | None = None,
+    ) -> None:
         self._engine = engine
+        self._queue_statements = queue
         self._write_lock = write_lock
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="limit-writer")
         self._queue: asyncio.Queue[ExecutionWrite] = asyncio.Queue()
@@ -383,7 +407,7 @@ class GroupCommitter:
     def _commit_once(self, batch: list[ExecutionWrite]) -> list[Any]:
         """One transaction for the batch: its reads and claims, each answered as it
         runs, then its writes sent together (:func:`pipelined`), then the commit."""
-        durable = not all(w.is_reservation for w in batch)
+        durable = not all(w.is_reservation or w.relaxed or w.op is not None for w in batch)
         with self._engine.connect() as conn:
             if not durable and self._is_sqlite:  # only outside a transaction; FULL after
                 self._sqlite_synchronous(conn, "NORMAL")
@@ -394,6 +418,8 @@ class GroupCommitter:
                     work, results = self._gather(conn, batch)
                     with pipelined(conn):  # its end waits for them, and raises their error
                         self._store(conn, work)
+                    if work.queue_changes and self._queue_statements is not None:
+                        self._queue_statements.apply(conn, work.queue_changes)
             finally:
                 if not durable and self._is_sqlite:
                     self._sqlite_synchronous(conn, "FULL")
@@ -411,7 +437,8 @@ class GroupCommitter:
         quota claims, whose answers decide), and each write's answer."""
         sql = self._statements
         recorded = any(
-            w.quota_only is None and (self.record_entries or w.execution is None) for w in batch
+            w.quota_only is None and w.op is None and (self.record_entries or w.execution is None)
+            for w in batch
         )
         head = sql.ledger.head(conn) if recorded else LedgerHead()
         executions = list(dict.fromkeys(w.execution.id for w in batch if w.execution))
@@ -489,6 +516,8 @@ class GroupCommitter:
             return work.add_session(write.new_session, write)
         if write.quota_only is not None:
             return work.quota_only(conn, write)
+        if write.op is not None:
+            return write.op(conn)
         if write.execution is None and write.workflow_run is None:
             draft = write.draft
             assert draft is not None

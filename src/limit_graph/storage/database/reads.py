@@ -91,6 +91,20 @@ class DatabaseReads:
             )
         return await self._seals.open_execution(row) if row is not None else None
 
+    async def get_executions(
+        self, execution_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, Execution]:
+        if not execution_ids:
+            return {}
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(t.executions.c.id, t.executions.c.document).where(
+                    t.executions.c.id.in_(list(execution_ids))
+                )
+            )
+            found = rows.all()
+        return {row.id: await self._seals.open_execution(row.document) for row in found}
+
     async def find_execution_by_key(
         self, session_id: uuid.UUID, idempotency_key: str
     ) -> Execution | None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, insert, text, update
+from sqlalchemy import Connection, Engine, create_engine, delete, insert, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -28,8 +28,10 @@ from limit_graph.core.errors import ConfigError
 from limit_graph.core.models import Execution, ProvenanceEntry, Session, WorkflowRun
 from limit_graph.core.sealing import KeyEncryptionKeys
 from limit_graph.storage import schema as t
+from limit_graph.storage.database.dispatch import DatabaseDispatchQueue
 from limit_graph.storage.database.engine import (
     MIGRATION_LOCK_ID,
+    RELAXED,
     configure_sqlite,
     run_migrations,
     sync_driver,
@@ -37,14 +39,17 @@ from limit_graph.storage.database.engine import (
 from limit_graph.storage.database.group_commit import ExecutionWrite, GroupCommitter
 from limit_graph.storage.database.identity import DatabaseIdentityStore
 from limit_graph.storage.database.keyring import DatabaseKeyRingBackend
+from limit_graph.storage.database.leases import DatabaseLeaseStore
 from limit_graph.storage.database.ledger import DatabaseLedger
 from limit_graph.storage.database.lineage import DatabaseLineageStore
 from limit_graph.storage.database.quotas import DatabaseQuotaStore
 from limit_graph.storage.database.reads import DatabaseReads
 from limit_graph.storage.database.sealing import DatabaseSeals
 from limit_graph.storage.database.transaction import DatabaseTransaction
+from limit_graph.storage.dispatch import QueueChange
 from limit_graph.storage.keyring import KeyRing
 from limit_graph.storage.ledger import EntryDraft
+from limit_graph.storage.memory_dispatch import MemoryDispatchQueue
 from limit_graph.storage.quotas import QuotaWrite
 from limit_graph.storage.sealed import SealedRecord, with_salts
 
@@ -63,6 +68,7 @@ class DatabaseStorage(DatabaseReads):
         echo: bool = False,
         keks: KeyEncryptionKeys | None = None,
         key_refresh_s: float = 30.0,
+        shared_queue: bool = True,
     ) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
@@ -87,6 +93,21 @@ class DatabaseStorage(DatabaseReads):
         self._ledger = DatabaseLedger(self._read, self._write_conn, is_sqlite=self.is_sqlite)
         """Sensitive executions and archives are sealed in their rows."""
         self._lineage = DatabaseLineageStore(self._read, self._write_conn, is_sqlite=self.is_sqlite)
+        self._shared = DatabaseDispatchQueue(
+            self._read,
+            self._queue_conn,
+            self._queue_op,
+            self._seals.open_execution,
+            self.url,
+            is_sqlite=self.is_sqlite,
+        )
+        self._dispatch: DatabaseDispatchQueue | MemoryDispatchQueue = (
+            self._shared if shared_queue else MemoryDispatchQueue()
+        )
+        """The shared queue, or (``shared_queue=False``, one API process alone) the
+        queue in this process's memory: its rows change after their records commit,
+        and a restart queues the unfinished records again."""
+        self._leases = DatabaseLeaseStore(self._read, self._write_conn, is_sqlite=self.is_sqlite)
 
     @property
     def identity(self) -> DatabaseIdentityStore:
@@ -101,8 +122,16 @@ class DatabaseStorage(DatabaseReads):
         return self._quotas
 
     @property
+    def dispatch(self) -> DatabaseDispatchQueue | MemoryDispatchQueue:
+        return self._dispatch
+
+    @property
     def lineage(self) -> DatabaseLineageStore:
         return self._lineage
+
+    @property
+    def leases(self) -> DatabaseLeaseStore:
+        return self._leases
 
     @property
     def keyring(self) -> KeyRing:
@@ -130,7 +159,7 @@ class DatabaseStorage(DatabaseReads):
             if not self.is_sqlite:
                 await conn.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})"))
             await conn.run_sync(run_migrations)
-        self._committer = GroupCommitter(writer, self._write_lock)
+        self._committer = GroupCommitter(writer, self._write_lock, self._shared.statements)
         self._committer.start()
         await self._keyring.start()
 
@@ -151,6 +180,18 @@ class DatabaseStorage(DatabaseReads):
             yield conn
 
     @asynccontextmanager
+    async def _queue_conn(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction of the dispatch queue, committed without waiting for the
+        disk: a claim or a lease lost with the machine is taken again (the records
+        that matter, ``queued`` and final, are durable and written in order after it)."""
+        async with self._write_lock or contextlib.nullcontext(), self.engine.connect() as conn:
+            await conn.execution_options(**{RELAXED: True})
+            async with conn.begin():
+                if not self.is_sqlite:
+                    await conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
+                yield conn
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[DatabaseTransaction]:
         async with self._write_lock or contextlib.nullcontext(), self.engine.begin() as conn:
             yield DatabaseTransaction(conn, self._seals)
@@ -164,6 +205,8 @@ class DatabaseStorage(DatabaseReads):
         require_active_session: bool = False,
         started: Execution | None = None,
         quota: QuotaWrite | None = None,
+        queue: QueueChange | None = None,
+        relaxed: bool = False,
     ) -> Execution:
         prepared = quota.prepared() if quota is not None else None
         execution = with_salts(execution)
@@ -177,11 +220,21 @@ class DatabaseStorage(DatabaseReads):
                 started=started,
                 sealed=await self._seals.seal_execution(execution),
                 quota=prepared,
+                queue=queue if self._dispatch is self._shared else None,
+                relaxed=relaxed,
             )
         )
+        own = self._dispatch if isinstance(self._dispatch, MemoryDispatchQueue) else None
+        written = isinstance(stored, Execution) and stored.id == execution.id  # not an earlier one
+        if queue is not None and own is not None and written:
+            own.apply(queue, stored if isinstance(stored, Execution) else None)
         if isinstance(stored, SealedRecord):  # an earlier execution with the same key
             return await self._seals.open_execution(stored.document)
         return stored
+
+    async def _queue_op(self, op: Callable[[Connection], Any]) -> Any:
+        """Run ``op`` (statements of the dispatch queue) in the writer's next batch."""
+        return await self._submit(ExecutionWrite(None, op=op))
 
     async def _submit(self, write: ExecutionWrite) -> Any:
         """Hand one record to the group-commit writer; its answer once committed."""

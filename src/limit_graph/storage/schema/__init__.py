@@ -10,6 +10,8 @@ modules hold one area each:
 - ``records``: sessions, executions, workflow runs, archives, the store;
 - ``ledger``: the ledger's entries, tree nodes, head and checkpoints;
 - ``identity``, ``quotas``, ``keyring``, ``lineage``: the tables of those stores;
+- ``dispatch``: the queue of work for runners shared by the API processes, and signals;
+- ``leases``: which process runs the services that run once per platform;
 - ``rows``: records as the rows and parameters the writers send;
 - ``statements``: the ledger head's lock and move, the executemany updates.
 
@@ -18,6 +20,7 @@ modules hold one area each:
 """
 
 from limit_graph.storage.schema.columns import EPOCH, Document, from_micros, metadata, to_micros
+from limit_graph.storage.schema.dispatch import dispatch, dispatch_runners, signals
 from limit_graph.storage.schema.identity import (
     api_keys,
     grants,
@@ -28,6 +31,7 @@ from limit_graph.storage.schema.identity import (
     tenants,
 )
 from limit_graph.storage.schema.keyring import data_keys
+from limit_graph.storage.schema.leases import leases
 from limit_graph.storage.schema.ledger import (
     ENTRY_COLUMNS,
     checkpoints,
@@ -77,6 +81,8 @@ __all__ = [
     "archives",
     "checkpoints",
     "data_keys",
+    "dispatch",
+    "dispatch_runners",
     "execution_by_key",
     "execution_changes",
     "execution_row",
@@ -86,6 +92,7 @@ __all__ = [
     "head_values",
     "identity_epoch",
     "kv",
+    "leases",
     "ledger",
     "ledger_entry",
     "ledger_head",
@@ -104,6 +111,7 @@ __all__ = [
     "session_row",
     "session_tags",
     "sessions",
+    "signals",
     "signing_keys",
     "tag_rows",
     "tenants",
