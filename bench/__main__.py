@@ -227,7 +227,7 @@ def main() -> None:
         platform_rows = dispatch_bench.measure_platform(
             workdir / "dispatch", args.latency_n, args.backlog
         )
-        shared_rows = dispatch_bench.measure_shared(
+        shared_rows = dispatch_bench.measure_shared_all(
             workdir / "dispatch-shared", args.latency_n, args.backlog
         )
         prefect_rows = dispatch_bench.measure_prefect(

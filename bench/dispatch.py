@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -142,17 +142,47 @@ def measure_platform(workdir: Path, latency_n: int, backlog: int) -> dict[str, A
         return _measure(url, url, latency_n, backlog)
 
 
-def measure_shared(workdir: Path, latency_n: int, backlog: int) -> dict[str, Any]:
-    """Two API processes on one SQLite file sharing the queue: the work is submitted to
-    the first, the runners claim from the second."""
+def measure_shared(
+    workdir: Path, latency_n: int, backlog: int, database_url: str | None = None
+) -> dict[str, Any]:
+    """Two API processes on one store sharing the queue (a SQLite file, or the Postgres
+    database at ``database_url``): the work is submitted to the first, the runners
+    claim from the second."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "shared.toml"
-    config.write_text('[dispatch]\nqueue = "shared"\n')
+    storage = f'[storage]\nurl = "{database_url}"\n' if database_url else ""
+    config.write_text(f'[dispatch]\nqueue = "shared"\n{storage}')
     with (
         platform_server(workdir, config=config) as submit_url,
         platform_server(workdir, config=config) as runner_url,
     ):
-        return _measure(submit_url, runner_url, latency_n, backlog)
+        measured = _measure(submit_url, runner_url, latency_n, backlog)
+    measured["store"] = "Postgres" if database_url else "SQLite"
+    return measured
+
+
+@contextmanager
+def bench_database() -> Iterator[str | None]:
+    """A fresh Postgres database on this machine's server for the run, dropped after;
+    ``None`` when no server answers (``POSTGRES_URL``, else the local default)."""
+    import psycopg
+
+    base = os.environ.get("POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"limit_bench_{os.getpid()}"
+    try:
+        admin = psycopg.connect(base, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError:
+        yield None
+        return
+    with admin:
+        admin.execute(f"CREATE DATABASE {name}")
+        try:
+            yield (
+                base.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+                + f"/{name}"
+            )
+        finally:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _measure(url: str, runner_url: str, latency_n: int, backlog: int) -> dict[str, Any]:
@@ -256,7 +286,7 @@ def measure_prefect(workdir: Path, deployment_runs: int, task_runs: int) -> dict
 
 
 def rows(
-    platform: dict[str, Any], prefect: dict[str, Any], shared: dict[str, Any] | None = None
+    platform: dict[str, Any], prefect: dict[str, Any], shared: Sequence[dict[str, Any]] = ()
 ) -> list[str]:
     ms = 1000.0
     lines = [
@@ -274,17 +304,27 @@ def rows(
         f"{platform['throughput']:,.0f} | "
         f"{platform['throughput'] / prefect['task_runs_per_s']:.2f}x |",
     ]
-    if shared is not None:
+    for run in shared:
+        store = run["store"]
         lines += [
-            f"| shared queue, 2 API processes: accepted by one → running on a runner of the "
-            f"other (n={shared['latency_n']}) | {shared['latency_p50_s'] * ms:.1f} | "
-            f"{shared['latency_p99_s'] * ms:.1f} | | "
-            f"{prefect['deployment_p50_s'] / shared['latency_p50_s']:,.0f}x faster at p50 |",
-            f"| shared queue, 2 API processes: backlog of {shared['backlog']:,} submitted to one, "
-            f"2 runners on the other | | | {shared['throughput']:,.0f} | "
-            f"{shared['throughput'] / prefect['task_runs_per_s']:.2f}x |",
+            f"| shared queue ({store}), 2 API processes: accepted by one → running on a runner "
+            f"of the other (n={run['latency_n']}) | {run['latency_p50_s'] * ms:.1f} | "
+            f"{run['latency_p99_s'] * ms:.1f} | | "
+            f"{prefect['deployment_p50_s'] / run['latency_p50_s']:,.0f}x faster at p50 |",
+            f"| shared queue ({store}), 2 API processes: backlog of {run['backlog']:,} submitted "
+            f"to one, 2 runners on the other | | | {run['throughput']:,.0f} | "
+            f"{run['throughput'] / prefect['task_runs_per_s']:.2f}x |",
         ]
     return lines
+
+
+def measure_shared_all(workdir: Path, latency_n: int, backlog: int) -> list[dict[str, Any]]:
+    """The shared queue on SQLite, and on Postgres where a server answers."""
+    runs = [measure_shared(workdir / "sqlite", latency_n, backlog)]
+    with bench_database() as url:
+        if url is not None:
+            runs.append(measure_shared(workdir / "postgres", latency_n, backlog, url))
+    return runs
 
 
 def main() -> None:
@@ -296,7 +336,7 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="limit-bench-dispatch-"))
     platform = measure_platform(workdir / "platform", args.latency_n, args.backlog)
-    shared = measure_shared(workdir / "shared", args.latency_n, args.backlog)
+    shared = measure_shared_all(workdir / "shared", args.latency_n, args.backlog)
     prefect = measure_prefect(workdir, args.deployment_runs, args.task_runs)
     for line in rows(platform, prefect, shared):
         print(line)

@@ -37,6 +37,8 @@ class MemoryDispatchQueue:
         self._lookup = records
         self._kept: dict[uuid.UUID, Execution] = {}
         self._rows: dict[uuid.UUID, Held] = {}
+        self._flagged: set[uuid.UUID] = set()
+        """Rows flagged for cancellation (dropped with their rows)."""
         self._runners: dict[str, RunnerSeen] = {}
 
     def listen(self, listener: SignalListener, waiting: Callable[[], bool]) -> None:
@@ -53,6 +55,7 @@ class MemoryDispatchQueue:
         if change.remove is not None:
             self._rows.pop(change.remove, None)
             self._kept.pop(change.remove, None)
+            self._flagged.discard(change.remove)
         if change.put is not None:
             work = change.put
             self._rows.pop(work.execution_id, None)  # a new attempt goes to the back
@@ -75,14 +78,12 @@ class MemoryDispatchQueue:
         lease_s: float,
     ) -> list[tuple[Held, Execution | None]]:
         wanted = set(instances)
-        ready = sorted(
-            (
-                row
-                for row in self._rows.values()
-                if row.state is RowState.QUEUED and row.instance in wanted and row.ready_at <= now
-            ),
-            key=lambda row: row.ready_at,
-        )[:limit]
+        ready: list[Held] = []
+        for row in self._rows.values():  # in the order put: no sort of the whole queue
+            if row.state is RowState.QUEUED and row.instance in wanted and row.ready_at <= now:
+                ready.append(row)
+                if len(ready) >= limit:
+                    break
         taken = []
         for row in ready:
             leased = replace(
@@ -103,10 +104,11 @@ class MemoryDispatchQueue:
             row = self._rows.get(execution_id)
             if row is not None and row.state is RowState.LEASED and row.runner_id == runner_id:
                 self._rows[execution_id] = replace(row, expires_at=expires_at)
+        flagged = (self._rows.get(i) for i in self._flagged)  # not the whole queue
         return [
             row.execution_id
-            for row in self._rows.values()
-            if row.cancel and row.state is RowState.LEASED and row.runner_id == runner_id
+            for row in flagged
+            if row is not None and row.state is RowState.LEASED and row.runner_id == runner_id
         ]
 
     async def settle(
@@ -147,6 +149,7 @@ class MemoryDispatchQueue:
         if row is None or row.state is not RowState.LEASED:
             return None
         self._rows[execution_id] = flagged = replace(row, cancel=True)
+        self._flagged.add(execution_id)
         return flagged
 
     async def expired(self, *, now: float, hold_until: float, limit: int = 256) -> list[Held]:
@@ -159,6 +162,7 @@ class MemoryDispatchQueue:
         for execution_id in execution_ids:
             self._rows.pop(execution_id, None)
             self._kept.pop(execution_id, None)
+            self._flagged.discard(execution_id)
 
     async def held(self, execution_ids: Sequence[uuid.UUID]) -> list[Held]:
         return [row for i in execution_ids if (row := self._rows.get(i)) is not None]

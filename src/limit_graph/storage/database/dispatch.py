@@ -8,7 +8,7 @@ begins ``IMMEDIATE`` and so runs alone.  A record's row changes are written by t
 group-commit writer in the record's own transaction (:class:`QueueStatements`), and so
 are the signals that wake other processes: ``pg_notify`` on Postgres (delivered when
 the transaction commits, to every process that ``LISTEN``s), a row of
-``limit_signals`` on SQLite, which the other processes read (every 25 ms while they
+``limit_signals`` on SQLite, which the other processes read (every 10 ms while they
 wait for something, every second otherwise) from the last ``seq`` they saw.
 """
 
@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 Connect = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 
-FAST_POLL_S = 0.025
+FAST_POLL_S = 0.01
 SLOW_POLL_S = 1.0
 SIGNALS_KEPT_S = 60.0
 PRUNE_EVERY_S = 10.0
