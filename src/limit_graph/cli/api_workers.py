@@ -90,6 +90,12 @@ def check_shared_storage(settings: Settings) -> None:
     >>> check_shared_storage(settings)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     limit_graph.core.errors.ConfigError: [server] workers = 2 needs storage the API ...
+    >>> alone = load_settings(environ={}, server__workers=2, dispatch__queue="process")
+    >>> check_shared_storage(alone)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    limit_graph.core.errors.ConfigError: [server] workers = 2 needs the dispatch queue ...
+    >>> load_settings(environ={}, server__workers=2).shared_queue  # auto: shared
+    True
     """
     workers, kind = settings.server.workers, settings.storage.type
     if workers > 1 and kind != "database":
@@ -97,6 +103,12 @@ def check_shared_storage(settings: Settings) -> None:
             f"[server] workers = {workers} needs storage the API processes share, but "
             f'[storage] type = "{kind}" is kept by one process: set [storage] type = '
             '"database" (SQLite or Postgres) or [server] workers = 1'
+        )
+    if workers > 1 and not settings.shared_queue:
+        raise ConfigError(
+            f"[server] workers = {workers} needs the dispatch queue the API processes "
+            'share, but [dispatch] queue = "process" keeps it in each one: set it to '
+            '"shared" or "auto", or [server] workers = 1'
         )
 
 
