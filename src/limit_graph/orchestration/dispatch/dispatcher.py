@@ -301,6 +301,8 @@ class Dispatcher:
             [(item.execution_id, item.attempt) for item in results],
             hold_until=self._clock() + self.settings.lease_s,
         )
+        gone = [i.execution_id for i in results if settled[i.execution_id][0] is Settled.GONE]
+        stored_gone = await self.storage.get_executions(gone) if gone else {}
         writes: list[Awaitable[None]] = []
         reported: set[uuid.UUID] = set()
         for item in results:
@@ -315,7 +317,7 @@ class Dispatcher:
             elif verdict is Settled.OTHER_RUNNER:
                 outcome.rejected.append((item.execution_id, "leased to another runner"))
             else:
-                stored = await self.storage.get_execution(item.execution_id)
+                stored = stored_gone.get(item.execution_id)
                 if stored is not None and stored.attempts == item.attempt and stored.state.is_final:
                     outcome.duplicates.append(item.execution_id)
                 elif stored is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+from limit_graph.core.errors import InvalidInput
 from limit_graph.core.models import BackendKind
 from limit_graph.orchestration.dispatch.results import DISPATCHED, SEEN_EVERY_S
 from limit_graph.orchestration.router import Router
@@ -31,7 +32,7 @@ class QueueView:
     def kind(self, instance: str) -> BackendKind:
         try:
             return self.router.get(instance).kind
-        except Exception:  # an instance since removed from the settings
+        except InvalidInput:  # an instance since removed from the settings
             return BackendKind.REMOTE
 
     def depth(self, instance: str) -> int:

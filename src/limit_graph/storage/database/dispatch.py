@@ -179,9 +179,6 @@ class DatabaseDispatchQueue:
     # Each change runs on the group-commit writer's connection, in the transaction of
     # its next batch (one hop off the event loop, no commit of its own under load).
 
-    async def _run(self, op: Callable[[Connection], Any]) -> Any:
-        return await self._submit(op)
-
     async def _opened(self, found: dict[uuid.UUID, Any]) -> dict[uuid.UUID, Execution]:
         return {i: await self._open(d) for i, d in found.items()}
 
@@ -219,7 +216,7 @@ class DatabaseDispatchQueue:
             rows = [raw_held(r) for r in statement.rows(conn, values)]
             return rows, documents(conn, [r.execution_id for r in rows])
 
-        rows, stored = await self._run(op)
+        rows, stored = await self._submit(op)
         records = await self._opened(stored)
         ordered = sorted(rows, key=lambda h: h.ready_at)
         return [(row, records.get(row.execution_id)) for row in ordered]
@@ -249,7 +246,7 @@ class DatabaseDispatchQueue:
             conn.execute(renewal)
             return list(conn.scalars(cancels))
 
-        renewed: list[uuid.UUID] = await self._run(op)
+        renewed: list[uuid.UUID] = await self._submit(op)
         return renewed
 
     async def settle(
@@ -284,7 +281,7 @@ class DatabaseDispatchQueue:
                 )
             return outcome, documents(conn, accepted)
 
-        outcome, stored = await self._run(op)
+        outcome, stored = await self._submit(op)
         records = await self._opened(stored)
         return {i: (v, row, records.get(i)) for i, (v, row) in outcome.items()}
 
@@ -309,7 +306,7 @@ class DatabaseDispatchQueue:
             )
             return held_of(row)
 
-        taken: Held | None = await self._run(op)
+        taken: Held | None = await self._submit(op)
         return taken
 
     async def ask_cancel(self, execution_id: uuid.UUID) -> Held | None:
@@ -324,7 +321,7 @@ class DatabaseDispatchQueue:
             row = conn.execute(statement).first()
             return held_of(row) if row is not None else None
 
-        flagged: Held | None = await self._run(op)
+        flagged: Held | None = await self._submit(op)
         return flagged
 
     async def expired(self, *, now: float, hold_until: float, limit: int = 256) -> list[Held]:
@@ -344,13 +341,13 @@ class DatabaseDispatchQueue:
                 )
             return [held_of(r) for r in rows]
 
-        taken: list[Held] = await self._run(op)
+        taken: list[Held] = await self._submit(op)
         return taken
 
     async def drop(self, execution_ids: Sequence[uuid.UUID]) -> None:
         if execution_ids:
             statement = delete(_D).where(_D.c.execution_id.in_(list(execution_ids)))
-            await self._run(lambda conn: conn.execute(statement) and None)
+            await self._submit(lambda conn: conn.execute(statement) and None)
 
     async def held(self, execution_ids: Sequence[uuid.UUID]) -> list[Held]:
         if not execution_ids:
@@ -375,7 +372,7 @@ class DatabaseDispatchQueue:
         def op(conn: Connection) -> int:
             return len(conn.execute(statement, rows).all())
 
-        added: int = await self._run(op)
+        added: int = await self._submit(op)
         return added
 
     async def counts(self) -> dict[tuple[str, RowState], int]:
@@ -400,7 +397,7 @@ class DatabaseDispatchQueue:
                 "seen_at": statement.excluded.seen_at,
             },
         )
-        await self._run(lambda conn: conn.execute(statement) and None)
+        await self._submit(lambda conn: conn.execute(statement) and None)
 
     async def runners(self, *, since: float) -> list[RunnerSeen]:
         async with self._read() as conn:
@@ -412,4 +409,4 @@ class DatabaseDispatchQueue:
         statement = delete(_R).where(
             (_R.c.runner_id == runner_id) | (_R.c.seen_at < time.time() - RUNNERS_KEPT_S)
         )
-        await self._run(lambda conn: conn.execute(statement) and None)
+        await self._submit(lambda conn: conn.execute(statement) and None)
