@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from limit_graph.flows.runner import report_slices
@@ -307,6 +308,42 @@ async def test_an_expired_lease_goes_to_another_runner_as_the_next_attempt(
         )
         assert late.json()["duplicates"] == [] and len(late.json()["rejected"]) == 1
         assert (await s.actions(execution_id)).count("execution.succeeded") == 1
+
+
+class SlowReports(httpx.AsyncBaseTransport):
+    """The app's own transport, with each result report held back ``delay_s`` before it
+    reaches the app (a platform slow to record, as under a burst)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, delay_s: float) -> None:
+        self.inner = inner
+        self.delay_s = delay_s
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/runners/report":
+            await asyncio.sleep(self.delay_s)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_result_waiting_for_its_report_keeps_its_lease(tmp_path: Path) -> None:
+    async with stack(tmp_path, dispatch__lease_s=0.5) as s:
+        session_id = await s.session()
+        runner = s.runner(concurrency=4)
+        runner._transport = SlowReports(s.transport, delay_s=2.0)  # four leases' worth
+        async with running(runner):
+            ids = [
+                (
+                    await s.execute(
+                        session_id, agent="echo", inputs={"n": n}, backend="remote", wait_s=0
+                    )
+                ).json()["id"]
+                for n in range(8)
+            ]
+            done = [
+                await s.platform.executions.dispatcher.wait_final(uuid.UUID(i), 30) for i in ids
+            ]
+        assert [d.attempts if d else None for d in done] == [1] * 8
+        for execution_id in ids:
+            assert "execution.retry" not in await s.actions(execution_id)
 
 
 def test_reports_are_sliced_to_what_the_api_takes() -> None:

@@ -146,8 +146,8 @@ async def test_an_expired_lease_is_taken_by_one_process(
     (execution,) = await _queue(first, 1)
     await first.dispatch.claim(["remote-a"], "r-1", 10, now=1.0, lease_s=LEASE_S)
     assert await second.dispatch.expired(now=5.0, hold_until=15.0) == []
-    renewed = await second.dispatch.renew("r-1", [execution.id], 20.0)
-    assert renewed == []
+    cancels = await second.dispatch.renew("r-1", [execution.id], 20.0)
+    assert cancels == []
     assert await second.dispatch.expired(now=15.0, hold_until=25.0) == []
     taken = await asyncio.gather(
         first.dispatch.expired(now=21.0, hold_until=31.0),
@@ -155,6 +155,34 @@ async def test_an_expired_lease_is_taken_by_one_process(
     )
     assert sorted(len(t) for t in taken) == [0, 1]
     assert [r.execution_id for r in taken[0] + taken[1]] == [execution.id]
+
+
+async def _late_report_after_expiry(first: Storage, second: Storage) -> None:
+    (execution,) = await _queue(first, 1)
+    await first.dispatch.claim(["remote-a"], "r-1", 10, now=1.0, lease_s=LEASE_S)
+    (taken,) = await second.dispatch.expired(now=12.0, hold_until=22.0)
+    assert taken.state is RowState.LEASED and taken.runner_id == "r-1"  # as it was
+    # The runner's result and heartbeat come after the reaper took the lease: the
+    # result is refused (the reaper writes what follows), the lease is not renewed.
+    late = await first.dispatch.settle("r-1", [(execution.id, 1)], hold_until=23.0)
+    assert late[execution.id][0] is Settled.GONE
+    await first.dispatch.renew("r-1", [execution.id], 40.0)
+    (row,) = await first.dispatch.held([execution.id])
+    assert row.state is RowState.EXPIRED and row.expires_at == 22.0
+    assert await first.dispatch.expired(now=21.0, hold_until=31.0) == []
+    # A reaper that took it and died: another takes it once its hold has passed.
+    again = await first.dispatch.expired(now=23.0, hold_until=33.0)
+    assert [r.execution_id for r in again] == [execution.id]
+
+
+async def test_a_result_reported_after_the_reaper_took_the_lease_is_refused(
+    two_stores: tuple[Storage, Storage],
+) -> None:
+    await _late_report_after_expiry(*two_stores)
+
+
+async def test_the_memory_queue_refuses_a_result_reported_after_expiry(memory: Storage) -> None:
+    await _late_report_after_expiry(memory, memory)
 
 
 async def test_cancellation_flags_a_lease_and_its_runner_hears_of_it(

@@ -8,7 +8,11 @@ batched result reports.  Each execution runs by calling the agent task's functio
 (Prefect's task engine would cost ~5 ms each and file the task run under this flow
 run; the platform's Prefect mirror files it under the session's flow run instead).
 
->>> # summary = asyncio.run(RunnerLoop("http://127.0.0.1:8080", key, "remote").run())
+A lease is held, and renewed by the heartbeats, from its claim until the platform has
+answered the report of its result: a result waiting to be reported is still held.  The
+runner claims no more while a whole ``concurrency`` of results waits for its report,
+so that claims cannot outrun what the platform records.  ``RunnerLoop(url, key,
+"remote").run()`` is one runner; ``limit runner`` starts it.
 """
 
 from __future__ import annotations
@@ -153,6 +157,8 @@ class RunnerLoop:
         self.summary = RunnerSummary(self.runner_id, pool, instance)
         self._active: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._results: list[dict[str, Any]] = []
+        self._unreported: set[uuid.UUID] = set()
+        """Finished, and their leases still held: not yet answered by a report."""
         self._results_ready = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -230,7 +236,7 @@ class RunnerLoop:
     async def _claim_forever(self) -> None:
         self._last_activity = time.monotonic()
         while not self._stopping.is_set():
-            free = self.concurrency - len(self._active)
+            free = self.concurrency - len(self._active) - self._reports_behind()
             if free <= 0:
                 self._slot_free.clear()
                 await self._slot_free.wait()
@@ -271,6 +277,11 @@ class RunnerLoop:
             if answer["leases"]:
                 self._last_activity = time.monotonic()
 
+    def _reports_behind(self) -> int:
+        """How far results waiting for their report hold claims back: not at all while
+        fewer than ``concurrency`` wait."""
+        return max(0, len(self._unreported) - self.concurrency)
+
     def _done(self, execution_id: uuid.UUID, _: asyncio.Task[None]) -> None:
         self._active.pop(execution_id, None)
         self._last_activity = time.monotonic()
@@ -295,6 +306,7 @@ class RunnerLoop:
         self.summary.executed += 1
         state = outcome.state.value
         self.summary.by_state[state] = self.summary.by_state.get(state, 0) + 1
+        self._unreported.add(uuid.UUID(execution["id"]))
         self._results.append(
             {
                 "execution_id": execution["id"],
@@ -364,6 +376,7 @@ class RunnerLoop:
                 "/runners/report", {"runner_id": self.runner_id, "results": results}
             )
         except (ConnectionError, RunnerRefused) as exc:
+            self._reported(results)
             log.error(
                 "could not report %d results (%s); their leases will expire and the "
                 "executions run again",
@@ -371,8 +384,16 @@ class RunnerLoop:
                 exc,
             )
             return
+        self._reported(results)
         for rejected in answer.get("rejected", []):
             log.warning("result of %s rejected: %s", rejected["execution_id"], rejected["reason"])
+
+    def _reported(self, results: list[dict[str, Any]]) -> None:
+        """The platform answered for ``results`` (or will not): their leases are no
+        longer the runner's to renew."""
+        for item in results:
+            self._unreported.discard(uuid.UUID(item["execution_id"]))
+        self._slot_free.set()
 
     async def _heartbeat_forever(self) -> None:
         while True:
@@ -383,7 +404,7 @@ class RunnerLoop:
                 "runner_id": self.runner_id,
                 "pool": self.pool,
                 "instance": self.instance,
-                "executions": [str(i) for i in self._active],
+                "executions": [str(i) for i in self._active.keys() | self._unreported],
             }
             try:
                 answer = await self._post("/runners/heartbeat", body)

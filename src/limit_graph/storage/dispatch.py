@@ -11,7 +11,9 @@ never disagree.  A row is
 - ``leased``: a runner holds it until ``expires_at``, which its heartbeats push on, and
   it is overdue at ``deadline`` (its start, its timeout and one lease); ``cancel`` asks
   the runner to stop;
-- ``reporting``: a result was accepted, and its final record is being written.
+- ``reporting``: a result was accepted, and its final record is being written;
+- ``expired``: its lease ran out (or it is overdue), and a reaper took it to write what
+  follows (a retry, a time-out, a failure); the runner's result comes too late.
 
 A claim, a renewal, a report's acceptance and the reaper's take of expired leases are
 each one atomic statement (on Postgres under ``FOR UPDATE SKIP LOCKED``, on SQLite in
@@ -63,6 +65,7 @@ class RowState(StrEnum):
     QUEUED = "queued"
     LEASED = "leased"
     REPORTING = "reporting"
+    EXPIRED = "expired"
 
 
 class Settled(StrEnum):
@@ -189,8 +192,9 @@ class DispatchQueue(Protocol):
         ...
 
     async def expired(self, *, now: float, hold_until: float, limit: int = 256) -> list[Held]:
-        """Rows whose lease (or report) expired or that are overdue, taken until
-        ``hold_until`` so that one process deals with each."""
+        """Rows whose lease (or report) expired or that are overdue, as they were; each
+        is ``expired`` now until ``hold_until``, so that one process deals with it and
+        no result of the attempt is accepted any more."""
         ...
 
     async def drop(self, execution_ids: Sequence[uuid.UUID]) -> None:
@@ -233,7 +237,7 @@ def queued_row(work: QueuedWork) -> Held:
 
 def settlement(row: Held | None, runner_id: str, attempt: int) -> Settled:
     """The rule every queue applies to one reported result."""
-    if row is None or row.attempt != attempt or row.state is RowState.QUEUED:
+    if row is None or row.attempt != attempt or row.state in (RowState.QUEUED, RowState.EXPIRED):
         return Settled.GONE
     if row.state is RowState.REPORTING:
         return Settled.DUPLICATE

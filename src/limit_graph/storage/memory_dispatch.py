@@ -155,7 +155,9 @@ class MemoryDispatchQueue:
     async def expired(self, *, now: float, hold_until: float, limit: int = 256) -> list[Held]:
         due = [row for row in self._rows.values() if is_due(row, now)][:limit]
         for row in due:
-            self._rows[row.execution_id] = replace(row, expires_at=hold_until, deadline=None)
+            self._rows[row.execution_id] = replace(
+                row, state=RowState.EXPIRED, expires_at=hold_until, deadline=None
+            )
         return due
 
     async def drop(self, execution_ids: Sequence[uuid.UUID]) -> None:

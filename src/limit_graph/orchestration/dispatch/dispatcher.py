@@ -402,21 +402,30 @@ class Dispatcher:
         if not rows:
             return
         records = await self.storage.get_executions([r.execution_id for r in rows])
-        for row in rows:
-            execution = records.get(row.execution_id)
-            if not _stands(execution, row):
-                await self.queue.drop([row.execution_id])
-                continue
-            assert execution is not None
-            try:
-                await self._expire(execution, row, now)
-            except Exception as exc:  # its row comes back after the hold
-                log.warning("expiring the lease of execution %s failed: %s", row.execution_id, exc)
+        stale = {r.execution_id for r in rows if not _stands(records.get(r.execution_id), r)}
+        if stale:
+            await self.queue.drop(list(stale))
+        rows = [r for r in rows if r.execution_id not in stale]
+        gone = {r.runner_id for r in rows if r.runner_id and _lost(r, now)}
+        for runner_id in gone:  # not live: the supervisor replaces it
+            self.view.forget(runner_id)
+        await asyncio.gather(*(self.queue.forget_runner(r) for r in gone))
+        # All at once: the group-commit writer makes their writes one batch; one after
+        # the other, a burst of expiries outlasts the hold the queue gave them.
+        ended = await asyncio.gather(
+            *(self._expire(records[row.execution_id], row, now) for row in rows),
+            return_exceptions=True,
+        )
+        for row, outcome in zip(rows, ended, strict=True):
+            if isinstance(outcome, Exception):  # its row comes back after the hold
+                log.warning(
+                    "expiring the lease of execution %s failed: %s", row.execution_id, outcome
+                )
 
     async def _expire(self, execution: Execution, row: Held, now: float) -> None:
         if row.cancel:
             await self.endings.cancelled(execution.id, "the platform (its canceller stopped)")
-        elif row.state is RowState.LEASED and row.deadline is not None and row.deadline < now:
+        elif not _lost(row, now):  # overdue
             timed_out = execution.model_copy(
                 update={
                     "state": ExecutionState.TIMED_OUT,
@@ -430,15 +439,18 @@ class Dispatcher:
         else:
             runner = row.runner_id or "of an earlier start"
             log.warning("lease of execution %s on runner %s expired", execution.id, runner)
-            if row.runner_id:
-                self.view.forget(row.runner_id)  # not live: the supervisor replaces it
-                await self.queue.forget_runner(row.runner_id)
             why = (
                 f"runner {row.runner_id} stopped answering"
                 if row.runner_id
                 else "the platform restarted while it ran"
             )
             await self.endings.lose(execution, why, row)
+
+
+def _lost(row: Held, now: float) -> bool:
+    """Whether the expired ``row`` is a lease lost (not a cancellation, nor overdue)."""
+    overdue = row.state is RowState.LEASED and row.deadline is not None and row.deadline < now
+    return not row.cancel and not overdue
 
 
 def _stands(execution: Execution | None, row: Held) -> bool:

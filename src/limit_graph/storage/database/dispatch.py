@@ -337,7 +337,7 @@ class DatabaseDispatchQueue:
                 conn.execute(
                     update(_D)
                     .where(_D.c.execution_id.in_([r.execution_id for r in rows]))
-                    .values(expires_at=hold_until, deadline=None)
+                    .values(state=RowState.EXPIRED.value, expires_at=hold_until, deadline=None)
                 )
             return [held_of(r) for r in rows]
 
