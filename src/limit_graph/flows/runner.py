@@ -9,9 +9,9 @@ batched result reports.  Each execution runs by calling the agent task's functio
 run; the platform's Prefect mirror files it under the session's flow run instead).
 
 A lease is held, and renewed by the heartbeats, from its claim until the platform has
-answered the report of its result: a result waiting to be reported is still held.  The
-runner claims no more while a whole ``concurrency`` of results waits for its report,
-so that claims cannot outrun what the platform records.  ``RunnerLoop(url, key,
+answered the report of its result: a result waiting to be reported is still held.  Once
+more than ``concurrency`` results wait for their reports the runner claims fewer, and
+none at twice that, so that claims cannot outrun what the platform records.  ``RunnerLoop(url, key,
 "remote").run()`` is one runner; ``limit runner`` starts it.
 """
 
