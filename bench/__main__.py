@@ -3,7 +3,8 @@
 HTTP: the platform (`limit up`, embedded SQLite) and a bare FastAPI app with one
 pydantic POST endpoint, both under uvicorn with the same settings, driven by the same
 load generator.  In-process: the orchestrator's execute call for `echo` on the local
-backend, durable writes included.  The ledger's benches (``bench/ledger``: append,
+backend, durable writes included.  Then one API process against two on Postgres and
+on SQLite (``bench/replicas.py``).  The ledger's benches (``bench/ledger``: append,
 whole-ledger verification, proofs, what it costs an execute) close the run
 (``--ledger quick`` for a smaller one, ``off`` to skip them).  Prints a markdown table
 and writes it to bench/results/latest.md.
@@ -31,6 +32,7 @@ from bench import dispatch as dispatch_bench
 from bench import ledger as ledger_bench
 from bench import mirror as mirror_bench
 from bench import quantum as quantum_bench
+from bench import replicas as replicas_bench
 from bench import workflows as workflows_bench
 from bench.inprocess import measure_inprocess
 from bench.loadgen import LoadResult, build_request, run_load
@@ -204,6 +206,9 @@ def main() -> None:
     )
     say("")
     say(f"Executions recorded as succeeded during the run: {check['succeeded']:,}.")
+    say("")
+    for line in replicas_bench.measure_all(workdir / "replicas", args):
+        say(line)
 
     calls = asyncio.run(measure_inprocess(workdir / "inprocess", args.inprocess_calls))
     say("")

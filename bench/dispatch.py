@@ -37,6 +37,7 @@ from typing import Any
 
 import httpx
 
+from bench.serving import wait_serving
 from limit_graph.deployments.server import PrefectServer, free_port, prefect_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,31 +77,20 @@ def platform_server(
     if prefect_api_url is not None:
         env["PREFECT_API_URL"] = prefect_api_url
     workdir.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [LIMIT, "up", "--no-prefect", "--bind", f"127.0.0.1:{port}"],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"limit up exited: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("limit up did not start")
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
+    with tempfile.TemporaryFile() as printed:  # not a pipe: one nobody reads fills up
+        process = subprocess.Popen(
+            [LIMIT, "up", "--no-prefect", "--bind", f"127.0.0.1:{port}"],
+            cwd=workdir,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=printed,
+        )
+        try:
+            wait_serving(process, port, printed, "limit up")
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
 
 
 @contextmanager
