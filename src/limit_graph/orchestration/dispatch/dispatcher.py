@@ -12,9 +12,10 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from limit_graph.core.errors import InvalidInput
-from limit_graph.core.models import BackendKind, ErrorInfo, Execution, ExecutionState, utcnow
+from limit_graph.core.models import BackendKind, Execution, ExecutionState, utcnow
 from limit_graph.core.settings import DispatchSettings
 from limit_graph.orchestration.dispatch.endings import Endings
+from limit_graph.orchestration.dispatch.reaper import Reaper, stands
 from limit_graph.orchestration.dispatch.results import (
     CANCEL_GRACE_S,
     DISPATCHED,
@@ -77,6 +78,7 @@ class Dispatcher:
         self.endings = Endings(
             storage, router, write, settings, self.finals, self.view, self.wakeups, clock
         )
+        self.reaper = Reaper(storage, self.view, self.starts, self.endings, settings, clock)
         self._draining = False
 
     # --- life cycle ---------------------------------------------------------------
@@ -88,7 +90,7 @@ class Dispatcher:
         await self.queue.start()
         await self._adopt()
         await self.view.refresh(self._clock())
-        self._reaper = asyncio.create_task(self._reap_forever(), name="limit-dispatch-reaper")
+        self._reaper = asyncio.create_task(self.reaper.run(), name="limit-dispatch-reaper")
 
     async def _adopt(self) -> None:
         now = self._clock()
@@ -268,7 +270,7 @@ class Dispatcher:
         stale: list[uuid.UUID] = []
         for row, record in claimed:
             self.view.count(row.instance, RowState.QUEUED, -1)
-            if record is None or not _stands(record, row):
+            if record is None or not stands(record, row):
                 stale.append(row.execution_id)
                 continue
             self.view.count(row.instance, RowState.LEASED, 1)
@@ -380,81 +382,6 @@ class Dispatcher:
         finally:
             self.finals.unwait(execution_id, done)
 
-    # --- leases ---------------------------------------------------------------------
-
-    async def _reap_forever(self) -> None:
-        while True:
-            await asyncio.sleep(min(0.5, self.settings.lease_s / 4))
-            try:
-                await self.reap()
-            except Exception as exc:
-                log.warning("reaping leases failed (%s); trying again", exc)
-
     async def reap(self) -> None:
-        """Expire leases, time out overdue work, refresh what this process knows of the
-        queue; queued retries become claimable by themselves when their backoff ends."""
-        await self.view.refresh(self._clock())
-        self.starts.forget_old()
-        if not self.view.leased():
-            return
-        now = self._clock()
-        rows = await self.queue.expired(now=now, hold_until=now + self.settings.lease_s)
-        if not rows:
-            return
-        records = await self.storage.get_executions([r.execution_id for r in rows])
-        stale = {r.execution_id for r in rows if not _stands(records.get(r.execution_id), r)}
-        if stale:
-            await self.queue.drop(list(stale))
-        rows = [r for r in rows if r.execution_id not in stale]
-        gone = {r.runner_id for r in rows if r.runner_id and _lost(r, now)}
-        for runner_id in gone:  # not live: the supervisor replaces it
-            self.view.forget(runner_id)
-        await asyncio.gather(*(self.queue.forget_runner(r) for r in gone))
-        # All at once: the group-commit writer makes their writes one batch; one after
-        # the other, a burst of expiries outlasts the hold the queue gave them.
-        ended = await asyncio.gather(
-            *(self._expire(records[row.execution_id], row, now) for row in rows),
-            return_exceptions=True,
-        )
-        for row, outcome in zip(rows, ended, strict=True):
-            if isinstance(outcome, Exception):  # its row comes back after the hold
-                log.warning(
-                    "expiring the lease of execution %s failed: %s", row.execution_id, outcome
-                )
-
-    async def _expire(self, execution: Execution, row: Held, now: float) -> None:
-        if row.cancel:
-            await self.endings.cancelled(execution.id, "the platform (its canceller stopped)")
-        elif not _lost(row, now):  # overdue
-            timed_out = execution.model_copy(
-                update={
-                    "state": ExecutionState.TIMED_OUT,
-                    "error": ErrorInfo(
-                        type="Timeout", message=f"no result within {execution.timeout_s} s"
-                    ),
-                    "finished_at": utcnow(),
-                }
-            )
-            await self.endings.final(timed_out, "execution.timed_out")
-        else:
-            runner = row.runner_id or "of an earlier start"
-            log.warning("lease of execution %s on runner %s expired", execution.id, runner)
-            why = (
-                f"runner {row.runner_id} stopped answering"
-                if row.runner_id
-                else "the platform restarted while it ran"
-            )
-            await self.endings.lose(execution, why, row)
-
-
-def _lost(row: Held, now: float) -> bool:
-    """Whether the expired ``row`` is a lease lost (not a cancellation, nor overdue)."""
-    overdue = row.state is RowState.LEASED and row.deadline is not None and row.deadline < now
-    return not row.cancel and not overdue
-
-
-def _stands(execution: Execution | None, row: Held) -> bool:
-    """Whether ``row`` still stands for an unfinished attempt of ``execution``."""
-    return (
-        execution is not None and not execution.state.is_final and execution.attempts == row.attempt
-    )
+        """One round of the reaper (:meth:`Reaper.reap`)."""
+        await self.reaper.reap()
