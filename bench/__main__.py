@@ -4,8 +4,9 @@ HTTP: the platform (`limit up`, embedded SQLite) and a bare FastAPI app with one
 pydantic POST endpoint, both under uvicorn with the same settings, driven by the same
 load generator.  In-process: the orchestrator's execute call for `echo` on the local
 backend, durable writes included.  Then one API process against two on Postgres and
-on SQLite (``bench/replicas.py``).  The ledger's benches (``bench/ledger``: append,
-whole-ledger verification, proofs, what it costs an execute) close the run
+on SQLite (``bench/replicas.py``), and recovery from faults (``bench/faults.py``).  The
+ledger's benches (``bench/ledger``: append, whole-ledger verification, proofs, what it
+costs an execute) close the run
 (``--ledger quick`` for a smaller one, ``off`` to skip them).  Prints a markdown table
 and writes it to bench/results/latest.md.
 """
@@ -29,6 +30,7 @@ from bench import auth_overhead, pipeline_overhead, workflow_validation
 from bench import authorization as authorization_bench
 from bench import data_quality as data_quality_bench
 from bench import dispatch as dispatch_bench
+from bench import faults as faults_bench
 from bench import ledger as ledger_bench
 from bench import mirror as mirror_bench
 from bench import quantum as quantum_bench
@@ -278,6 +280,10 @@ def main() -> None:
     say("")
     for line in data_quality_bench.rows(data_quality_bench.measure(), 100_000, 21):
         say(line)
+    say("")
+    fault_rows = faults_bench.measure_all(workdir / "faults")
+    for line in fault_rows:
+        say(line)
     if args.ledger != "off":
         say("")
         ledger_bench.run(workdir / "ledger", ledger_bench.SIZES[args.ledger], say)
@@ -287,6 +293,8 @@ def main() -> None:
     print(f"\nwritten to {results / 'latest.md'}")
     if mirror_wrong is not None:
         sys.exit(f"FAIL: the Prefect mirror's accounting is not exact: {mirror_wrong}")
+    if any("FAIL" in line for line in fault_rows):
+        sys.exit("FAIL: a fault lost, duplicated or failed to answer work (the faults table)")
 
 
 if __name__ == "__main__":
