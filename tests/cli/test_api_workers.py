@@ -16,50 +16,18 @@ import psutil
 import pytest
 
 from limit_graph.cli.record import read_record
-from tests.fixtures.cli import LIMIT, Server, clean_env, launch, run_limit
+from tests.fixtures.api_processes import (
+    TWO_WORKERS,
+    answering_pids,
+    api_pids,
+    gone,
+    start_workers,
+)
+from tests.fixtures.cli import LIMIT, Server, clean_env, run_limit
 from tests.fixtures.live import free_port
 from tests.fixtures.processes import stop
 from tests.fixtures.tls import self_signed
 from tests.fixtures.waiting import wait_until
-
-TWO_WORKERS = "[server]\nworkers = 2\n"
-
-
-def start_two(cwd: Path, *args: str, verify: ssl.SSLContext | bool = True) -> Server:
-    """``limit up --no-prefect`` with two API processes (and ``args``); back once both
-    serve.  With a ``verify`` context it serves HTTPS."""
-    (cwd / "limit.toml").write_text(TWO_WORKERS)
-    port = free_port()
-    scheme = "https" if isinstance(verify, ssl.SSLContext) else "http"
-    env = clean_env(LIMIT_API_URL=f"{scheme}://127.0.0.1:{port}")
-    bind = ("--config", "limit.toml", "--bind", f"127.0.0.1:{port}")
-    server = launch(cwd, env, env["LIMIT_API_URL"], *bind, *args, verify=verify)
-    try:
-        wait_until(lambda: len(api_pids(server)) == 2, 120, what="two API processes")
-        wait_until(
-            lambda: answering_pids(server, verify=verify) == set(api_pids(server)),
-            120,
-            what="both to serve",
-        )
-    except AssertionError:
-        stop(server.process)
-        raise
-    return server
-
-
-def api_pids(server: Server) -> list[int]:
-    """The API processes ``limit up`` started (spawned by multiprocessing)."""
-    children = psutil.Process(server.process.pid).children()
-    return [child.pid for child in children if "spawn_main" in " ".join(child.cmdline())]
-
-
-def answering_pids(server: Server, verify: ssl.SSLContext | bool = True) -> set[int]:
-    """The processes that answered 40 fresh connections to /health."""
-    seen = set()
-    for _ in range(40):
-        health = httpx.get(f"{server.url}/health", timeout=30, verify=verify)
-        seen.add(health.json()["process"]["pid"])
-    return seen
 
 
 def pinned_clients(server: Server, headers: dict[str, str]) -> dict[int, httpx.Client]:
@@ -79,16 +47,9 @@ def pinned_clients(server: Server, headers: dict[str, str]) -> dict[int, httpx.C
     return clients
 
 
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_two(tmp_path_factory.mktemp("workers"))
+    running = start_workers(tmp_path_factory.mktemp("workers"))
     yield running
     stop(running.process, sig=signal.SIGINT)
 
@@ -154,7 +115,7 @@ def test_sigterm_stops_every_process_of_an_https_server(tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     context = ssl.create_default_context(cafile=str(cert))
     tls = ("--ssl-certfile", str(cert), "--ssl-keyfile", str(key))
-    running = start_two(tmp_path, *tls, verify=context)  # both processes answered HTTPS
+    running = start_workers(tmp_path, *tls, verify=context)  # both processes answered HTTPS
     descendants = psutil.Process(running.process.pid).children(recursive=True)
     running.process.send_signal(signal.SIGTERM)
     try:
@@ -170,7 +131,7 @@ def test_sigterm_stops_every_process_of_an_https_server(tmp_path: Path) -> None:
 
 
 def test_api_processes_stop_when_limit_up_is_killed_outright(tmp_path: Path) -> None:
-    running = start_two(tmp_path)
+    running = start_workers(tmp_path)
     pids = api_pids(running)
     running.process.kill()  # no chance to stop them: they see their pipe to it close
     running.process.wait(30)

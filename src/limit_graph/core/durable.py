@@ -7,7 +7,8 @@ POSIX) -- or, for a file that must not exist yet, are linked to it, which fails 
 does -- and the folder is fsynced so that the rename itself is on the disk.  A write
 that fails (a full disk, say) leaves the target as it was and no temporary behind.
 Logs grow instead (:func:`append_durably`): a record appended and fsynced, the folder too
-when the append made the file.
+when the append made the file; an append that fails is cut off again, so a full disk
+never leaves part of a record for the next one to follow.
 
 >>> import tempfile, pathlib
 >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -22,6 +23,7 @@ FileExistsError: [Errno 17] File exists: ...
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from pathlib import Path
@@ -50,16 +52,31 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def append_durably(path: Path, data: bytes, mode: int = 0o666) -> None:
     """Append ``data`` to ``path`` (made with ``mode`` less the umask if it is not there)
-    and flush it, and a new file's entry in its folder, to the disk."""
+    and flush it, and a new file's entry in its folder, to the disk.
+
+    All of ``data`` or none of it: a write that fails part-way (the disk filled up after
+    some of it) is truncated back to where the file ended, so the next append does not
+    follow a torn record.  One writer appends to a file at a time.
+    """
     created = not path.exists()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        end = os.fstat(fd).st_size
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):  # the append's own error is the one to see
+                os.ftruncate(fd, end)
+            raise
     finally:
         os.close(fd)
     if created:
@@ -70,10 +87,11 @@ def write_durably(path: Path, data: bytes, mode: int = 0o666) -> None:
     """Write ``data`` to ``path`` (made with ``mode`` less the umask, or truncated) and
     flush it to the disk."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with open(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _temporary(path: Path, data: bytes, mode: int) -> Path:

@@ -24,8 +24,10 @@
     │                                  file, a variable, a block (credentials) it needs; stops
     │                                  a start, and on a request names what the operator must fix
     ├── StorageUnavailable        503  the store is busy or out of reach for now (a lost
-    │                                  connection, a database that refuses them, SQLite's
-    │                                  write lock taken too long): ``retry_after_s``
+    │   │                              connection, a database that refuses them, SQLite's
+    │   │                              write lock taken too long): ``retry_after_s``
+    │   └── StorageFull           507  the disk under the store is full: nothing was written,
+    │                                  and a retry helps once an operator frees space
     └── SealError                 500  a sealed field cannot be opened or made: wrong or
                                        missing key, altered, or moved to another record
 
@@ -55,6 +57,7 @@ __all__ = [
     "RateLimited",
     "SealError",
     "StateDenied",
+    "StorageFull",
     "StorageUnavailable",
     "TokenRequestError",
 ]
@@ -265,6 +268,25 @@ class StorageUnavailable(LimitError):
 
     def extras(self) -> dict[str, Any]:
         return {"retry_after_s": self.retry_after_s}
+
+
+class StorageFull(StorageUnavailable):
+    """The disk that holds the store has no room left (``ENOSPC``, or a quota's
+    ``EDQUOT``): the write failed whole, nothing of the request was written and what was
+    written before is intact.  507 Insufficient Storage (RFC 4918, section 11.5) says
+    exactly that the server could not store what the request needs, for now; unlike the
+    503's other causes it does not pass by itself, so ``retry_after_s`` is long.
+
+    >>> StorageFull("the disk is full").status_code, StorageFull("x").retry_after_s
+    (507, 30.0)
+    """
+
+    status_code = 507
+    title = "Insufficient storage"
+    slug = "storage-full"
+
+    def __init__(self, detail: str, retry_after_s: float = 30.0) -> None:
+        super().__init__(detail, retry_after_s)
 
 
 class SealError(LimitError):

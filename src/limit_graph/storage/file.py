@@ -24,6 +24,7 @@ from limit_graph.core import durable
 from limit_graph.core.errors import Conflict
 from limit_graph.core.models import ProvenanceEntry, Session, WorkflowRun
 from limit_graph.core.sealing import KeyEncryptionKeys
+from limit_graph.storage.file_errors import writes_under
 from limit_graph.storage.file_identity import IDENTITY_FOLDERS, identity_files, load_identity
 from limit_graph.storage.file_ledger import (
     CHECKPOINTS_FOLDER,
@@ -215,8 +216,8 @@ class FileStorage(MemoryStorage):
             "expires_at": expires_at.isoformat() if expires_at else None,
         }
         path = self._value_path(namespace, key)
-
-        await asyncio.to_thread(durable.replace_durably, path, json.dumps(item).encode())
+        with writes_under(self.root):
+            await asyncio.to_thread(durable.replace_durably, path, json.dumps(item).encode())
 
     async def _forget_values(self, gone: list[tuple[str, str]]) -> None:
         def remove() -> None:
@@ -230,7 +231,8 @@ class FileStorage(MemoryStorage):
     async def _persist(self, staged: StagedWrites) -> None:
         self._refuse_if_unfinished()
         await self._seals.prepare(list(staged.executions.values()), list(staged.archives.values()))
-        await asyncio.to_thread(self._commit_files, staged)
+        with writes_under(self.root):
+            await asyncio.to_thread(self._commit_files, staged)
 
     def _files_of(self, staged: StagedWrites) -> list[tuple[str, bytes]]:
         files: list[tuple[str, bytes]] = []
@@ -259,17 +261,17 @@ class FileStorage(MemoryStorage):
         file, then a journal of their renames, then the renames."""
         renames = [[name + durable.TMP_SUFFIX, name] for name, _ in files]
         journal = self.root / JOURNAL
+        unfinished_journal = journal.with_suffix(durable.TMP_SUFFIX)
         try:
             for (tmp, _), (_, data) in zip(renames, files, strict=True):
                 durable.write_durably(self.root / tmp, data)
-            durable.write_durably(
-                journal.with_suffix(durable.TMP_SUFFIX), json.dumps(renames).encode()
-            )
-            os.replace(journal.with_suffix(durable.TMP_SUFFIX), journal)
+            durable.write_durably(unfinished_journal, json.dumps(renames).encode())
+            os.replace(unfinished_journal, journal)
             durable.fsync_dir(self.root)
         except BaseException:
             for tmp, _ in renames:
                 (self.root / tmp).unlink(missing_ok=True)
+            unfinished_journal.unlink(missing_ok=True)  # one a full disk cut short
             raise
         try:
             self._roll_forward(renames)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from limit_graph.core.durable import replace_durably
 from limit_graph.core.models import ProvenanceEntry
+from limit_graph.storage.file_errors import writes_under
 from limit_graph.storage.ledger import decode_hash, encode_hash
 from limit_graph.storage.ledger_store import StoredCheckpoint
 from limit_graph.storage.memory_ledger import MemoryLedger
@@ -61,8 +62,10 @@ class FileLedger(MemoryLedger):
 
     async def persist_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
         path = self._root / CHECKPOINTS_FOLDER / f"{checkpoint.tree_size:012d}.json"
-        await asyncio.to_thread(replace_durably, path, _checkpoint_bytes(checkpoint))
+        with writes_under(self._root):
+            await asyncio.to_thread(replace_durably, path, _checkpoint_bytes(checkpoint))
 
     async def persist_entry(self, entry: ProvenanceEntry) -> None:
         path = self._root / "ledger" / f"{entry.index:012d}.json"
-        await asyncio.to_thread(replace_durably, path, entry.model_dump_json().encode())
+        with writes_under(self._root):
+            await asyncio.to_thread(replace_durably, path, entry.model_dump_json().encode())

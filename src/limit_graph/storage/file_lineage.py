@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from limit_graph.core.durable import append_durably, fsync_dir
+from limit_graph.storage.file_errors import writes_under
 from limit_graph.storage.lineage import LineageBatch, LineageEdge, LineageNode
 from limit_graph.storage.memory_lineage import LineageState, MemoryLineageStore
 
@@ -178,7 +179,8 @@ class FileLineageStore(MemoryLineageStore):
             [_edge_doc(e) for e in batch.edges],
             {batch.cursor_name: batch.cursor},
         )
-        await asyncio.to_thread(self._append, line)
+        with writes_under(self.folder):
+            await asyncio.to_thread(self._append, line)
 
     def _append(self, line: bytes) -> None:
         append_durably(self._log, line, 0o600)

@@ -6,8 +6,11 @@ back to break a deadlock or a serialization conflict, a statement or lock timeou
 SQLite's write lock held by another writer past the busy timeout.  Each is the store's
 condition, not the request's: the transaction it failed in did not commit, and the
 request may succeed when retried, so the API answers it with a 503 problem and
-``Retry-After`` (:class:`~limit_graph.core.errors.StorageUnavailable`).  Data errors,
-constraint violations and programming errors are not among them.
+``Retry-After`` (:class:`~limit_graph.core.errors.StorageUnavailable`).  A disk too
+full for the write (SQLite's ``SQLITE_FULL``, Postgres's ``disk_full``) is the 507 of
+that branch (:class:`~limit_graph.core.errors.StorageFull`): the transaction did not
+commit either, but it does not pass by itself.  Data errors, constraint violations and
+programming errors are not among them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import sqlite3
 import psycopg
 from sqlalchemy import exc as sa_exc
 
-from limit_graph.core.errors import StorageUnavailable
+from limit_graph.core.errors import StorageFull, StorageUnavailable
 
 __all__ = ["DATABASE_ERRORS", "RETRY_AFTER_S", "storage_unavailable"]
 
@@ -32,6 +35,14 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (
 """Every error a database call can raise, wrapped by SQLAlchemy or the driver's own."""
 
 _SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
+_SQLITE_FULL = "database or disk is full"
+_FULL = "the disk the store writes to is full: nothing of this request was written"
+
+
+def _full(error: BaseException) -> bool:
+    if isinstance(error, sqlite3.OperationalError):
+        return str(error).lower() == _SQLITE_FULL
+    return isinstance(error, psycopg.errors.DiskFull)
 
 
 def _reason(error: BaseException) -> str | None:
@@ -56,6 +67,8 @@ def storage_unavailable(error: BaseException) -> StorageUnavailable | None:
     503
     >>> storage_unavailable(sqlite3.IntegrityError("UNIQUE constraint failed")) is None
     True
+    >>> storage_unavailable(sqlite3.OperationalError("database or disk is full")).status_code
+    507
     """
     cause: BaseException | None = error
     if isinstance(error, sa_exc.TimeoutError):  # no connection free in the pool in time
@@ -64,6 +77,8 @@ def storage_unavailable(error: BaseException) -> StorageUnavailable | None:
         if error.connection_invalidated:
             return StorageUnavailable("the connection to the database was lost", RETRY_AFTER_S)
         cause = error.orig
+    if cause is not None and _full(cause):
+        return StorageFull(f"{_FULL}; retry once an operator has freed space")
     reason = _reason(cause) if cause is not None else None
     if reason is None:
         return None
