@@ -15,8 +15,9 @@ the remote work queued before the kill was finished through the processes left; 
 ``limit up`` replaced the killed process with a new one that answers ``/health``.  A
 request cut off by the kill (a transport error on a connection to the killed process:
 in flight there, or sent before the client saw the connection close) is allowed; they
-are counted and printed (``pytest -s``), as are the local executions the killed process
-was running, which stay ``running`` in the store (nothing takes them over).
+are counted and printed (``pytest -s``).  The local executions the killed process was
+running are ended ``failed`` (``ProcessLost``) by the platform's sweep once their
+timeout and a grace have passed (``orchestration/orphans.py``), none left ``running``.
 """
 
 from __future__ import annotations
@@ -105,8 +106,8 @@ def start_runner(server: Server) -> subprocess.Popen[str]:
 def body_of(kind: str, n: int) -> dict[str, Any]:
     if kind == "remote-sleep":
         return {"agent": "sleep", "inputs": {"seconds": 0.5}, "backend": "remote", "wait_s": 0}
-    if kind == "local-sleep":
-        return {"agent": "sleep", "inputs": {"seconds": 0.5}}
+    if kind == "local-sleep":  # its timeout: how soon one the kill cut off is ended
+        return {"agent": "sleep", "inputs": {"seconds": 0.5}, "timeout_s": 3}
     if kind == "remote-echo":
         return {"agent": "echo", "inputs": {"n": n}, "backend": "remote", "wait_s": 0}
     return {"agent": "echo", "inputs": {"n": n}}
@@ -309,12 +310,27 @@ def test_a_killed_api_process_loses_no_answered_execute(server: Server) -> None:
                 if "execution.succeeded" not in actions.get(a.execution["id"], set())
             ]
             assert unrecorded == [], f"no final ledger entry for {unrecorded[:5]}"
-            running = {  # no process will finish these: shown, not asserted
-                sid: client.get(f"/sessions/{sid}/status").json()["backends"].get("local", {})
+
+            def local_running() -> int:
+                counts = [
+                    client.get(f"/sessions/{sid}/status").json()["backends"].get("local", {})
+                    for sid in sessions
+                ]
+                return sum(c.get("running", 0) for c in counts)
+
+            # The inline executions the killed process was running: ended by the sweep
+            # once their timeout (3 s) and a grace (a lease) have passed, not left running.
+            wait_until(lambda: local_running() == 0, 60, what="the abandoned runs to be ended")
+            lost = [
+                item
                 for sid in sessions
-            }
-            left = sum(counts.get("running", 0) for counts in running.values())
-            show(f"local executions left running by the killed process: {left}")
+                for item in client.get(
+                    f"/sessions/{sid}/results", params={"state": "failed", "limit": 500}
+                ).json()["items"]
+            ]
+            assert {item["error"]["type"] for item in lost} <= {"ProcessLost"}, lost[:3]
+            assert all(item["backend"] == "local" for item in lost)
+            show(f"inline executions the killed process was running, ended failed: {len(lost)}")
             verified = server.limit("audit", "verify", "--config", "limit.toml")
             assert verified.returncode == 0, verified.stdout + verified.stderr
             assert verified.stdout.startswith("the ledger verifies: "), verified.stdout

@@ -69,15 +69,17 @@ async def test_one_process_runs_the_mirror_and_supervisor_and_hands_them_over(
         assert runs_services(two) == (False, False)
         holder = one.leaderships["mirror"].holder
         assert one.leaderships["supervisor"].holder == holder
-        for lease in ("mirror", "supervisor"):
+        for lease in ("mirror", "supervisor", "orphans"):
             assert await one.storage.leases.holder(lease, _now()) == holder
         assert await health_leases(one) == {
             "mirror": {"holder": holder, "this_process": True},
             "supervisor": {"holder": holder, "this_process": True},
+            "orphans": {"holder": holder, "this_process": True},
         }
         assert await health_leases(two) == {
             "mirror": {"holder": holder, "this_process": False},
             "supervisor": {"holder": holder, "this_process": False},
+            "orphans": {"holder": holder, "this_process": False},
         }
 
         # a session made on the second process is mirrored by the first, and the second

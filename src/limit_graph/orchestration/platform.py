@@ -48,6 +48,7 @@ from limit_graph.orchestration.lineage import LineageFollower
 from limit_graph.orchestration.lineage_reads import LineageReads
 from limit_graph.orchestration.mirror import PrefectMirror
 from limit_graph.orchestration.openlineage import event_sink
+from limit_graph.orchestration.orphans import OrphanSweeper
 from limit_graph.orchestration.policies import PolicyService
 from limit_graph.orchestration.quota_gate import QuotaGate
 from limit_graph.orchestration.quota_sweep import ReservationSweeper
@@ -127,7 +128,8 @@ class Platform:
     mirror: PrefectMirror | None = field(default=None)
     """Runs where its lease is held; answers flow-run lookups (from the store) everywhere."""
     leaderships: dict[str, Leadership] = field(default_factory=dict)
-    """The leases of the services one process of a store runs: the supervisor, the mirror."""
+    """The leases of the services one process of a store runs: the supervisor, the mirror,
+    the sweep for abandoned inline executions."""
     rates: RateGuard = field(default_factory=RateGuard.unlimited)
     """Rate limits, checked once per request by the API (``api/deps.py``)."""
 
@@ -282,8 +284,8 @@ class Platform:
         platform.reservations.start()
         platform.checkpoints.start()
         platform.lineage_follower.start()
+        holder, ttl_s = process_holder(), settings.prefect.leader_lease_s
         if settings.prefect.api_url:
-            holder, ttl_s = process_holder(), settings.prefect.leader_lease_s
             supervisor = platform.supervisor = RunnerSupervisor(
                 dispatcher,
                 prefect_runner_starter(settings.prefect.api_url),
@@ -313,8 +315,22 @@ class Platform:
                     on_resign=mirror.close,
                     ttl_s=ttl_s,
                 )
-            for leadership in platform.leaderships.values():
-                await leadership.start()
+        orphans = OrphanSweeper(
+            store,
+            recorder,
+            grace_s=settings.dispatch.lease_s,
+            every_s=max(1.0, settings.dispatch.lease_s),
+        )
+        platform.leaderships["orphans"] = Leadership(
+            store.leases,
+            "orphans",
+            holder,
+            on_gained=orphans.start,
+            on_lost=orphans.close,
+            ttl_s=ttl_s,
+        )
+        for leadership in platform.leaderships.values():
+            await leadership.start()
         return platform
 
     async def with_flow_run(self, session: Session, *, lookup: bool = True) -> Session:
@@ -366,6 +382,8 @@ class Platform:
             await mirroring.close()  # where it runs, it mirrors what is left, under its lease
         if self.mirror is not None:
             await self.mirror.close(flush=False)
+        if (sweeping := self.leaderships.get("orphans")) is not None:
+            await sweeping.close()
         await self.data_keys.close()
         await self.reservations.close()
         await self.checkpoints.close()
