@@ -4,7 +4,8 @@ HTTP: the platform (`limit up`, embedded SQLite) and a bare FastAPI app with one
 pydantic POST endpoint, both under uvicorn with the same settings, driven by the same
 load generator.  In-process: the orchestrator's execute call for `echo` on the local
 backend, durable writes included.  Then one API process against two on Postgres and
-on SQLite (``bench/replicas.py``), and recovery from faults (``bench/faults.py``).  The
+on SQLite (``bench/replicas.py``), recovery from faults (``bench/faults.py``) and five
+minutes of mixed load (``bench/soak.py``; ``--soak SECONDS``, 0 to skip it).  The
 ledger's benches (``bench/ledger``: append, whole-ledger verification, proofs, what it
 costs an execute) close the run
 (``--ledger quick`` for a smaller one, ``off`` to skip them).  Prints a markdown table
@@ -35,6 +36,7 @@ from bench import ledger as ledger_bench
 from bench import mirror as mirror_bench
 from bench import quantum as quantum_bench
 from bench import replicas as replicas_bench
+from bench import soak as soak_bench
 from bench import workflows as workflows_bench
 from bench.inprocess import measure_inprocess
 from bench.loadgen import LoadResult, build_request, run_load
@@ -98,6 +100,9 @@ def main() -> None:
         choices=[*sorted(ledger_bench.SIZES), "off"],
         default="full",
         help="the ledger's benches at this size (quick: about a minute)",
+    )
+    parser.add_argument(
+        "--soak", type=float, default=300.0, help="seconds of the mixed-load soak (0: skip it)"
     )
     args = parser.parse_args()
 
@@ -284,6 +289,13 @@ def main() -> None:
     fault_rows = faults_bench.measure_all(workdir / "faults")
     for line in fault_rows:
         say(line)
+    soak_ok = True
+    if args.soak > 0:
+        say("")
+        report = soak_bench.run(args.soak, workdir / "soak")
+        soak_ok = report.ok
+        for line in soak_bench.rows(report):
+            say(line)
     if args.ledger != "off":
         say("")
         ledger_bench.run(workdir / "ledger", ledger_bench.SIZES[args.ledger], say)
@@ -295,6 +307,8 @@ def main() -> None:
         sys.exit(f"FAIL: the Prefect mirror's accounting is not exact: {mirror_wrong}")
     if any("FAIL" in line for line in fault_rows):
         sys.exit("FAIL: a fault lost, duplicated or failed to answer work (the faults table)")
+    if not soak_ok:
+        sys.exit("FAIL: the soak lost or duplicated work, its ledger or its RSS missed a target")
 
 
 if __name__ == "__main__":
