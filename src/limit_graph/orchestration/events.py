@@ -2,9 +2,11 @@
 
 Every state change of a session or an execution is a ledger entry, so the ledger is
 the event log: an event's id is the entry's index, a client resumes after the last
-id it saw, and nothing is lost across restarts.  Writers call :meth:`notify` after
-each commit so that streams in this process wake at once; streams also re-read on a
-short interval, which covers writes made by other processes.
+id it saw, and nothing is lost across restarts.  Writers call :meth:`notify` with the
+session they wrote after each commit, so that that session's streams in this process
+wake at once and re-read; no other stream does (a stream re-reading on every commit of
+any session cost more than the writes it followed).  Streams also re-read on a short
+interval, which covers writes made by other processes.
 
 Open streams are counted per holder (the API passes one per principal): a holder at
 its limit is refused another (:meth:`SessionEvents.open_stream`, 429 ``open-streams``)
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+import weakref
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -73,6 +76,10 @@ class SessionEvents:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
         self._changed = asyncio.Event()
+        self._changed_session: weakref.WeakValueDictionary[uuid.UUID, asyncio.Event] = (
+            weakref.WeakValueDictionary()
+        )
+        """The event each session's streams wait on, while one waits (weakly held)."""
         self._draining = asyncio.Event()
         self._open: Counter[str] = Counter()
 
@@ -98,16 +105,28 @@ class SessionEvents:
         self._draining.set()
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[StorageTransaction]:
-        """A storage transaction whose commit wakes the streams."""
+    async def write(self, session_id: uuid.UUID) -> AsyncIterator[StorageTransaction]:
+        """A storage transaction on ``session_id`` whose commit wakes its streams."""
         async with self.storage.transaction() as tx:
             yield tx
-        self.notify()
+        self.notify(session_id)
 
-    def notify(self) -> None:
-        """Wake every waiting stream; they re-read the ledger."""
-        self._changed.set()
-        self._changed = asyncio.Event()
+    def notify(self, session_id: uuid.UUID | None = None) -> None:
+        """Wake the streams of ``session_id`` (``None``: every stream); they re-read the
+        ledger."""
+        if session_id is None:
+            self._changed.set()
+            self._changed = asyncio.Event()
+            return
+        waiter = self._changed_session.pop(session_id, None)
+        if waiter is not None:
+            waiter.set()
+
+    def _waiter(self, session_id: uuid.UUID) -> asyncio.Event:
+        waiter = self._changed_session.get(session_id)
+        if waiter is None:
+            waiter = self._changed_session[session_id] = asyncio.Event()
+        return waiter
 
     async def stream(
         self,
@@ -119,18 +138,18 @@ class SessionEvents:
         """The session's entries after index ``after``, then new ones as they land, until
         :meth:`drain` (the server shutting down: the stream then ends cleanly)."""
         while not self._draining.is_set():
-            waiter = self._changed
+            waiters = (self._changed, self._waiter(session_id))
             entries = await self.storage.list_entries(session_id=session_id, after=after)
             for entry in entries:
                 yield entry
                 after = entry.index
             if not entries:
-                await self._wait(waiter, poll_interval_s)
+                await self._wait(waiters, poll_interval_s)
 
-    async def _wait(self, changed: asyncio.Event, timeout_s: float) -> None:
+    async def _wait(self, changed: tuple[asyncio.Event, ...], timeout_s: float) -> None:
         """Until a write here, :meth:`drain`, or ``timeout_s`` (writes of other processes)."""
         waits = [
-            asyncio.ensure_future(changed.wait()),
+            *(asyncio.ensure_future(event.wait()) for event in changed),
             asyncio.ensure_future(self._draining.wait()),
         ]
         try:

@@ -349,7 +349,7 @@ class ExecutionService:
         dispatched = await self.dispatcher.cancel(execution_id, principal.name)
         if dispatched is not None:
             return dispatched
-        async with self.events.write() as tx:
+        async with self.events.write(session_id) as tx:
             current = await tx.get_execution(execution_id)
             if current is None or current.state.is_final:
                 return current or execution

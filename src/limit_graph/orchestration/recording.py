@@ -135,7 +135,7 @@ class ExecutionRecorder:
         )
         if claims and reservation is not None and stored.id == execution.id:
             reservation.taken = True
-        self.events.notify()
+        self.events.notify(stored.session_id)
         return stored
 
     async def reserve(self, reservation: Reservation) -> None:
@@ -210,7 +210,7 @@ class ExecutionRecorder:
                 payload=payload,
             )
         )
-        self.events.notify()
+        self.events.notify(session_id)
         for policy_id in denial.policy_ids:
             self.telemetry.denials.labels(policy_id).inc()
         raise denial

@@ -160,7 +160,7 @@ class ReplayService:
         sessions: SessionCache,
         authorizer: Authorizer,
         *,
-        notify: Callable[[], None] = lambda: None,
+        notify: Callable[[uuid.UUID], None] = lambda _: None,
     ) -> None:
         self.storage = storage
         self.executions = executions
@@ -284,7 +284,7 @@ class ReplayService:
                 payload=payload,
             )
         )
-        self.notify()
+        self.notify(replay.session_id)
 
 
 def _replay_inputs(agent: AgentSpec, original: Execution) -> dict[str, Any]:

@@ -156,7 +156,7 @@ class SessionService:
         created = await self.storage.write_new_session(
             session, actor=principal.name, action="session.created"
         )
-        self.events.notify()
+        self.events.notify(created.id)
         return created
 
     async def get(self, principal: Principal, session_id: uuid.UUID) -> Session:
@@ -183,7 +183,7 @@ class SessionService:
     async def _write(self, session_id: uuid.UUID) -> AsyncIterator[StorageTransaction]:
         """A write transaction on one session; its cached copy is dropped afterwards."""
         try:
-            async with self.events.write() as tx:
+            async with self.events.write(session_id) as tx:
                 yield tx
         finally:
             self.cache.forget(session_id)

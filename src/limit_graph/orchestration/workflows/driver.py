@@ -66,7 +66,7 @@ class DriverContext:
 
     storage: Storage
     executions: ExecutionService
-    notify: Callable[[], None]
+    notify: Callable[[uuid.UUID], None]
     sleep: Callable[[float], Awaitable[None]]
     max_parallel: int
     on_final: Callable[[RunDriver], Awaitable[None]]
@@ -143,7 +143,7 @@ class RunDriver:
             await self.context.storage.write_workflow_run(
                 self.run, actor=self.run.actor, action=action
             )
-        self.context.notify()
+        self.context.notify(self.run.session_id)
 
     def _changed(self) -> None:
         """A step changed: the writer records the run soon (``workflow.step``), changes

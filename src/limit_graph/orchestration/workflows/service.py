@@ -63,7 +63,7 @@ class WorkflowService:
         settings: WorkflowsSettings,
         compliance: ComplianceChecks,
         *,
-        notify: Callable[[], None],
+        notify: Callable[[uuid.UUID], None],
         default_backend: BackendKind = BackendKind.LOCAL,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -185,7 +185,7 @@ class WorkflowService:
         await self.storage.write_workflow_run(
             run, actor=principal.name, action="workflow.created", require_active_session=True
         )
-        self._context.notify()
+        self._context.notify(run.session_id)
         driver = self._drive(run, workflow, principal)
         return await self._waited(driver, wait_s)
 
@@ -354,7 +354,7 @@ class WorkflowService:
         await self.storage.write_workflow_run(
             resumed, actor=principal.name, action="workflow.resumed", require_active_session=True
         )
-        self._context.notify()
+        self._context.notify(resumed.session_id)
         executions = await self.storage.list_workflow_executions(resumed.id)
         outputs, produced = self._results_of(executions, keep=set(graph.steps) - again)
         driver = self._drive(resumed, workflow, principal, outputs=outputs, produced=produced)
