@@ -91,6 +91,8 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ('[backends.aer]\ntype = "quantum"\nwrokers = 2\n', "backends.aer.wrokers: unknown key"),
         ('[backends]\ndefault = "mainframe"\n', "backends.default"),
         ('[storage]\nurl = "mysql://x/y"\n', "unsupported database URL scheme"),
+        ("[storage]\npool_size = 0\n", "storage.pool_size"),
+        ("[storage]\nmax_overflow = -1\n", "storage.max_overflow"),
     ],
 )
 def test_bad_config_names_the_key_and_the_file(tmp_path: Path, text: str, named: str) -> None:

@@ -138,6 +138,18 @@ class StorageSettings(_Section):
     type: Literal["memory", "file", "database"] = "database"
     url: str | None = Field(default=None, description="Database URL (type = database).")
     path: Path | None = Field(default=None, description="Folder for type = file.")
+    pool_size: int = Field(
+        default=32,
+        ge=1,
+        description="Database connections each API process keeps open for reads and "
+        "short transactions (type = database).",
+    )
+    max_overflow: int = Field(
+        default=8,
+        ge=0,
+        description="Connections opened above pool_size under a burst, closed when "
+        "returned; a pool too small for the load opens and closes them all the time.",
+    )
 
 
 class BackendsSettings(_Section):

@@ -38,4 +38,6 @@ def open_storage(settings: Settings) -> Storage:
         keks=keks,
         key_refresh_s=refresh_s,
         shared_queue=settings.shared_queue,
+        pool_size=settings.storage.pool_size,
+        max_overflow=settings.storage.max_overflow,
     )

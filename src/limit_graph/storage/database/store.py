@@ -69,8 +69,12 @@ class DatabaseStorage(DatabaseReads):
         keks: KeyEncryptionKeys | None = None,
         key_refresh_s: float = 30.0,
         shared_queue: bool = True,
+        pool_size: int = 32,
+        max_overflow: int = 8,
     ) -> None:
         self.url = make_url(url)
+        self._pool = {"pool_size": pool_size, "max_overflow": max_overflow}
+        """The read and transaction pool; the writer's own pool is two connections."""
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.kind = "sqlite" if self.is_sqlite else "postgres"
         self._engine: AsyncEngine | None = None
@@ -147,9 +151,13 @@ class DatabaseStorage(DatabaseReads):
             Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
         options: dict[str, Any] = {"echo": self._echo}
         if not self.is_sqlite:
-            options.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
-        engine = create_async_engine(self.url, **options)
-        writer = create_engine(self.url.set(drivername=sync_driver(self.url)), **options)
+            options.update(pool_pre_ping=True)
+        # A pool smaller than the load's concurrency opens and closes its overflow
+        # connections all the time (on SQLite, a thread each): keep pool_size above it.
+        engine = create_async_engine(self.url, **self._pool, **options)
+        writer = create_engine(
+            self.url.set(drivername=sync_driver(self.url)), pool_size=2, max_overflow=2, **options
+        )
         if self.is_sqlite:
             configure_sqlite(engine.sync_engine)
             configure_sqlite(writer)
