@@ -286,13 +286,13 @@ def _work_sessions(url: str, key: str, mix: Mix) -> dict[str, list[str]]:
         "workflow": mix.workflow_clients,
     }
     with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=60) as author:
-        made: dict[str, list[str]] = {}
+        made: dict[str, list[str]] = {kind: [] for kind in counts}
         for kind, count in counts.items():
             for n in range(count):
                 body = {"name": f"soak-{kind}-{n}", "config": SESSION_CONFIG}
                 answer = author.post("/sessions", json=body)
                 answer.raise_for_status()
-                made.setdefault(kind, []).append(answer.json()["id"])
+                made[kind].append(answer.json()["id"])
     return made
 
 

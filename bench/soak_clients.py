@@ -412,7 +412,11 @@ class Load:
 
     async def run(self, stop_at: float) -> None:
         """Every loop until ``stop_at``."""
-        loops: list[Awaitable[None]] = [self.churn_sessions(stop_at), self.read(stop_at)]
+        loops: list[Awaitable[None]] = []
+        if self.mix.sessions_per_s > 0:
+            loops.append(self.churn_sessions(stop_at))
+        if self.mix.reads_per_s > 0:
+            loops += [self.read(stop_at) for _ in range(self.mix.reader_clients)]
         for kind, method in (
             ("local", self.local),
             ("remote", self.remote),
@@ -420,5 +424,6 @@ class Load:
             ("workflow", self.workflows),
         ):
             loops += [method(session_id, stop_at) for session_id in self.sessions[kind]]
-        loops.append(self.probe_governance(self.sessions["quantum"][0], stop_at))
+        if self.sessions["quantum"] and self.mix.denied_per_s > 0:
+            loops.append(self.probe_governance(self.sessions["quantum"][0], stop_at))
         await asyncio.gather(*loops)
