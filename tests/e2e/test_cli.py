@@ -100,6 +100,41 @@ def test_cli_session_exec_archive_restore(server: Server, tmp_path: Path) -> Non
     assert agents.returncode == 0 and "sleep" in agents.stdout
 
 
+def test_cli_session_with_quotas_and_policies(server: Server, tmp_path: Path) -> None:
+    checks = tmp_path / "checks.yaml"
+    checks.write_text("- check: allowed-targets\n  targets: [aer]\n")
+    created = server.limit(
+        "session", "create", "--tag", "governed", "--quota", "executions=1",
+        "--policy", '{"check": "circuit-limits", "max_qubits": 7}', "--policy", f"@{checks}",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    session = json.loads(created.stdout)
+    assert session["config"]["quotas"] == {"executions": 1}
+    assert [p["check"] for p in session["config"]["policies"]] == [
+        "circuit-limits",
+        "allowed-targets",
+    ]
+    sid = session["id"]
+    assert server.limit("exec", sid, "echo", "--inputs", "{}").returncode == 0
+    over = server.limit("exec", sid, "echo", "--inputs", "{}")
+    assert over.returncode == 1 and "1 of its 1 executions" in over.stderr, over.stderr
+
+    for bad, said in [
+        (["--quota", "shots=many"], "--quota shots: 'many' is not a number"),
+        (["--quota", "shots"], "is not RESOURCE=LIMIT"),
+        (["--quota", "shots=1", "--quota", "shots=2"], "--quota shots is given twice"),
+        (["--quota", "shots=-1"], "shots"),
+        (["--policy", "[1, 2]"], 'a declaration is an object with a "check"'),
+        (["--policy", f"@{tmp_path / 'missing.yaml'}"], "cannot read --policy @"),
+        (["--policy", '{"check": "no-such-check"}'], "no-such-check"),
+    ]:
+        refused = server.limit("session", "create", "--tag", "governed", *bad)
+        assert refused.returncode == 1 and said in refused.stderr, (bad, refused.stderr)
+        assert "Traceback" not in refused.stderr
+    listed = server.limit("session", "list", "--tag", "governed", "--json")
+    assert [s["id"] for s in json.loads(listed.stdout)["items"]] == [sid]
+
+
 def test_cli_reports_an_unreachable_server(tmp_path: Path) -> None:
     env = clean_env(LIMIT_API_URL=f"http://127.0.0.1:{free_port()}", LIMIT_API_KEY="any")
     result = run_limit("session", "list", cwd=tmp_path, env=env)

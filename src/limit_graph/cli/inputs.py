@@ -1,7 +1,12 @@
-"""What the workflow commands read from their arguments: ids, ``--param`` pairs, files.
+"""What the commands read from their arguments: ids, ``--param`` and ``--quota`` pairs,
+``--policy`` declarations, files.
 
 >>> parse_params(["shots=500", "thetas=[0, 1.57]", "label=bell pair", "exact=true"])
 {'shots': 500, 'thetas': [0, 1.57], 'label': 'bell pair', 'exact': True}
+>>> parse_quotas(["shots=1500", "qpu_seconds=2.5"])
+{'shots': 1500, 'qpu_seconds': 2.5}
+>>> parse_policies(['{"check": "circuit-limits", "max_qubits": 7}'])
+[{'check': 'circuit-limits', 'max_qubits': 7}]
 """
 
 from __future__ import annotations
@@ -14,7 +19,14 @@ from typing import Any
 
 from limit_graph.cli.client import CliError
 
-__all__ = ["key_text", "parse_params", "read_workflow_file", "require_uuid"]
+__all__ = [
+    "key_text",
+    "parse_params",
+    "parse_policies",
+    "parse_quotas",
+    "read_workflow_file",
+    "require_uuid",
+]
 
 
 def require_uuid(value: str, what: str) -> str:
@@ -52,6 +64,55 @@ def parse_params(pairs: Iterable[str] | None) -> dict[str, Any]:
         except ValueError:
             params[key] = text
     return params
+
+
+def parse_quotas(pairs: Iterable[str] | None) -> dict[str, int | float]:
+    """``--quota RESOURCE=LIMIT`` options; the server checks the resource names."""
+    quotas: dict[str, int | float] = {}
+    for pair in pairs or ():
+        resource, sep, text = pair.partition("=")
+        resource = resource.strip()
+        if not sep or not resource:
+            raise CliError(f"--quota {pair!r} is not RESOURCE=LIMIT (e.g. shots=10000)")
+        if resource in quotas:
+            raise CliError(f"--quota {resource} is given twice")
+        try:
+            limit = json.loads(text, parse_constant=_not_json)
+        except ValueError:
+            limit = None
+        if isinstance(limit, bool) or not isinstance(limit, int | float):
+            raise CliError(f"--quota {resource}: {text!r} is not a number")
+        quotas[resource] = limit
+    return quotas
+
+
+def parse_policies(given: Iterable[str] | None) -> list[dict[str, Any]]:
+    """``--policy`` options: each a check declaration as a JSON object, or ``@FILE`` holding
+    one or a list of them (JSON or YAML); the server checks what they declare."""
+    import yaml
+
+    policies: list[dict[str, Any]] = []
+    for text in given or ():
+        where = "--policy"
+        if text.startswith("@"):
+            path = Path(text[1:])
+            where = f"--policy {text}"
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CliError(
+                    f"cannot read {where}: {getattr(exc, 'strerror', None) or exc}"
+                ) from None
+        try:
+            parsed = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise CliError(f"{where} is not JSON or YAML: {exc}") from None
+        items = parsed if isinstance(parsed, list) else [parsed]
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("check"), str):
+                raise CliError(f'{where}: a declaration is an object with a "check", got {item!r}')
+            policies.append(item)
+    return policies
 
 
 def _not_json(name: str) -> Any:

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import typer
 
 from limit_graph.cli.client import CliError
-from limit_graph.cli.inputs import require_uuid
+from limit_graph.cli.inputs import parse_policies, parse_quotas, require_uuid
 from limit_graph.cli.options import JsonOption, KeyOption, UrlOption, call
 from limit_graph.cli.output import print_json, print_listing, print_text, tell
 from limit_graph.cli.target import Configuration, open_client
@@ -45,11 +45,29 @@ def session_create(
     ] = None,
     default_backend: Annotated[str | None, typer.Option(help="Backend used by default.")] = None,
     timeout_s: Annotated[float | None, typer.Option(help="Default execution timeout.")] = None,
+    quota: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A quota for the session's life, RESOURCE=LIMIT (repeatable): executions, "
+            "concurrent, shots, qpu_seconds, storage_bytes."
+        ),
+    ] = None,
+    policy: Annotated[
+        list[str] | None,
+        typer.Option(
+            help='A compliance check, as JSON (\'{"check": "circuit-limits", "max_qubits": 7}\') '
+            "or @FILE holding one or a list, JSON or YAML (repeatable)."
+        ),
+    ] = None,
     url: UrlOption = None,
     api_key: KeyOption = None,
 ) -> None:
     """Create a session and print it."""
     config: dict[str, Any] = {"tags": tag or []}
+    if quota:
+        config["quotas"] = parse_quotas(quota)
+    if policy:
+        config["policies"] = parse_policies(policy)
     if backend:
         config["backends"] = backend
     if default_backend:
