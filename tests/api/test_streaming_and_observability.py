@@ -197,13 +197,16 @@ def test_json_logs_carry_request_ids(tmp_path: Path) -> None:
         "with log_context(request_id='r1', session_id='s1'):\n"
         "    logging.getLogger('limit_graph.x').info('hello %s', 'there')\n"
         "logging.getLogger('limit_graph.x').debug('hidden')\n"
+        "logging.getLogger('great_expectations.data_context').info('set-up chatter')\n"
+        "logging.getLogger('great_expectations.data_context').warning('a real warning')\n"
     )
     import subprocess
     import sys
 
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
     lines = [json.loads(line) for line in result.stderr.splitlines()]
-    assert len(lines) == 1
+    assert len(lines) == 2
     assert lines[0]["message"] == "hello there"
+    assert lines[1]["message"] == "a real warning"
     assert lines[0]["request_id"] == "r1" and lines[0]["session_id"] == "s1"
     assert lines[0]["level"] == "INFO" and lines[0]["logger"] == "limit_graph.x"

@@ -72,7 +72,15 @@ def every_log_record(records: list[logging.LogRecord]) -> Iterator[None]:
     quieter kept so), and loggers that do not propagate to the root heard too; for a
     whole module rather than one test."""
     root = logging.getLogger()
-    named = ("alembic", "httpx", "uvicorn.access", *DRIVER_LOGGERS, "psycopg", "sqlalchemy.engine")
+    named = (
+        "alembic",
+        "httpx",
+        "uvicorn.access",
+        "great_expectations",
+        *DRIVER_LOGGERS,
+        "psycopg",
+        "sqlalchemy.engine",
+    )
     saved = (list(root.handlers), root.level, {n: logging.getLogger(n).level for n in named})
     configure_logging("DEBUG", json_format=False)
     apart = [

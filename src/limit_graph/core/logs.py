@@ -64,7 +64,8 @@ def configure_logging(level: str, *, json_format: bool = True) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     quieter = max(logging.WARNING, logging.getLevelName(level))
-    for noisy in ("alembic", "httpx", "uvicorn.access"):
+    # great_expectations logs some 200 INFO lines of its own set-up on first use.
+    for noisy in ("alembic", "httpx", "uvicorn.access", "great_expectations"):
         logging.getLogger(noisy).setLevel(quieter)
     # Database drivers log each statement with its parameters (key digests and sealed
     # signing keys among them) at DEBUG or INFO: they never go below WARNING.
