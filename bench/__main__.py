@@ -39,7 +39,7 @@ from bench import replicas as replicas_bench
 from bench import soak as soak_bench
 from bench import workflows as workflows_bench
 from bench.inprocess import measure_inprocess
-from bench.loadgen import LoadResult, build_request, run_load
+from bench.loadgen import LoadResult, build_request, median_run
 from bench.serving import serve
 from limit_graph.deployments.server import PrefectServer, free_port
 
@@ -49,21 +49,14 @@ KEY = "bench-admin-key-0123456789abcdef"
 
 def drive(port: int, requests: list[bytes], args: argparse.Namespace) -> LoadResult:
     """The median-throughput run of ``args.repeat`` runs."""
-    runs = [
-        asyncio.run(
-            run_load(
-                "127.0.0.1",
-                port,
-                requests,
-                connections=args.connections,
-                duration_s=args.duration,
-                warmup_s=args.warmup,
-            )
-        )
-        for _ in range(args.repeat)
-    ]
-    runs.sort(key=lambda r: r.rps)
-    return runs[len(runs) // 2]
+    return median_run(
+        port,
+        requests,
+        repeat=args.repeat,
+        connections=args.connections,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+    )
 
 
 def row(name: str, result: LoadResult, anchor: LoadResult | None) -> str:

@@ -112,6 +112,34 @@ async def run_load(
     return result
 
 
+def median_run(
+    port: int,
+    requests: list[bytes],
+    *,
+    repeat: int,
+    connections: int,
+    duration_s: float,
+    warmup_s: float,
+) -> LoadResult:
+    """The run of median throughput among ``repeat`` runs of :func:`run_load` on
+    127.0.0.1."""
+    runs = [
+        asyncio.run(
+            run_load(
+                "127.0.0.1",
+                port,
+                requests,
+                connections=connections,
+                duration_s=duration_s,
+                warmup_s=warmup_s,
+            )
+        )
+        for _ in range(repeat)
+    ]
+    runs.sort(key=lambda r: r.rps)
+    return runs[len(runs) // 2]
+
+
 async def run_each(
     host: str, port: int, requests: list[bytes], *, connections: int
 ) -> tuple[float, list[tuple[int, bytes]]]:

@@ -13,7 +13,6 @@ servers, so the rows say how close the stack comes here, not what more cores giv
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from bench.dispatch import bench_database
-from bench.loadgen import LoadResult, build_request, run_load
+from bench.loadgen import LoadResult, build_request, median_run
 from bench.serving import serve
 from limit_graph.deployments.server import free_port
 
@@ -35,21 +34,14 @@ BODY = json.dumps({"agent": "echo", "inputs": {"n": 1}}).encode()
 
 def _drive(port: int, path: str, headers: dict[str, str], args: argparse.Namespace) -> LoadResult:
     request = build_request("POST", "127.0.0.1", port, path, headers, BODY)
-    runs = [
-        asyncio.run(
-            run_load(
-                "127.0.0.1",
-                port,
-                [request],
-                connections=args.connections,
-                duration_s=args.duration,
-                warmup_s=args.warmup,
-            )
-        )
-        for _ in range(args.repeat)
-    ]
-    runs.sort(key=lambda r: r.rps)
-    return runs[len(runs) // 2]
+    return median_run(
+        port,
+        [request],
+        repeat=args.repeat,
+        connections=args.connections,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+    )
 
 
 def measure_bare(workers: int, args: argparse.Namespace) -> LoadResult:

@@ -51,39 +51,32 @@ def key_text(given: str, what: str = "the key") -> str:
 def parse_params(pairs: Iterable[str] | None) -> dict[str, Any]:
     """``--param KEY=VALUE`` options: VALUE as JSON when it reads as JSON (numbers,
     lists, objects, true/false/null, quoted text), else as the text it is."""
-    params: dict[str, Any] = {}
-    for pair in pairs or ():
-        key, sep, text = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise CliError(f"--param {pair!r} is not KEY=VALUE")
-        if key in params:
-            raise CliError(f"--param {key} is given twice")
-        try:
-            params[key] = json.loads(text, parse_constant=_not_json)
-        except ValueError:
-            params[key] = text
-    return params
+    return _json_pairs(pairs, "--param", "KEY=VALUE")
 
 
 def parse_quotas(pairs: Iterable[str] | None) -> dict[str, int | float]:
     """``--quota RESOURCE=LIMIT`` options; the server checks the resource names."""
-    quotas: dict[str, int | float] = {}
-    for pair in pairs or ():
-        resource, sep, text = pair.partition("=")
-        resource = resource.strip()
-        if not sep or not resource:
-            raise CliError(f"--quota {pair!r} is not RESOURCE=LIMIT (e.g. shots=10000)")
-        if resource in quotas:
-            raise CliError(f"--quota {resource} is given twice")
-        try:
-            limit = json.loads(text, parse_constant=_not_json)
-        except ValueError:
-            limit = None
+    quotas = _json_pairs(pairs, "--quota", "RESOURCE=LIMIT (e.g. shots=10000)")
+    for resource, limit in quotas.items():
         if isinstance(limit, bool) or not isinstance(limit, int | float):
-            raise CliError(f"--quota {resource}: {text!r} is not a number")
-        quotas[resource] = limit
+            raise CliError(f"--quota {resource}: {limit!r} is not a number")
     return quotas
+
+
+def _json_pairs(pairs: Iterable[str] | None, option: str, shape: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise CliError(f"{option} {pair!r} is not {shape}")
+        if key in found:
+            raise CliError(f"{option} {key} is given twice")
+        try:
+            found[key] = json.loads(text, parse_constant=_not_json)
+        except ValueError:
+            found[key] = text
+    return found
 
 
 def parse_policies(given: Iterable[str] | None) -> list[dict[str, Any]]:
