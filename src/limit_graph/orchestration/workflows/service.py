@@ -446,6 +446,7 @@ class WorkflowService:
             }
         )
         await self.storage.write_workflow_run(failed, actor=run.actor, action="workflow.failed")
+        self._context.notify(run.session_id)
 
     async def close(self) -> None:
         """Stop driving; unfinished runs stay ``running`` in the store for the next start."""
