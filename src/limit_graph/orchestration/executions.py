@@ -147,13 +147,26 @@ class ExecutionService:
         family = target_family(backend, admitted.validated)
         depth = self.dispatcher.depth
         instance = self.router.route(backend, agent.name, session.id, depth, family=family)[0]
-        queued = await self._enqueue(
-            principal, admitted, instance, command, execution_id, checks, reservation, family=family
-        )
-        if key is not None and queued.state is ExecutionState.QUEUED:
-            self._cache_on_success[queued.id] = key
-            self.dispatcher.follow(queued.id)
-        return await self._await_final(queued, command.wait_s)
+        # Waiting from before the record is queued, no end can come before the wait:
+        # the caller needs no read to learn whether it ended meanwhile.
+        ended = self.dispatcher.waiter(execution_id) if command.wait_s > 0 else None
+        try:
+            queued = await self._enqueue(
+                principal, admitted, instance, command, execution_id, checks, reservation,
+                family=family,
+            )  # fmt: skip
+            if key is not None and queued.state is ExecutionState.QUEUED:
+                self._cache_on_success[queued.id] = key
+                self.dispatcher.follow(queued.id)
+            if ended is None or queued.id != execution_id or queued.state.is_final:
+                return await self._await_final(queued, command.wait_s)
+            try:
+                return await asyncio.wait_for(ended, command.wait_s)
+            except TimeoutError:
+                return await self.storage.get_execution(queued.id) or queued
+        finally:
+            if ended is not None:
+                self.dispatcher.unwait(execution_id, ended)
 
     async def execute_fan_out(
         self, principal: Principal, session_id: uuid.UUID, command: ExecuteCommand

@@ -188,6 +188,10 @@ class Dispatcher:
         """A future resolved with the execution's final record, if it ends from now on."""
         return self.finals.waiter(execution_id)
 
+    def unwait(self, execution_id: uuid.UUID, future: asyncio.Future[Execution]) -> None:
+        """Stop waiting with a :meth:`waiter`'s future."""
+        self.finals.unwait(execution_id, future)
+
     async def wait_final(self, execution_id: uuid.UUID, timeout_s: float) -> Execution | None:
         """The final record, waiting up to ``timeout_s``; ``None`` if it is not final by then."""
         return await self.finals.wait_final(execution_id, timeout_s)
