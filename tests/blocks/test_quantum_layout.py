@@ -21,7 +21,10 @@ ALLOWED: dict[str, set[str]] = {
     "simulator": {"types"},
     "aer": {"types", "simulator"},
     "fake": {"types", "simulator"},
-    "ibm": {"types"},
+    "ibm_errors": set(),
+    "ibm_credentials": {"ibm_errors"},
+    "ibm_target": {"types", "ibm_errors", "ibm_credentials"},
+    "ibm": {"ibm_errors", "ibm_credentials", "ibm_target"},
     "resolver": {"types", "aer", "fake", "ibm"},
     "__init__": {"types", "simulator", "aer", "fake", "resolver"},
 }

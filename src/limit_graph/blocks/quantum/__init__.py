@@ -19,7 +19,9 @@ One module per part, none importing a module that imports it:
   ``TargetLimits``), imported by every other module, importing none of them;
 - ``simulator``: :class:`SimulatorTarget`, the Aer engine of ``aer`` and ``fake:``;
 - ``aer`` and ``fake``: the simulator blocks;
-- ``ibm``: the IBM Quantum blocks and target, on ``types`` alone;
+- ``ibm``: the IBM Quantum target block, on ``ibm_credentials`` (the credentials
+  block), ``ibm_target`` (the target) and ``ibm_errors`` (what the client's failures
+  become), which import ``types`` alone;
 - ``resolver``: :func:`resolve_target`.
 
 Blocks hold settings and give a target with ``get_target()`` (prefect-qiskit's
