@@ -116,14 +116,21 @@ def runners_for(
             process.wait(timeout=60)
 
 
-def _wait_runners(client: httpx.Client, count: int, timeout_s: float = 60) -> None:
+def wait_runners(
+    client: httpx.Client, count: int, kinds: tuple[str, ...] = ("remote",), timeout_s: float = 60
+) -> None:
+    """Until ``count`` runners serve the pool of each backend kind in ``kinds``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        backends = client.get("/health").json()["checks"]["backends"]
-        if backends["remote"]["pool_runners"] >= count:
+        backends = client.get("/health").json()["checks"]["backends"].values()
+        pools = dict.fromkeys(kinds, 0)
+        for backend in backends:
+            if backend["kind"] in pools:
+                pools[backend["kind"]] = max(pools[backend["kind"]], backend["pool_runners"])
+        if min(pools.values()) >= count:
             return
         time.sleep(0.2)
-    raise RuntimeError(f"{count} runners did not connect")
+    raise RuntimeError(f"{count} runners per pool ({', '.join(kinds)}) did not connect")
 
 
 def measure_platform(workdir: Path, latency_n: int, backlog: int) -> dict[str, Any]:
@@ -180,7 +187,7 @@ def _measure(url: str, runner_url: str, latency_n: int, backlog: int) -> dict[st
         session_id = client.post("/sessions", json={}).json()["id"]
         execute = f"/sessions/{session_id}/execute"
         with runners_for(runner_url, "remote", 1, 16):
-            _wait_runners(client, 1)
+            wait_runners(client, 1)
             latencies: list[float] = []
             for n in range(latency_n):
                 body = {"agent": "echo", "inputs": {"n": n}, "backend": "remote", "wait_s": 10}

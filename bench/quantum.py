@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from bench.dispatch import ADMIN_KEY, platform_server, runners_for
+from bench.dispatch import ADMIN_KEY, platform_server, runners_for, wait_runners
 from bench.loadgen import build_request, run_each
 
 OVERHEAD_QUBITS, OVERHEAD_DEPTH, OVERHEAD_SHOTS = 20, 10, 4000
@@ -122,7 +122,7 @@ def measure(workdir: Path, repeat: int, small: int) -> dict[str, Any]:
         exotic = [_random_qasm3(5, 5, seed=5000 + n) for n in range(small // 2)]
         exotic_rate = asyncio.run(_throughput(url, session_id, exotic))
         with runners_for(url, "quantum", 1, 8):
-            _wait_quantum_runners(client, 2)
+            wait_runners(client, 2, ("quantum",))
             more = [_standard_qasm3(5, 5, seed=9000 + n) for n in range(small)]
             two_rate = asyncio.run(_throughput(url, session_id, more))
         cached_body = _sample_body(sources[0], 1000, 3, allow_cached=True)
@@ -145,16 +145,6 @@ def measure(workdir: Path, repeat: int, small: int) -> dict[str, Any]:
         "cache_p50_ms": statistics.median(hits) * 1000,
         "cache_p99_ms": sorted(hits)[int(0.99 * len(hits))] * 1000,
     }
-
-
-def _wait_quantum_runners(client: httpx.Client, count: int, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        backends = client.get("/health").json()["checks"]["backends"].values()
-        if max(b["pool_runners"] for b in backends if b["kind"] == "quantum") >= count:
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"{count} quantum runners did not connect")
 
 
 CLIENTS = 64

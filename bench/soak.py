@@ -39,11 +39,11 @@ from pathlib import Path
 
 import httpx
 
-from bench.dispatch import ADMIN_KEY, bench_database, platform_server, runners_for
+from bench.dispatch import ADMIN_KEY, bench_database, platform_server, runners_for, wait_runners
 from bench.soak_accounting import StoreView, account, drain, read_back, verify_ledger
 from bench.soak_clients import SESSION_CONFIG, Load, Mix
 from bench.soak_procs import ProcessSeries, children_of, cpu_ticks, load_average
-from bench.soak_report import RUNNERS_PER_POOL, Observed, SoakReport, rows
+from bench.soak_report import Observed, SoakReport, rows
 from limit_graph.core import merkle
 from limit_graph.deployments.server import PrefectServer
 
@@ -51,6 +51,7 @@ __all__ = ["SoakReport", "main", "measure", "rows", "run"]
 
 GENEROUS = {"rate": 5000, "burst": 10000}
 DRAIN_TIMEOUT_S = 180.0
+RUNNERS_PER_POOL = 2
 
 
 def _config(path: Path, database_url: str | None, workers: int, redis: bool) -> Path:
@@ -91,17 +92,6 @@ def _author_key(admin: httpx.Client) -> str:
     limits = {"executions": 100_000_000, "concurrent": 2000, "shots": 10**12, "period": "day"}
     admin.put("/quotas/tenant:soak", json=limits).raise_for_status()
     return str(key.json()["key"])
-
-
-def _wait_runners(client: httpx.Client, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        backends = client.get("/health").json()["checks"]["backends"]
-        pools = {b["kind"]: b["pool_runners"] for b in backends.values()}
-        if min(pools.get("remote", 0), pools.get("quantum", 0)) >= RUNNERS_PER_POOL:
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"{RUNNERS_PER_POOL} runners per pool did not connect")
 
 
 def _cmdline(pid: int) -> str:
@@ -280,7 +270,7 @@ def run(
             sessions = _work_sessions(url, key, mix)
             remote = stack.enter_context(runners_for(url, "remote", RUNNERS_PER_POOL, 16))
             quantum = stack.enter_context(runners_for(url, "quantum", RUNNERS_PER_POOL, 4))
-            _wait_runners(admin)
+            wait_runners(admin, RUNNERS_PER_POOL, ("remote", "quantum"), timeout_s=120)
             api_pid = int(admin.get("/health").json()["process"]["pid"])
             prefect_process = prefect_server.process if prefect_server else None
             processes = _processes(
@@ -300,6 +290,7 @@ def run(
         accounting=account(seen.load.accepted, seen.listed, store),
         ledger_ok=ledger_ok,
         ledger_detail=ledger_detail,
+        runners_per_pool=RUNNERS_PER_POOL,
     )
 
 

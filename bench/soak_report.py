@@ -11,11 +11,10 @@ from bench.soak_accounting import Accounting
 from bench.soak_clients import Load
 from bench.soak_procs import ProcessSeries
 
-__all__ = ["RSS_TARGET", "RUNNERS_PER_POOL", "Observed", "SoakReport", "rows"]
+__all__ = ["RSS_TARGET", "Observed", "SoakReport", "rows"]
 
 RSS_TARGET = 0.10
 """The API's RSS may grow less than this from the first minute to the end."""
-RUNNERS_PER_POOL = 2
 
 
 @dataclass
@@ -41,6 +40,7 @@ class SoakReport:
     accounting: Accounting
     ledger_ok: bool
     ledger_detail: str
+    runners_per_pool: int
 
     @property
     def api(self) -> list[ProcessSeries]:
@@ -190,7 +190,8 @@ def rows(report: SoakReport) -> list[str]:
     lines = [
         f"Mixed-load soak: {report.duration_s:.0f} s, {report.store}, governance on "
         "(tenant and session quotas, rate limits on every route class, circuit limits "
-        f"and allowed targets), {RUNNERS_PER_POOL} runners per pool (remote, quantum on Aer).",
+        f"and allowed targets), {report.runners_per_pool} runners per pool "
+        "(remote, quantum on Aer).",
         "",
         *_operation_rows(report),
         "",

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 
 from bench import workflow_validation as validation
-from bench.dispatch import ADMIN_KEY, _wait_runners, platform_server, runners_for
+from bench.dispatch import ADMIN_KEY, platform_server, runners_for, wait_runners
 from limit_graph.deployments.server import PrefectServer
 
 CHAIN = 200
@@ -97,7 +97,7 @@ def measure_platform(workdir: Path, prefect_url: str, repeat: int) -> dict[str, 
         chain = [_run(client, session_id, chain_spec(CHAIN))[0] for _ in range(repeat)]
         fan = [_run(client, session_id, fan_spec(FAN))[0] for _ in range(repeat)]
         with runners_for(url, "remote", 1, 16):
-            _wait_runners(client, 1)
+            wait_runners(client, 1)
             _run(client, session_id, chain_spec(5, "remote"))  # warm the runner
             _, run = _run(client, session_id, chain_spec(50, "remote"))
             gaps = []

@@ -158,12 +158,8 @@ class ExecutionService:
             if key is not None and queued.state is ExecutionState.QUEUED:
                 self._cache_on_success[queued.id] = key
                 self.dispatcher.follow(queued.id)
-            if ended is None or queued.id != execution_id or queued.state.is_final:
-                return await self._await_final(queued, command.wait_s)
-            try:
-                return await asyncio.wait_for(ended, command.wait_s)
-            except TimeoutError:
-                return await self.storage.get_execution(queued.id) or queued
+            mine = ended if queued.id == execution_id else None  # else a key's earlier one
+            return await self._await_final(queued, command.wait_s, mine)
         finally:
             if ended is not None:
                 self.dispatcher.unwait(execution_id, ended)
@@ -326,10 +322,15 @@ class ExecutionService:
             execution = stored or execution
         return execution
 
-    async def _await_final(self, execution: Execution, wait_s: float) -> Execution:
+    async def _await_final(
+        self,
+        execution: Execution,
+        wait_s: float,
+        waiting: asyncio.Future[Execution] | None = None,
+    ) -> Execution:
         if execution.state.is_final or wait_s <= 0:
             return execution
-        final = await self.dispatcher.wait_final(execution.id, wait_s)
+        final = await self.dispatcher.wait_final(execution.id, wait_s, waiting)
         return final or await self.storage.get_execution(execution.id) or execution
 
     async def dispatched_final(self, execution: Execution, here: bool = True) -> None:

@@ -192,9 +192,15 @@ class Dispatcher:
         """Stop waiting with a :meth:`waiter`'s future."""
         self.finals.unwait(execution_id, future)
 
-    async def wait_final(self, execution_id: uuid.UUID, timeout_s: float) -> Execution | None:
-        """The final record, waiting up to ``timeout_s``; ``None`` if it is not final by then."""
-        return await self.finals.wait_final(execution_id, timeout_s)
+    async def wait_final(
+        self,
+        execution_id: uuid.UUID,
+        timeout_s: float,
+        waiting: asyncio.Future[Execution] | None = None,
+    ) -> Execution | None:
+        """The final record, waiting up to ``timeout_s``; ``None`` if it is not final by
+        then (``waiting``: see :meth:`Finals.wait_final`)."""
+        return await self.finals.wait_final(execution_id, timeout_s, waiting)
 
     def _spawn(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)

@@ -54,18 +54,25 @@ class Finals:
             if not waiting:
                 del self._waiters[execution_id]
 
-    async def wait_final(self, execution_id: uuid.UUID, timeout_s: float) -> Execution | None:
-        """The final record, waiting up to ``timeout_s``; ``None`` if it is not final by then."""
-        future = self.waiter(execution_id)
-        stored = await self.storage.get_execution(execution_id)
-        if stored is not None and stored.state.is_final:
-            future.cancel()
-            self.unwait(execution_id, future)
-            return stored
+    async def wait_final(
+        self,
+        execution_id: uuid.UUID,
+        timeout_s: float,
+        waiting: asyncio.Future[Execution] | None = None,
+    ) -> Execution | None:
+        """The final record, waiting up to ``timeout_s``; ``None`` if it is not final by
+        then.  ``waiting``, a :meth:`waiter` taken before the execution was queued, needs
+        no read first: no end can have come before it."""
+        future = waiting or self.waiter(execution_id)
         try:
-            return await asyncio.wait_for(future, timeout_s)
-        except TimeoutError:
-            return None
+            if waiting is None:
+                stored = await self.storage.get_execution(execution_id)
+                if stored is not None and stored.state.is_final:
+                    return stored
+            try:
+                return await asyncio.wait_for(future, timeout_s)
+            except TimeoutError:
+                return None
         finally:
             self.unwait(execution_id, future)
 
