@@ -20,6 +20,7 @@ __all__ = [
     "MIGRATION_LOCK_ID",
     "READ_ONLY",
     "RELAXED",
+    "VERSION_TABLE",
     "configure_sqlite",
     "run_migrations",
     "sync_driver",
@@ -27,6 +28,8 @@ __all__ = [
 
 MIGRATIONS = Path(__file__).parent.parent / "migrations"
 MIGRATION_LOCK_ID = 0x4C494D4954  # "LIMIT"
+VERSION_TABLE = "limit_alembic_version"
+"""Where Alembic keeps the revision a database is at."""
 READ_ONLY = "limit_read_only"
 """Execution option of a connection that only reads."""
 RELAXED = "limit_relaxed"

@@ -28,12 +28,12 @@ from limit_graph.core.errors import ConfigError
 from limit_graph.core.models import Execution, ProvenanceEntry, Session, WorkflowRun
 from limit_graph.core.sealing import KeyEncryptionKeys
 from limit_graph.storage import schema as t
+from limit_graph.storage.database import schema_versions
 from limit_graph.storage.database.dispatch import DatabaseDispatchQueue
 from limit_graph.storage.database.engine import (
     MIGRATION_LOCK_ID,
     RELAXED,
     configure_sqlite,
-    run_migrations,
     sync_driver,
 )
 from limit_graph.storage.database.group_commit import ExecutionWrite, GroupCommitter
@@ -166,7 +166,7 @@ class DatabaseStorage(DatabaseReads):
         async with engine.begin() as conn:
             if not self.is_sqlite:
                 await conn.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})"))
-            await conn.run_sync(run_migrations)
+            await conn.run_sync(schema_versions.upgrade)
         self._committer = GroupCommitter(writer, self._write_lock, self._shared.statements)
         self._committer.start()
         await self._keyring.start()
