@@ -22,9 +22,13 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 # Debian's Chromium, for the browser test (tests/e2e/test_audit_report.py): installed when
 # missing (as root), and the stamp made only once it is there, so a machine without it
 # tries again next time (the test skips, saying why, until then).
-$(VENV)/.chromium: scripts/ensure-chromium | $(BIN)/python
-	sh scripts/ensure-chromium
+$(VENV)/.chromium: scripts/ensure-tool | $(BIN)/python
+	sh scripts/ensure-tool chromium chromium "the browser tests"
 	@if command -v chromium >/dev/null 2>&1; then touch $@; fi
+
+$(VENV)/.promtool: scripts/ensure-tool | $(BIN)/python
+	sh scripts/ensure-tool promtool prometheus "the promtool checks of docker/prometheus/"
+	@if command -v promtool >/dev/null 2>&1; then touch $@; fi
 
 run: $(VENV)/.installed
 	$(BIN)/limit up
@@ -38,7 +42,7 @@ typecheck: $(VENV)/.installed-dev
 
 # One worker per core; a test file stays on one worker (its module fixtures start once);
 # files go out in collection order, where the longest tests come first (tests/conftest.py).
-test: lint typecheck $(VENV)/.chromium
+test: lint typecheck $(VENV)/.chromium $(VENV)/.promtool
 	$(BIN)/pytest --numprocesses auto --dist loadfile --no-loadscope-reorder
 
 format: $(VENV)/.installed-dev

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from limit_graph.core.settings import (
     ConfigWarning,
     api_key_variable,
     load_settings,
+    load_settings_explained,
     normalize_database_url,
 )
 from tests.fixtures.configs import DOCUMENTED_CONFIG
@@ -128,69 +130,194 @@ def test_database_urls_get_async_drivers() -> None:
 # --- backend instances: provider and the IBM Quantum API key ---------------------------
 
 
-def test_the_documented_config_file_loads_in_dev_mode_with_a_warning(tmp_path: Path) -> None:
-    path = write(tmp_path, DOCUMENTED_CONFIG)
-    with pytest.warns(ConfigWarning) as caught:
-        settings = load_settings(path, environ={})
-    quantum = settings.backends.instances["quantum"]
-    assert quantum.type is BackendKind.QUANTUM and quantum.provider == "ibm"
-    assert quantum.api_key is not None and quantum.api_key.get_secret_value() == "..."
-    [message] = [str(w.message) for w in caught]
-    assert "placeholder" in message and "fail to sign in" in message
-    assert "backends.quantum.api_key_file" in message
-    assert "LIMIT_BACKEND_QUANTUM_API_KEY" in message
-    assert "unknown key" not in message
-
-
-def test_the_documented_config_file_is_refused_in_prod_with_the_same_advice(
-    tmp_path: Path,
+@pytest.mark.parametrize("mode", ["dev", "prod"])
+def test_the_documented_config_file_is_refused_naming_the_key_the_file_and_the_variables(
+    tmp_path: Path, mode: str
 ) -> None:
+    """Its ``api_key = "..."`` is a secret in the file: refused in either mode (it used
+    to load in dev mode with a warning), with where to put the key instead."""
     path = write(tmp_path, DOCUMENTED_CONFIG)
     with pytest.raises(ConfigError) as caught:
-        load_settings(path, environ={"LIMIT_MODE": "prod"})
+        load_settings(path, environ={"LIMIT_MODE": mode})
     detail = caught.value.detail
-    assert "backends.quantum.api_key: prod mode refuses an API key written in the config" in detail
-    assert "backends.quantum.api_key_file" in detail
-    assert "LIMIT_BACKEND_QUANTUM_API_KEY" in detail
-    assert "unknown key" not in detail and str(path) in detail
+    assert detail == (
+        f"invalid configuration in {path}: backends.quantum.api_key: a secret is never read "
+        "from the config file; set LIMIT_BACKEND_QUANTUM_API_KEY or "
+        "LIMIT_BACKEND_QUANTUM_API_KEY_FILE, or name a file holding it in "
+        "backends.quantum.api_key_file"
+    )
+    assert caught.value.errors[0]["type"] == "secret_in_file"
 
 
-def test_a_real_key_in_the_file_warns_in_dev_and_names_the_safer_places(tmp_path: Path) -> None:
-    path = write(tmp_path, DOCUMENTED_CONFIG.replace('"..."', '"a1b2c3-real-looking-key"'))
-    with pytest.warns(ConfigWarning, match="read from the config file") as caught:
+SECRETS_IN_THE_FILE = [
+    ('admin_api_key = "{v}"\n', "admin_api_key", "LIMIT_ADMIN_API_KEY"),
+    ('[dispatch]\nrunner_api_key = "{v}"\n', "dispatch.runner_api_key", "LIMIT_RUNNER_API_KEY"),
+    ('[auth]\nsecret = "{v}"\n', "auth.secret", "LIMIT_AUTH_SECRET"),
+    ('[encryption]\nkek = "{v}"\n', "encryption.kek", "LIMIT_DATA_KEK"),
+    (
+        '[encryption]\nprevious_keks = ["{v}"]\n',
+        "encryption.previous_keks",
+        "LIMIT_DATA_KEK_PREVIOUS",
+    ),
+    ('[lineage]\napi_key = "{v}"\n', "lineage.api_key", "LIMIT_OPENLINEAGE_API_KEY"),
+    (
+        '[backends.east]\ntype = "quantum"\nprovider = "ibm"\napi_key = "{v}"\n',
+        "backends.east.api_key",
+        "LIMIT_BACKEND_EAST_API_KEY",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "variable"), SECRETS_IN_THE_FILE)
+def test_a_secret_written_in_the_file_is_refused_naming_its_variable(
+    tmp_path: Path, text: str, key: str, variable: str
+) -> None:
+    value = "a-real-looking-secret-of-some-length-42"
+    path = write(tmp_path, text.format(v=value))
+    for mode in ("dev", "prod"):
+        with pytest.raises(ConfigError) as caught:
+            load_settings(path, environ={"LIMIT_MODE": mode})
+        detail = caught.value.detail
+        assert f"invalid configuration in {path}: {key}: a secret is never read" in detail
+        assert f"set {variable} or {variable}_FILE" in detail
+        assert value not in detail and "unknown key" not in detail
+
+
+def test_every_secret_in_the_file_is_named_at_once(tmp_path: Path) -> None:
+    path = write(tmp_path, 'admin_api_key = "x"\n[auth]\nsecret = "y"\n')
+    with pytest.raises(ConfigError) as caught:
         load_settings(path, environ={})
-    message = str(caught[0].message)
-    assert "api_key_file" in message and "LIMIT_BACKEND_QUANTUM_API_KEY" in message
-    assert "a1b2c3-real-looking-key" not in message
+    assert [e["loc"] for e in caught.value.errors] == ["admin_api_key", "auth.secret"]
 
 
-def test_the_key_comes_from_the_variable_then_the_key_file_then_the_file(
-    tmp_path: Path, recwarn: pytest.WarningsRecorder
+@pytest.mark.filterwarnings("ignore:storage.url in")  # the documented file's password
+def test_the_key_comes_from_the_variable_then_its_file_then_the_key_file(
+    tmp_path: Path,
 ) -> None:
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "ibm.key").write_text("from-the-key-file\n")
-    inline = DOCUMENTED_CONFIG.replace('"..."', '"from-the-config"')
-    both = inline + 'api_key_file = "keys/ibm.key"\n'  # relative to the config file
+    (tmp_path / "held.key").write_text("from-the-variable-file\n")
+    with_file = DOCUMENTED_CONFIG.replace('api_key = "..."', 'api_key_file = "keys/ibm.key"')
+    without = DOCUMENTED_CONFIG.replace('api_key = "..."\n', "")
 
-    def key(text: str, environ: dict[str, str]) -> str | None:
-        instance = load_settings(write(tmp_path, text), environ=environ).backends.instances
-        secret = instance["quantum"].api_key
-        return secret.get_secret_value() if secret else None
+    def key(text: str, environ: dict[str, str]) -> tuple[str | None, str]:
+        loaded = load_settings_explained(write(tmp_path, text), environ=environ)
+        secret = loaded.settings.backends.instances["quantum"].api_key
+        where = loaded.origin("backends.quantum.api_key")
+        return (secret.get_secret_value() if secret else None), where
 
     variable = {"LIMIT_BACKEND_QUANTUM_API_KEY": "from-the-environment"}
-    assert key(both, variable) == "from-the-environment"
-    assert key(both, {}) == "from-the-key-file"
-    assert key(inline, {}) == "from-the-config"
-    prod = {"LIMIT_MODE": "prod", **variable}
-    file_only = DOCUMENTED_CONFIG.replace('api_key = "..."', 'api_key_file = "keys/ibm.key"')
-    assert key(file_only, {"LIMIT_MODE": "prod"}) == "from-the-key-file"
-    assert key(file_only, prod) == "from-the-environment"
-    assert key(DOCUMENTED_CONFIG.replace('api_key = "..."\n', ""), prod) == "from-the-environment"
-    overridden = {str(w.message) for w in recwarn if "is not used" in str(w.message)}
-    assert (
-        f"backends.quantum.api_key in {tmp_path / 'limit.toml'} is not used: the key from "
-        f"LIMIT_BACKEND_QUANTUM_API_KEY wins" in overridden
+    held = {"LIMIT_BACKEND_QUANTUM_API_KEY_FILE": str(tmp_path / "held.key")}
+    assert key(with_file, variable) == (
+        "from-the-environment",
+        "env LIMIT_BACKEND_QUANTUM_API_KEY",
     )
+    assert key(with_file, held) == (
+        "from-the-variable-file",
+        f"file {tmp_path / 'held.key'} (LIMIT_BACKEND_QUANTUM_API_KEY_FILE)",
+    )
+    assert key(with_file, {"LIMIT_MODE": "prod"}) == (
+        "from-the-key-file",
+        f"file {tmp_path / 'keys' / 'ibm.key'}",
+    )
+    assert key(without, {}) == (None, "default")
+    with pytest.raises(ConfigError, match="set LIMIT_BACKEND_QUANTUM_API_KEY or LIMIT_BACK"):
+        key(without, {**variable, **held})
+
+
+def test_a_placeholder_key_from_the_environment_warns_in_dev(tmp_path: Path) -> None:
+    path = write(tmp_path, DOCUMENTED_CONFIG.replace('api_key = "..."\n', ""))
+    with pytest.warns(ConfigWarning) as caught:
+        load_settings(path, environ={"LIMIT_BACKEND_QUANTUM_API_KEY": "changeme"})
+    [message] = [str(w.message) for w in caught if "fail to sign in" in str(w.message)]
+    assert "LIMIT_BACKEND_QUANTUM_API_KEY is a placeholder ('changeme')" in message
+    assert "backends.quantum.api_key_file" in message
+
+
+SECRET_FILE_VARIABLES = [
+    ("LIMIT_ADMIN_API_KEY", "admin_api_key"),
+    ("LIMIT_RUNNER_API_KEY", "dispatch.runner_api_key"),
+    ("LIMIT_AUTH_SECRET", "auth.secret"),
+    ("LIMIT_DATA_KEK", "encryption.kek"),
+    ("LIMIT_DATA_KEK_PREVIOUS", "encryption.previous_keks"),
+    ("LIMIT_OPENLINEAGE_API_KEY", "lineage.api_key"),
+    ("DATABASE_URL", "storage.url"),
+]
+
+
+def _value_at(settings: Any, key: str) -> Any:
+    for part in key.split("."):
+        settings = getattr(settings, part)
+    if isinstance(settings, list):
+        [settings] = settings
+    return settings if isinstance(settings, str) else settings.get_secret_value()
+
+
+@pytest.mark.parametrize(("variable", "key"), SECRET_FILE_VARIABLES)
+def test_every_secret_variable_may_name_a_file_instead(
+    tmp_path: Path, variable: str, key: str
+) -> None:
+    value = "postgresql://u:pw@db/limit" if variable == "DATABASE_URL" else "s3cr3t-" * 4
+    (tmp_path / "held").write_text(f"{value}\n")
+    loaded = load_settings_explained(environ={f"{variable}_FILE": str(tmp_path / "held")})
+    assert _value_at(loaded.settings, key) == value
+    assert loaded.origin(key) == f"file {tmp_path / 'held'} ({variable}_FILE)"
+    with pytest.raises(ConfigError, match=f"set {variable} or {variable}_FILE, not both"):
+        load_settings(environ={variable: value, f"{variable}_FILE": str(tmp_path / "held")})
+    with pytest.raises(ConfigError, match=f"{variable}_FILE names .*missing, which cannot"):
+        load_settings(environ={f"{variable}_FILE": str(tmp_path / "missing")})
+
+
+def test_where_each_key_came_from(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nbind_address = "127.0.0.1:1"\nworkers = 2\n')
+    loaded = load_settings_explained(
+        path, environ={"BIND_ADDRESS": "127.0.0.1:7000"}, storage__type="memory"
+    )
+    assert loaded.origin("server.bind_address") == "env BIND_ADDRESS"
+    assert loaded.origin("server.workers") == f"file {path}"
+    assert loaded.origin("storage.type") == "given"
+    assert loaded.origin("storage.pool_size") == "default"
+
+
+def test_a_database_password_in_the_file_is_a_warning(tmp_path: Path) -> None:
+    path = write(tmp_path, '[storage]\nurl = "postgresql://u:pw@db:5432/limit"\n')
+    with pytest.warns(ConfigWarning, match="storage.url in .* holds a database password"):
+        settings = load_settings(path, environ={})
+    assert settings.storage.url == "postgresql://u:pw@db:5432/limit"
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        (
+            '[server]\nbind_adress = "x:1"\n',
+            "server.bind_adress: unknown key; did you mean 'bind_address'?",
+        ),
+        ('[sever]\nbind_address = "x:1"\n', "sever: unknown key; did you mean 'server'?"),
+        ('[backends.aer]\ntype = "quantum"\nmax_runner = 2\n', "did you mean 'max_runners'?"),
+        (
+            "[governance.rates.read]\nper_princpal = { rate = 1, burst = 1 }\n",
+            "did you mean 'per_principal'?",
+        ),
+        (
+            '[auth.oidc.claims]\ntennant = "org"\n',
+            "auth.oidc.claims.tennant: unknown key; did you mean 'tenant'?",
+        ),
+    ],
+)
+def test_an_unknown_key_names_the_known_one_it_looks_like(
+    tmp_path: Path, text: str, hint: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    assert hint in caught.value.detail and str(path) in caught.value.detail
+
+
+def test_an_unknown_key_unlike_any_gets_no_hint(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, "[server]\nzzz = 1\n"), environ={})
+    assert caught.value.detail.endswith("server.zzz: unknown key")
 
 
 def test_an_api_key_variable_is_named_after_the_instance() -> None:
@@ -205,11 +332,6 @@ def test_an_api_key_variable_is_named_after_the_instance() -> None:
             '[backends.edge]\ntype = "remote"\nprovider = "ibm"\n',
             {},
             'backends.edge: provider = "ibm" is for quantum instances; this one is remote',
-        ),
-        (
-            '[backends.sim]\ntype = "quantum"\nprovider = "aer"\napi_key = "k"\n',
-            {},
-            'backends.sim: an API key is for IBM Quantum: set provider = "ibm"',
         ),
         (
             '[backends.sim]\ntype = "quantum"\napi_key_file = "k.txt"\n',

@@ -107,12 +107,16 @@ def test_the_secret_from_the_file_its_file_variable_names(tmp_path: Path) -> Non
     assert auth.secret is not None and auth.secret.get_secret_value() == SECRET
 
 
-def test_the_file_variable_wins_over_the_config_file(tmp_path: Path) -> None:
+def test_the_secret_in_the_config_file_is_refused_naming_its_variables(tmp_path: Path) -> None:
     held = tmp_path / "auth-secret"
     held.write_text(SECRET, encoding="utf-8")
     path = write(tmp_path, '[auth]\nsecret = "from the config file, long enough"')
-    auth = load_settings(path, environ={"LIMIT_AUTH_SECRET_FILE": str(held)}).auth
-    assert auth.secret is not None and auth.secret.get_secret_value() == SECRET
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={"LIMIT_AUTH_SECRET_FILE": str(held)})
+    assert caught.value.detail == (
+        f"invalid configuration in {path}: auth.secret: a secret is never read from the "
+        "config file; set LIMIT_AUTH_SECRET or LIMIT_AUTH_SECRET_FILE instead"
+    )
 
 
 @pytest.mark.parametrize(

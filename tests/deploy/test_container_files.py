@@ -11,6 +11,7 @@ The linters are dev dependencies: a missing one fails (run `make test`), it neve
 
 from __future__ import annotations
 
+import base64
 import copy
 import fnmatch
 import http.server
@@ -33,8 +34,9 @@ from typing import Any
 import pytest
 import yaml
 
+from limit_graph.cli.config_check import check_secrets
 from limit_graph.core.errors import ConfigError
-from limit_graph.core.settings import load_settings
+from limit_graph.core.settings import load_settings, load_settings_explained
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -43,19 +45,24 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE = DOCKER / "compose.yaml"
 K8S = DOCKER / "k8s"
 README = DOCKER / "README.md"
+LIMIT_TOML = DOCKER / "limit-graph.toml"
+CONFIG_MOUNT = "/etc/limit-graph"
 
 K8S_VERSION = "1.31.0"
 NAMESPACE = "limit-graph"
 HEALTH_PATH = "/health"
 API_PORT = 8080
+PREFECT_PORT = 4200
 POOLS = ("local", "remote", "quantum")
 SECRET_VARS = (
     "LIMIT_ADMIN_API_KEY",
     "LIMIT_RUNNER_API_KEY",
     "LIMIT_AUTH_SECRET",
+    "LIMIT_DATA_KEK",
     "POSTGRES_PASSWORD",
 )
 A_REAL_KEY = "k" * 32
+A_REAL_KEK = base64.b64encode(bytes(range(32))).decode()
 INSTALL_HINT = "run `make test`, which installs the dev dependencies (pyproject's `dev` extra)"
 
 
@@ -187,7 +194,14 @@ def test_builder_installs_the_repo_and_runtime_copies_only_the_venv(stages: list
     made = re.search(r"python -m venv (\S+)", runs)
     assert made, "the builder makes a venv"
     venv = made.group(1)
-    assert re.search(r"pip install (--\S+ )*\.(\s|$)", runs), "`pip install .` of the repo"
+    installed = re.search(r'pip install (--\S+ )*"?\./?(\[(\w+)\])?"?(\s|$)', runs)
+    assert installed, "`pip install .` of the repo"
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    assert installed.group(3) == "scale", "the image carries the scale extra"
+    scale = " ".join(extras["scale"])
+    assert "prefect-redis" in scale and "prefect-kubernetes" in scale
     assert f"PATH={venv}/bin" in " ".join(i.args for i in builder.all("ENV"))
     copies = runtime.all("COPY")
     assert [c.args for c in copies] == [f"--from=builder {venv} {venv}"], (
@@ -399,6 +413,11 @@ def compose() -> dict[str, Any]:
     return document
 
 
+def compose_configs() -> dict[str, Any]:
+    configs: dict[str, Any] = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["configs"]
+    return configs
+
+
 @pytest.fixture(scope="module")
 def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     result: dict[str, dict[str, Any]] = compose["services"]
@@ -433,13 +452,41 @@ def test_compose_schema_check_rejects_a_bad_file(compose: dict[str, Any]) -> Non
 
 
 def test_compose_services(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) == {"postgres", "prefect-server", "api", *(f"worker-{p}" for p in POOLS)}
+    assert set(services) == {
+        "postgres",
+        "prefect-redis",
+        "redis",
+        "prefect-server-migrate",
+        "prefect-server",
+        "prefect-services",
+        "api",
+        *(f"worker-{p}" for p in POOLS),
+        "prometheus",
+        "grafana",
+    }
+    for name in ("prometheus", "grafana"):  # only with --profile observability
+        assert services[name]["profiles"] == ["observability"], name
+        for mounted in services[name]["configs"]:
+            source = COMPOSE.parent / compose_configs()[mounted["source"]]["file"]
+            assert source.is_file(), f"{name} mounts {source}, which does not exist"
+    scraped = (COMPOSE.parent / "prometheus" / "prometheus.yaml").read_text(encoding="utf-8")
+    assert f"names: [api]\n        type: A\n        port: {API_PORT}" in scraped
     assert services["postgres"]["image"] == "postgres:15"
-    assert services["prefect-server"]["image"] == "prefecthq/prefect:3-python3.11"
-    assert services["prefect-server"]["command"] == [
-        "prefect", "server", "start", "--host", "0.0.0.0",
-    ]  # fmt: skip
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    for name in ("prefect-server-migrate", "prefect-server", "prefect-services"):
+        # the platform's image: it carries prefect-redis (the scale extra)
+        assert services[name]["image"] == services["api"]["image"], name
+    assert services["prefect-server"]["command"] == [
+        "prefect", "server", "start", "--host", "0.0.0.0", "--port", str(PREFECT_PORT),
+        "--no-services",
+    ]  # fmt: skip
+    assert services["prefect-services"]["command"] == ["prefect", "server", "services", "start"]
+    assert services["prefect-server-migrate"]["command"] == [
+        "prefect", "server", "database", "upgrade", "-y",
+    ]  # fmt: skip
+    assert services["prefect-server"]["deploy"]["replicas"] == 2
+    assert services["api"]["deploy"]["replicas"] == 2
+    assert "replicas" not in services["prefect-services"].get("deploy", {}), "exactly one"
 
 
 def test_compose_services_have_an_image_or_a_build(services: dict[str, dict[str, Any]]) -> None:
@@ -500,6 +547,7 @@ def test_compose_refuses_to_start_without_each_secret(services: dict[str, dict[s
         "LIMIT_ADMIN_API_KEY": A_REAL_KEY,
         "LIMIT_RUNNER_API_KEY": A_REAL_KEY + "-runner",
         "LIMIT_AUTH_SECRET": A_REAL_KEY + "-secret",
+        "LIMIT_DATA_KEK": A_REAL_KEK,
     }
     for missing in SECRET_VARS:
         env = {k: v for k, v in full.items() if k != missing}
@@ -514,11 +562,20 @@ def test_compose_api_environment_loads_as_settings(services: dict[str, dict[str,
         "LIMIT_ADMIN_API_KEY": A_REAL_KEY,
         "LIMIT_RUNNER_API_KEY": A_REAL_KEY + "-runner",
         "LIMIT_AUTH_SECRET": A_REAL_KEY + "-secret",
+        "LIMIT_DATA_KEK": A_REAL_KEK,
     }
     env = {k: interpolate(v, outer) for k, v in environment(services["api"]).items()}
+    mounted = {c["target"]: c["source"] for c in services["api"]["configs"]}
+    assert mounted[env["LIMIT_CONFIG"]] == "limit-graph-toml"
+    assert (COMPOSE.parent / compose_configs()["limit-graph-toml"]["file"]).resolve() == LIMIT_TOML
+    env["LIMIT_CONFIG"] = str(LIMIT_TOML)  # the file the container reads, from the checkout
     assert env["LIMIT_MODE"] == "prod"
     assert env["PREFECT_API_URL"] == "http://prefect-server:4200/api"
-    settings = load_settings(environ=env)
+    loaded = load_settings_explained(environ=env)
+    settings = loaded.settings
+    findings, _ = check_secrets(loaded)
+    assert [f.message for f in findings if f.level == "error"] == []
+    assert settings.encryption.kek is not None, "a prod database store needs the KEK"
     assert settings.mode == "prod" and settings.storage.type == "database"
     assert settings.prefect.workers is False, "API replicas leave the pools to the workers"
     runner_key = settings.dispatch.runner_api_key
@@ -561,7 +618,8 @@ def test_compose_workers_poll_their_pools(services: dict[str, dict[str, Any]]) -
 
 
 def test_compose_turns_analytics_off(services: dict[str, dict[str, Any]]) -> None:
-    for name in ("prefect-server", "api", *(f"worker-{p}" for p in POOLS)):
+    names = ("prefect-server", "prefect-services", "prefect-server-migrate", "api")
+    for name in (*names, *(f"worker-{p}" for p in POOLS)):
         env = environment(services[name])
         assert env.get("PREFECT_SERVER_ANALYTICS_ENABLED") == "false", name
         assert env.get("GX_ANALYTICS_ENABLED") == "false", name
@@ -600,9 +658,28 @@ def deployments(objects: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str
     return [doc for (kind, _), doc in objects.items() if kind == "Deployment"]
 
 
+WORKLOADS = ("Deployment", "StatefulSet", "Job")
+
+
+def workloads(objects: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Everything that makes pods: Deployments, the StatefulSet, the migration Job."""
+    return [doc for (kind, _), doc in objects.items() if kind in WORKLOADS]
+
+
 def containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
     return result
+
+
+def all_containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
+    pod = workload["spec"]["template"]["spec"]
+    result: list[dict[str, Any]] = [*pod.get("initContainers", []), *pod["containers"]]
+    return result
+
+
+def ours(container: dict[str, Any]) -> bool:
+    """A container of the platform's image (docker/Dockerfile)."""
+    return bool(container["image"].startswith("limit-graph:"))
 
 
 def port_exists(container: dict[str, Any], port: int | str) -> bool:
@@ -638,8 +715,26 @@ def test_k8s_has_the_expected_objects(objects: dict[tuple[str, str], dict[str, A
         ("Namespace", NAMESPACE),
         ("ConfigMap", "limit-graph-config"),
         ("Secret", "limit-graph-secrets"),
+        ("ConfigMap", "limit-graph-postgres-init"),
+        ("Service", "postgres"),
+        ("StatefulSet", "limit-graph-postgres"),
+        *((kind, name) for name in ("prefect-redis", "redis") for kind in ("Service",)),
+        ("Deployment", "limit-graph-prefect-redis"),
+        ("Deployment", "limit-graph-redis"),
+        ("ConfigMap", "limit-graph-prefect-config"),
+        ("Job", "limit-graph-prefect-migrate"),
+        ("Deployment", "limit-graph-prefect-server"),
+        ("Deployment", "limit-graph-prefect-services"),
+        ("Service", "prefect-server"),
+        ("PodDisruptionBudget", "limit-graph-prefect-server"),
         ("Deployment", "limit-graph-api"),
         ("Service", "limit-graph-api"),
+        ("HorizontalPodAutoscaler", "limit-graph-api"),
+        ("PodDisruptionBudget", "limit-graph-api"),
+        ("ServiceAccount", "limit-graph-worker"),
+        ("ServiceAccount", "limit-graph-runner"),
+        ("Role", "limit-graph-worker"),
+        ("RoleBinding", "limit-graph-worker"),
         *(("Deployment", f"limit-graph-worker-{pool}") for pool in POOLS),
     }
     first = sorted(K8S.glob("*.yaml"))[0]
@@ -657,7 +752,9 @@ def test_k8s_objects_live_in_the_namespace(objects: dict[tuple[str, str], dict[s
 def test_k8s_deployment_selectors_match_their_pods(
     objects: dict[tuple[str, str], dict[str, Any]],
 ) -> None:
-    for deployment in deployments(objects):
+    for deployment in workloads(objects):
+        if deployment["kind"] == "Job":
+            continue  # a Job selects its pods itself
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         selector = deployment["spec"]["selector"]["matchLabels"]
         assert selector.items() <= labels.items(), deployment["metadata"]["name"]
@@ -682,16 +779,27 @@ def test_k8s_service_selects_the_api_and_targets_a_container_port(
     assert API_PORT in named.values()
 
 
+NO_HTTP = {"limit-graph-prefect-services": "`prefect server services start` serves no HTTP"}
+HEALTH_PATHS = {"limit-graph-prefect-server": "/api/health"}
+"""Each long-running workload's health path (HEALTH_PATH, the API's and Prefect workers')."""
+
+
 def test_k8s_probes_hit_health_on_declared_ports(
     objects: dict[tuple[str, str], dict[str, Any]],
 ) -> None:
-    for deployment in deployments(objects):
+    for deployment in workloads(objects):
+        name = deployment["metadata"]["name"]
+        if deployment["kind"] == "Job" or name in NO_HTTP:
+            continue
         for container in containers(deployment):
             probes = {k: v for k, v in container.items() if k.endswith("Probe")}
-            assert "livenessProbe" in probes, deployment["metadata"]["name"]
+            assert "livenessProbe" in probes, name
             for kind, probe in probes.items():
-                where = f"{deployment['metadata']['name']} {kind}"
-                assert probe["httpGet"]["path"] == HEALTH_PATH, where
+                where = f"{name} {kind}"
+                if "exec" in probe:
+                    assert not ours(container), f"{where}: our image answers HTTP"
+                    continue
+                assert probe["httpGet"]["path"] == HEALTH_PATHS.get(name, HEALTH_PATH), where
                 assert port_exists(container, probe["httpGet"]["port"]), where
     (api,) = containers(objects[("Deployment", "limit-graph-api")])
     assert {"readinessProbe", "livenessProbe"} <= set(api)
@@ -707,19 +815,23 @@ def test_k8s_pods_meet_the_restricted_pod_security_profile(
         ]
         == "restricted"
     )
-    for deployment in deployments(objects):
+    for deployment in workloads(objects):
         name = deployment["metadata"]["name"]
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True, name
-        assert pod["securityContext"]["runAsUser"] == image_uid, f"{name}: the image's UID"
+        assert pod["securityContext"]["runAsUser"] != 0, name
+        if all(ours(c) for c in all_containers(deployment)):
+            assert pod["securityContext"]["runAsUser"] == image_uid, f"{name}: the image's UID"
         assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
         volumes = {v["name"]: v for v in pod.get("volumes", [])}
-        for container in containers(deployment):
+        for container in all_containers(deployment):
             context = container["securityContext"]
             assert context["readOnlyRootFilesystem"] is True, name
             assert context["allowPrivilegeEscalation"] is False, name
             assert context["capabilities"]["drop"] == ["ALL"], name
             assert context.get("runAsUser", image_uid) != 0, name
+            if not ours(container):
+                continue
             mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
             assert "/data" in mounts, f"{name}: LIMIT_HOME needs a writable /data"
             assert "emptyDir" in volumes[mounts["/data"]], f"{name}: /data is an emptyDir"
@@ -728,8 +840,8 @@ def test_k8s_pods_meet_the_restricted_pod_security_profile(
 def test_k8s_containers_have_resource_requests_and_limits(
     objects: dict[tuple[str, str], dict[str, Any]],
 ) -> None:
-    for deployment in deployments(objects):
-        for container in containers(deployment):
+    for deployment in workloads(objects):
+        for container in all_containers(deployment):
             resources = container.get("resources", {})
             for bound in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(resources.get(bound, {})), (
@@ -741,8 +853,8 @@ def test_k8s_containers_have_resource_requests_and_limits(
 def test_k8s_config_and_secret_references_resolve(
     objects: dict[tuple[str, str], dict[str, Any]],
 ) -> None:
-    for deployment in deployments(objects):
-        for container in containers(deployment):
+    for deployment in workloads(objects):
+        for container in all_containers(deployment):
             for source in container.get("envFrom", []):
                 if "configMapRef" in source:
                     assert ("ConfigMap", source["configMapRef"]["name"]) in objects
@@ -774,8 +886,22 @@ def test_k8s_configmap_is_not_secret_and_matches_the_container(
     assert port_exists(api, bind_port), "the API listens on a port the container declares"
     service_port = objects[("Service", "limit-graph-api")]["spec"]["ports"][0]["port"]
     assert data["LIMIT_API_URL"] == f"http://limit-graph-api.{NAMESPACE}.svc:{service_port}"
-    settings = load_settings(environ={**data, "LIMIT_ADMIN_API_KEY": A_REAL_KEY})
-    assert settings.mode == "prod" and settings.server.host == "0.0.0.0"
+    mounts = {m["name"]: m["mountPath"] for m in api["volumeMounts"]}
+    assert data["LIMIT_CONFIG"] == f"{mounts['config']}/{LIMIT_TOML.name}"
+    from_secret = {e["name"] for e in api["env"] if "secretKeyRef" in e.get("valueFrom", {})}
+    real = {
+        "LIMIT_ADMIN_API_KEY": A_REAL_KEY,
+        "LIMIT_RUNNER_API_KEY": A_REAL_KEY + "-runner",
+        "LIMIT_AUTH_SECRET": A_REAL_KEY + "-secret",
+        "LIMIT_DATA_KEK": A_REAL_KEK,
+        "DATABASE_URL": "postgresql://limit_graph:pw@postgres.limit-graph.svc:5432/limit_graph",
+    }
+    assert from_secret == set(real), "every secret a prod API process needs, from the Secret"
+    environ = {**data, "LIMIT_CONFIG": str(LIMIT_TOML), **real}
+    loaded = load_settings_explained(environ=environ)
+    findings, _ = check_secrets(loaded)
+    assert [f.message for f in findings if f.level == "error"] == []
+    assert loaded.settings.mode == "prod" and loaded.settings.server.host == "0.0.0.0"
 
 
 def test_k8s_secret_template_holds_placeholders_the_app_rejects(
@@ -788,7 +914,10 @@ def test_k8s_secret_template_holds_placeholders_the_app_rejects(
         "LIMIT_ADMIN_API_KEY",
         "LIMIT_RUNNER_API_KEY",
         "LIMIT_AUTH_SECRET",
+        "LIMIT_DATA_KEK",
+        "POSTGRES_PASSWORD",
         "DATABASE_URL",
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL",
     }
     assert all("changeme" in v for v in values.values()), "placeholders the docs say to replace"
     readme = README.read_text(encoding="utf-8")
@@ -806,6 +935,7 @@ def test_k8s_one_worker_per_pool(objects: dict[tuple[str, str], dict[str, Any]])
         command = worker["command"]
         assert command[:3] == ["prefect", "worker", "start"]
         assert command[command.index("--pool") + 1] == pool
+        assert command[command.index("--type") + 1] == "kubernetes", "runners start as Jobs"
         assert "--with-healthcheck" in command, "the liveness probe needs the health server"
         assert worker["image"] == api_image
 

@@ -5,7 +5,7 @@ opened in headless Chromium through Playwright -- rendered, with a session secti
 bars and the verification sentence, user text shown as text, no console or page error,
 no request leaving the page -- with a screenshot to look at.
 
-Chromium is Debian's (``scripts/ensure-chromium`` installs it; ``make test`` runs that
+Chromium is Debian's (``scripts/ensure-tool`` installs it; ``make test`` runs that
 first); Playwright drives it by path and never downloads a browser of its own.  Without
 it the browser test skips, saying why.
 """

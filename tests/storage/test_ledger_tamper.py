@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
 from limit_graph.core import notes
+from limit_graph.orchestration import ledger_verify
 from limit_graph.orchestration.ledger_verify import verify_ledger
 from limit_graph.storage.database import DatabaseStorage
 from limit_graph.storage.ledger import EntryDraft
@@ -60,12 +61,14 @@ def _bypassing(engine: Engine, statements: list[str]) -> None:
             conn.execute(sa.text(statement))
 
 
-async def _report(url: str) -> tuple[bool, int | None, str | None]:
+async def _report(url: str, *, apart: bool = False) -> tuple[bool, int | None, str | None]:
     store = DatabaseStorage(url)
     await store.start()
     try:
         report = await verify_ledger(
-            store, verifiers=[notes.Verifier.from_verifier_key(SIGNER.verifier_key())]
+            store,
+            verifiers=[notes.Verifier.from_verifier_key(SIGNER.verifier_key())],
+            check_apart=apart,
         )
     finally:
         await store.close()
@@ -157,6 +160,23 @@ async def test_a_change_past_the_triggers_is_named(engine: Engine, url: str, tam
     ok, bad, why = await _report(url)
     assert (ok, bad) == (False, first_bad), why
     assert why is not None and why.startswith(detail), why
+
+
+@pytest.mark.parametrize("tamper", ["edit-a-byte", "delete", "swap", "payload", "node"])
+async def test_rows_checked_in_another_process_name_the_same_entry(
+    engine: Engine, url: str, tamper: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages of two rows, each checked by ``python -m limit_graph.core.ledger_rows`` while
+    the tree is made here: the same first bad entry, with the same words."""
+    monkeypatch.setattr(ledger_verify, "PAGE", 2)
+    statements, first_bad, detail = TAMPERS[tamper]
+    await _filled(url)
+    assert await _report(url, apart=True) == (True, None, None)
+    _bypassing(engine, statements)
+    ok, bad, why = await _report(url, apart=True)
+    assert (ok, bad) == (False, first_bad), why
+    assert why is not None and why.startswith(detail), why
+    assert (ok, bad, why) == await _report(url)
 
 
 async def test_a_chain_that_does_not_verify_is_not_migrated(engine: Engine, url: str) -> None:

@@ -77,7 +77,7 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
         docs_url=None,  # served from the package by install_docs, not from a CDN
         redoc_url=None,
     )
-    telemetry = platform.telemetry if platform else Telemetry()
+    telemetry = platform.telemetry if platform else Telemetry.for_process()
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
     if settings.server.cors_origins:
@@ -96,7 +96,7 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
         )
     app.add_middleware(
         RequestObserver,
-        registry=telemetry.registry,
+        registry=telemetry.instruments,
         hsts=settings.server.ssl_certfile is not None,
     )
     routers = [

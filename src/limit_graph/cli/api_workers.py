@@ -26,6 +26,14 @@ retried with a growing delay and, after :data:`MAX_START_FAILURES` in a row, end
 :class:`~limit_graph.cli.stack.Stack`: ``with ApiProcesses(settings) as processes``,
 ``processes.start()`` (back once every process serves), then ``processes.supervise()``
 until SIGINT or SIGTERM raises :class:`~limit_graph.cli.stack.Shutdown`.
+
+``/metrics`` answers for all of them, whichever answers: each process is started with
+``PROMETHEUS_MULTIPROC_DIR`` naming a folder of this ``limit up`` (set in the parent only
+while a process starts, so that no other program it runs inherits it), writes its counters
+and histograms there in prometheus-client's multiprocess mode, and sums everyone's when
+scraped (``orchestration/telemetry.py``).  A process that ends is marked dead there (its
+live gauges go; its counts stay, so sums never go back), and the folder is removed when
+``limit up`` stops.
 """
 
 from __future__ import annotations
@@ -35,12 +43,15 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
@@ -49,6 +60,7 @@ from typing import NoReturn
 
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client.multiprocess import mark_process_dead
 
 from limit_graph.api import create_app
 from limit_graph.api.serving import PlatformServer
@@ -57,6 +69,7 @@ from limit_graph.cli.stack import stop_signals
 from limit_graph.core.errors import ConfigError
 from limit_graph.core.logs import configure_logging
 from limit_graph.core.settings import ConfigWarning, Settings
+from limit_graph.orchestration.telemetry import MULTIPROCESS_DIR_VARIABLE
 
 __all__ = [
     "ApiProcesses",
@@ -235,6 +248,24 @@ def _exit_reason(code: int | None) -> str:
     return f"exited with code {code}"
 
 
+@contextlib.contextmanager
+def _environment(name: str, value: str | None) -> Iterator[None]:
+    """``name=value`` in this process's environment (which a spawned process starts
+    with) for the block only; nothing when ``value`` is ``None``."""
+    if value is None:
+        yield
+        return
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
 def _note_repeat(signum: int, _frame: FrameType | None) -> None:
     name = signal.Signals(signum).name
     print(f"({name} again: still stopping the API processes)", file=sys.stderr, flush=True)
@@ -256,10 +287,12 @@ class ApiProcesses:
         self.stop_timeout_s = stop_timeout_s
         self.slots = [_Slot(number) for number in range(1, settings.server.workers + 1)]
         self.listener: socket.socket | None = None
+        self.metrics_dir: str | None = None
         self.start_failures = 0
 
     def __enter__(self) -> ApiProcesses:
         self.listener = bind_listener(self.settings)
+        self.metrics_dir = tempfile.mkdtemp(prefix="limit-metrics-")
         return self
 
     def __exit__(
@@ -326,6 +359,9 @@ class ApiProcesses:
             if self.listener is not None:
                 self.listener.close()
                 self.listener = None
+            if self.metrics_dir is not None:
+                shutil.rmtree(self.metrics_dir, ignore_errors=True)
+                self.metrics_dir = None
 
     def _spawn(self, slot: _Slot) -> None:
         assert self.listener is not None, "ApiProcesses is used as a context manager"
@@ -337,7 +373,8 @@ class ApiProcesses:
         )
         slot.restart_at = None
         try:
-            process.start()
+            with _environment(MULTIPROCESS_DIR_VARIABLE, self.metrics_dir):
+                process.start()
         finally:
             theirs.close()  # the child has its own copy; ours must not hold the pipe open
         slot.process, slot.pipe, slot.ready = process, ours, False
@@ -399,5 +436,7 @@ class ApiProcesses:
         if slot.pipe is not None:
             slot.pipe.close()
         if slot.process is not None:
+            if self.metrics_dir is not None and slot.process.pid is not None:
+                mark_process_dead(slot.process.pid, self.metrics_dir)  # type: ignore[no-untyped-call]
             slot.process.close()
         slot.process, slot.pipe, slot.ready = None, None, False

@@ -26,7 +26,6 @@ from limit_graph.cli.client import CliError
 from limit_graph.cli.output import print_json, print_text
 from limit_graph.core.errors import ConfigError
 from limit_graph.core.settings import load_settings
-from limit_graph.storage.database import schema_versions
 
 __all__ = ["db_app"]
 
@@ -48,6 +47,8 @@ def _database_url(config: Path | None) -> str:
 
 
 def _describe(revision: str | None) -> str:
+    from limit_graph.storage.database import schema_versions  # slow: only when run
+
     if revision is None:
         return "none: the database was never migrated (the platform migrates it on start)"
     titles = {r.revision: r.title for r in schema_versions.revisions()}
@@ -61,6 +62,8 @@ def db_current(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The revision the database is at, and the newest this release knows."""
+    from limit_graph.storage.database import schema_versions  # slow: only when run
+
     try:
         with schema_versions.migrating(_database_url(config)) as connection:
             current = schema_versions.current_revision(connection)
@@ -78,6 +81,8 @@ def db_current(
 @db_app.command("history")
 def db_history() -> None:
     """Every revision this release knows, oldest first."""
+    from limit_graph.storage.database import schema_versions  # slow: only when run
+
     for revision in schema_versions.revisions():
         print_text(f"{revision.revision}  {revision.title}")
 
@@ -88,6 +93,8 @@ def db_upgrade(
     config: ConfigOption = None,
 ) -> None:
     """Migrate the database forward (to the newest revision by default)."""
+    from limit_graph.storage.database import schema_versions  # slow: only when run
+
     try:
         with schema_versions.migrating(_database_url(config), create=True) as connection:
             before = schema_versions.current_revision(connection)
@@ -108,6 +115,8 @@ def db_downgrade(
 ) -> None:
     """Migrate the database back to REVISION, for the release that expects it. Stop every
     API process of the newer release first: they would migrate it forward again."""
+    from limit_graph.storage.database import schema_versions  # slow: only when run
+
     try:
         with schema_versions.migrating(_database_url(config)) as connection:
             before = schema_versions.current_revision(connection)

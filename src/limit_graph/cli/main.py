@@ -29,6 +29,7 @@ from limit_graph.cli import audit_export_cmd, witness_cmd  # noqa: F401 - `limit
 from limit_graph.cli.agents_cmd import agents_app
 from limit_graph.cli.audit_cmd import audit_app
 from limit_graph.cli.client import CliError
+from limit_graph.cli.config_cmd import config_app
 from limit_graph.cli.db_cmd import db_app
 from limit_graph.cli.deploy_cmd import deploy as deploy_command
 from limit_graph.cli.identity_cmd import keys_app, principal_app, tenant_app
@@ -57,6 +58,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(policy_app, name="policy")
 app.add_typer(quota_app, name="quota")
 app.add_typer(audit_app, name="audit")
+app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 err = Console(stderr=True)
 

@@ -8,6 +8,7 @@ platform API and Prefect server.
 Examples::
 
     limit prefect register --prefect-api-url http://10.0.0.5:4200/api
+    limit prefect register --pool-type kubernetes --image <registry>/limit-graph:0.1.0
     LIMIT_RUNNER_API_KEY=... limit worker --pool quantum \\
         --api-url http://10.0.0.5:8080 --prefect-api-url http://10.0.0.5:4200/api
 """
@@ -27,6 +28,8 @@ from limit_graph.cli.client import CliError
 from limit_graph.core.errors import ConfigError
 from limit_graph.core.models import BackendKind
 from limit_graph.core.settings import Settings, load_settings
+from limit_graph.deployments.kubernetes import DEFAULT_IMAGE, DEFAULT_NAMESPACE
+from limit_graph.deployments.pools import PoolType
 from limit_graph.governance.auth import ensure_admin_key, ensure_runner_key
 
 __all__ = ["prefect_app", "worker"]
@@ -60,9 +63,26 @@ def register(
         str | None,
         typer.Option("--platform-url", help="REST API address runners use (default: bind)."),
     ] = None,
+    pool_type: Annotated[
+        PoolType,
+        typer.Option(
+            "--pool-type",
+            help="Work-pool type: process pools run runners as processes beside the worker; "
+            "kubernetes pools as Jobs (existing kubernetes pools get the template again).",
+        ),
+    ] = PoolType.PROCESS,
+    image: Annotated[
+        str,
+        typer.Option("--image", help="Kubernetes pools: the image the runner Jobs run."),
+    ] = DEFAULT_IMAGE,
+    namespace: Annotated[
+        str,
+        typer.Option("--namespace", help="Kubernetes pools: the platform's namespace."),
+    ] = DEFAULT_NAMESPACE,
 ) -> None:
     """Register block types and blocks, create the work pools and apply the deployments."""
     from limit_graph.cli.serve import platform_url as bound_url
+    from limit_graph.deployments.kubernetes import KubernetesJobOptions
     from limit_graph.deployments.register import register_platform
 
     try:
@@ -75,13 +95,15 @@ def register(
                 api_url,
                 platform_url=platform_url or bound_url(settings),
                 runner_key=runner.key,
+                pool_type=pool_type,
+                kubernetes=KubernetesJobOptions(image=image, namespace=namespace),
             )
         )
     except ConfigError as exc:
         raise CliError(str(exc)) from None
     print(f"Registered with Prefect at {api_url}")
     print(f"  blocks:      {', '.join(done.blocks)}")
-    print(f"  work pools:  {', '.join(done.work_pools)}")
+    print(f"  work pools:  {', '.join(done.work_pools)} ({pool_type.value})")
     print(f"  deployments: {', '.join(done.deployments)}")
 
 

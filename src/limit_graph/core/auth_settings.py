@@ -34,12 +34,12 @@ JwtAlgorithm = Literal[
 class OidcClaims(_Section):
     """Which claims of an external token say who the caller is."""
 
-    tenant: str = Field(default="tenant", min_length=1)
+    tenant: str = Field(default="tenant", min_length=1, description="The tenant's claim.")
     roles: str = Field(default="roles", min_length=1, description="A list or a spaced string.")
     name: str = Field(
         default="preferred_username", min_length=1, description="Falls back to `sub`."
     )
-    groups: str = Field(default="groups", min_length=1)
+    groups: str = Field(default="groups", min_length=1, description="The groups' claim.")
 
 
 def _default_algorithms() -> list[JwtAlgorithm]:
@@ -50,8 +50,12 @@ class OidcSettings(_Section):
     """An external OpenID Connect issuer whose access tokens the platform accepts."""
 
     issuer: str = Field(pattern=r"^https?://\S+$", description="Exactly as its tokens' `iss`.")
-    audience: str = Field(min_length=1)
-    algorithms: list[JwtAlgorithm] = Field(default_factory=_default_algorithms, min_length=1)
+    audience: str = Field(min_length=1, description="Exactly as its tokens' `aud`.")
+    algorithms: list[JwtAlgorithm] = Field(
+        default_factory=_default_algorithms,
+        min_length=1,
+        description="JWS algorithms its tokens may be signed with (never HS* or none).",
+    )
     claims: OidcClaims = Field(default_factory=OidcClaims)
     jwks_cache_s: float = Field(
         default=300, ge=10, le=86_400, description="How long discovery and JWKS are kept."
@@ -60,7 +64,9 @@ class OidcSettings(_Section):
         default=None, description="The tenant of a token without the tenant claim."
     )
     leeway_s: int = Field(default=30, ge=0, le=300, description="Clock skew allowed.")
-    http_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    http_timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="Timeout of discovery and JWKS requests."
+    )
 
     @field_validator("default_tenant")
     @classmethod
@@ -73,11 +79,25 @@ class AuthSettings(_Section):
     digests API keys and client secrets and encrypts the signing keys."""
 
     secret: SecretStr | None = Field(
-        default=None, description="LIMIT_AUTH_SECRET(_FILE); made under home in dev mode."
+        default=None,
+        description="The server secret that digests API keys and client secrets and "
+        "encrypts the signing keys; made under home in dev mode.",
     )
-    issuer: str = Field(default="limit-graph", min_length=1)
-    audience: str = Field(default="limit-graph", min_length=1)
-    token_ttl_s: int = Field(default=900, ge=60, le=3600)
-    signing_algorithm: Literal["EdDSA", "RS256"] = "EdDSA"
-    leeway_s: int = Field(default=30, ge=0, le=300)
-    oidc: OidcSettings | None = None
+    issuer: str = Field(
+        default="limit-graph", min_length=1, description="`iss` of the platform's tokens."
+    )
+    audience: str = Field(
+        default="limit-graph", min_length=1, description="`aud` of the platform's tokens."
+    )
+    token_ttl_s: int = Field(
+        default=900, ge=60, le=3600, description="Lifetime of a token the platform issues."
+    )
+    signing_algorithm: Literal["EdDSA", "RS256"] = Field(
+        default="EdDSA", description="How the platform signs its tokens."
+    )
+    leeway_s: int = Field(
+        default=30, ge=0, le=300, description="Clock skew allowed on the platform's tokens."
+    )
+    oidc: OidcSettings | None = Field(
+        default=None, description="An external OpenID Connect issuer whose tokens count."
+    )

@@ -3,15 +3,15 @@
 Every table under ``[backends]`` is one instance.  A quantum instance may name the
 target family it serves (``provider``), and an IBM one its IBM Quantum API key, which
 is read from, in this order: the environment variable :func:`api_key_variable` names,
-the file ``api_key_file`` names, or ``api_key`` in the config file itself (dev mode
-only: anyone who reads the config file reads the key).  Keys that used to be accepted
-without any effect (``workers``, ``url``, ``options``) are refused, saying why.
+the file its ``_FILE`` twin names, or the file ``api_key_file`` names -- never from the
+config file itself, where whoever reads the file would read the key
+(``limit_graph.core.settings`` resolves it).  Keys that used to be accepted without any
+effect (``workers``, ``url``, ``options``) are refused, saying why.
 """
 
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +19,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_core import PydanticCustomError
 
-from limit_graph.core.errors import ConfigError
 from limit_graph.core.models import BackendKind
 
 __all__ = [
@@ -28,7 +27,6 @@ __all__ = [
     "ConfigWarning",
     "TargetFamily",
     "api_key_variable",
-    "resolve_api_keys",
 ]
 
 PLACEHOLDER_SECRETS = frozenset(
@@ -57,13 +55,13 @@ class BackendInstance(BaseModel):
     """A named instance of a backend kind (federation): its runners, what it serves.
 
     ``api_key`` is the IBM Quantum API key of a ``provider = "ibm"`` instance; after
-    :func:`load_settings` it holds the key from whichever source won (the environment
-    variable :func:`api_key_variable` names, then ``api_key_file``, then the file).
+    ``load_settings`` it holds the key from whichever source won (the environment
+    variable :func:`api_key_variable` names or its ``_FILE`` twin, then ``api_key_file``).
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    type: BackendKind
+    type: BackendKind = Field(description="The backend kind it is an instance of.")
     max_runners: int = Field(default=4, ge=1, le=256, description="Runners started at most.")
     capabilities: list[str] = Field(
         default_factory=list, description="Agents it serves; empty means every agent."
@@ -74,7 +72,9 @@ class BackendInstance(BaseModel):
         "none serves every target.",
     )
     api_key: SecretStr | None = Field(
-        default=None, description="IBM Quantum API key (provider = ibm); dev mode only."
+        default=None,
+        description="IBM Quantum API key (provider = ibm); never in the file: its variable "
+        "or api_key_file.",
     )
     api_key_file: Path | None = Field(
         default=None, description="File holding the IBM Quantum API key (provider = ibm)."
@@ -118,85 +118,3 @@ def api_key_variable(instance: str) -> str:
     'LIMIT_BACKEND_IBM_EAST_API_KEY'
     """
     return f"LIMIT_BACKEND_{re.sub(r'[^A-Za-z0-9]', '_', instance).upper()}_API_KEY"
-
-
-def resolve_api_keys(
-    configured: Mapping[str, BackendInstance],
-    *,
-    mode: Literal["dev", "prod"],
-    config_dir: Path,
-    env: Mapping[str, str],
-    origin: str,
-) -> dict[str, BackendInstance]:
-    """Each instance with its API key from its variable, else its ``api_key_file``
-    (relative to ``config_dir``), else the config file itself: dev mode only, with a
-    :class:`ConfigWarning`.  A placeholder key is refused in prod and warned about in dev.
-    ``origin`` names the config file in messages."""
-    instances = dict(configured)
-    for name, instance in configured.items():
-        variable = api_key_variable(name)
-        where = f"backends.{name}"
-        advice = (
-            f"put the key in a file named by {where}.api_key_file or in the environment "
-            f"variable {variable}"
-        )
-        inline = instance.api_key.get_secret_value() if instance.api_key else None
-        if inline is not None and mode == "prod":
-            raise ConfigError(
-                f"invalid configuration in {origin}: {where}.api_key: prod mode refuses an "
-                f"API key written in the config file; {advice}"
-            )
-        key: str | None
-        if env.get(variable):
-            key, source = env[variable].strip(), variable
-            if instance.provider != "ibm":
-                raise ConfigError(
-                    f"invalid configuration in {origin}: {variable} is set, but {where} "
-                    'is not an IBM Quantum instance (provider = "ibm")'
-                )
-        elif instance.api_key_file is not None:  # read only when it is the key's source
-            path = config_dir / instance.api_key_file
-            key, source = _read_key_file(path, origin, where), str(path)
-        else:
-            key, source = inline, f"{where}.api_key"
-        if key is None:
-            continue
-        if key.lower() in PLACEHOLDER_SECRETS:
-            if mode == "prod":
-                raise ConfigError(
-                    f"invalid configuration in {origin}: the API key of {where} in {source} "
-                    f"is a placeholder ({key!r}); {advice}"
-                )
-            _warn(
-                f"{source} is a placeholder ({key!r}), not an IBM Quantum API key: IBM jobs "
-                f"of instance {name!r} will fail to sign in; {advice}"
-            )
-        elif source == f"{where}.api_key":
-            _warn(
-                f"{where}.api_key: the IBM Quantum API key is read from the config file "
-                f"{origin}, where whoever reads the file reads the key (prod mode refuses "
-                f"it); {advice}"
-            )
-        if inline is not None and source != f"{where}.api_key":
-            _warn(f"{where}.api_key in {origin} is not used: the key from {source} wins")
-        instances[name] = instance.model_copy(update={"api_key": SecretStr(key)})
-    return instances
-
-
-def _warn(message: str) -> None:
-    warnings.warn(message, ConfigWarning, stacklevel=4)  # at load_settings' caller
-
-
-def _read_key_file(path: Path, origin: str, where: str) -> str:
-    try:
-        key = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(
-            f"invalid configuration in {origin}: {where}.api_key_file: cannot read {path} "
-            f"({exc.strerror or exc})"
-        ) from None
-    if not key:
-        raise ConfigError(
-            f"invalid configuration in {origin}: {where}.api_key_file: {path} is empty"
-        )
-    return key

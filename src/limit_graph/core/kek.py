@@ -2,9 +2,10 @@
 
 ``LIMIT_DATA_KEK`` (or the file ``LIMIT_DATA_KEK_FILE`` names) holds the current KEK,
 the base64 of 32 random bytes (``openssl rand -base64 32``); ``LIMIT_DATA_KEK_PREVIOUS``
-holds earlier ones, comma-separated, while a rotation re-wraps the data keys.  In dev
-mode, with neither variable set, the KEK is ``<home>/data.kek``, made (mode 0600) when
-absent; in prod mode a missing KEK is a :class:`ConfigError` naming the variables.
+holds earlier ones, comma-separated (or the file ``LIMIT_DATA_KEK_PREVIOUS_FILE`` names),
+while a rotation re-wraps the data keys.  In dev mode, with neither variable set, the
+KEK is ``<home>/data.kek``, made (mode 0600) when absent; in prod mode a missing KEK is
+a :class:`ConfigError` naming the variables.
 
 Processes that read no platform settings (a Prefect worker opening a credentials block)
 call :func:`keks_from_environment`, which follows the same rules.
@@ -40,6 +41,7 @@ _ENVIRONMENT = (
     "LIMIT_DATA_KEK",
     "LIMIT_DATA_KEK_FILE",
     "LIMIT_DATA_KEK_PREVIOUS",
+    "LIMIT_DATA_KEK_PREVIOUS_FILE",
     "LIMIT_HOME",
     "LIMIT_MODE",
 )

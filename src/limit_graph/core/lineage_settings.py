@@ -6,14 +6,13 @@ The lineage graph is derived from the ledger in the background, a batch of up to
 it stood when the read came in.  Each execution's state changes are also sent as
 OpenLineage run events, to a file (one JSON event a line; default
 ``<home>/lineage/openlineage.jsonl``) or over HTTP (Marquez, or any OpenLineage
-endpoint)::
+endpoint; its bearer token, if it wants one, in ``LIMIT_OPENLINEAGE_API_KEY`` or the file
+``LIMIT_OPENLINEAGE_API_KEY_FILE`` names, never in the file)::
 
     [lineage]
     openlineage = "http"                      # file | http | off
     url = "http://marquez.example.org:5000"   # POSTed to <url>/<endpoint>
     endpoint = "api/v1/lineage"
-    api_key = "..."                           # a bearer token, if the endpoint wants one;
-                                              # or LIMIT_OPENLINEAGE_API_KEY
     namespace = "limit-graph"                 # the OpenLineage namespace of jobs, datasets
 """
 
@@ -55,7 +54,12 @@ class LineageSettings(BaseModel):
         pattern=r"^https?://\S+$",
         description="Base URL of the OpenLineage HTTP endpoint (openlineage = http).",
     )
-    endpoint: str = Field(default="api/v1/lineage", min_length=1, max_length=200)
+    endpoint: str = Field(
+        default="api/v1/lineage",
+        min_length=1,
+        max_length=200,
+        description="Path under url that events are POSTed to.",
+    )
     api_key: SecretStr | None = Field(default=None, description="Bearer token for the endpoint.")
     timeout_s: float = Field(default=5.0, gt=0, le=300, description="HTTP timeout per event.")
     namespace: str = Field(

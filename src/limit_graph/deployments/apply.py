@@ -15,6 +15,10 @@ and it runs on its schedule with the key in the ``limit-workflow-key`` Secret bl
 file, so they exist only where there is a source checkout to read it from
 (``pip install -e .``); an installed wheel has no examples and deploys none.
 
+The work pools are ``process`` pools unless made ``kubernetes`` pools
+(``limit prefect register --pool-type kubernetes``), whose runners start as Kubernetes
+Jobs from the base job template of :mod:`limit_graph.deployments.kubernetes`.
+
 >>> # async with prefect_api(url) as client:
 >>> #     await ensure_work_pools(client); await apply_deployments()
 """
@@ -27,15 +31,19 @@ from pathlib import Path
 from typing import Any
 
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+from prefect.client.schemas.objects import WorkPool
 from prefect.deployments.runner import RunnerDeployment
-from prefect.exceptions import ObjectAlreadyExists
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.flows import Flow
 from prefect.schedules import Cron, Interval, Schedule
 from prefect.types.entrypoint import EntrypointType
 from prefect.workers.process import ProcessWorker
 
+from limit_graph.core.errors import ConfigError
 from limit_graph.core.models import BackendKind
+from limit_graph.deployments.kubernetes import KubernetesJobOptions, kubernetes_job_template
+from limit_graph.deployments.pools import PoolType
 
 __all__ = [
     "DEPLOYMENTS",
@@ -43,12 +51,17 @@ __all__ = [
     "EXAMPLE_DEPLOYMENTS",
     "WORK_POOLS",
     "DeploymentSpec",
+    "PoolType",
     "apply_deployments",
+    "base_job_template",
     "build_deployment",
+    "check_work_pool_types",
     "ensure_work_pools",
 ]
 
 WORK_POOLS: tuple[str, ...] = tuple(kind.value for kind in BackendKind)
+
+
 EXAMPLES_FOLDER = Path(__file__).resolve().parents[3] / "examples"
 """The checkout's ``examples/`` folder (absent from an installed wheel)."""
 
@@ -167,21 +180,80 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
 )
 
 
-async def ensure_work_pools(client: PrefectClient, pools: tuple[str, ...] = WORK_POOLS) -> None:
-    """Create the process work pools that do not exist yet (existing ones are kept as
-    they are, so a pool switched to docker or kubernetes stays switched)."""
-    template = ProcessWorker.get_default_base_job_template()
+def base_job_template(
+    pool_type: PoolType, pool: str, kubernetes: KubernetesJobOptions | None = None
+) -> dict[str, Any]:
+    """The base job template pool ``pool`` of type ``pool_type`` is registered with."""
+    if pool_type is PoolType.KUBERNETES:
+        return kubernetes_job_template(pool, kubernetes)
+    template: dict[str, Any] = ProcessWorker.get_default_base_job_template()
+    return template
+
+
+async def _existing_pools(client: PrefectClient, pools: tuple[str, ...]) -> dict[str, WorkPool]:
+    found = {}
     for name in pools:
+        try:
+            found[name] = await client.read_work_pool(name)
+        except ObjectNotFound:
+            continue
+    return found
+
+
+async def check_work_pool_types(
+    client: PrefectClient, pool_type: PoolType, pools: tuple[str, ...] = WORK_POOLS
+) -> dict[str, WorkPool]:
+    """The pools that exist already; for kubernetes pools, a :class:`ConfigError` when one
+    exists with another type (Prefect cannot change a pool's type), before any change.
+
+    A process registration keeps a pool of another type as it is, so a pool switched to
+    docker or kubernetes stays switched when ``limit up`` registers the platform again.
+    """
+    existing = await _existing_pools(client, pools)
+    if pool_type is PoolType.PROCESS:
+        return existing
+    others = {name: pool.type for name, pool in existing.items() if pool.type != pool_type}
+    if others:
+        listed = ", ".join(f"{name!r} is a {kind} pool" for name, kind in sorted(others.items()))
+        names = " ".join(sorted(others))
+        raise ConfigError(
+            f"cannot make the work pools {pool_type} pools: {listed}, and Prefect cannot "
+            f"change a pool's type; delete them (`prefect work-pool delete {names}`, once "
+            f"per pool) and register again, which applies their deployments again"
+        )
+    return existing
+
+
+async def ensure_work_pools(
+    client: PrefectClient,
+    pools: tuple[str, ...] = WORK_POOLS,
+    pool_type: PoolType = PoolType.PROCESS,
+    kubernetes: KubernetesJobOptions | None = None,
+) -> None:
+    """Create the work pools that do not exist yet, as ``pool_type`` pools.
+
+    Process: existing pools are kept as they are (so a pool switched to docker or
+    kubernetes stays switched).  Kubernetes: existing kubernetes pools get the
+    platform's base job template again (``kubernetes`` options: image, namespace); a pool
+    of another type is a :class:`ConfigError` and nothing is changed.
+    """
+    existing = await check_work_pool_types(client, pool_type, pools)
+    for name in pools:
+        template = base_job_template(pool_type, name, kubernetes)
+        description = f"LIMIT-Graph {name} backend: runners and maintenance flows."
+        if name in existing:
+            if pool_type is PoolType.KUBERNETES:
+                update = WorkPoolUpdate(base_job_template=template, description=description)
+                await client.update_work_pool(name, update)
+            continue
         pool = WorkPoolCreate(
-            name=name,
-            type="process",
-            base_job_template=template,
-            description=f"LIMIT-Graph {name} backend: runners and maintenance flows.",
+            name=name, type=pool_type.value, base_job_template=template, description=description
         )
         try:
             await client.create_work_pool(pool)
-        except ObjectAlreadyExists:
-            continue
+        except ObjectAlreadyExists:  # made meanwhile (a worker, another registration)
+            if pool_type is PoolType.KUBERNETES:
+                await ensure_work_pools(client, (name,), pool_type, kubernetes)
 
 
 async def build_deployment(spec: DeploymentSpec) -> RunnerDeployment:

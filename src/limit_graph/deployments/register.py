@@ -47,7 +47,14 @@ from limit_graph.blocks.quantum.ibm import IBMQuantumCredentials, IBMRuntimeTarg
 from limit_graph.core.errors import ConfigError
 from limit_graph.core.models import BackendKind
 from limit_graph.core.settings import BackendInstance, Settings
-from limit_graph.deployments.apply import WORK_POOLS, apply_deployments, ensure_work_pools
+from limit_graph.deployments.apply import (
+    WORK_POOLS,
+    apply_deployments,
+    check_work_pool_types,
+    ensure_work_pools,
+)
+from limit_graph.deployments.kubernetes import KubernetesJobOptions
+from limit_graph.deployments.pools import PoolType
 
 __all__ = [
     "DEFAULT_INSTANCES",
@@ -160,11 +167,23 @@ async def _save_ibm_credentials(client: PrefectClient, settings: Settings) -> li
 
 
 async def register_platform(
-    settings: Settings, api_url: str, *, platform_url: str, runner_key: str
+    settings: Settings,
+    api_url: str,
+    *,
+    platform_url: str,
+    runner_key: str,
+    pool_type: PoolType = PoolType.PROCESS,
+    kubernetes: KubernetesJobOptions | None = None,
 ) -> Registration:
     """Register block types, save the backend and runner-credential blocks, create the
-    work pools and apply the deployments, all idempotently."""
+    work pools (``pool_type`` pools; ``kubernetes``: their Jobs' image and namespace) and
+    apply the deployments, all idempotently.
+
+    A pool that cannot become a ``pool_type`` pool is a :class:`ConfigError` raised before
+    anything is written.
+    """
     async with prefect_api(api_url) as client:
+        await check_work_pool_types(client, pool_type)
         await BackendInstanceBlock.aregister_type_and_schema(client=client)
         await RunnerCredentials.aregister_type_and_schema(client=client)
         for target_block in (AerTarget, FakeDeviceTarget, IBMQuantumCredentials, IBMRuntimeTarget):
@@ -174,7 +193,7 @@ async def register_platform(
         credentials = RunnerCredentials(api_url=platform_url, api_key=SecretStr(runner_key))
         await credentials.asave(RUNNER_CREDENTIALS_BLOCK, overwrite=True, client=client)
         blocks.append(RUNNER_CREDENTIALS_BLOCK)
-        await ensure_work_pools(client)
+        await ensure_work_pools(client, pool_type=pool_type, kubernetes=kubernetes)
         deployments = await apply_deployments()
     return Registration(blocks, list(WORK_POOLS), deployments)
 

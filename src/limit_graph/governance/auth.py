@@ -60,11 +60,15 @@ class AdminKey:
     path: Path | None
 
 
+_ADMIN_VARIABLES = "LIMIT_ADMIN_API_KEY or LIMIT_ADMIN_API_KEY_FILE"
+_RUNNER_VARIABLES = "LIMIT_RUNNER_API_KEY or LIMIT_RUNNER_API_KEY_FILE"
+
+
 def ensure_admin_key(settings: Settings) -> AdminKey:
     """The admin API key: from settings, else ``.limit/admin.key``, else made (dev only)."""
     secret = settings.admin_api_key
     given = secret.get_secret_value() if secret is not None else None
-    return _ensure_key(given, settings.admin_key_path, settings, "admin", "LIMIT_ADMIN_API_KEY")
+    return _ensure_key(given, settings.admin_key_path, settings, "admin", _ADMIN_VARIABLES)
 
 
 def ensure_runner_key(settings: Settings) -> AdminKey | None:
@@ -74,7 +78,7 @@ def ensure_runner_key(settings: Settings) -> AdminKey | None:
     given = secret.get_secret_value() if secret is not None else None
     if given is None and settings.mode != "dev" and not settings.runner_key_path.exists():
         return None
-    return _ensure_key(given, settings.runner_key_path, settings, "runner", "LIMIT_RUNNER_API_KEY")
+    return _ensure_key(given, settings.runner_key_path, settings, "runner", _RUNNER_VARIABLES)
 
 
 def _ensure_key(

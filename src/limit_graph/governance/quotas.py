@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -318,8 +318,16 @@ class QuotaService:
     ) -> list[QuotaUse]:
         """The quotas that apply to the caller (its tenant's and its own) and, given one,
         to ``session``: each limit with its use and reset in the window that holds now."""
-        now = self._clock()
         scopes = _scopes(tenant, principal_id)
+        return await self._use(scopes, session)
+
+    async def scope_usage(self, scopes: Sequence[str]) -> list[QuotaUse]:
+        """The stored quotas of ``scopes`` (those that have any), each with its use now:
+        two reads however many scopes (``/metrics`` reads the tenants' this way)."""
+        return await self._use(scopes, None)
+
+    async def _use(self, scopes: Sequence[str], session: Session | None) -> list[QuotaUse]:
+        now = self._clock()
         found = {s.scope: s.limits for s in await self._store.limits(scopes)}
         stored = [(s, found[s]) for s in scopes if s in found]
         quotas = _applying(stored, session, now)

@@ -21,33 +21,43 @@ A rewritten database whose checkpoints were re-signed fails step 3 against the
 exported public key; one cut short fails against a checkpoint copied outside it.
 
 It is written to check a million entries in seconds (``bench/ledger`` times it): pages
-of :data:`PAGE` rows, the next one read while this one is checked; a leaf in the form
-the platform writes is read by one regular expression that accepts exactly that JSON
-(any other leaf is parsed as JSON and judged as before); each page's new tree nodes are
-hashed a level at a time (:class:`_Tree`) and compared with the stored ones read in one
-query; the nodes of every consecutive checkpoints' consistency proof are read at once.
-Problems are still found in entry order, as if the entries were checked one by one, so
-the first bad entry named is the same.
+of :data:`PAGE` rows, the next one read while this one is checked; each row's own checks
+(step 1, :mod:`limit_graph.core.ledger_rows`) run in a second process for a ledger of
+:data:`CHECK_APART_FROM` entries or more, while this one makes the tree over the page
+before; a leaf in the form the platform writes is read by one regular expression that
+accepts exactly that JSON (any other leaf is parsed as JSON and judged as before); each
+page's new tree nodes are hashed a level at a time (:class:`_Tree`) and compared with
+the stored ones read in one query; the nodes of every consecutive checkpoints'
+consistency proof are read at once.  Problems are still found in entry order, as if the
+entries were checked one by one, so the first bad entry named is the same.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import re
-from collections.abc import Sequence
+import logging
+import os
+import pickle
+import sys
+from collections import deque
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
 
 from limit_graph.core import merkle, notes
 from limit_graph.core.errors import NotFound
+from limit_graph.core.ledger_rows import Row, first_problem, frame
 from limit_graph.storage.base import Storage
-from limit_graph.storage.ledger import text_digest
 from limit_graph.storage.ledger_store import LeafRow, StoredCheckpoint, TreeHead
 
 __all__ = ["LedgerReport", "verify_ledger"]
 
+logger = logging.getLogger(__name__)
+
 PAGE = 16_384
+CHECK_APART_FROM = 8 * PAGE
+"""Ledgers of at least this many entries have their rows checked in a second process
+(where the machine has a second core); below it, starting one costs more than it saves."""
 
 
 @dataclass(frozen=True)
@@ -170,58 +180,6 @@ class _Pass:
     last_match: int = 0
 
 
-_STRING = r'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"'
-"""A JSON string, exactly as RFC 8259 and :func:`json.loads` (strict) take one."""
-_LEAF = re.compile(
-    rf'\{{"action":{_STRING},"actor":{_STRING},"erasable":(true|false),'
-    rf'"index":(0|[1-9][0-9]*),"payload_sha256":"([0-9a-f]{{64}})",'
-    rf'"resource_id":{_STRING},"resource_type":{_STRING},"session_id":(?:null|{_STRING}),'
-    rf'"tenant":(?:null|{_STRING}),"timestamp":{_STRING}\}}'
-)
-"""A leaf as the platform writes it: its ten fields' canonical JSON.  A leaf it matches
-is JSON with exactly those members, whose ``erasable``, ``index`` and ``payload_sha256``
-are its groups, so it is read without :func:`json.loads` (three times slower here); any
-other leaf is parsed and judged as JSON."""
-
-
-def _leaf_fields(leaf: bytes) -> tuple[object, bool, object] | str:
-    """A leaf's ``index``, ``erasable`` and ``payload_sha256`` as :func:`json.loads`
-    reads them, or what it is not."""
-    try:
-        matched = _LEAF.fullmatch(leaf.decode("utf-8"))
-    except UnicodeDecodeError:
-        matched = None
-    if matched is not None:
-        return int(matched[2]), matched[1] == "true", matched[3]
-    try:
-        fields = json.loads(leaf)
-    except ValueError:
-        return "JSON"
-    if not isinstance(fields, dict):
-        return "a JSON object"
-    return fields.get("index"), fields.get("erasable") is True, fields.get("payload_sha256")
-
-
-def _row_problem(row: LeafRow, expected: int) -> str | None:
-    if row.index != expected:
-        return f"entry {expected} is missing (the next stored entry is {row.index})"
-    if merkle.leaf_hash(row.leaf) != row.leaf_hash:
-        return f"entry {expected}: its leaf_hash does not match the entry's fields"
-    fields = _leaf_fields(row.leaf)
-    if isinstance(fields, str):
-        return f"entry {expected}: its fields are not {fields}"
-    index, erasable, payload_sha256 = fields
-    if index != expected:
-        return f"entry {expected}: its fields say it is entry {index}"
-    if row.payload is None:
-        return None if erasable else f"entry {expected}: its payload is missing"
-    if erasable != (row.salt is not None):
-        return f"entry {expected}: an erasable payload needs its salt, and only it"
-    if text_digest(row.payload, row.salt) != payload_sha256:
-        return f"entry {expected}: its payload does not match payload_sha256"
-    return None
-
-
 def _trusted(
     note: str, verifiers: Sequence[notes.Verifier], origin: str | None, source: str
 ) -> notes.Checkpoint:
@@ -300,17 +258,124 @@ async def _compare_nodes(storage: Storage, made: tuple[list[merkle.NodeId], list
     )
 
 
-def _page(rows: list[LeafRow], meet: dict[int, list[_Seen]], state: _Pass) -> _Extension:
-    """Check a page of rows that should follow the tree so far, and the checkpoints they
-    reach; the nodes they complete.  Entries are judged in order, and a checkpoint when
-    its last entry is in, as if one at a time."""
+_Checked = tuple[list[LeafRow], Awaitable[tuple[int, str] | None]]
+"""A page of rows, and the first problem among them once it is found."""
+
+
+class _RowChecks:
+    """:func:`~limit_graph.core.ledger_rows.first_problem` of each page: in a process of
+    its own (``python -m limit_graph.core.ledger_rows``, started by :meth:`start`) when
+    ``apart``, else here.  Pages go down its pipe in order and their answers come back in
+    that order; should the process fail, the pages still waiting are checked here."""
+
+    def __init__(self, apart: bool) -> None:
+        self._apart = apart
+        self._child: asyncio.subprocess.Process | None = None
+        self._waiting: deque[asyncio.Future[tuple[int, str] | None]] = deque()
+        self._reader: asyncio.Task[None] | None = None
+        self._more = asyncio.Event()
+        self._unanswered: set[asyncio.Task[tuple[int, str] | None]] = set()
+
+    async def start(self) -> None:
+        if not self._apart:
+            return
+        try:
+            self._child = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "limit_graph.core.ledger_rows",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            logger.warning("ledger rows are checked in this process: %s", exc)
+            return
+        self._reader = asyncio.create_task(self._answers(self._child))
+
+    async def _answers(self, child: asyncio.subprocess.Process) -> None:
+        assert child.stdout is not None
+        try:
+            while True:
+                while not self._waiting:
+                    self._more.clear()
+                    await self._more.wait()
+                size = int.from_bytes(await child.stdout.readexactly(8), "big")
+                answer = pickle.loads(await child.stdout.readexactly(size))  # noqa: S301
+                self._waiting.popleft().set_result(answer)
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            logger.warning("the ledger row checker stopped (%s); checking here", exc)
+            self._child = None
+            while self._waiting:
+                self._waiting.popleft().set_exception(_ChildGone())
+
+    def check(self, rows: list[LeafRow], start: int) -> Awaitable[tuple[int, str] | None]:
+        given = [(r.index, r.leaf, r.leaf_hash, r.payload, r.salt) for r in rows]
+        child = self._child
+        if child is None or child.stdin is None:
+            done: asyncio.Future[tuple[int, str] | None] = (
+                asyncio.get_running_loop().create_future()
+            )
+            done.set_result(first_problem(given, start))
+            return done
+        answer = asyncio.get_running_loop().create_future()
+        self._waiting.append(answer)
+        self._more.set()
+        child.stdin.write(frame(pickle.dumps((given, start), protocol=pickle.HIGHEST_PROTOCOL)))
+        waiting = asyncio.create_task(self._wait(child.stdin, answer, given, start))
+        self._unanswered.add(waiting)
+        waiting.add_done_callback(self._unanswered.discard)
+        return waiting
+
+    async def _wait(
+        self,
+        pipe: asyncio.StreamWriter,
+        answer: asyncio.Future[tuple[int, str] | None],
+        given: list[Row],
+        start: int,
+    ) -> tuple[int, str] | None:
+        try:
+            await pipe.drain()
+            return await answer
+        except (_ChildGone, ConnectionError):
+            return first_problem(given, start)
+
+    async def close(self) -> None:
+        """Stop the process; a page still in it (after a bad one) is not waited for."""
+        for waiting in list(self._unanswered):
+            waiting.cancel()
+        await asyncio.gather(*self._unanswered, return_exceptions=True)
+        child, self._child = self._child, None
+        if child is not None and child.stdin is not None:
+            child.stdin.close()
+            try:
+                await asyncio.wait_for(child.wait(), 5)
+            except TimeoutError:
+                child.kill()
+                await child.wait()
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+
+class _ChildGone(Exception):
+    """The row checker's process stopped before it answered."""
+
+
+def _page(
+    rows: list[LeafRow],
+    problem: tuple[int, str] | None,
+    meet: dict[int, list[_Seen]],
+    state: _Pass,
+) -> _Extension:
+    """Extend the tree by a page of rows that should follow it, the first ``problem``
+    among them as :class:`_RowChecks` found it, and check the checkpoints they reach; the
+    nodes they complete.  Entries are judged in order, and a checkpoint when its last
+    entry is in, as if one at a time."""
     start = state.tree.size
     bad = None
-    for offset, row in enumerate(rows):
-        problem = _row_problem(row, start + offset)
-        if problem is not None:
-            bad, rows = _Bad(start + offset, problem), rows[:offset]
-            break
+    if problem is not None:
+        offset, detail = problem
+        bad, rows = _Bad(start + offset, detail), rows[:offset]
     state.erased += sum(row.payload is None for row in rows)
     done = state.tree.extend([row.leaf_hash for row in rows])
     for size in sorted(s for s in meet if start < s <= state.tree.size):
@@ -327,25 +392,35 @@ def _page(rows: list[LeafRow], meet: dict[int, list[_Seen]], state: _Pass) -> _E
     return done
 
 
-async def _scan(storage: Storage, meet: dict[int, list[_Seen]], state: _Pass, size: int) -> int:
+async def _scan(
+    storage: Storage, meet: dict[int, list[_Seen]], state: _Pass, size: int, checks: _RowChecks
+) -> int:
     """Check the first ``size`` entries (the head's: entries written meanwhile are the
-    next verification's), a page read ahead while the last is checked."""
+    next verification's): while a page's tree is made here, the next page is read and
+    its rows checked by ``checks``."""
 
-    async def read(after: int) -> list[LeafRow]:
-        return await storage.ledger.scan(after=after, limit=max(1, min(PAGE, size - after - 1)))
+    async def read(after: int, start: int) -> _Checked:
+        rows = await storage.ledger.scan(after=after, limit=max(1, min(PAGE, size - after - 1)))
+        return rows, checks.check(rows, start)
 
-    rows = await read(-1) if size > 0 else []
+    if size <= 0:
+        return 0
+    rows, problem = await read(-1, 0)
     while rows:
         last = rows[-1].index
-        following = asyncio.create_task(read(last)) if last + 1 < size else None
+        following = None
+        if last + 1 < size:
+            following = asyncio.create_task(read(last, state.tree.size + len(rows)))
         try:
-            done = _page(rows, meet, state)
+            done = _page(rows, await problem, meet, state)
             await _compare_nodes(storage, done.nodes())
         except BaseException:
             if following is not None:
                 await asyncio.gather(following, return_exceptions=True)  # let it finish
             raise
-        rows = await following if following is not None else []
+        if following is None:
+            break
+        rows, problem = await following
     return state.tree.size
 
 
@@ -364,13 +439,21 @@ async def verify_ledger(
     verifiers: Sequence[notes.Verifier] = (),
     origin: str | None = None,
     external: Sequence[tuple[str, str]] = (),
+    check_apart: bool | None = None,
 ) -> LedgerReport:
     """Check the whole ledger (module docstring); ``verifiers`` are the keys a checkpoint
     must be signed by (none: signatures are not checked), ``external`` the copies of
-    checkpoints kept outside the database, as (where, note text)."""
+    checkpoints kept outside the database, as (where, note text).  ``check_apart``: check
+    the rows in a second process (by default for a ledger of :data:`CHECK_APART_FROM`
+    entries or more, on a machine of two cores or more)."""
     state = _Pass()
     stored: list[StoredCheckpoint] = []
     head: TreeHead | None = None
+    if check_apart is None:
+        big = (await storage.ledger.head()).size >= CHECK_APART_FROM
+        check_apart = big and (os.cpu_count() or 1) > 1
+    checks = _RowChecks(check_apart)
+    await checks.start()
     try:
         # The checkpoints before the head: each was signed over a head no later than it.
         stored = await _stored_checkpoints(storage, verifiers, origin)
@@ -385,7 +468,7 @@ async def verify_ledger(
             parsed = _trusted(note, verifiers, origin, source)
             meet.setdefault(parsed.size, []).append(_Seen(parsed.size, parsed.root_hash, source))
         await _check_consistency(storage, stored)
-        size = await _scan(storage, meet, state, head.size)
+        size = await _scan(storage, meet, state, head.size, checks)
         beyond = [s for s in meet if s > size]
         if beyond:
             sources = ", ".join(seen.source for s in sorted(beyond) for seen in meet[s])
@@ -404,4 +487,6 @@ async def verify_ledger(
         return LedgerReport(
             False, head.size, bad.first_bad, bad.detail, len(stored), len(external), state.erased
         )
+    finally:
+        await checks.close()
     return LedgerReport(True, head.size, None, None, len(stored), len(external), state.erased)

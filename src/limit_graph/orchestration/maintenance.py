@@ -25,6 +25,7 @@ from limit_graph.storage.base import SessionFilter, Storage
 from limit_graph.storage.ledger import EntryDraft
 
 __all__ = [
+    "LAST_VERIFICATION",
     "VERIFIED",
     "ArchiveOutcome",
     "LedgerReport",
@@ -39,6 +40,10 @@ log = logging.getLogger("limit_graph.maintenance")
 
 VERIFIED = "ledger.verified"
 """The action of the ledger entry that records a verification of the whole ledger."""
+
+LAST_VERIFICATION = ("maintenance", "ledger-verification")
+"""Where the last verification's outcome is kept as a bookkeeping document too
+(``ok``, ``size``, ``at`` in Unix seconds), so ``/metrics`` reads it in one lookup."""
 
 
 @dataclass(frozen=True)
@@ -128,8 +133,9 @@ async def verify_and_record(
     """Verify the whole ledger with the platform's own checkpoint key and origin, and
     against the checkpoint copy outside the database (``latest.note``, when there is
     one); then record the report as a ``ledger.verified`` entry of the platform's own
-    trail, by ``principal``.  The report's size is the ledger verified, without that
-    entry; a copy that cannot be read fails the report rather than being left out."""
+    trail, by ``principal``, and its outcome as the :data:`LAST_VERIFICATION` document.
+    The report's size is the ledger verified, without that entry; a copy that cannot be
+    read fails the report rather than being left out."""
     verifiers = [checkpoints.key.verifier]
     try:
         external = await _external_copy(checkpoints)
@@ -153,6 +159,8 @@ async def verify_and_record(
             payload=asdict(report),
         )
     )
+    outcome = {"ok": report.ok, "size": report.size, "at": utcnow().timestamp()}
+    await storage.put_value(*LAST_VERIFICATION, outcome)
     if report.ok:
         log.info("the ledger verifies: %d entries", report.size)
     else:

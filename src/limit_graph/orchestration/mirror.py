@@ -144,8 +144,8 @@ class PrefectMirror:
         self._sent = 0
         self._failing_since: float | None = None
         self._backoff = 0.0
-        telemetry.mirror_lag.set_function(lambda: self.lag_s)
-        telemetry.mirror_backlog.set_function(lambda: self._backlog)
+        telemetry.watch("limit_mirror_lag_seconds", lambda: [((), self.lag_s)])
+        telemetry.watch("limit_mirror_backlog_entries", lambda: [((), float(self._backlog))])
 
     # --- what the mirror knows ----------------------------------------------------------
 
@@ -160,6 +160,15 @@ class PrefectMirror:
     def backlog(self) -> int:
         """Ledger entries after the cursor, as of the last read."""
         return self._backlog
+
+    async def observe(self) -> None:
+        """Where the loop does not run (another process holds the lease), measure the
+        lag and backlog from the cursor in the store, for this process's ``/metrics``."""
+        if self._task is not None:
+            return
+        async with self._lock:
+            saved = await self.storage.get_value(NAMESPACE, CURSOR_KEY)
+            await self._measure(int(saved.get("index", -1)) if saved else -1, None)
 
     def flow_run_id(self, session_id: uuid.UUID) -> uuid.UUID | None:
         """The session's flow run, if this mirror has made or found it lately."""
@@ -287,7 +296,7 @@ class PrefectMirror:
                     self._sent = chunk.task_runs
                     consumed = len(chunk.entries)
                     self._recovered()
-            await self._measure(self._cursor)
+            await self._measure(self._cursor, self._chunk)
             return consumed
 
     async def _read(self, cursor: int) -> Chunk | None:
@@ -304,11 +313,13 @@ class PrefectMirror:
             await self.storage.put_value(NAMESPACE, CURSOR_KEY, intent)
         return chunk
 
-    async def _measure(self, cursor: int) -> None:
+    async def _measure(self, cursor: int, chunk: Chunk | None) -> None:
+        """The backlog after ``cursor`` and the age of its oldest entry (``chunk``'s
+        first, when a read is in flight)."""
         size = await self.storage.ledger_size()
         self._backlog = max(0, size - cursor - 1)
-        if self._chunk is not None:
-            self._oldest = self._chunk.entries[0].timestamp
+        if chunk is not None:
+            self._oldest = chunk.entries[0].timestamp
         elif self._backlog:
             oldest = await self.storage.list_entries(after=cursor, limit=1)
             self._oldest = oldest[0].timestamp if oldest else None

@@ -56,6 +56,7 @@ from limit_graph.orchestration.quotas import QuotaAdmin
 from limit_graph.orchestration.recording import ExecutionRecorder
 from limit_graph.orchestration.replay import ReplayService
 from limit_graph.orchestration.router import Router
+from limit_graph.orchestration.scrape import ScrapeReadings
 from limit_graph.orchestration.sessions import SessionCache, SessionService, require_visible
 from limit_graph.orchestration.supervisor import RunnerSupervisor, prefect_runner_starter
 from limit_graph.orchestration.telemetry import Telemetry
@@ -123,6 +124,8 @@ class Platform:
     replay: ReplayService
     lineage_follower: LineageFollower
     lineage: LineageReads
+    scrape: ScrapeReadings
+    """What ``/metrics`` reads from the store at each scrape."""
     oidc: OidcVerifier | None = field(default=None)
     supervisor: RunnerSupervisor | None = field(default=None)
     mirror: PrefectMirror | None = field(default=None)
@@ -149,7 +152,7 @@ class Platform:
         store = storage or open_storage(settings)
         await store.start()
         identity = store.identity
-        telemetry = telemetry or Telemetry()
+        telemetry = telemetry or Telemetry.for_process()
         events = SessionEvents(store)
         cache = SessionCache(store)
         watch = IdentityWatch(identity)
@@ -272,6 +275,7 @@ class Platform:
             ),
             lineage_follower=lineage,
             lineage=LineageReads(store, lineage, authorizer),
+            scrape=ScrapeReadings(store, telemetry, quotas),
             oidc=oidc,
             rates=rates,
         )
@@ -306,6 +310,7 @@ class Platform:
                     telemetry=telemetry,
                     task_runs_per_s=settings.prefect.mirror_task_runs_per_s,
                 )
+                platform.scrape.follow_mirror(mirror)
                 platform.leaderships["mirror"] = Leadership(
                     store.leases,
                     "mirror",

@@ -212,5 +212,5 @@ class ExecutionRecorder:
         )
         self.events.notify(session_id)
         for policy_id in denial.policy_ids:
-            self.telemetry.denials.labels(policy_id).inc()
+            self.telemetry.count_denial(policy_id)
         raise denial

@@ -17,6 +17,7 @@ router = APIRouter(tags=["health"], route_class=IJSONRoute)
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Metrics"}},
 )
 async def metrics(platform: CurrentPlatform) -> Response:
-    telemetry = platform.telemetry
-    telemetry.ledger_size.set(await platform.storage.ledger_size())
-    return Response(generate_latest(telemetry.registry), media_type=CONTENT_TYPE_LATEST)
+    """Every metric of this process (of every API process of ``limit up``, in its
+    multiprocess mode), with what the store says now (``orchestration/scrape.py``)."""
+    await platform.scrape.refresh()
+    return Response(generate_latest(platform.telemetry.registry), media_type=CONTENT_TYPE_LATEST)

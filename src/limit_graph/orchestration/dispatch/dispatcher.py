@@ -71,7 +71,12 @@ class Dispatcher:
         self.wakeups = Wakeups()
         self.finals = Finals(storage, on_final)
         self._claiming = 0
-        self.view = QueueView(self.queue, router, self.telemetry, settings.lease_s)
+        self.view = QueueView(self.queue, router, settings.lease_s)
+        self.telemetry.watch("limit_queue_depth", self.view.depth_samples)
+        self.telemetry.watch(
+            "limit_runners",
+            lambda: [((kind.value,), float(self.live_runners(kind))) for kind in DISPATCHED],
+        )
         self._reaper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.starts = Starts(storage, write, settings.lease_s)

@@ -1,7 +1,7 @@
 """What one API process knows of the shared queue: the rows per instance and state, and
 the runners heard from (through any process), read every half second and adjusted at
-once for this process's own changes; routing, ``/health``, the metrics and the runner
-supervisor read it without a query."""
+once for this process's own changes; routing, ``/health``, the metrics (queue depth and
+runners, read at each scrape) and the runner supervisor read it without a query."""
 
 from __future__ import annotations
 
@@ -11,19 +11,15 @@ from limit_graph.core.errors import InvalidInput
 from limit_graph.core.models import BackendKind
 from limit_graph.orchestration.dispatch.results import DISPATCHED, SEEN_EVERY_S
 from limit_graph.orchestration.router import Router
-from limit_graph.orchestration.telemetry import Telemetry
 from limit_graph.storage.dispatch import DispatchQueue, RowState
 
 __all__ = ["QueueView"]
 
 
 class QueueView:
-    def __init__(
-        self, queue: DispatchQueue, router: Router, telemetry: Telemetry, lease_s: float
-    ) -> None:
+    def __init__(self, queue: DispatchQueue, router: Router, lease_s: float) -> None:
         self.queue = queue
         self.router = router
-        self.telemetry = telemetry
         self.lease_s = lease_s
         self._counts: dict[tuple[str, RowState], int] = {}
         self._runners: dict[str, tuple[str, float]] = {}  # runner -> (pool, last seen)
@@ -41,6 +37,16 @@ class QueueView:
     def depths(self) -> dict[str, int]:
         return {i: n for (i, state), n in self._counts.items() if state is RowState.QUEUED}
 
+    def depth_samples(self) -> list[tuple[tuple[str, str], float]]:
+        """``((pool, instance), queued)`` of every dispatched instance configured, and of
+        any other the queue still holds work for: what ``limit_queue_depth`` shows."""
+        depths = self.depths()
+        names = {info.name for kind in DISPATCHED for info in self.router.instances(kind)}
+        return [
+            ((self.kind(name).value, name), float(depths.get(name, 0)))
+            for name in sorted(names | depths.keys())
+        ]
+
     def leased(self) -> int:
         return sum(n for (_, state), n in self._counts.items() if state is not RowState.QUEUED)
 
@@ -55,8 +61,6 @@ class QueueView:
         """This process's own change to the queue, counted before the next refresh."""
         key = (instance, state)
         self._counts[key] = max(0, self._counts.get(key, 0) + change)
-        if state is RowState.QUEUED:
-            self.telemetry.queue_depth.labels(instance).set(self._counts[key])
 
     def seen(self, runner_id: str, pool: BackendKind, now: float) -> bool:
         """A runner was heard from here; whether to tell the store (every
@@ -74,9 +78,6 @@ class QueueView:
     async def refresh(self, now: float) -> None:
         """The queue's counts and the runners heard from, as every process sees them."""
         self._counts = await self.queue.counts()
-        for kind in DISPATCHED:
-            for info in self.router.instances(kind):
-                self.telemetry.queue_depth.labels(info.name).set(self.depth(info.name))
         seen = await self.queue.runners(since=now - 3 * self.lease_s)
         monotonic = time.monotonic()
         for runner in seen:
