@@ -194,7 +194,7 @@ async def test_an_old_block_field_without_an_effect_is_named_in_a_warning(
 
 
 async def test_runner_endpoint_prefers_the_environment_then_the_block(
-    server: PrefectServer, monkeypatch: pytest.MonkeyPatch
+    server: PrefectServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv("LIMIT_API_URL", raising=False)
     monkeypatch.delenv("LIMIT_RUNNER_API_KEY", raising=False)
@@ -208,6 +208,16 @@ async def test_runner_endpoint_prefers_the_environment_then_the_block(
         assert await runner_endpoint() == ("http://block:8080", "from-env")
         monkeypatch.setenv("LIMIT_API_URL", "http://env:8080")
         assert await runner_endpoint() == ("http://env:8080", "from-env")
+        held = tmp_path / "runner.key"
+        held.write_text("from-file\n", encoding="utf-8")
+        monkeypatch.delenv("LIMIT_RUNNER_API_KEY")
+        monkeypatch.setenv("LIMIT_RUNNER_API_KEY_FILE", str(held))
+        assert await runner_endpoint() == ("http://env:8080", "from-file")
+        monkeypatch.setenv("LIMIT_RUNNER_API_KEY", "from-env")
+        with pytest.raises(
+            ConfigError, match="set LIMIT_RUNNER_API_KEY or LIMIT_RUNNER_API_KEY_FILE"
+        ):
+            await runner_endpoint()
 
 
 async def test_an_unreachable_prefect_is_a_clear_config_error() -> None:

@@ -27,7 +27,7 @@ from pydantic import Field, SecretStr
 
 from limit_graph.core.errors import ConfigError
 from limit_graph.core.models import BackendKind
-from limit_graph.core.settings import BackendInstance, TargetFamily
+from limit_graph.core.settings import BackendInstance, TargetFamily, read_variable
 
 __all__ = [
     "RUNNER_CREDENTIALS_BLOCK",
@@ -156,13 +156,15 @@ async def runner_endpoint(
     api_url: str | None = None, block_name: str = RUNNER_CREDENTIALS_BLOCK
 ) -> tuple[str, str]:
     """The platform API URL and runner key: ``api_url`` or ``LIMIT_API_URL`` and
-    ``LIMIT_RUNNER_API_KEY`` when set, else the :class:`RunnerCredentials` block.
+    ``LIMIT_RUNNER_API_KEY`` (or the file ``LIMIT_RUNNER_API_KEY_FILE`` names) when set,
+    else the :class:`RunnerCredentials` block.
 
     Workers started by ``limit up`` carry both variables, so their flow runs never
     need the block; a worker on another machine can rely on the block alone.
     """
     url = api_url or os.environ.get("LIMIT_API_URL")
-    key = os.environ.get("LIMIT_RUNNER_API_KEY")
+    given = read_variable(os.environ, "LIMIT_RUNNER_API_KEY")
+    key = given[0] if given is not None else None
     if url and key:
         return url, key
     block: object = await RunnerCredentials.aload(block_name)

@@ -83,6 +83,7 @@ from limit_graph.core.settings._variables import (
     ENVIRONMENT_VARIABLES,
     FILE_VARIABLES,
     SECRET_VARIABLES,
+    read_variable,
 )
 
 __all__ = [
@@ -112,6 +113,7 @@ __all__ = [
     "load_settings",
     "load_settings_explained",
     "normalize_database_url",
+    "read_variable",
     "render_reference",
     "settings_reference",
 ]
