@@ -12,7 +12,6 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
-import yaml
 from prefect.client.schemas.actions import WorkPoolUpdate
 from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -31,25 +30,16 @@ from limit_graph.deployments.pools import PoolType
 from limit_graph.deployments.register import prefect_api
 from limit_graph.deployments.server import PrefectServer
 from tests.fixtures.cli import clean_env, run_limit
+from tests.fixtures.manifests import k8s_objects
 from tests.fixtures.prefect import block_documents, unique_name
 
 ROOT = Path(__file__).resolve().parents[2]
-K8S = ROOT / "docker" / "k8s"
 K8S_VERSION = "1.31.0"
 OURS = {"runner_key_secret", "platform_api_url", "prefect_api_url"}
 """Variables of ours that Prefect's default template does not have."""
 
 
-def _objects() -> dict[tuple[str, str], dict[str, Any]]:
-    found = {}
-    for path in sorted(K8S.glob("*.yaml")):
-        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            if document:
-                found[(document["kind"], document["metadata"]["name"])] = document
-    return found
-
-
-OBJECTS = _objects()
+OBJECTS = k8s_objects()
 
 
 @pytest.mark.parametrize("pool", WORK_POOLS)

@@ -39,11 +39,11 @@ from limit_graph.deployments.kubernetes import (
     KubernetesJobOptions,
 )
 from limit_graph.deployments.pools import PoolType
+from tests.fixtures.manifests import K8S, k8s_objects
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
-K8S = DOCKER / "k8s"
 KUSTOMIZATION = DOCKER / "kustomization.yaml"
 LIMIT_TOML = DOCKER / "limit-graph.toml"
 NAMESPACE = "limit-graph"
@@ -62,16 +62,7 @@ OTHER_TOOLS = {
 }
 
 
-def _k8s() -> dict[tuple[str, str], dict[str, Any]]:
-    found = {}
-    for path in sorted(K8S.glob("*.yaml")):
-        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            if document:
-                found[(document["kind"], document["metadata"]["name"])] = document
-    return found
-
-
-OBJECTS = _k8s()
+OBJECTS = k8s_objects()
 SERVICES: dict[str, dict[str, Any]] = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))[
     "services"
 ]

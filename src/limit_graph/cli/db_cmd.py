@@ -87,21 +87,27 @@ def db_history() -> None:
         print_text(f"{revision.revision}  {revision.title}")
 
 
+def _move(config: Path | None, revision: str, *, forward: bool) -> tuple[str | None, str | None]:
+    """Migrate the configured database to ``revision``; its revision before and after."""
+    from limit_graph.storage.database import schema_versions  # slow: only when run
+
+    move = schema_versions.upgrade if forward else schema_versions.downgrade
+    try:
+        with schema_versions.migrating(_database_url(config), create=forward) as connection:
+            before = schema_versions.current_revision(connection)
+            move(connection, revision)
+            return before, schema_versions.current_revision(connection)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from exc
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
     config: ConfigOption = None,
 ) -> None:
     """Migrate the database forward (to the newest revision by default)."""
-    from limit_graph.storage.database import schema_versions  # slow: only when run
-
-    try:
-        with schema_versions.migrating(_database_url(config), create=True) as connection:
-            before = schema_versions.current_revision(connection)
-            schema_versions.upgrade(connection, revision)
-            after = schema_versions.current_revision(connection)
-    except ConfigError as exc:
-        raise CliError(str(exc)) from exc
+    before, after = _move(config, revision, forward=True)
     if before == after:
         print_text(f"already at {_describe(after)}")
     else:
@@ -115,15 +121,7 @@ def db_downgrade(
 ) -> None:
     """Migrate the database back to REVISION, for the release that expects it. Stop every
     API process of the newer release first: they would migrate it forward again."""
-    from limit_graph.storage.database import schema_versions  # slow: only when run
-
-    try:
-        with schema_versions.migrating(_database_url(config)) as connection:
-            before = schema_versions.current_revision(connection)
-            schema_versions.downgrade(connection, revision)
-            after = schema_versions.current_revision(connection)
-    except ConfigError as exc:
-        raise CliError(str(exc)) from exc
+    before, after = _move(config, revision, forward=False)
     if before == after:
         print_text(f"already at {_describe(after)}")
     else:

@@ -21,6 +21,7 @@ __all__ = [
     "READ_ONLY",
     "RELAXED",
     "VERSION_TABLE",
+    "alembic_config",
     "configure_sqlite",
     "run_migrations",
     "sync_driver",
@@ -38,12 +39,18 @@ RELAXED = "limit_relaxed"
 next durable commit, lost only with the machine)."""
 
 
-def run_migrations(connection: Connection, revision: str = "head") -> None:
-    """Upgrade the schema on ``connection`` to ``revision`` (Alembic)."""
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic's configuration of our migrations, run on ``connection`` when given."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["connection"] = connection
-    command.upgrade(config, revision)
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def run_migrations(connection: Connection, revision: str = "head") -> None:
+    """Upgrade the schema on ``connection`` to ``revision`` (Alembic)."""
+    command.upgrade(alembic_config(connection), revision)
 
 
 def sync_driver(url: URL) -> str:

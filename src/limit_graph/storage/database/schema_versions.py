@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
-from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
@@ -33,8 +32,8 @@ from sqlalchemy.exc import OperationalError
 from limit_graph.core.errors import ConfigError
 from limit_graph.storage.database.engine import (
     MIGRATION_LOCK_ID,
-    MIGRATIONS,
     VERSION_TABLE,
+    alembic_config,
     configure_sqlite,
     run_migrations,
     sync_driver,
@@ -61,16 +60,8 @@ class Revision:
     title: str
 
 
-def _config(connection: Connection | None = None) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    if connection is not None:
-        config.attributes["connection"] = connection
-    return config
-
-
 def _script() -> ScriptDirectory:
-    return ScriptDirectory.from_config(_config())
+    return ScriptDirectory.from_config(alembic_config())
 
 
 def _title(doc: str) -> str:
@@ -148,7 +139,7 @@ def downgrade(connection: Connection, revision: str) -> None:
             f"the database is at {current}, older than {target}: use `limit db upgrade`"
         )
     try:
-        command.downgrade(_config(connection), target)
+        command.downgrade(alembic_config(connection), target)
     except (CommandError, RuntimeError) as exc:  # a migration's own refusal: RuntimeError
         raise ConfigError(f"cannot downgrade to {revision}: {exc}") from None
 
