@@ -15,12 +15,15 @@ import pytest
 import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from limit_graph.core import merkle
+from limit_graph.core import ledger_leaf, merkle
+from limit_graph.core.errors import InvalidInput
 from limit_graph.core.models import ProvenanceEntry
 from limit_graph.storage.ledger import (
     EntryDraft,
     LedgerHead,
+    build_entry,
     decode_hash,
     encode_hash,
     entry_leaf_hash,
@@ -104,6 +107,34 @@ def test_the_leaf_is_the_rfc_6962_hash_of_the_fields_canonical_json(
             "payload_sha256",
             "erasable",
         }
+
+
+@given(st.text(), st.text(), st.text(max_size=8))
+def test_the_leaf_text_is_rfc_8785_whatever_the_fields_say(
+    actor: str, resource_id: str, tenant: str
+) -> None:
+    """The writer writes the leaf's text straight from the fields (no float, ASCII
+    names); whatever strings they hold, it is what an independent RFC 8785 writes."""
+    built = build_entry(3, draft(3, actor=actor, resource_id=resource_id, tenant=tenant))
+    document = ledger_leaf.leaf_document(built.entry.document())
+    assert built.leaf.encode("utf-8") == rfc8785.dumps(document) == leaf_bytes(built.entry)
+    assert built.leaf_hash == hashlib.sha256(b"\x00" + rfc8785.dumps(document)).digest()
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"actor": "\ud800"}, "surrogate"),
+        ({"actor": b"alice"}, "actor"),
+        ({"erasable": 1}, "erasable"),
+        ({"resource_id": 7}, "resource_id"),
+    ],
+)
+def test_a_draft_whose_fields_have_no_leaf_is_refused(changes: dict[str, Any], named: str) -> None:
+    """Refused rather than converted: an entry whose fields were converted would not
+    be the one its leaf hashes."""
+    with pytest.raises((InvalidInput, ValidationError, TypeError), match=named):
+        build_entry(0, draft(0, **changes))
 
 
 def test_a_tenant_comes_from_the_draft_the_session_or_the_payload() -> None:

@@ -73,10 +73,18 @@ def session_draft(session: Session, *, actor: str, action: str) -> EntryDraft:
     )
 
 
-def execution_draft(execution: Execution, *, actor: str, action: str) -> EntryDraft:
+def execution_draft(
+    execution: Execution,
+    *,
+    actor: str,
+    action: str,
+    document: dict[str, Any] | None = None,
+) -> EntryDraft:
     """The entry for an execution; its payload leaves out the entry's own index, and a
-    sensitive execution's sealed fields are commitments (:mod:`~limit_graph.storage.sealed`)."""
-    payload = ledger_document(execution)
+    sensitive execution's sealed fields are commitments (:mod:`~limit_graph.storage.sealed`).
+    ``document``, when the caller has it, is the execution's own ``document()`` (not a
+    sensitive one's), taken as it is, not copied."""
+    payload = document if document is not None else ledger_document(execution)
     payload["provenance_entry"] = None
     return EntryDraft(
         actor=actor,

@@ -23,6 +23,7 @@ each append completes are what a backend stores for its proofs.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import uuid
 from collections.abc import Iterable
@@ -34,6 +35,7 @@ from pydantic import TypeAdapter
 
 from limit_graph.core import ledger_leaf, merkle
 from limit_graph.core.canonical import canonical_json
+from limit_graph.core.errors import InvalidInput
 from limit_graph.core.ledger_leaf import decode_hash, encode_hash, payload_digest, text_digest
 from limit_graph.core.models import ProvenanceEntry, utcnow
 
@@ -128,9 +130,10 @@ def build_entry(
 
     The entry's tenant is the draft's, else ``tenant`` (the one the backend found for
     the draft's session), else the payload's ``tenant`` (identity and policy changes
-    name the tenant they change).  Each text is made once, from the validated entry's
-    own fields, so the leaf is exactly that of its document
-    (:func:`limit_graph.core.ledger_leaf.leaf_bytes`) without dumping it.
+    name the tenant they change).  Each text is made once, and the entry validated once,
+    with its hashes, strictly (no value converted): so the leaf, written from the same
+    values (:func:`_leaf_text`), is exactly that of the entry's document
+    (:func:`limit_graph.core.ledger_leaf.leaf_bytes`), without dumping it.
     """
     if draft.tenant is not None:
         tenant = draft.tenant
@@ -142,38 +145,65 @@ def build_entry(
         else None
     )
     payload = canonical_json(draft.payload)
-    unhashed = ProvenanceEntry(
-        index=index,
-        timestamp=timestamp or utcnow(),
-        actor=draft.actor,
-        tenant=tenant,
-        action=draft.action,
-        resource_type=draft.resource_type,
-        resource_id=draft.resource_id,
-        session_id=draft.session_id,
-        payload=draft.payload,
-        payload_sha256=text_digest(payload.encode("utf-8"), salt),
-        erasable=draft.erasable,
-        payload_salt=salt,
-        leaf_hash="",
-    )
-    leaf = canonical_json(
-        {
-            "index": unhashed.index,
-            "timestamp": _TIMESTAMP.dump_python(unhashed.timestamp, mode="json"),
-            "actor": unhashed.actor,
-            "tenant": unhashed.tenant,
-            "action": unhashed.action,
-            "resource_type": unhashed.resource_type,
-            "resource_id": unhashed.resource_id,
-            "session_id": str(unhashed.session_id) if unhashed.session_id is not None else None,
-            "payload_sha256": unhashed.payload_sha256,
-            "erasable": unhashed.erasable,
-        }
-    )
+    payload_sha256 = text_digest(payload.encode("utf-8"), salt)
+    when = timestamp or utcnow()
+    fields = {
+        "index": index,
+        "timestamp": _TIMESTAMP.dump_python(when, mode="json"),
+        "actor": draft.actor,
+        "tenant": tenant,
+        "action": draft.action,
+        "resource_type": draft.resource_type,
+        "resource_id": draft.resource_id,
+        "session_id": str(draft.session_id) if draft.session_id is not None else None,
+        "payload_sha256": payload_sha256,
+        "erasable": draft.erasable,
+    }
+    leaf = _leaf_text(fields)
     digest = merkle.leaf_hash(leaf.encode("utf-8"))
-    entry = unhashed.model_copy(update={"leaf_hash": encode_hash(digest)})
+    entry = ProvenanceEntry.model_validate(
+        {
+            "index": index,
+            "timestamp": when,
+            "actor": draft.actor,
+            "tenant": tenant,
+            "action": draft.action,
+            "resource_type": draft.resource_type,
+            "resource_id": draft.resource_id,
+            "session_id": draft.session_id,
+            "payload": draft.payload,
+            "payload_sha256": payload_sha256,
+            "erasable": draft.erasable,
+            "payload_salt": salt,
+            "leaf_hash": encode_hash(digest),
+        },
+        strict=True,  # no value converted: the entry's fields are the leaf's
+    )
     return BuiltEntry(entry, leaf, payload, digest)
+
+
+def _leaf_text(fields: dict[str, Any]) -> str:
+    """The canonical JSON of a leaf's fields.  Its names are ASCII and its values
+    strings, integers (an index within 2**53), booleans and nulls, whose
+    :func:`json.dumps` text with sorted keys is already RFC 8785's
+    (:mod:`limit_graph.core.canonical`: only floats and names beyond ASCII are mended),
+    so that text is taken as it is.  A lone surrogate, which has no canonical form, is
+    refused by :func:`canonical_json`, naming where; a value of another type by name."""
+    try:
+        text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return canonical_json(fields)
+    except TypeError:
+        name, value = next(
+            (name, value)
+            for name, value in fields.items()
+            if not isinstance(value, str | int | bool | None)
+        )
+        raise InvalidInput(
+            f"an entry's {name} is a {type(value).__name__}, which its leaf cannot hold"
+        ) from None
+    return text
 
 
 def make_entry(

@@ -219,8 +219,16 @@ class Batch:
                 self.release(conn, write)
                 return earlier
 
+        # Its document is dumped once, for its entry's payload and its row alike.
+        document = None if execution.sensitive else execution.document()
+
         def drafts() -> list[EntryDraft]:
-            final = execution_draft(execution, actor=write.actor, action=write.action)
+            final = execution_draft(
+                execution,
+                actor=write.actor,
+                action=write.action,
+                document=dict(document) if document is not None else None,
+            )
             if write.started is None:
                 return [final]
             started = execution_draft(write.started, actor=write.actor, action="execution.started")
@@ -239,7 +247,12 @@ class Batch:
                 return ClaimRefused(refusal)
         index = self.keep(chained).index if chained else None
         stored = execution.model_copy(update={"provenance_entry": index})
-        row = t.execution_row(stored) if is_new else t.execution_changes(stored)
+        stored_document = None if document is None else {**document, "provenance_entry": index}
+        row = (
+            t.execution_row(stored, stored_document)
+            if is_new
+            else t.execution_changes(stored, stored_document)
+        )
         if write.sealed is not None:
             row["document"] = {**write.sealed, "provenance_entry": index}
         if is_new:

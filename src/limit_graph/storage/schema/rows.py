@@ -87,7 +87,9 @@ def tag_rows(session: Session) -> list[dict[str, Any]]:
     return [{"session_id": session.id, "tag": tag} for tag in sorted(set(session.config.tags))]
 
 
-def execution_row(execution: Execution) -> dict[str, Any]:
+def execution_row(execution: Execution, document: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The row of ``execution``; ``document``, when the caller dumped it already, is its
+    ``document()``."""
     return {
         "id": execution.id,
         "session_id": execution.session_id,
@@ -95,18 +97,21 @@ def execution_row(execution: Execution) -> dict[str, Any]:
         "backend": execution.backend.value,
         "submitted_us": to_micros(execution.submitted_at),
         "idempotency_key": execution.idempotency_key,
-        "document": execution.document(),
+        "document": execution.document() if document is None else document,
         "workflow_run_id": _run_id_of(execution),
     }
 
 
-def execution_changes(execution: Execution) -> dict[str, Any]:
-    """The parameters of :data:`UPDATE_EXECUTIONS` for ``execution``."""
+def execution_changes(
+    execution: Execution, document: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The parameters of :data:`UPDATE_EXECUTIONS` for ``execution`` (``document`` as
+    for :func:`execution_row`)."""
     return {
         "b_id": execution.id,
         "state": execution.state.value,
         "backend": execution.backend.value,
-        "document": execution.document(),
+        "document": execution.document() if document is None else document,
         "workflow_run_id": _run_id_of(execution),
     }
 
