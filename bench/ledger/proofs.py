@@ -1,7 +1,7 @@
 """Inclusion proofs at a million entries: in the process and through the API.
 
-On the big Postgres ledger (:mod:`bench.ledger.build`), for random indexes and the
-tree's whole size, each proof checked against the root (untimed):
+On the big ledger (:mod:`bench.ledger.build`), in Postgres and in SQLite, for random
+indexes and the tree's whole size, each proof checked against the root (untimed):
 
 - in the process: the store's read of the proof's nodes plus
   :func:`~limit_graph.core.merkle.inclusion_proof` (one query of O(log n) keyed rows),
@@ -55,6 +55,7 @@ API = "`GET /audit/proof/inclusion`, `limit up` under uvicorn (random index, siz
 
 @dataclass(frozen=True)
 class ProofResult:
+    database: str
     size: int
     samples: dict[str, list[float]]
     """Seconds per call, by row name."""
@@ -198,7 +199,9 @@ def _http_proofs(
     return found
 
 
-def measure(url: str, size: int, home: Path, count: int, http_count: int) -> ProofResult:
+def measure(
+    url: str, size: int, home: Path, count: int, http_count: int, *, database: str = "Postgres"
+) -> ProofResult:
     rng = random.Random(6962)
     home.mkdir(parents=True, exist_ok=True)
     samples = asyncio.run(_store_proofs(url, size, count, rng))
@@ -206,12 +209,12 @@ def measure(url: str, size: int, home: Path, count: int, http_count: int) -> Pro
     samples[SERVICE] = asyncio.run(_service_proofs(url, home, size, count, rng))
     samples.update(_http_proofs(url, home, size, http_count, rng))
     anchors = {STORE: POOL, SERVICE: POOL, API: BARE}
-    return ProofResult(size, samples, anchors)
+    return ProofResult(database, size, samples, anchors)
 
 
 def rows(result: ProofResult) -> list[str]:
     lines = [
-        f"| inclusion proof at {result.size:,} entries, Postgres | p50 ms | p99 ms | "
+        f"| inclusion proof at {result.size:,} entries, {result.database} | p50 ms | p99 ms | "
         "p50 vs its anchor |",
         "| --- | ---: | ---: | ---: |",
     ]
@@ -226,7 +229,7 @@ def rows(result: ProofResult) -> list[str]:
     store, api = _p(result.samples[STORE], 0.5), _p(result.samples[API], 0.5)
     lines += [
         "",
-        f"In process {store:.3f} ms p50 (target < {IN_PROCESS_TARGET_MS} ms: "
+        f"{result.database}: in process {store:.3f} ms p50 (target < {IN_PROCESS_TARGET_MS} ms: "
         f"{'meets' if store < IN_PROCESS_TARGET_MS else 'misses'}); through the API "
         f"{api:.2f} ms p50 (target < {HTTP_TARGET_MS:.0f} ms: "
         f"{'meets' if api < HTTP_TARGET_MS else 'misses'}); "

@@ -26,6 +26,8 @@ def test_the_ledger_benches_run_at_their_tiny_size(tmp_path: Path) -> None:
 
     assert "`verify_ledger`, SQLite (ok, 8 checkpoints) | 2,000 |" in text, text
     assert "| SQLite |" in text and "The ledger adds to an execute: SQLite" in text, text
+    assert "| inclusion proof at 2,000 entries, SQLite |" in text, text
+    assert "SQLite: in process" in text, text
     assert "The ledger's benches took" in lines[-1]
     if not postgres:
         assert "Postgres does not answer" in text

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +16,8 @@ from limit_graph.core.errors import InvalidInput, NotFound, StateDenied
 from limit_graph.core.models import utcnow
 from limit_graph.orchestration.ledger_verify import verify_ledger
 from limit_graph.storage.base import Storage
+from limit_graph.storage.database import DatabaseStorage
+from limit_graph.storage.database.ledger import _DirectReads
 from limit_graph.storage.file import FileStorage
 from limit_graph.storage.ledger import EntryDraft, decode_hash
 from limit_graph.storage.ledger_store import (
@@ -212,3 +216,42 @@ async def test_a_file_store_of_the_chained_format_is_upgraded_once_checked(
         await refused.start()
     await refused.close()
     assert "entry_hash" in (broken / "000000000002.json").read_text()
+
+
+async def test_a_sqlite_store_reads_proofs_from_a_folder_of_any_name(tmp_path: Path) -> None:
+    """A SQLite store reads a proof's nodes on a connection of its own, opened by URI:
+    a space or a '#' in the folder's name is a folder name."""
+    folder = tmp_path / "a b#c"
+    storage = DatabaseStorage(f"sqlite+aiosqlite:///{folder / 'ledger.db'}")
+    await storage.start()
+    try:
+        await _fill(storage, 9)
+        head = await storage.ledger.head()
+        leaves = [decode_hash(e.leaf_hash) for e in await storage.list_entries()]
+        for index in range(head.size):
+            proof = await inclusion_proof(storage.ledger, index, head.size)
+            merkle.verify_inclusion(index, head.size, leaves[index], proof, head.root)
+    finally:
+        await storage.close()
+
+
+def test_a_direct_read_that_would_wait_is_given_up_at_once(tmp_path: Path) -> None:
+    """The direct connection never waits for a lock: a read SQLite answers busy (here a
+    writer holds a journal-mode database exclusively) is ``None`` -- the store then
+    reads the async way -- and the next read, once the lock is gone, answers."""
+    path = tmp_path / "locked.db"
+    with sqlite3.connect(path) as made:
+        made.execute("CREATE TABLE limit_ledger_head (id INTEGER PRIMARY KEY, size INTEGER)")
+        made.execute("INSERT INTO limit_ledger_head VALUES (1, 5)")
+    direct = _DirectReads(str(path))
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        started = time.monotonic()
+        assert direct.rows("SELECT size FROM limit_ledger_head") is None
+        assert time.monotonic() - started < 1
+        holder.execute("ROLLBACK")
+        assert direct.rows("SELECT size FROM limit_ledger_head") == [(5,)]
+    finally:
+        holder.close()
+        direct.close()

@@ -10,12 +10,23 @@ the driver gives them, Postgres's binary format); the scan reads the leaf and th
 payload as the bytes of their UTF-8, which is what their hashes cover.  Erasure is the
 one UPDATE the migration's triggers let through: an erasable entry's ``payload`` and
 ``salt`` to null.
+
+On SQLite a proof's reads -- the head, and nodes by key, a few dozen rows -- take a few
+microseconds in the database, and a millisecond or more through the async pool (a
+connection checked out and given back, a hop to aiosqlite's thread and back for each
+statement; measured here).  So they are read on a connection of their own, in the
+calling thread (:class:`_DirectReads`): read-only, in autocommit (each read sees the
+ledger as committed), and never waiting for a lock -- a read SQLite answers "busy"
+(only while a crashed writer's journal is recovered) goes the async way.  Larger reads
+(a verification's thousands of nodes, trail pages, scans) always do, off the event loop.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import null, select, update
@@ -120,11 +131,87 @@ def _nodes_query(runs: list[_Run]) -> str:
     return " UNION ALL ".join(parts)
 
 
+DIRECT_NODES = 256
+"""The most nodes a read asks for that a SQLite store reads in the calling thread (a
+proof at any size asks for fewer than 128)."""
+
+
+_STATEMENTS = 2 * DIRECT_NODES
+"""Statements a direct connection keeps prepared: two for each number of nodes."""
+
+
+class _DirectReads:
+    """Small reads of a SQLite ledger in the calling thread (module docstring)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+
+    def rows(self, query: str) -> list[tuple[Any, ...]] | None:
+        """The rows of a query of constant text, or ``None`` when SQLite would wait."""
+        return self._read(lambda conn: conn.execute(query).fetchall())
+
+    def nodes(self, ids: Sequence[merkle.NodeId]) -> list[tuple[Any, ...]] | None:
+        """The nodes ``ids``, or ``None``: the leaves in one statement and the larger
+        subtrees in another, of placeholders (prepared once for each number of them,
+        where a statement naming the nodes in its text is parsed every time)."""
+        leaves = [idx for level, idx in ids if level == 0]
+        subtrees = [value for level, idx in ids if level > 0 for value in (level, idx)]
+
+        def read(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            found: list[tuple[Any, ...]] = []
+            if leaves:
+                marks = ", ".join("?" * len(leaves))
+                query = f"SELECT 0, idx, leaf_hash FROM {t.ledger.name} WHERE idx IN ({marks})"
+                found += conn.execute(query, leaves).fetchall()
+            if subtrees:
+                marks = ", ".join(["(?, ?)"] * (len(subtrees) // 2))
+                query = (  # CROSS JOIN: SQLite looks each key up, in the order given
+                    f"SELECT n.level, n.idx, n.hash FROM (VALUES {marks}) AS k "
+                    f"CROSS JOIN {t.ledger_nodes.name} AS n "
+                    "ON n.level = k.column1 AND n.idx = k.column2"
+                )
+                found += conn.execute(query, subtrees).fetchall()
+            return found
+
+        return self._read(read)
+
+    def _read(
+        self, read: Callable[[sqlite3.Connection], list[tuple[Any, ...]]]
+    ) -> list[tuple[Any, ...]] | None:
+        if self._conn is None:
+            uri = Path(self._path).resolve().as_uri() + "?mode=ro"
+            conn = sqlite3.connect(
+                uri, uri=True, timeout=0, check_same_thread=False, cached_statements=_STATEMENTS
+            )
+            conn.isolation_level = None
+            self._conn = conn
+        try:
+            self._conn.execute("BEGIN")  # one snapshot for all the statements
+            try:
+                return read(self._conn)
+            finally:
+                self._conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                return None
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
 class DatabaseLedger:
-    def __init__(self, read: Connect, write: Connect, *, is_sqlite: bool) -> None:
+    def __init__(
+        self, read: Connect, write: Connect, *, is_sqlite: bool, sqlite_path: str | None = None
+    ) -> None:
+        """``sqlite_path``: the SQLite file, whose small reads are then direct."""
         self._read = read
         self._write = write
         self._is_sqlite = is_sqlite
+        self._direct = _DirectReads(sqlite_path) if is_sqlite and sqlite_path else None
         uuid_type = t.ledger.c.session_id.type
         sqlite = sqlite_dialect()
         processor = uuid_type.dialect_impl(sqlite).bind_processor(sqlite) if is_sqlite else None
@@ -132,8 +219,12 @@ class DatabaseLedger:
         """A session id as the driver is given it (SQLite keeps a UUID as 32 hex digits)."""
         self._insert = sqlite_insert if is_sqlite else pg_insert
 
+    def close(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
+
     async def head(self) -> TreeHead:
-        [(size, edge)] = await self._rows(
+        [(size, edge)] = await self._small_rows(
             f"SELECT size, edge FROM {t.ledger_head.name} WHERE id = 1"
         )
         head = LedgerHead.stored(size, bytes(edge))
@@ -142,9 +233,17 @@ class DatabaseLedger:
     async def nodes(self, ids: Sequence[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
         found: dict[merkle.NodeId, bytes] = {}
         runs = _runs(ids)
-        for start in range(0, len(runs), _RUNS_PER_QUERY):
-            rows = await self._rows(_nodes_query(runs[start : start + _RUNS_PER_QUERY]))
-            found.update(((level, idx), digest) for level, idx, digest in rows)
+        direct = (
+            self._direct.nodes(ids)
+            if self._direct is not None and len(ids) <= DIRECT_NODES
+            else None
+        )
+        if direct is not None:
+            found.update(((level, idx), digest) for level, idx, digest in direct)
+        else:
+            for start in range(0, len(runs), _RUNS_PER_QUERY):
+                rows = await self._rows(_nodes_query(runs[start : start + _RUNS_PER_QUERY]))
+                found.update(((level, idx), digest) for level, idx, digest in rows)
         missing = [i for i in ids if i not in found]
         if missing:
             raise NotFound(f"the ledger holds no node {missing[0]} (of {len(missing)} missing)")
@@ -187,6 +286,14 @@ class DatabaseLedger:
     def _as_bytes(self, column: str) -> str:
         """A text column as the bytes of its UTF-8, which is what its hash covers."""
         return f"CAST({column} AS BLOB)" if self._is_sqlite else f"convert_to({column}, 'UTF8')"
+
+    async def _small_rows(self, query: str) -> list[tuple[Any, ...]]:
+        """The rows of a query of a few keyed rows: direct on SQLite (module docstring)."""
+        if self._direct is not None:
+            rows = self._direct.rows(query)
+            if rows is not None:
+                return rows
+        return await self._rows(query)
 
     async def _rows(self, query: str, values: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """The rows of a query (``values`` for its placeholders), read with the driver

@@ -94,7 +94,12 @@ class DatabaseStorage(DatabaseReads):
             DatabaseKeyRingBackend(self.transaction, self._read), keks, refresh_s=key_refresh_s
         )
         self._seals = DatabaseSeals(self._keyring, self._read)
-        self._ledger = DatabaseLedger(self._read, self._write_conn, is_sqlite=self.is_sqlite)
+        self._ledger = DatabaseLedger(
+            self._read,
+            self._write_conn,
+            is_sqlite=self.is_sqlite,
+            sqlite_path=self.url.database if self.is_sqlite else None,
+        )
         """Sensitive executions and archives are sealed in their rows."""
         self._lineage = DatabaseLineageStore(self._read, self._write_conn, is_sqlite=self.is_sqlite)
         self._shared = DatabaseDispatchQueue(
@@ -172,6 +177,7 @@ class DatabaseStorage(DatabaseReads):
         await self._keyring.start()
 
     async def close(self) -> None:
+        self._ledger.close()
         if self._committer is not None:
             await self._committer.close()
             self._committer = None
