@@ -7,13 +7,13 @@ rows written with the columns the revision had.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, insert, inspect, select
+from sqlalchemy import Engine, event, insert, inspect, select
 
 from limit_graph.core.models import ExecutionState
 from limit_graph.orchestration.ledger_verify import verify_ledger
 from limit_graph.storage import schema as t
 from limit_graph.storage.base import execution_draft, session_draft
-from limit_graph.storage.database import DatabaseStorage
+from limit_graph.storage.database import DatabaseStorage, schema_versions
 from limit_graph.storage.ledger import verify_entries
 from limit_graph.storage.paging import Page
 from tests.fixtures.legacy_ledger import chained_rows, same_entry, write_chain
@@ -97,3 +97,33 @@ async def test_0003_downgrades_keeping_the_older_records(engine: Engine, url: st
         assert conn.scalar(select(t.executions.c.id)) == step.id
     migrate(engine, "head")
     assert "workflow_run_id" in _execution_columns(engine)
+
+
+def test_a_database_at_the_newest_revision_is_only_read_as_a_process_starts(
+    engine: Engine,
+) -> None:
+    """Every API process upgrades its database as it starts; one already at the newest
+    revision gets its revision read and nothing else: no migration runs.  One revision
+    behind, the upgrade runs."""
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    migrate(engine, "head")
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with engine.begin() as conn:
+            schema_versions.upgrade(conn)
+        # Whether the version table exists, and what it says: reads alone.
+        assert len(statements) == 2, statements
+        assert all(s.split()[0] in ("SELECT", "PRAGMA") for s in statements), statements
+        assert schema_versions.VERSION_TABLE in statements[-1]
+        downgrade(engine, schema_versions.revisions()[-2].revision)
+        statements.clear()
+        with engine.begin() as conn:
+            schema_versions.upgrade(conn)
+            assert schema_versions.current_revision(conn) == schema_versions.head_revision()
+        assert len(statements) > 1
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)

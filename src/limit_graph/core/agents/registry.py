@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from importlib.metadata import EntryPoint, entry_points
@@ -66,7 +67,7 @@ class AgentRegistry:
         """The agents of the ``limit_graph.agents`` entry points: each names an iterable
         of agents (:class:`AgentSpec` or ``@agent`` functions) or a module of them."""
         registry = cls()
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
+        for ep in _agent_entry_points():
             for spec in _entry_point_agents(ep):
                 registry.register(spec)
         return registry
@@ -123,6 +124,14 @@ class AgentRegistry:
         except NotFound:
             return False
         return True
+
+
+@functools.cache
+def _agent_entry_points() -> tuple[EntryPoint, ...]:
+    """The installed ``limit_graph.agents`` entry points, looked up once a process: the
+    lookup reads every installed distribution's metadata (about a tenth of a second
+    here), and what is installed does not change under a running process."""
+    return tuple(entry_points(group=ENTRY_POINT_GROUP))
 
 
 def _entry_point_agents(ep: EntryPoint) -> list[AgentSpec]:

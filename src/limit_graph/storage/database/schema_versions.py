@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,7 +61,9 @@ class Revision:
     title: str
 
 
+@functools.cache
 def _script() -> ScriptDirectory:
+    """The migrations, read once a process (each start asks which is the newest)."""
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -118,7 +121,12 @@ def _check_target(revision: str) -> str:
 
 
 def upgrade(connection: Connection, revision: str = "head") -> None:
-    """Migrate the database forward to ``revision`` (the newest by default)."""
+    """Migrate the database forward to ``revision`` (the newest by default); a database
+    already there is left as it is, without starting Alembic's environment (every API
+    process calls this as it starts)."""
+    current = current_revision(connection)
+    if current is not None and current == (head_revision() if revision == "head" else revision):
+        return
     require_known_revision(connection)
     target = _check_target(revision)
     try:
