@@ -17,12 +17,10 @@ before anything is queued.  Results carry the run's provenance in ``metadata``.
 from __future__ import annotations
 
 import re
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from prefect import task
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
-from qiskit import QuantumCircuit
-from qiskit.quantum_info import SparsePauliOp
 
 from limit_graph.blocks.quantum import TARGET_FORMS, resolve_target
 from limit_graph.core.agents import AgentSpec
@@ -53,6 +51,10 @@ from limit_graph.tasks.quantum.work import (
     validated,
     work_profile,
 )
+
+if TYPE_CHECKING:  # Qiskit is imported where a circuit is parsed or run, not with the agents
+    from qiskit import QuantumCircuit
+    from qiskit.quantum_info import SparsePauliOp
 
 __all__ = [
     "AGENTS",
@@ -209,6 +211,8 @@ def _operator(observable: Observable, num_qubits: int) -> SparsePauliOp:
                 f"circuit has {num_qubits} qubits (Qiskit's order: the rightmost character "
                 "is qubit 0)"
             )
+    from qiskit.quantum_info import SparsePauliOp
+
     return SparsePauliOp([t.pauli for t in terms], [t.coeff for t in terms])
 
 

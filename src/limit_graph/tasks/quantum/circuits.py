@@ -20,11 +20,11 @@ import io
 import warnings
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from qiskit import QuantumCircuit, qasm2, qasm3, qpy
-from qiskit.exceptions import ExperimentalWarning
-from qiskit.quantum_info import SparsePauliOp
+if TYPE_CHECKING:  # Qiskit is imported where a circuit is read or written, not with the agents
+    from qiskit import QuantumCircuit
+    from qiskit.quantum_info import SparsePauliOp
 
 __all__ = [
     "CircuitError",
@@ -75,6 +75,9 @@ def _parsed(fmt: CircuitFormat, source: str) -> QuantumCircuit:
 def _load_qasm3(source: str) -> QuantumCircuit:
     """Qiskit's native importer first (~0.01 ms against ~15 ms); it does not know every
     gate the Python importer does, so that one answers whatever it refuses."""
+    from qiskit import qasm3
+    from qiskit.exceptions import ExperimentalWarning
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         try:
@@ -88,6 +91,8 @@ def _load_qasm3(source: str) -> QuantumCircuit:
 
 
 def _load_other(fmt: CircuitFormat, source: str) -> QuantumCircuit:
+    from qiskit import QuantumCircuit, qasm2, qpy
+
     if fmt == "qasm2":
         try:
             return qasm2.loads(source, custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
@@ -109,6 +114,8 @@ def _load_other(fmt: CircuitFormat, source: str) -> QuantumCircuit:
 def circuit_source(circuit: QuantumCircuit, fmt: CircuitFormat = "qasm3") -> dict[str, str]:
     """The ``{"format", "source"}`` document for ``circuit``: the inverse of
     :func:`load_circuit`, for clients and tests that build circuits in Python."""
+    from qiskit import qasm2, qasm3, qpy
+
     if fmt == "qasm3":
         text = qasm3.dumps(circuit)
     elif fmt == "qasm2":
@@ -128,6 +135,9 @@ def qasm3_text(circuit: QuantumCircuit) -> str:
     native exporter does not handle yet, and anything else it declines go to the Python
     exporter.  A given circuit always takes the same path, so its text is stable.
     """
+    from qiskit import qasm3
+    from qiskit.exceptions import ExperimentalWarning
+
     if not circuit.num_parameters:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)

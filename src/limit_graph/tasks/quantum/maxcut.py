@@ -17,15 +17,11 @@ from __future__ import annotations
 import math
 import time
 from importlib.metadata import version
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from prefect import task
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from qiskit import QuantumCircuit
-from qiskit.circuit import ParameterVector
-from qiskit.quantum_info import SparsePauliOp
-from scipy.optimize import minimize
 
 from limit_graph.blocks.quantum import QuantumTarget, library_versions, resolve_target
 from limit_graph.core.agents import AgentSpec
@@ -39,6 +35,10 @@ from limit_graph.tasks.quantum.primitives import (
     transpile_for,
 )
 from limit_graph.tasks.quantum.work import circuit_profile, run_usage, validated, work_profile
+
+if TYPE_CHECKING:  # Qiskit and SciPy are imported by the functions that use them
+    from qiskit import QuantumCircuit
+    from qiskit.quantum_info import SparsePauliOp
 
 __all__ = [
     "AGENTS",
@@ -276,6 +276,9 @@ def qaoa_circuit(graph: Graph, p: int) -> QuantumCircuit:
     """The depth-``p`` QAOA state: ``|+>^n``, then per layer ``RZZ(gamma_l * w)`` on each
     edge (``exp(-i gamma_l w Z_u Z_v / 2)``) and ``RX(2 beta_l)`` on each qubit.
     Parameters are named ``gamma[l]`` and ``beta[l]``; qubit ``i`` is node ``i``."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import ParameterVector
+
     gammas, betas = ParameterVector("gamma", p), ParameterVector("beta", p)
     circuit = QuantumCircuit(graph.nodes, name=f"qaoa-maxcut-p{p}")
     circuit.h(range(graph.nodes))
@@ -288,6 +291,8 @@ def qaoa_circuit(graph: Graph, p: int) -> QuantumCircuit:
 
 def cost_observable(graph: Graph) -> SparsePauliOp:
     """``sum_e w_e (Z_u Z_v - 1) / 2``: its expectation is minus the expected cut value."""
+    from qiskit.quantum_info import SparsePauliOp
+
     total = math.fsum(w for _, _, w in graph.edges)
     terms = [("ZZ", [u, v], w / 2) for u, v, w in graph.edges]
     return SparsePauliOp.from_sparse_list([*terms, ("", [], -total / 2)], graph.nodes)
@@ -353,6 +358,8 @@ def solve_qaoa(inputs: QaoaInput) -> QaoaOutput:
         energy = energy_of(_angle_values(p, angles, measured.parameter_names))
         trace.append(TracePoint(iteration=len(trace), params=angles.tolist(), energy=energy))
         return energy
+
+    from scipy.optimize import minimize
 
     result = minimize(objective, start, method=inputs.optimizer, options=_options(inputs))
     best_angles = np.asarray(result.x) * scale

@@ -26,12 +26,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
-from qiskit import QuantumCircuit
-from qiskit.exceptions import QiskitError
-from qiskit.quantum_info import SparsePauliOp
 
 from limit_graph.blocks.quantum import (
     EstimatePub,
@@ -51,6 +48,10 @@ from limit_graph.tasks.quantum.circuits import (
     qasm3_sha256,
     strip_final_measurements,
 )
+
+if TYPE_CHECKING:  # Qiskit is imported by the functions that run it, not with the agents
+    from qiskit import QuantumCircuit
+    from qiskit.quantum_info import SparsePauliOp
 
 __all__ = [
     "DEFAULT_OPTIMIZATION_LEVEL",
@@ -191,6 +192,8 @@ def transpile_for(
     seed: int | None = None,
 ) -> Transpiled:
     """``circuit`` transpiled for ``target``; too wide a circuit is a ``CircuitError``."""
+    from qiskit.exceptions import QiskitError
+
     check_width(circuit, target.num_qubits, target.name)
     try:
         isa = target.transpile(circuit, optimization_level=optimization_level, seed=seed)
@@ -240,6 +243,8 @@ def _guarded(
     ``AerError`` among them) are a non-retryable :class:`BackendError` naming the target.
     A platform error (a device's :class:`BackendError`) and anything else, a bug's
     ``TypeError`` say, propagate unchanged."""
+    from qiskit.exceptions import QiskitError
+
     try:
         return list(run())
     except QiskitError as exc:
@@ -387,6 +392,8 @@ def estimate_expectations(
     """Expectation value of each observable (a ``SparsePauliOp`` or a Pauli label, Qiskit
     order) in the circuit's state.  Transpile once with :func:`transpile_for` and pass
     the :class:`Transpiled` to run many parameter values cheaply (QAOA)."""
+    from qiskit.quantum_info import SparsePauliOp
+
     operators = [o if isinstance(o, SparsePauliOp) else SparsePauliOp(o) for o in observables]
     request = EstimateRequest(circuit, operators, parameter_values or {}, precision)
     run = run_estimator(target, [request], seed=seed, optimization_level=optimization_level)

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from pydantic import BaseModel
-from qiskit import QuantumCircuit
-from qiskit.circuit import ControlFlowOp, Gate
 
 from limit_graph.core.compliance import CircuitProfile, TargetLimits, Usage, WorkProfile
+
+if TYPE_CHECKING:  # Qiskit is imported where a circuit is looked at, not with the agents
+    from qiskit import QuantumCircuit
 
 __all__ = [
     "IBM_DEFAULT_PRECISION",
@@ -61,6 +62,8 @@ readout, with a margin.  With :data:`IBM_JOB_OVERHEAD_S` this gives 4.05 s for a
 def two_qubit_gates(circuit: QuantumCircuit) -> int:
     """Two-qubit gates in ``circuit``, those inside control flow too; barriers,
     measurements, resets and delays are not gates."""
+    from qiskit.circuit import ControlFlowOp, Gate
+
     count = 0
     for instruction in circuit.data:
         operation = instruction.operation
