@@ -15,10 +15,11 @@ On SQLite a proof's reads -- the head, and nodes by key, a few dozen rows -- tak
 microseconds in the database, and a millisecond or more through the async pool (a
 connection checked out and given back, a hop to aiosqlite's thread and back for each
 statement; measured here).  So they are read on a connection of their own, in the
-calling thread (:class:`_DirectReads`): read-only, in autocommit (each read sees the
-ledger as committed), and never waiting for a lock -- a read SQLite answers "busy"
-(only while a crashed writer's journal is recovered) goes the async way.  Larger reads
-(a verification's thousands of nodes, trail pages, scans) always do, off the event loop.
+calling thread (:class:`_DirectReads`): read-only, each read a transaction of its own
+(it sees the ledger as committed, one snapshot for all its statements), never waiting
+for a lock -- a read SQLite answers "busy" (as while a crashed writer's journal is
+recovered) goes the async way.  Larger reads (a verification's thousands of nodes,
+trail pages, scans) always do, off the event loop.
 """
 
 from __future__ import annotations
@@ -232,7 +233,6 @@ class DatabaseLedger:
 
     async def nodes(self, ids: Sequence[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
         found: dict[merkle.NodeId, bytes] = {}
-        runs = _runs(ids)
         direct = (
             self._direct.nodes(ids)
             if self._direct is not None and len(ids) <= DIRECT_NODES
@@ -241,6 +241,7 @@ class DatabaseLedger:
         if direct is not None:
             found.update(((level, idx), digest) for level, idx, digest in direct)
         else:
+            runs = _runs(ids)
             for start in range(0, len(runs), _RUNS_PER_QUERY):
                 rows = await self._rows(_nodes_query(runs[start : start + _RUNS_PER_QUERY]))
                 found.update(((level, idx), digest) for level, idx, digest in rows)
