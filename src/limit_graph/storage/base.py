@@ -82,9 +82,9 @@ def execution_draft(
 ) -> EntryDraft:
     """The entry for an execution; its payload leaves out the entry's own index, and a
     sensitive execution's sealed fields are commitments (:mod:`~limit_graph.storage.sealed`).
-    ``document``, when the caller has it, is the execution's own ``document()`` (not a
-    sensitive one's), taken as it is, not copied."""
-    payload = document if document is not None else ledger_document(execution)
+    ``document``, when the caller dumped it already, is the execution's own
+    ``document()`` (not a sensitive one's)."""
+    payload = dict(document) if document is not None else ledger_document(execution)
     payload["provenance_entry"] = None
     return EntryDraft(
         actor=actor,

@@ -212,7 +212,7 @@ class DatabaseLedger:
         self._read = read
         self._write = write
         self._is_sqlite = is_sqlite
-        self._direct = _DirectReads(sqlite_path) if is_sqlite and sqlite_path else None
+        self._direct = _DirectReads(sqlite_path) if sqlite_path else None
         uuid_type = t.ledger.c.session_id.type
         sqlite = sqlite_dialect()
         processor = uuid_type.dialect_impl(sqlite).bind_processor(sqlite) if is_sqlite else None

@@ -224,10 +224,7 @@ class Batch:
 
         def drafts() -> list[EntryDraft]:
             final = execution_draft(
-                execution,
-                actor=write.actor,
-                action=write.action,
-                document=dict(document) if document is not None else None,
+                execution, actor=write.actor, action=write.action, document=document
             )
             if write.started is None:
                 return [final]
